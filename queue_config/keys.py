@@ -1,0 +1,91 @@
+"""Every Redis key launchbay owns, built in one place.
+
+RQ owns ``rq:*`` and we reach those only through rq's Queue, Job and registry classes. Ours live
+under a namespace (default ``launchbay``, set with ``LAUNCHBAY_NAMESPACE`` or ``Keys(namespace)``).
+
+=====================================  ======  ===========  ================================
+key                                    type    TTL          written by
+=====================================  ======  ===========  ================================
+{ns}:queues                            SET     none         CLI (queue apply/delete)
+{ns}:queue:{name}                      STRING  none         CLI: the queue config as JSON
+{ns}:jobdefs                           SET     none         CLI enqueue (job names)
+{ns}:jobdef:{name}                     STRING  none         agent: recorded inputs.json + run id
+{ns}:job:{id}                          HASH    result TTL   CLI creates, agent advances:
+                                                            state, reason, timestamps, gpus...
+{ns}:job:{id}:log                      STREAM  result TTL   agent: container output, capped
+{ns}:jobs:{queue}                      ZSET    none         CLI: job ids by enqueue time
+{ns}:agents                            SET     none         agent: ids ever registered
+{ns}:agent:{id}                        HASH    none         agent: host, labels, inventory
+{ns}:agent:{id}:alive                  STRING  heartbeat    agent: set with EX every beat
+{ns}:agent:{id}:ledger                 HASH    none         claim script: job id -> allocation
+{ns}:agent:{id}:capacity               STRING  none         agent: JSON of what may be claimed
+{ns}:events                            PUBSUB  -            CLI and agents: wake-up messages
+=====================================  ======  ===========  ================================
+
+``tests/test_keys.py`` pins these shapes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_NAMESPACE = "launchbay"
+NAMESPACE_ENV = "LAUNCHBAY_NAMESPACE"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder for one namespace; pass it around rather than formatting strings."""
+
+    namespace: str = DEFAULT_NAMESPACE
+
+    @classmethod
+    def from_env(cls) -> Keys:
+        return cls(os.environ.get(NAMESPACE_ENV) or DEFAULT_NAMESPACE)
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.namespace, *parts))
+
+    @property
+    def queues(self) -> str:
+        return self._k("queues")
+
+    def queue(self, name: str) -> str:
+        return self._k("queue", name)
+
+    @property
+    def jobdefs(self) -> str:
+        return self._k("jobdefs")
+
+    def jobdef(self, name: str) -> str:
+        return self._k("jobdef", name)
+
+    def job(self, job_id: str) -> str:
+        return self._k("job", job_id)
+
+    def job_log(self, job_id: str) -> str:
+        return self._k("job", job_id, "log")
+
+    def queue_jobs(self, queue: str) -> str:
+        return self._k("jobs", queue)
+
+    @property
+    def agents(self) -> str:
+        return self._k("agents")
+
+    def agent(self, agent_id: str) -> str:
+        return self._k("agent", agent_id)
+
+    def agent_alive(self, agent_id: str) -> str:
+        return self._k("agent", agent_id, "alive")
+
+    def agent_ledger(self, agent_id: str) -> str:
+        return self._k("agent", agent_id, "ledger")
+
+    def agent_capacity(self, agent_id: str) -> str:
+        return self._k("agent", agent_id, "capacity")
+
+    @property
+    def events(self) -> str:
+        return self._k("events")

@@ -1,0 +1,165 @@
+"""Shared fixtures: a private redis-server on a random loopback port, the Docker engine that
+scripts/test started, and the locally built base image.
+
+Outside CI a missing service skips the tests that need it; with CI=true it fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BIN_DIR = Path(sys.executable).parent
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip (locally) or fail (in CI) when a service the test needs is missing."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A throwaway redis-server bound to 127.0.0.1 on a random port."""
+
+    def __init__(self, workdir: Path, *extra_args: str, password: str | None = None) -> None:
+        self.workdir = workdir
+        self.extra_args = extra_args
+        self.password = password
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        args = [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--save",
+            "",
+            "--dir",
+            str(self.workdir),
+            "--daemonize",
+            "no",
+            *self.extra_args,
+        ]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis-server did not listen on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    require(
+        shutil.which("redis-server") is not None,
+        "redis-server is not installed (apt-get install redis-server)",
+    )
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    """URL of the session's redis-server, emptied before each test (it is private to the tests)."""
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_conn(redis_url):
+    import redis
+
+    conn = redis.Redis.from_url(redis_url)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    try:
+        import docker
+
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as exc:  # any failure here means "no engine"
+        require(False, f"no Docker engine answers ({exc.__class__.__name__}); scripts/test starts one")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client) -> str:
+    """A local image with python3 and PyYAML, built by scripts/test with debootstrap + docker import."""
+    import docker
+
+    name = os.environ.get("LAUNCHBAY_TEST_BASE_IMAGE", "launchbay-base:bookworm")
+    try:
+        docker_client.images.get(name)
+    except docker.errors.ImageNotFound:
+        require(False, f"base image {name} is missing; scripts/test builds it")
+    return name
+
+
+def run_cli(
+    *args: str,
+    env: dict | None = None,
+    input: str | None = None,
+    timeout: float = 60,
+    cwd: str | Path | None = None,
+) -> subprocess.CompletedProcess:
+    """Run the installed ``launchbay`` console script as a user would, capturing its output."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [str(BIN_DIR / "launchbay"), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        input=input,
+        timeout=timeout,
+        cwd=cwd,
+    )

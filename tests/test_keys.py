@@ -1,0 +1,22 @@
+from launchbay.queue_config.keys import Keys
+
+
+def test_key_shapes_are_pinned():
+    k = Keys()
+    assert k.queues == "launchbay:queues"
+    assert k.queue("gpu") == "launchbay:queue:gpu"
+    assert k.jobdefs == "launchbay:jobdefs"
+    assert k.jobdef("trainer") == "launchbay:jobdef:trainer"
+    assert k.job("abc") == "launchbay:job:abc"
+    assert k.job_log("abc") == "launchbay:job:abc:log"
+    assert k.queue_jobs("gpu") == "launchbay:jobs:gpu"
+    assert k.agents == "launchbay:agents"
+    assert k.agent("h1") == "launchbay:agent:h1"
+    assert k.agent_alive("h1") == "launchbay:agent:h1:alive"
+    assert k.agent_ledger("h1") == "launchbay:agent:h1:ledger"
+    assert k.agent_capacity("h1") == "launchbay:agent:h1:capacity"
+    assert k.events == "launchbay:events"
+
+
+def test_namespace_is_configurable():
+    assert Keys("team-a").job("x") == "team-a:job:x"
