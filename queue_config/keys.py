@@ -7,7 +7,7 @@ under a namespace (default ``launchbay``, set with ``LAUNCHBAY_NAMESPACE`` or ``
 key                                    type    TTL          written by
 =====================================  ======  ===========  ================================
 {ns}:queues                            SET     none         CLI (queue apply/delete)
-{ns}:queue:{name}                      STRING  none         CLI: the queue config as JSON
+{ns}:queue:{name}                      HASH    none         CLI: config (JSON), paused, updated_at
 {ns}:jobdefs                           SET     none         CLI enqueue (job names)
 {ns}:jobdef:{name}                     STRING  none         agent: recorded inputs.json + run id
 {ns}:job:{id}                          HASH    result TTL   CLI creates, agent advances:

@@ -1,0 +1,133 @@
+"""Keeps RQ's view of a job in step with launchbay's record, so ``rq info`` and rq-dashboard count
+our jobs correctly.
+
+launchbay jobs are real RQ jobs (JSON serializer) in real RQ queues, but no RQ worker runs them:
+an agent claims them with its own atomic script and runs them in containers. This module is the
+only place that writes RQ's structures, and it does so through rq's classes (Queue, Job,
+Execution, the registries), never by key name. rq is pinned below 3.0 because ``Execution`` is
+not a stable public API across majors.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Mapping, Optional
+
+import redis
+from rq import Queue
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry
+from rq.serializers import JSONSerializer
+
+#: The function name RQ stores for our jobs. An RQ worker that picks one up by mistake fails it
+#: with a message that says what to run instead.
+ENTRY_POINT = "launchbay.queue_config.rq_bridge.run_with_launchbay_agent"
+#: How long RQ keeps a job's "started" entry without a heartbeat. The agent refreshes it on every
+#: beat, and launchbay detects lost agents itself (heartbeat TTL + grace, seconds), long before this.
+EXECUTION_TTL_S = 3600
+RESULT_TTL_S = 7 * 24 * 3600
+FAILURE_TTL_S = 30 * 24 * 3600
+
+
+def run_with_launchbay_agent(job_id: str) -> None:
+    raise RuntimeError(
+        f"job {job_id} is a launchbay job: run `launchbay agent` on a machine that serves its queue, not `rq worker`"
+    )
+
+
+def rq_queue(conn: redis.Redis, name: str) -> Queue:
+    return Queue(name, connection=conn, serializer=JSONSerializer)
+
+
+def fetch(conn: redis.Redis, job_id: str) -> Job:
+    return Job.fetch(job_id, connection=conn, serializer=JSONSerializer)
+
+
+def enqueue(
+    conn: redis.Redis,
+    queue: str,
+    job_id: str,
+    *,
+    meta: Mapping[str, Any],
+    description: str,
+    at_front: bool = False,
+    pipeline: Any = None,
+) -> Job:
+    """Put a new RQ job at the back (or front) of ``queue``; with ``pipeline`` nothing runs until it executes."""
+    return rq_queue(conn, queue).enqueue_call(
+        ENTRY_POINT,
+        kwargs={"job_id": job_id},
+        job_id=job_id,
+        meta=dict(meta),
+        description=description,
+        timeout=-1,  # max_runtime is enforced by the agent, on the container
+        result_ttl=RESULT_TTL_S,
+        failure_ttl=FAILURE_TTL_S,
+        at_front=at_front,
+        pipeline=pipeline,
+    )
+
+
+def mark_started(conn: redis.Redis, job_id: str, *, worker_name: str) -> str:
+    """Record in RQ that ``worker_name`` runs the job; returns the execution id to keep for later calls."""
+    job = fetch(conn, job_id)
+    with conn.pipeline() as pipe:
+        execution = Execution.create(job, ttl=EXECUTION_TTL_S, pipeline=pipe, worker_name=worker_name)
+        job.prepare_for_execution(worker_name, pipe)
+        pipe.execute()
+    return execution.id
+
+
+def heartbeat(conn: redis.Redis, job_id: str, execution_id: str, *, pipeline: Any = None) -> None:
+    """Keep RQ's started entry alive (so its abandoned-job cleanup leaves the job alone)."""
+    job = fetch(conn, job_id)
+    execution = Execution(execution_id, job_id, connection=conn)
+    pipe = pipeline if pipeline is not None else conn.pipeline()
+    execution.heartbeat(job.started_job_registry, ttl=EXECUTION_TTL_S, pipeline=pipe)
+    if pipeline is None:
+        pipe.execute()
+
+
+def mark_ended(conn: redis.Redis, job_id: str, execution_id: Optional[str], *, state: str, message: str = "") -> None:
+    """Move the RQ job to its finished, failed or canceled registry and drop its started entry."""
+    job = fetch(conn, job_id)
+    with conn.pipeline() as pipe:
+        if execution_id:
+            Execution(execution_id, job_id, connection=conn).delete(job, pipe)
+        job.ended_at = datetime.now(timezone.utc)
+        if state == "finished":
+            job.set_status(JobStatus.FINISHED, pipeline=pipe)
+            FinishedJobRegistry(job.origin, conn, serializer=JSONSerializer).add(job, ttl=RESULT_TTL_S, pipeline=pipe)
+        elif state == "failed":
+            job.set_status(JobStatus.FAILED, pipeline=pipe)
+            FailedJobRegistry(job.origin, conn, serializer=JSONSerializer).add(
+                job, ttl=FAILURE_TTL_S, exc_string=message, pipeline=pipe
+            )
+        elif state == "canceled":
+            job.set_status(JobStatus.CANCELED, pipeline=pipe)
+            CanceledJobRegistry(job.origin, conn, serializer=JSONSerializer).add(job, pipeline=pipe)
+        else:
+            raise ValueError(f"not a terminal state: {state}")
+        job.save(pipeline=pipe, include_meta=False, include_result=False)
+        pipe.execute()
+
+
+def cancel_queued(conn: redis.Redis, job_id: str) -> None:
+    """Take a job that no agent has claimed out of its RQ queue, into the canceled registry."""
+    job = fetch(conn, job_id)
+    if not job.is_canceled:
+        job.cancel()
+
+
+def requeue(conn: redis.Redis, job_id: str, *, at_front: bool = False, execution_id: Optional[str] = None) -> None:
+    """Put a job back in its RQ queue, out of whichever registry it ended in."""
+    job = fetch(conn, job_id)
+    queue = rq_queue(conn, job.origin)
+    with conn.pipeline() as pipe:
+        if execution_id:
+            Execution(execution_id, job_id, connection=conn).delete(job, pipe)
+        for registry in (queue.finished_job_registry, queue.failed_job_registry, queue.canceled_job_registry):
+            registry.remove(job, pipeline=pipe)
+        pipe.execute()
+    queue.enqueue_job(job, at_front=at_front)
