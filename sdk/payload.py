@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from .errors import SdkError
+
 #: Run-config overrides, a JSON object.
 ENV_RUN_CONFIG = "LAUNCHBAY_RUN_CONFIG"
 #: Config-file overrides, a JSON object ``{relative path: object}``.
@@ -38,8 +40,8 @@ INPUTS_RECORD_FILE = "inputs.json"
 EFFECTIVE_CONFIG_FILE = "config.json"
 
 
-class PayloadError(ValueError):
-    """Raised when an override payload is present but is not a JSON object."""
+class PayloadError(SdkError):
+    """Raised when an override payload is present but is not a JSON object (a ``ValueError``)."""
 
 
 def _read_source(env: Mapping[str, str], file_name: str, env_name: str) -> Optional[tuple[str, str]]:

@@ -1,0 +1,132 @@
+"""``Run.config``: a dict of the run's settings that behaves like ``wandb.Run.config``.
+
+Launch overrides sit on top of what the job sets: when the job writes a key that an override
+covers (``run.config.update(args)`` after ``init`` is common), the override stays and one
+warning names the keys, as W&B does for keys it locks for launch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Iterator
+
+from .console import warn
+from .errors import InputValidationError
+from .filtering import copy_dicts
+from .overlay import MISSING, AppliedOverrides
+from .paths import KeyPath, join_path
+
+
+def as_config_dict(values: Any) -> dict[str, Any]:
+    """Read config values from a mapping, an absl/TF flags object, an ``argparse.Namespace`` or any object."""
+    if values is None:
+        return {}
+    if isinstance(values, Mapping):
+        return dict(values)
+    flag_values_dict = getattr(values, "flag_values_dict", None)
+    if callable(flag_values_dict):
+        return dict(flag_values_dict())
+    if hasattr(values, "__dict__"):
+        return {key: value for key, value in vars(values).items() if not key.startswith("_")}
+    raise TypeError(
+        f"cannot read config values from {type(values).__name__}: pass a dict, an argparse.Namespace or a flags object"
+    )
+
+
+class Config(MutableMapping):
+    """A run's config: item access, attribute access for top-level keys, ``update``, ``as_dict``.
+
+    Nested dicts stay nested: ``config["trainer"]`` is a plain dict, read it with
+    ``config["trainer"]["lr"]``.
+    """
+
+    def __init__(self, values: Any = None) -> None:
+        # Copies, so that launch overrides never change the dicts the job passed in.
+        object.__setattr__(self, "_data", copy_dicts(as_config_dict(values)))
+        # Launch override leaves grouped by top-level key, so a write finds the ones it touches.
+        object.__setattr__(self, "_overrides", {})
+        object.__setattr__(self, "_applied", AppliedOverrides())
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._set({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+        self._applied.forget_under(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            # Private and dunder lookups (copy, pickle, a half-built instance) must not recurse.
+            raise AttributeError(name)
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(f"the run config has no key {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self[name]
+        except KeyError:
+            raise AttributeError(f"the run config has no key {name!r}") from None
+
+    def __repr__(self) -> str:
+        return f"Config({self._data!r})"
+
+    def update(self, values: Any = None, /, **kwargs: Any) -> None:
+        """Set many top-level keys from a dict, an ``argparse.Namespace``, a flags object or keywords."""
+        items = as_config_dict(values)
+        items.update(kwargs)
+        self._set(items)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A copy of the config as a plain nested dict (for ``json.dumps`` and the like)."""
+        return copy_dicts(self._data)
+
+    def _set(self, items: dict[str, Any]) -> None:
+        kept: list[str] = []
+        problems: list[str] = []
+        for key, value in items.items():
+            self._applied.forget_under(key)
+            self._data[key] = copy_dicts(value)
+            covered = self._overrides.get(key, {})
+            kept += [join_path(parts) for parts, leaf in covered.items() if _differs(self._data, parts, leaf)]
+            problems += self._applied.apply(self._data, covered)
+        if problems:
+            raise InputValidationError("the run config", problems)
+        if kept:
+            warn(f"launch overrides kept over values the job set: {', '.join(kept)}")
+
+    def _set_overrides(self, flat: dict[KeyPath, Any]) -> None:
+        """Replace the launch overrides applied on top of the job's own values."""
+        self._applied.revert(self._data)
+        grouped: dict[str, dict[KeyPath, Any]] = {}
+        for parts, leaf in flat.items():
+            grouped.setdefault(parts[0], {})[parts] = leaf
+        object.__setattr__(self, "_overrides", grouped)
+        problems = self._applied.apply(self._data, flat)
+        if problems:
+            raise InputValidationError("the run config", problems)
+
+
+def _differs(tree: dict, parts: KeyPath, leaf: Any) -> bool:
+    """Whether the job set a value at ``parts`` that the override ``leaf`` will replace."""
+    node: Any = tree
+    for key in parts:
+        if not isinstance(node, dict):
+            return False
+        node = node.get(key, MISSING)
+        if node is MISSING:
+            return False
+    return node != leaf
