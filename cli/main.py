@@ -55,6 +55,13 @@ def cli() -> None:
     """
 
 
+# Imported after the group exists: each command module registers itself on it.
+from launchbay.cli import job_cmds, queue_cmds  # noqa: E402
+
+queue_cmds.register(cli)
+job_cmds.register(cli)
+
+
 def main() -> None:
     cli(prog_name="launchbay")
 

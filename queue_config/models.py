@@ -96,7 +96,30 @@ class Resources(_Strict):
         }
 
 
+_GPUS_RE = re.compile(r"^(?:(?P<model>[^:]+):)?(?P<count>\d+)$")
+
+
+def parse_gpus(value: object) -> Dict[str, Any]:
+    """A GPU request as SkyPilot writes it: ``2``, ``A100`` (one), ``A100:2``, ``H100|A100:2``.
+
+    Returns ``{"gpus": count}`` plus ``"gpu_model"`` when a model is named; ValueError otherwise.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"gpus must be a count (2) or MODEL:COUNT (A100:2), got {value!r}")
+    text = str(value).strip()
+    match = _GPUS_RE.match(text)
+    if match is None:
+        if text and ":" not in text and text[0].isalpha():
+            return {"gpus": 1, "gpu_model": text}
+        raise ValueError(f"gpus {text!r} must be a count (2), a model (A100) or MODEL:COUNT (A100:2)")
+    result: Dict[str, Any] = {"gpus": int(match.group("count"))}
+    if match.group("model"):
+        result["gpu_model"] = match.group("model").strip()
+    return result
+
+
 GPU_MODES = ("device_request", "nvidia_runtime_env", "env_only")
+PRIORITIES = ("high", "normal", "low")
 
 
 class Mount(_Strict):
@@ -284,11 +307,12 @@ class JobSpec(_Strict):
 def _format_pydantic_error(source: str, exc: PydanticValidationError) -> str:
     problems = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        where = ".".join(str(p) for p in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown field"
-        problems.append(f"{where}: {message}")
+        # A unit parser's message already names the field ("memory '16x' is not a size ...").
+        problems.append(f"{where}: {message}" if where else message)
     return f"{source}: " + "; ".join(problems)
 
 

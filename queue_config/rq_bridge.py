@@ -44,6 +44,11 @@ def fetch(conn: redis.Redis, job_id: str) -> Job:
     return Job.fetch(job_id, connection=conn, serializer=JSONSerializer)
 
 
+def exists(conn: redis.Redis, job_id: str) -> bool:
+    """Whether RQ still keeps the job (its hash expires with the result TTL)."""
+    return Job.exists(job_id, connection=conn)
+
+
 def enqueue(
     conn: redis.Redis,
     queue: str,
@@ -131,3 +136,8 @@ def requeue(conn: redis.Redis, job_id: str, *, at_front: bool = False, execution
             registry.remove(job, pipeline=pipe)
         pipe.execute()
     queue.enqueue_job(job, at_front=at_front)
+
+
+def delete_queue(conn: redis.Redis, name: str) -> None:
+    """Remove an (emptied) RQ queue so ``rq info`` stops listing it; its jobs' hashes stay."""
+    rq_queue(conn, name).delete(delete_jobs=False)

@@ -1,0 +1,163 @@
+"""Enqueue a job: validate everything first, then write it in one transaction.
+
+Every check runs before anything is written, and the record, the queue index and the RQ job land
+in one MULTI/EXEC, so a refused request leaves Redis exactly as it was and an accepted one is never
+half there. The CLI's ``launchbay enqueue`` is a thin layer over :func:`enqueue`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+import redis
+from launchbay.queue_config import control, rq_bridge
+from launchbay.queue_config.connection import connect
+from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.models import PRIORITIES, JobSpec, QueueConfig, Resources, load_job_spec, parse_model
+from launchbay.queue_config.records import Records
+from launchbay.queue_config.store import QueueStore
+
+from launchbay.errors import ValidationError
+
+from . import policy
+from .fit import fit_notes
+from .handle import JobHandle
+from .inputs_check import check_overrides
+from .overrides import merge_trees
+
+SpecArg = Union[JobSpec, Mapping[str, Any], str, Path]
+#: Job ids are 16 hex digits (64 random bits): short enough to type, far from colliding.
+JOB_ID_HEX_DIGITS = 16
+
+
+def load_spec(spec: SpecArg) -> JobSpec:
+    """A JobSpec from a model, a mapping or a YAML/JSON file path."""
+    if isinstance(spec, JobSpec):
+        return spec
+    if isinstance(spec, Mapping):
+        return parse_model(JobSpec, dict(spec), source="job spec")
+    return load_job_spec(spec)
+
+
+def adhoc_spec(
+    image: str, command: Sequence[str] = (), *, name: Optional[str] = None, env: Optional[Mapping[str, str]] = None
+) -> JobSpec:
+    """A spec for ``launchbay enqueue --image IMG -- CMD``; the name defaults to one made from the image."""
+    fields: Dict[str, Any] = {"name": name or name_from_image(image), "image": image, "env": dict(env or {})}
+    if command:
+        fields["command"] = list(command)
+    return parse_model(JobSpec, fields, source="--image")
+
+
+def name_from_image(image: str) -> str:
+    """``ghcr.io/org/train:1.2`` -> ``train-1.2``: the last path part, made a valid job name."""
+    last = image.rsplit("/", 1)[-1].split("@", 1)[0]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", last).strip("-._")[:63]
+    return name or "adhoc"
+
+
+def with_changes(
+    spec: JobSpec,
+    *,
+    command: Optional[Sequence[str]] = None,
+    env: Optional[Mapping[str, str]] = None,
+    constraints: Optional[Mapping[str, str]] = None,
+) -> JobSpec:
+    """The spec with a new command and extra env and constraints (given ones win), re-validated."""
+    data = spec.model_dump(mode="json")
+    if command:
+        data["command"] = list(command)
+    data["env"] = {**data["env"], **dict(env or {})}
+    data["constraints"] = {**data["constraints"], **dict(constraints or {})}
+    return parse_model(JobSpec, data, source=f"job {spec.name!r}")
+
+
+def enqueue(
+    spec: SpecArg,
+    queue: str,
+    *,
+    overrides: Optional[Mapping[str, Any]] = None,
+    file_overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    resources: policy.ResourcesArg = None,
+    max_runtime: Union[str, int, None] = None,
+    priority: str = "normal",
+    redis_url: Optional[str] = None,
+    conn: Optional[redis.Redis] = None,
+    keys: Optional[Keys] = None,
+) -> JobHandle:
+    """Validate and enqueue one job; returns its handle (``handle.notes`` says what to know).
+
+    ``overrides`` are run-config overrides (nested), merged over the spec's ``config``;
+    ``file_overrides`` map a config file's relative path to its overrides. ``resources`` takes
+    people's units (``{"memory": "16GiB", "gpus": "A100:2"}``); ``max_runtime`` a duration (``2h``).
+    Raises ValidationError / NotFoundError / ConfigError (nothing written) on any problem.
+    """
+    job_spec = load_spec(spec)
+    if priority not in PRIORITIES:
+        raise ValidationError(f"priority {priority!r} must be one of {', '.join(PRIORITIES)}")
+    asked = policy.parse_resources(resources)
+    asked_runtime_s = policy.parse_max_runtime(max_runtime)
+    conn = conn or connect(redis_url)
+    keys = keys or Keys.from_env()
+    store = QueueStore(conn, keys)
+    queue_config = store.get(queue)
+    fields = _build_record(job_spec, queue_config, asked, asked_runtime_s, priority)
+    fields["run_config"] = merge_trees(job_spec.config, overrides or {}, what="overrides")
+    fields["file_overrides"] = {path: dict(tree) for path, tree in (file_overrides or {}).items()}
+    check_overrides(job_spec.name, store.get_inputs(job_spec.name), fields["run_config"], fields["file_overrides"])
+    notes = _notes(conn, keys, store, queue, fields)
+    job_id = uuid.uuid4().hex[:JOB_ID_HEX_DIGITS]
+    _write(conn, keys, store, job_id, fields)
+    control.publish(conn, keys, {"type": "enqueued", "queue": queue})
+    return JobHandle(job_id, conn, keys, notes=notes)
+
+
+def _build_record(
+    spec: JobSpec, queue: QueueConfig, asked: Resources, asked_runtime_s: Optional[int], priority: str
+) -> Dict[str, Any]:
+    request = policy.effective_request(asked, spec, queue)
+    max_runtime_s = policy.effective_max_runtime(asked_runtime_s, spec, queue)
+    policy.check_against_queue(request, max_runtime_s, spec, queue)
+    return {
+        "name": spec.name,
+        "queue": queue.name,
+        "priority": priority,
+        "spec": {
+            "image": spec.image,
+            "command": spec.command,
+            "workdir": spec.workdir,
+            "env": spec.env,
+            "docker": policy.submitter_docker(spec),
+        },
+        "request": request.request_dict(),
+        "constraints": spec.constraints,
+        "max_runtime_s": max_runtime_s,
+    }
+
+
+def _notes(conn: redis.Redis, keys: Keys, store: QueueStore, queue: str, fields: Dict[str, Any]) -> List[str]:
+    notes = []
+    if store.is_paused(queue):
+        notes.append(f"note: queue {queue!r} is paused; the job waits until `launchbay queue resume {queue}`")
+    return notes + fit_notes(conn, keys, queue, fields["request"], fields["constraints"])
+
+
+def _write(conn: redis.Redis, keys: Keys, store: QueueStore, job_id: str, fields: Dict[str, Any]) -> None:
+    meta = {"launchbay": {key: fields[key] for key in ("name", "priority", "request", "constraints", "max_runtime_s")}}
+    with conn.pipeline() as pipe:
+        pipe.multi()  # rq joins an explicit transaction instead of starting its own
+        Records(conn, keys).create(job_id, fields, pipeline=pipe)
+        rq_bridge.enqueue(
+            conn,
+            fields["queue"],
+            job_id,
+            meta=meta,
+            description=f"launchbay job {fields['name']} ({fields['spec']['image']})",
+            at_front=fields["priority"] == "high",
+            pipeline=pipe,
+        )
+        store.add_jobdef_name(fields["name"], pipeline=pipe)
+        pipe.execute()

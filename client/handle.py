@@ -1,0 +1,121 @@
+"""A handle on one enqueued job: its record, its logs, and the ways to wait for it or stop it.
+
+Waiting and following wake on the job's log stream (the agent appends an ``eof`` entry when the
+job ends), with a short XREAD BLOCK as the poll fallback for jobs that end without one (a job
+canceled while queued never had a log).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import redis
+from launchbay.queue_config import control
+from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.records import TERMINAL_STATES, Records, State
+
+from launchbay.errors import NotFoundError
+
+#: How long one XREAD blocks before the record's state is checked again (milliseconds).
+POLL_BLOCK_MS = 1000
+LOG_BATCH = 500
+
+
+class JobHandle:
+    """One job. ``notes`` holds what enqueue wanted the submitter to know (paused queue, no agent fits)."""
+
+    def __init__(
+        self, job_id: str, conn: redis.Redis, keys: Optional[Keys] = None, *, notes: Sequence[str] = ()
+    ) -> None:
+        self.id = job_id
+        self.conn = conn
+        self.keys = keys or Keys.from_env()
+        self.notes: List[str] = list(notes)
+        self._records = Records(conn, self.keys)
+
+    def __repr__(self) -> str:
+        return f"JobHandle({self.id!r})"
+
+    def status(self) -> Dict[str, Any]:
+        """The job record: state, reason, message, exit_code, agent, host, gpus, timestamps, overrides..."""
+        record = self._records.get(self.id)
+        if record is None:
+            raise NotFoundError(f"unknown job {self.id!r} (never enqueued here, or its record expired)")
+        return record
+
+    def state(self) -> State:
+        return State(self.status()["state"])
+
+    def wait(self, timeout_s: Optional[float] = None) -> Dict[str, Any]:
+        """Block until the job is finished, failed or canceled; return its record.
+
+        Raises TimeoutError when ``timeout_s`` passes first (the job keeps going).
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        last_id = "$"
+        while True:
+            record = self.status()
+            if State(record["state"]) in TERMINAL_STATES:
+                return record
+            block_ms = POLL_BLOCK_MS
+            if deadline is not None:
+                remaining_ms = int((deadline - time.monotonic()) * 1000)
+                if remaining_ms <= 0:
+                    raise TimeoutError(f"job {self.id} is still {record['state']} after {timeout_s:g}s")
+                block_ms = max(1, min(block_ms, remaining_ms))
+            # Wakes as soon as the agent writes a line or the eof entry.
+            last_id = self._read_log(last_id, block_ms)[0]
+
+    def logs(self, follow: bool = False) -> Iterator[str]:
+        """The job's output lines; with ``follow``, keep yielding until the job ends."""
+        self.status()
+        if not follow or self.state() in TERMINAL_STATES:
+            yield from self._all_lines()
+            return
+        last_id = "0-0"
+        while True:
+            last_id, lines, ended = self._read_log(last_id, POLL_BLOCK_MS)
+            yield from lines
+            if ended:
+                return
+            if not lines and self.state() in TERMINAL_STATES:
+                yield from self._lines_after(last_id)
+                return
+
+    def cancel(self) -> str:
+        """``"canceled"`` if it was still queued, ``"cancel_requested"`` if an agent has it (it stops it)."""
+        return control.cancel_job(self.conn, self.keys, self.id)
+
+    def requeue(self) -> Dict[str, Any]:
+        """Put an ended job back in its queue; returns the new record."""
+        return control.requeue_job(self.conn, self.keys, self.id)
+
+    # -- log stream -----------------------------------------------------------------------
+
+    def _read_log(self, last_id: str, block_ms: int) -> tuple:
+        """``(last entry id, lines, saw eof)`` from one blocking XREAD after ``last_id``."""
+        reply = self.conn.xread({self.keys.job_log(self.id): last_id}, count=LOG_BATCH, block=block_ms)
+        lines, ended = [], False
+        for _stream, entries in reply or []:
+            for entry_id, fields in entries:
+                last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                ended = ended or b"eof" in fields
+                if b"line" in fields:
+                    lines.append(fields[b"line"].decode("utf-8", errors="replace"))
+        return last_id, lines, ended
+
+    def _all_lines(self) -> Iterator[str]:
+        yield from self._lines_after(None)
+
+    def _lines_after(self, last_id: Optional[str]) -> Iterator[str]:
+        start = "-" if last_id in (None, "0-0") else f"({last_id}"
+        key = self.keys.job_log(self.id)
+        while True:
+            entries = self.conn.xrange(key, min=start, max="+", count=LOG_BATCH)
+            for _entry_id, fields in entries:
+                if b"line" in fields:
+                    yield fields[b"line"].decode("utf-8", errors="replace")
+            if len(entries) < LOG_BATCH:
+                return
+            start = f"({entries[-1][0].decode()}"

@@ -1,0 +1,71 @@
+"""Finding jobs: one by id, or the newest of a queue (or of every queue), optionally by state."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import redis
+from launchbay.queue_config.connection import connect
+from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.records import State, decode_fields
+from launchbay.queue_config.store import QueueStore
+
+from launchbay.errors import ValidationError
+
+from .handle import JobHandle
+
+#: Ids read from a queue's index per round trip while looking for jobs in the wanted state.
+PAGE_SIZE = 200
+
+
+def get_job(
+    job_id: str, *, redis_url: Optional[str] = None, conn: Optional[redis.Redis] = None, keys: Optional[Keys] = None
+) -> JobHandle:
+    """A handle on an existing job; NotFoundError when there is no such job."""
+    handle = JobHandle(job_id, conn or connect(redis_url), keys)
+    handle.status()
+    return handle
+
+
+def list_jobs(
+    conn: redis.Redis,
+    keys: Optional[Keys] = None,
+    *,
+    queue: Optional[str] = None,
+    state: Optional[str] = None,
+    limit: int = 50,
+) -> List[Dict[str, Any]]:
+    """The newest ``limit`` job records (of ``queue`` and in ``state`` when given), newest first."""
+    keys = keys or Keys.from_env()
+    if state is not None and state not in {s.value for s in State}:
+        raise ValidationError(f"unknown state {state!r}; states: {', '.join(s.value for s in State)}")
+    if limit < 1:
+        raise ValidationError(f"--limit must be at least 1, got {limit}")
+    queues = [queue] if queue else QueueStore(conn, keys).names()
+    records: List[Dict[str, Any]] = []
+    for name in queues:
+        records += _newest_in_queue(conn, keys, name, state, limit)
+    records.sort(key=lambda r: r.get("queued_at") or 0.0, reverse=True)
+    return records[:limit]
+
+
+def _newest_in_queue(
+    conn: redis.Redis, keys: Keys, queue: str, state: Optional[str], limit: int
+) -> List[Dict[str, Any]]:
+    index = keys.queue_jobs(queue)
+    found: List[Dict[str, Any]] = []
+    start = 0
+    while len(found) < limit:
+        ids = conn.zrevrange(index, start, start + PAGE_SIZE - 1)
+        if not ids:
+            break
+        with conn.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(keys.job(job_id.decode()))
+            raws = pipe.execute()
+        for raw in raws:
+            record = decode_fields(raw) if raw else None  # an expired record leaves its id behind
+            if record and (state is None or record.get("state") == state):
+                found.append(record)
+        start += PAGE_SIZE
+    return found[:limit]

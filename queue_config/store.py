@@ -1,0 +1,178 @@
+"""Queue configs and job definitions in Redis.
+
+A queue is the hash ``{ns}:queue:{name}`` (``config`` as JSON, ``paused`` "0"/"1",
+``updated_at`` epoch seconds) plus its name in ``{ns}:queues``. A job definition is the input
+spec a job's last run recorded (the SDK's ``inputs.json``), stored per job name in
+``{ns}:jobdef:{name}`` by the agent, with the name in ``{ns}:jobdefs``; enqueue adds names too,
+so ``launchbay job list`` shows jobs that have not run yet.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Any, Dict, List, Literal, Optional
+
+import redis
+from launchbay.queue_config import control, rq_bridge
+from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.models import QueueConfig, parse_model
+from launchbay.queue_config.records import ACTIVE_STATES, State
+
+from launchbay.errors import NotFoundError, UserError
+
+ApplyResult = Literal["created", "updated", "unchanged"]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _config_json(config: QueueConfig) -> str:
+    # Sorted keys, so that applying the same file twice compares equal and reports "unchanged".
+    return json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+class QueueStore:
+    """Reads and writes queue configs and job definitions for one connection and namespace."""
+
+    def __init__(self, conn: redis.Redis, keys: Optional[Keys] = None) -> None:
+        self.conn = conn
+        self.keys = keys or Keys.from_env()
+
+    # -- queues ---------------------------------------------------------------------------
+
+    def apply(self, config: QueueConfig) -> ApplyResult:
+        """Create or update a queue; its paused flag is kept across updates."""
+        key = self.keys.queue(config.name)
+        new = _config_json(config)
+        old = self.conn.hget(key, "config")
+        if old is not None and _text(old) == new:
+            return "unchanged"
+        with self.conn.pipeline() as pipe:
+            pipe.hset(key, mapping={"config": new, "updated_at": repr(time.time())})
+            pipe.hsetnx(key, "paused", "0")
+            pipe.sadd(self.keys.queues, config.name)
+            pipe.execute()
+        return "created" if old is None else "updated"
+
+    def get(self, name: str) -> QueueConfig:
+        """The queue's config; NotFoundError listing the known queues when there is none."""
+        raw = self.conn.hget(self.keys.queue(name), "config")
+        if raw is None:
+            raise NotFoundError(self._unknown_queue_message(name))
+        # A config stored by an older launchbay may no longer validate; say so instead of a traceback.
+        return parse_model(QueueConfig, json.loads(raw), source=f"queue {name!r} as stored (re-apply its file)")
+
+    def _unknown_queue_message(self, name: str) -> str:
+        names = self.names()
+        if not names:
+            return f"unknown queue {name!r}; no queues exist yet: create one with `launchbay queue apply FILE`"
+        return f"unknown queue {name!r}; known queues: {', '.join(names)}"
+
+    def names(self) -> List[str]:
+        return sorted(_text(n) for n in self.conn.smembers(self.keys.queues))
+
+    def list(self) -> List[QueueConfig]:
+        """Every queue's config, sorted by name."""
+        return [self.get(name) for name in self.names()]
+
+    def updated_at(self, name: str) -> Optional[float]:
+        raw = self.conn.hget(self.keys.queue(name), "updated_at")
+        return float(raw) if raw else None
+
+    def job_counts(self, name: str) -> Dict[str, int]:
+        """How many of the queue's jobs are in each state (jobs whose record expired are not counted)."""
+        ids = self.conn.zrange(self.keys.queue_jobs(name), 0, -1)
+        with self.conn.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hget(self.keys.job(_text(job_id)), "state")
+            states = pipe.execute()
+        return dict(Counter(_text(s) for s in states if s is not None))
+
+    def delete(self, name: str, *, force: bool = False) -> Dict[str, int]:
+        """Remove a queue. Refused while it has queued or claimed jobs, unless ``force``.
+
+        With ``force`` its queued jobs are canceled and claimed ones get a cancel request first.
+        Returns the job counts by state as they were before.
+        """
+        self.get(name)
+        counts = self.job_counts(name)
+        waiting = counts.get(State.QUEUED.value, 0)
+        active = sum(counts.get(s.value, 0) for s in ACTIVE_STATES)
+        if (waiting or active) and not force:
+            raise UserError(
+                f"queue {name!r} has {waiting} queued and {active} starting or running jobs; "
+                "cancel them first or use --force (which cancels them)"
+            )
+        if waiting or active:
+            self._cancel_open_jobs(name)
+        with self.conn.pipeline() as pipe:
+            pipe.delete(self.keys.queue(name))
+            pipe.srem(self.keys.queues, name)
+            pipe.execute()
+        rq_bridge.delete_queue(self.conn, name)
+        return counts
+
+    def _cancel_open_jobs(self, name: str) -> None:
+        for job_id in self.conn.zrange(self.keys.queue_jobs(name), 0, -1):
+            control.cancel_job(self.conn, self.keys, _text(job_id), missing_ok=True, terminal_ok=True)
+
+    def pause(self, name: str) -> None:
+        """Stop agents from claiming the queue's jobs; enqueue still accepts them."""
+        self._set_paused(name, True)
+
+    def resume(self, name: str) -> None:
+        self._set_paused(name, False)
+        self.conn.publish(self.keys.events, json.dumps({"type": "enqueued", "queue": name}))
+
+    def is_paused(self, name: str) -> bool:
+        return self.conn.hget(self.keys.queue(name), "paused") == b"1"
+
+    def _set_paused(self, name: str, paused: bool) -> None:
+        self.get(name)
+        self.conn.hset(self.keys.queue(name), "paused", "1" if paused else "0")
+
+    # -- job definitions ------------------------------------------------------------------
+
+    def add_jobdef_name(self, name: str, *, pipeline: Any = None) -> None:
+        """Remember a job name (enqueue calls this inside its transaction)."""
+        (pipeline if pipeline is not None else self.conn).sadd(self.keys.jobdefs, name)
+
+    def record_inputs(self, name: str, inputs: Dict[str, Any], job_id: str) -> None:
+        """Store the input spec that job ``job_id`` of definition ``name`` recorded (its inputs.json)."""
+        if not isinstance(inputs, dict):
+            raise TypeError(f"inputs must be a dict (the SDK's inputs.json), got {type(inputs).__name__}")
+        record = {"inputs": inputs, "job_id": job_id, "recorded_at": time.time()}
+        with self.conn.pipeline() as pipe:
+            # Unsorted: the job's own key order is what `launchbay job show` lists.
+            pipe.set(self.keys.jobdef(name), json.dumps(record))
+            pipe.sadd(self.keys.jobdefs, name)
+            pipe.execute()
+
+    def get_jobdef(self, name: str) -> Optional[Dict[str, Any]]:
+        """``{"inputs", "job_id", "recorded_at"}`` from the last recorded run, or None."""
+        raw = self.conn.get(self.keys.jobdef(name))
+        return json.loads(raw) if raw else None
+
+    def get_inputs(self, name: str) -> Optional[Dict[str, Any]]:
+        """The inputs the job's last run recorded, or None before it has run once."""
+        record = self.get_jobdef(name)
+        return record["inputs"] if record else None
+
+    def list_jobdefs(self) -> List[Dict[str, Any]]:
+        """One entry per known job name: ``{"name", "recorded", "job_id", "recorded_at"}``, by name."""
+        names = sorted(_text(n) for n in self.conn.smembers(self.keys.jobdefs))
+        entries = []
+        for name in names:
+            record = self.get_jobdef(name) or {}
+            entries.append(
+                {
+                    "name": name,
+                    "recorded": bool(record),
+                    "job_id": record.get("job_id"),
+                    "recorded_at": record.get("recorded_at"),
+                }
+            )
+        return entries
