@@ -60,6 +60,9 @@ from launchbay.cli import job_cmds, queue_cmds  # noqa: E402
 
 queue_cmds.register(cli)
 job_cmds.register(cli)
+from launchbay.cli import ui_cmds  # noqa: E402
+
+ui_cmds.register(cli)
 
 
 def main() -> None:

@@ -1,0 +1,27 @@
+"""The app's settings, reachable from any request through :func:`settings`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import redis
+from flask import current_app
+from launchbay.queue_config.keys import Keys
+
+EXTENSION = "launchbay"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the app needs: the Redis connection, the key namespace, the token and the bind address."""
+
+    conn: redis.Redis
+    keys: Keys
+    token: Optional[str]
+    bind_host: str
+
+
+def settings() -> Settings:
+    """The running app's settings (inside a request)."""
+    return current_app.extensions[EXTENSION]

@@ -1,0 +1,164 @@
+"""The pages: job definitions, the launch form, one job (with its live log), queues and agents."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List, Mapping, Optional
+
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from launchbay.client import get_job, list_jobs
+from launchbay.client.fit import describe_request
+from launchbay.client.inputs_check import section_rows
+from launchbay.queue_config.records import TERMINAL_STATES, State
+from launchbay.queue_config.store import QueueStore
+from launchbay.queue_config.units import format_duration
+
+from launchbay.errors import UserError
+
+from . import joblog, launch, overview
+from .context import settings
+
+pages = Blueprint("pages", __name__)
+
+#: Job ids as enqueue makes them, with room for others; anything else is not a job (and not a key).
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+STREAM_ID_RE = re.compile(r"^\d+-\d+$")
+RECENT_JOBS_SHOWN = 20
+TIMESTAMPS = (
+    ("queued_at", "Queued"),
+    ("starting_at", "Claimed"),
+    ("running_at", "Running since"),
+    ("finished_at", "Finished"),
+    ("failed_at", "Failed"),
+    ("canceled_at", "Canceled"),
+)
+
+
+@pages.get("/")
+def jobs() -> Any:
+    """Every job definition with a summary of its recorded inputs, and the newest jobs."""
+    config = settings()
+    store = QueueStore(config.conn, config.keys)
+    definitions = []
+    for entry in store.list_jobdefs():
+        jobdef = store.get_jobdef(entry["name"]) if entry["recorded"] else None
+        definitions.append({**entry, "inputs": inputs_summary(jobdef["inputs"]) if jobdef else []})
+    recent = list_jobs(config.conn, config.keys, limit=RECENT_JOBS_SHOWN)
+    return render_template("jobs.html", definitions=definitions, recent=recent)
+
+
+def inputs_summary(inputs: Mapping[str, Any]) -> List[str]:
+    """``["run config: 5 keys", "config.yaml: 3 keys"]``: how many keys a launch may set, per section."""
+    sections = {"run config": inputs.get("run_config")}
+    sections.update({path: record for path, record in (inputs.get("files") or {}).items()})
+    summary = []
+    for title, section in sections.items():
+        if section is None:
+            continue
+        count = sum(1 for _key, _kind, verdict in section_rows(section) if verdict == "yes")
+        summary.append(
+            f"{title}: {count} key{'' if count == 1 else 's'}" + (" + schema" if section.get("schema") else "")
+        )
+    return summary
+
+
+@pages.route("/launch/<name>", methods=["GET", "POST"])
+def launch_form(name: str) -> Any:
+    """The launch form of job ``name``; a POST enqueues it and goes to the new job's page."""
+    config = settings()
+    page = launch.load_page(config.conn, config.keys, name)
+    if request.method == "GET" and request.args.get("queue"):
+        page.values["queue"] = request.args["queue"]
+    if request.method == "POST":
+        handle = launch.submit(config.conn, config.keys, page, request.form)
+        if handle is not None:
+            flash(f"Job {handle.id} enqueued on {request.form.get('queue')!r}.", "done")
+            for note in handle.notes:
+                flash(note, "note")
+            return redirect(url_for(".job", job_id=handle.id), code=303)
+    status = 422 if page.errors or page.general_errors else 200
+    return render_template("launch.html", page=page, recorded=_recorded_rows(page.jobdef)), status
+
+
+def _recorded_rows(jobdef: Optional[Mapping[str, Any]]) -> List[Dict[str, str]]:
+    if not jobdef:
+        return []
+    inputs = jobdef["inputs"]
+    sections = {"run config": inputs.get("run_config")}
+    sections.update({f"file {path}": record for path, record in (inputs.get("files") or {}).items()})
+    return [
+        {"section": title, "key": key, "type": kind, "verdict": verdict}
+        for title, section in sections.items()
+        for key, kind, verdict in section_rows(section)
+    ]
+
+
+@pages.get("/job/<job_id>")
+def job(job_id: str) -> Any:
+    """A job's state, placement, overrides and effective config, with its log tail."""
+    record = _record(job_id)
+    config = settings()
+    log = joblog.tail(config.conn, config.keys, job_id)
+    return render_template("job.html", job=job_view(record), log=log)
+
+
+def job_view(record: Mapping[str, Any]) -> Dict[str, Any]:
+    """The record, with what the template shows computed once."""
+    spec = record.get("spec") or {}
+    state = record.get("state", "")
+    return {
+        **record,
+        "ended": State(state) in TERMINAL_STATES if state in {s.value for s in State} else True,
+        "image": spec.get("image", "-"),
+        "command": " ".join(spec.get("command") or []) or "(image default)",
+        "request_text": describe_request(record.get("request") or {}),
+        "max_runtime": format_duration(record.get("max_runtime_s")),
+        "gpu_ids": ", ".join(record.get("gpus") or []) or "-",
+        "times": [(label, record[field]) for field, label in TIMESTAMPS if record.get(field)],
+    }
+
+
+@pages.get("/job/<job_id>/log")
+def job_log(job_id: str) -> Any:
+    """JSON: the log entries after ``?after=ID``, the end marker, and the job's state now."""
+    record = _record(job_id)
+    last_id = request.args.get("after", "")
+    if last_id and not STREAM_ID_RE.match(last_id):
+        abort(400)
+    config = settings()
+    data = joblog.after(config.conn, config.keys, job_id, last_id)
+    data.update(state=record.get("state"), reason=record.get("reason") or "")
+    return jsonify(data)
+
+
+@pages.post("/job/<job_id>/cancel")
+def cancel(job_id: str) -> Any:
+    """Cancel the job as ``launchbay cancel`` does, then show its page again."""
+    _record(job_id)
+    config = settings()
+    try:
+        result = get_job(job_id, conn=config.conn, keys=config.keys).cancel()
+    except UserError as exc:
+        flash(str(exc), "error")
+    else:
+        message = "Canceled." if result == "canceled" else "Cancel requested: its agent is stopping it."
+        flash(message, "done")
+    return redirect(url_for(".job", job_id=job_id), code=303)
+
+
+@pages.get("/queues")
+def queues() -> Any:
+    """Queues (depth, running, paused) and live agents (free and total resources)."""
+    config = settings()
+    return render_template(
+        "queues.html",
+        queues=overview.queue_rows(config.conn, config.keys),
+        agents=overview.agent_rows(config.conn, config.keys),
+    )
+
+
+def _record(job_id: str) -> Dict[str, Any]:
+    if not JOB_ID_RE.match(job_id):
+        abort(404)
+    config = settings()
+    return get_job(job_id, conn=config.conn, keys=config.keys).status()
