@@ -26,12 +26,21 @@ class LaunchbayGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # `launchbay queue` alone: click prints the help
+        except click.UsageError as exc:  # a bad option or value: one line too, not click's three
+            _fail(_usage_message(exc), EXIT_USAGE)
         except (RedisUnavailableError, DockerUnavailableError) as exc:
             _fail(str(exc), EXIT_UNAVAILABLE)
         except UserError as exc:
             _fail(str(exc), EXIT_USAGE)
         except LaunchbayError as exc:
             _fail(str(exc), EXIT_FAILED)
+
+
+def _usage_message(exc: click.UsageError) -> str:
+    where = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+    return exc.format_message().rstrip(".") + where
 
 
 def _fail(message: str, code: int) -> None:
@@ -55,14 +64,11 @@ def cli() -> None:
     """
 
 
-# Imported after the group exists: each command module registers itself on it.
-from launchbay.cli import job_cmds, queue_cmds  # noqa: E402
+# Imported after the group exists: each command module registers its commands on it.
+from launchbay.cli import agent_cmds, job_cmds, queue_cmds, ui_cmds  # noqa: E402
 
-queue_cmds.register(cli)
-job_cmds.register(cli)
-from launchbay.cli import ui_cmds  # noqa: E402
-
-ui_cmds.register(cli)
+for _module in (queue_cmds, job_cmds, agent_cmds, ui_cmds):
+    _module.register(cli)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ key                                    type    TTL          written by
 {ns}:agent:{id}:ledger                 HASH    none         claim script: job id -> allocation
 {ns}:agent:{id}:capacity               STRING  none         agent: JSON of what may be claimed
 {ns}:events                            PUBSUB  -            CLI and agents: wake-up messages
+{ns}:reaper:lock                       STRING  a few s      agent: SET NX EX, one reaper at a time
 =====================================  ======  ===========  ================================
 
 ``tests/test_keys.py`` pins these shapes.
@@ -89,3 +90,7 @@ class Keys:
     @property
     def events(self) -> str:
         return self._k("events")
+
+    @property
+    def reaper_lock(self) -> str:
+        return self._k("reaper", "lock")

@@ -1,0 +1,221 @@
+"""The container a job runs in, as docker ``containers.create`` keyword arguments: a pure function.
+
+Precedence, lowest first:
+
+- environment: the queue's ``docker.env``, the submitter's ``spec.docker.env`` (if the queue
+  allows it), the job's ``spec.env``, then launchbay's own names (payload, identity, GPU
+  visibility), which always win;
+- docker options: the queue's ``docker`` section, then the submitter's ``spec.docker`` fields,
+  but only those the queue lists in ``submitter_may_set`` (the client checked this at enqueue;
+  it is checked again here, and anything else is dropped with a warning). Lists (mounts,
+  cap_add, devices) are joined; single values from the submitter replace the queue's.
+
+Secure defaults: ``init`` (signals reach the command, zombies are reaped), no-new-privileges,
+no swap beyond the memory limit, no privileged mode, host network, extra capabilities, devices
+or host mounts unless the queue config (or a submitter it allows) asks for them. The command is
+an argv list handed to docker as is, never through a shell; the image's ENTRYPOINT is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+
+from docker.types import DeviceRequest, Mount
+from launchbay.agent.payload_dir import PayloadPaths
+from launchbay.agent.runtime import AGENT_ID_LABEL, JOB_ID_LABEL, MANAGED_LABEL, QUEUE_LABEL
+from launchbay.queue_config.models import DockerOptions, QueueConfig
+from launchbay.sdk.payload import (
+    ENV_FILE_OVERRIDES,
+    ENV_GPUS,
+    ENV_INPUTS_DIR,
+    ENV_JOB_ID,
+    ENV_OUTPUT_DIR,
+    ENV_QUEUE,
+    ENV_RUN_CONFIG,
+    INPUTS_MOUNT,
+    OUTPUT_MOUNT,
+)
+from pydantic import ValidationError as PydanticValidationError
+
+CONTAINER_NAME_PREFIX = "launchbay-"
+#: What a container without GPUs sees in the nvidia variables: none at all.
+NO_GPU_ENV = {"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "void"}
+_LIST_OPTIONS = ("mounts", "cap_add", "devices")
+_PAYLOAD_ROOT = INPUTS_MOUNT.rsplit("/", 1)[0]
+
+Warn = Callable[[str], None]
+
+
+class _AllocationLike(Protocol):
+    """What the builder reads from an allocation (``launchbay.agent.supervisor.Allocation``)."""
+
+    job_id: str
+    queue: str
+    cpus: float
+    memory_mib: int
+    gpus: Tuple[str, ...]
+
+
+def _ignore(_message: str) -> None:
+    return None
+
+
+def submitter_options(record: Mapping[str, Any], queue: QueueConfig, warn: Warn = _ignore) -> Dict[str, Any]:
+    """The submitter's ``spec.docker`` fields that ``queue`` allows, validated; the rest dropped with a warning."""
+    requested = dict((record.get("spec") or {}).get("docker") or {})
+    if "shm_size" in requested and "shm_size_mib" not in requested:
+        requested["shm_size_mib"] = requested.pop("shm_size")
+    allowed = set(queue.submitter_may_set)
+    kept = {}
+    for name in sorted(requested):
+        if name in allowed:
+            kept[name] = requested[name]
+        else:
+            warn(f"ignored the job's docker option {name!r}: queue {queue.name!r} does not let submitters set it")
+    try:
+        DockerOptions.model_validate(kept)
+    except PydanticValidationError as exc:
+        warn(f"ignored the job's docker options {sorted(kept)}: {exc.errors()[0]['msg']}")
+        return {}
+    return kept
+
+
+def merge_docker_options(queue: QueueConfig, allowed: Mapping[str, Any]) -> DockerOptions:
+    """The queue's docker section with the (already allowed) submitter fields applied."""
+    merged = queue.docker.model_dump()
+    submitted = DockerOptions.model_validate(dict(allowed)).model_dump()
+    for name in allowed:
+        if name in _LIST_OPTIONS:
+            merged[name] = merged[name] + [v for v in submitted[name] if v not in merged[name]]
+        elif name == "env":
+            merged["env"] = {**merged["env"], **submitted["env"]}
+        else:
+            merged[name] = submitted[name]
+    return DockerOptions.model_validate(merged)
+
+
+def gpu_settings(
+    gpus: Sequence[str], gpu_mode: str, gpu_uuid_for: Callable[[str], Optional[str]], runtime: Optional[str] = None
+) -> Tuple[Dict[str, str], Dict[str, Any]]:
+    """``(env, create kwargs)`` that give a container exactly ``gpus`` (host GPU ids) in ``gpu_mode``.
+
+    ``device_request`` and ``nvidia_runtime_env`` name each GPU by its UUID when ``gpu_uuid_for``
+    knows it (stable even if indexes shift), else by its id. ``env_only`` sets the ids themselves,
+    with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so that CUDA numbers GPUs as nvidia-smi does.
+    """
+    env: Dict[str, str] = {ENV_GPUS: ",".join(gpus)}
+    kwargs: Dict[str, Any] = {}
+    if not gpus:
+        env.update(NO_GPU_ENV)
+        return env, kwargs
+    names = [gpu_uuid_for(gpu) or gpu for gpu in gpus]
+    if gpu_mode == "device_request":
+        kwargs["device_requests"] = [DeviceRequest(device_ids=names, capabilities=[["gpu"]])]
+    elif gpu_mode == "nvidia_runtime_env":
+        kwargs["runtime"] = runtime or "nvidia"
+        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(names)
+    elif gpu_mode == "env_only":
+        ids = ",".join(gpus)
+        env.update({"CUDA_VISIBLE_DEVICES": ids, "NVIDIA_VISIBLE_DEVICES": ids, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"})
+    else:
+        raise ValueError(f"unknown gpu_mode {gpu_mode!r}")
+    return env, kwargs
+
+
+def _mounts(options: DockerOptions, payload: PayloadPaths, warn: Warn) -> List[Mount]:
+    mounts = [
+        Mount(target=INPUTS_MOUNT, source=str(payload.inputs_dir), type="bind", read_only=True),
+        Mount(target=OUTPUT_MOUNT, source=str(payload.output_dir), type="bind", read_only=False),
+    ]
+    for mount in options.mounts:
+        target = mount.target.rstrip("/") or "/"
+        if target == _PAYLOAD_ROOT or target.startswith(_PAYLOAD_ROOT + "/") or target == "/":
+            warn(f"ignored the mount on {mount.target}: it would hide launchbay's payload folders")
+            continue
+        mounts.append(Mount(target=mount.target, source=mount.source, type="bind", read_only=mount.read_only))
+    return mounts
+
+
+def _host_options(options: DockerOptions) -> Dict[str, Any]:
+    """The docker options that map one to one onto create kwargs, only when set."""
+    kwargs: Dict[str, Any] = {}
+    if options.shm_size_mib:
+        kwargs["shm_size"] = options.shm_size_mib << 20
+    if options.network:
+        kwargs["network_mode"] = options.network
+    if options.runtime:
+        kwargs["runtime"] = options.runtime
+    if options.ipc_mode:
+        kwargs["ipc_mode"] = options.ipc_mode
+    if options.pid_mode:
+        kwargs["pid_mode"] = options.pid_mode
+    if options.privileged:
+        kwargs["privileged"] = True
+    if options.cap_add:
+        kwargs["cap_add"] = list(options.cap_add)
+    if options.devices:
+        kwargs["devices"] = list(options.devices)
+    if options.user:
+        kwargs["user"] = options.user
+    return kwargs
+
+
+def _limits(alloc: _AllocationLike) -> Dict[str, Any]:
+    kwargs: Dict[str, Any] = {}
+    if alloc.cpus and alloc.cpus > 0:
+        kwargs["nano_cpus"] = round(alloc.cpus * 1e9)
+    if alloc.memory_mib and alloc.memory_mib > 0:
+        limit = int(alloc.memory_mib) << 20
+        kwargs["mem_limit"] = limit
+        kwargs["memswap_limit"] = limit  # the same value: no swap on top of the limit
+    return kwargs
+
+
+def build_container_spec(
+    record: Mapping[str, Any],
+    queue: QueueConfig,
+    alloc: _AllocationLike,
+    *,
+    agent_id: str,
+    payload: PayloadPaths,
+    gpu_uuid_for: Callable[[str], Optional[str]],
+    warn: Warn = _ignore,
+) -> Dict[str, Any]:
+    """Keyword arguments for ``docker.containers.create`` (``image`` included) that run ``record``'s job.
+
+    ``warn`` receives one line per dropped option, for the job's log.
+    """
+    spec = record.get("spec") or {}
+    job_id = str(record["id"])
+    options = merge_docker_options(queue, submitter_options(record, queue, warn))
+    gpu_env, gpu_kwargs = gpu_settings(alloc.gpus, options.gpu_mode, gpu_uuid_for, options.runtime)
+    environment = {**options.env, **{str(k): str(v) for k, v in (spec.get("env") or {}).items()}}
+    for name in (ENV_RUN_CONFIG, ENV_FILE_OVERRIDES):
+        environment.pop(name, None)  # only the payload speaks for these, even when it goes by file only
+    environment = {
+        **environment,
+        **payload.env,
+        ENV_INPUTS_DIR: INPUTS_MOUNT,
+        ENV_OUTPUT_DIR: OUTPUT_MOUNT,
+        ENV_JOB_ID: job_id,
+        ENV_QUEUE: queue.name,
+        **gpu_env,
+    }
+    kwargs: Dict[str, Any] = {
+        "image": spec["image"],
+        "name": CONTAINER_NAME_PREFIX + job_id,
+        "environment": environment,
+        "labels": {JOB_ID_LABEL: job_id, AGENT_ID_LABEL: agent_id, QUEUE_LABEL: queue.name, MANAGED_LABEL: "1"},
+        "mounts": _mounts(options, payload, warn),
+        "init": True,
+        "security_opt": ["no-new-privileges"],
+        "auto_remove": False,
+        **_host_options(options),
+        **_limits(alloc),
+        **gpu_kwargs,
+    }
+    if spec.get("command"):
+        kwargs["command"] = [str(arg) for arg in spec["command"]]
+    if spec.get("workdir"):
+        kwargs["working_dir"] = spec["workdir"]
+    return kwargs

@@ -1,0 +1,469 @@
+"""The agent's main loop: wake, look, claim what fits, hand it to the supervisor, repeat.
+
+Threads, each with one job:
+
+- main: reconcile after a restart, then on every wake-up: act on cancel requests, check Docker,
+  reap lost agents, sweep orphans, and claim jobs one at a time until nothing more fits;
+- heartbeat: every ``heartbeat_interval_s`` (``heartbeat.py``);
+- inventory: re-reads CPUs, memory and GPUs every ``inventory_refresh_s`` (a GPU that disappears
+  gets no new jobs);
+- events: listens on ``{ns}:events`` and wakes the main loop on ``enqueued`` (for a queue this agent
+  serves), ``released`` and ``cancel`` (for its jobs), so new work starts without waiting for the
+  poll timer, which is only the fallback;
+- the supervisor's, one per job (``supervisor.py``), which call :meth:`Agent._release` at the end.
+
+Stopping: SIGTERM/SIGINT stop claiming; running containers are left running for the next agent
+process with the same id to adopt (within heartbeat TTL + grace, or the reaper frees the jobs), and
+the agent hash says ``stopping``. With ``drain`` the agent waits for its jobs instead (a second
+signal stops waiting). ``once`` claims until nothing fits, waits for its jobs, and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from typing import Any, Callable, Dict, Optional, Set
+
+import redis
+from launchbay.agent.claim import Claimer, ledger_entry, read_snapshot
+from launchbay.agent.heartbeat import AgentStatus, Heartbeat
+from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
+from launchbay.agent.ledger import Ledger, LedgerEntry
+from launchbay.agent.placement import Policy, select
+from launchbay.agent.reaper import Reaper, end_job, lock_ttl_for
+from launchbay.agent.reconcile import Reconciler
+from launchbay.agent.runtime import ContainerInfo, Runtime
+from launchbay.agent.settings import AgentSettings
+from launchbay.agent.supervisor import Allocation, JobSupervisor
+from launchbay.queue_config import rq_bridge
+from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.matching import Capacity
+from launchbay.queue_config.records import TERMINAL_STATES, Reason, Records, State
+from launchbay.queue_config.store import QueueStore
+
+log = logging.getLogger(__name__)
+
+#: Counters the tests (and ``launchbay agents``) read: jobs claimed, ended by state, released...
+COUNTER_NAMES = (
+    "claimed",
+    "finished",
+    "failed",
+    "canceled",
+    "released",
+    "lost_races",
+    "adopted",
+    "requeued_unstarted",
+    "orphans_removed",
+    "reaped_jobs",
+)
+#: Claims tried in one pass before the loop looks at cancels and Docker again.
+MAX_CLAIMS_PER_PASS = 64
+
+
+class Counters:
+    """Thread-safe event counts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: Dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+
+    def inc(self, name: str, by: int = 1) -> None:
+        with self._lock:
+            self._values[name] = self._values.get(name, 0) + by
+
+    def __getitem__(self, name: str) -> int:
+        with self._lock:
+            return self._values.get(name, 0)
+
+    def snapshot(self) -> Dict[str, int]:
+        with self._lock:
+            return dict(self._values)
+
+
+class _Every:
+    """Says when something done every ``interval_s`` is due."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._next = 0.0
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.interval_s
+        return True
+
+
+SupervisorFactory = Callable[..., Any]
+
+
+class Agent:
+    """One agent process. Build it with a Redis connection and a runtime, then :meth:`run` it."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        conn: redis.Redis,
+        runtime: Runtime,
+        keys: Optional[Keys] = None,
+        probe: Optional[InventoryProbe] = None,
+        supervisor_factory: SupervisorFactory = JobSupervisor,
+    ) -> None:
+        self.settings = settings
+        self.conn = conn
+        self.runtime = runtime
+        self.keys = keys or Keys.from_env()
+        self.records = Records(conn, self.keys)
+        self.ledger = Ledger(conn, self.keys, settings.agent_id)
+        self.store = QueueStore(conn, self.keys)
+        self.probe = probe or InventoryProbe(settings)
+        self.counters = Counters()
+        self.status = AgentStatus()
+        self.policy = Policy(reserve_after_s=settings.reserve_after_s)
+        self.inventory: HostInventory = self.probe.read()
+        self._gpu_uuids: Dict[str, str] = {}
+        self._note_gpus(self.inventory)
+        self.claimer = Claimer(conn, self.keys, agent_id=settings.agent_id, host=settings.host)
+        self.heartbeat = Heartbeat(
+            conn, self.keys, settings, status=self.status, capacity=self.capacity_json, counters=self.counters.snapshot
+        )
+        self.reaper = Reaper(
+            conn,
+            self.keys,
+            agent_id=settings.agent_id,
+            queue_config_for=self.store.get,
+            lock_ttl_s=lock_ttl_for(settings.reaper_interval_s),
+        )
+        self.supervisor = supervisor_factory(
+            conn=conn,
+            keys=self.keys,
+            records=self.records,
+            agent_id=settings.agent_id,
+            host=settings.host,
+            runtime=runtime,
+            settings=settings,
+            release=self._release,
+            queue_config_for=self.store.get,
+            record_inputs=self.store.record_inputs,
+            gpu_uuid_for=self._gpu_uuids.get,
+        )
+        self.reconciler = Reconciler(
+            conn,
+            self.records,
+            self.ledger,
+            runtime,
+            agent_id=settings.agent_id,
+            adopt=self._adopt,
+            tracked=self.supervisor.running_job_ids,
+            queue_config_for=self.store.get,
+            on_orphan=lambda job_id: self.counters.inc("orphans_removed"),
+        )
+        self._wake = threading.Event()
+        self._stopping = threading.Event()  # no more claims
+        self._closing = threading.Event()  # background threads end
+        self._escalated = threading.Event()  # a second signal during drain
+        self._drain = settings.drain
+        self._cancels: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._cancel_sent: Set[str] = set()
+        self._reconciled = False
+        self._reap_timer = _Every(settings.reaper_interval_s)
+        self._sweep_timer = _Every(settings.reaper_interval_s)
+        self._threads: list = []
+        self._last_error: Optional[str] = None
+
+    # -- what other parts read ------------------------------------------------------------------
+
+    def capacity(self) -> Capacity:
+        return capacity_of(self.settings, self.inventory)
+
+    def capacity_json(self) -> Dict[str, Any]:
+        return capacity_json(self.settings, self.inventory)
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(self, *, once: bool = False) -> int:
+        """Serve until stopped (or, with ``once``, until nothing more fits and every job ended); returns 0."""
+        log.info(
+            "agent %s serving %s on %s: %s",
+            self.settings.agent_id,
+            ", ".join(self.settings.queues),
+            self.settings.host,
+            json.dumps(self.capacity_json(), sort_keys=True),
+            extra={"agent_id": self.settings.agent_id},
+        )
+        self.heartbeat.beat()
+        self._start_threads()
+        try:
+            while True:
+                self._wake.clear()
+                claimed = self._tick()
+                if self._stopping.is_set() or (once and self._reconciled and not claimed and self._idle()):
+                    break
+                self._wake.wait(min(self.settings.poll_interval_s, self.settings.reaper_interval_s))
+        finally:
+            self._shutdown(drain=self._drain or once)
+        return 0
+
+    def request_stop(self, *, drain: Optional[bool] = None) -> None:
+        """Stop claiming and leave (signal handlers call this); a second call during a drain stops waiting."""
+        if self._stopping.is_set():
+            self._escalated.set()
+        if drain is not None:
+            self._drain = drain
+        self.status.state = "draining" if self._drain else "stopping"
+        self._stopping.set()
+        self._wake.set()
+
+    def _idle(self) -> bool:
+        return not self.supervisor.running_job_ids() and not self.ledger.entries()
+
+    def _tick(self) -> int:
+        """One pass of the main loop; returns how many jobs it claimed."""
+        try:
+            self._handle_cancels()
+            if self._reap_timer.due():
+                self._reap()
+            if not self._docker_ok():
+                return 0
+            if not self._reconciled:
+                self._reconcile_on_start()
+            elif self._sweep_timer.due():
+                self.reconciler.sweep()
+            claimed = 0 if self._stopping.is_set() else self._claim_pass()
+            self._last_error = None
+            return claimed
+        except redis.RedisError as exc:
+            self._log_error_once(f"Redis: {exc}")
+        except Exception as exc:
+            self._log_error_once(f"{type(exc).__name__}: {exc}", exc_info=True)
+        return 0
+
+    def _log_error_once(self, message: str, exc_info: bool = False) -> None:
+        if message != self._last_error:
+            log.error("agent loop: %s (will retry)", message, exc_info=exc_info)
+        self._last_error = message
+
+    def _docker_ok(self) -> bool:
+        healthy = self.runtime.ping()
+        was = self.status.docker
+        self.status.docker = "up" if healthy else "down"
+        if not self._stopping.is_set():
+            self.status.state = "healthy" if healthy else "unhealthy"
+        if healthy and was == "down":
+            log.warning("the Docker engine answers again; claiming resumes")
+        elif not healthy and was != "down":
+            log.error("the Docker engine does not answer; claiming nothing until it does")
+        return healthy
+
+    def _reap(self) -> None:
+        for outcomes in self.reaper.run_once().values():
+            self.counters.inc("reaped_jobs", len(outcomes))
+
+    def _reconcile_on_start(self) -> None:
+        done = self.reconciler.on_start()
+        self._reconciled = True
+        self.counters.inc("requeued_unstarted", sum(1 for v in done.values() if v == "requeued"))
+        if done:
+            log.info("after restart: %s", ", ".join(f"{j} {w}" for j, w in sorted(done.items())))
+
+    def _adopt(self, container: ContainerInfo, entry: LedgerEntry) -> None:
+        self.supervisor.adopt(container, _allocation(entry))
+        self.counters.inc("adopted")
+
+    # -- claiming --------------------------------------------------------------------------------
+
+    def _claim_pass(self) -> int:
+        """Claim jobs one at a time until none fits (or a lost race leaves none to try)."""
+        claimed = 0
+        skip: Set[str] = set(self.supervisor.running_job_ids())
+        for _ in range(MAX_CLAIMS_PER_PASS):
+            if self._stopping.is_set():
+                break
+            snapshot = read_snapshot(
+                self.conn, self.keys, self.settings.agent_id, self.settings.queues, self.settings.lookahead
+            )
+            capacity = self.capacity()
+            candidates = [c for c in snapshot.candidates if c.job_id not in skip]
+            decision = select(candidates, capacity, snapshot.running, time.time(), self.policy)
+            if decision is None:
+                break
+            entry = ledger_entry(decision, time.time())
+            result = self.claimer.claim(entry, capacity)
+            skip.add(decision.job_id)
+            if not result.claimed:
+                self.counters.inc("lost_races")
+                log.debug("claim of job %s refused: %s", decision.job_id, result.why, extra={"job_id": decision.job_id})
+                continue
+            claimed += 1
+            self._launch(entry, backfilled=decision.backfilled)
+        return claimed
+
+    def _launch(self, entry: LedgerEntry, *, backfilled: bool) -> None:
+        self.counters.inc("claimed")
+        job_id = entry.job_id
+        log.info(
+            "claimed job %s from %s: %g CPUs, %d MiB, GPUs [%s]%s",
+            job_id,
+            entry.queue,
+            entry.cpus,
+            entry.memory_mib,
+            ",".join(entry.gpus),
+            " (backfilled)" if backfilled else "",
+            extra={"job_id": job_id, "queue": entry.queue},
+        )
+        try:
+            execution_id = rq_bridge.mark_started(self.conn, job_id, worker_name=self.settings.agent_id)
+            self.records.update(job_id, rq_execution=execution_id)
+        except Exception as exc:  # RQ's mirror is for dashboards; the job runs without it
+            log.warning("job %s: RQ does not show it as started: %s", job_id, exc, extra={"job_id": job_id})
+        record = self.records.get(job_id) or {}
+        try:
+            self.supervisor.start(record, _allocation(entry))
+        except Exception as exc:
+            log.error("job %s could not be handed to the supervisor: %s", job_id, exc, exc_info=True)
+            end_job(
+                self.conn, self.records, job_id, record, State.FAILED, reason=Reason.CONTAINER_FAILED, message=str(exc)
+            )
+            self._release(job_id)
+            return
+        if record.get("cancel_requested") == "1":
+            self._cancels.put(job_id)
+
+    def _release(self, job_id: str) -> None:
+        """The supervisor's callback once a job's end is recorded: free its resources, count it, wake up."""
+        state = self.records.state(job_id)
+        # Counted first, so whoever sees the ledger empty also sees the counts.
+        self.counters.inc("released")
+        if state in TERMINAL_STATES:
+            self.counters.inc(state.value)
+        self.ledger.release(job_id)
+        self._cancel_sent.discard(job_id)
+        self._wake.set()
+
+    def _handle_cancels(self) -> None:
+        while True:
+            try:
+                job_id = self._cancels.get_nowait()
+            except queue.Empty:
+                return
+            if job_id in self._cancel_sent or job_id not in self.supervisor.running_job_ids():
+                continue
+            self._cancel_sent.add(job_id)
+            log.info("cancel requested for job %s", job_id, extra={"job_id": job_id})
+            self.supervisor.cancel(job_id)
+
+    # -- background threads ------------------------------------------------------------------------
+
+    def _start_threads(self) -> None:
+        for name, target in (
+            ("heartbeat", self._heartbeat_loop),
+            ("inventory", self._inventory_loop),
+            ("events", self._events_loop),
+        ):
+            thread = threading.Thread(target=target, name=f"launchbay-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _heartbeat_loop(self) -> None:
+        problem = None
+        while True:
+            try:
+                for job_id in self.heartbeat.beat():
+                    self._cancels.put(job_id)
+                    self._wake.set()
+                problem = None
+            except redis.RedisError as exc:
+                if str(exc) != problem:
+                    log.error("heartbeat failed: %s", exc)
+                problem = str(exc)
+            if self._closing.wait(self.settings.heartbeat_interval_s):
+                return
+
+    def _inventory_loop(self) -> None:
+        while not self._closing.wait(self.settings.inventory_refresh_s):
+            try:
+                inventory = self.probe.read()
+            except Exception:  # keep the last inventory rather than lose the thread
+                log.exception("reading the host inventory failed; keeping the previous one")
+                continue
+            changed = [g.id for g in inventory.gpus] != [g.id for g in self.inventory.gpus]
+            self.inventory = inventory
+            self._note_gpus(inventory)
+            if changed:
+                log.warning("GPUs now: [%s]", ",".join(g.id for g in inventory.gpus))
+                self._wake.set()
+
+    def _note_gpus(self, inventory: HostInventory) -> None:
+        self.status.gpu_problem = inventory.gpu_problem
+        for gpu in inventory.gpus:
+            if gpu.uuid:
+                self._gpu_uuids[gpu.id] = gpu.uuid
+
+    def _events_loop(self) -> None:
+        while not self._closing.is_set():
+            pubsub = self.conn.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(self.keys.events)
+                self._wake.set()  # whatever was published while we were not listening
+                while not self._closing.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message is not None:
+                        self._on_event(message.get("data"))
+            except redis.RedisError as exc:
+                log.debug("event listener reconnecting: %s", exc)
+                self._closing.wait(1.0)
+            finally:
+                pubsub.close()
+
+    def _on_event(self, data: Any) -> None:
+        try:
+            event = json.loads(data)
+        except (TypeError, ValueError):
+            return
+        if not isinstance(event, dict):
+            return
+        kind = event.get("type")
+        if (kind == "enqueued" and event.get("queue") in self.settings.queues) or kind == "released":
+            self._wake.set()
+        elif kind == "cancel" and event.get("job_id"):
+            self._cancels.put(str(event["job_id"]))
+            self._wake.set()
+
+    # -- stopping ----------------------------------------------------------------------------------
+
+    def _shutdown(self, *, drain: bool) -> None:
+        if drain:
+            self.status.state = "draining"
+            while self.supervisor.running_job_ids() and not self._escalated.is_set():
+                self._handle_cancels()
+                self.supervisor.wait_all(timeout_s=0.5)
+        if self.supervisor.running_job_ids():
+            self.supervisor.detach_all()
+            self.status.state = "stopping"
+        else:
+            self.status.state = "stopped"
+        self._closing.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        try:
+            self.heartbeat.write_status()  # the final status, without renewing the alive key
+        except redis.RedisError as exc:
+            log.warning("could not record the final status: %s", exc)
+        log.info("agent %s stopped (%s)", self.settings.agent_id, self.status.state)
+
+
+def _allocation(entry: LedgerEntry) -> Allocation:
+    return Allocation(
+        job_id=entry.job_id,
+        queue=entry.queue,
+        cpus=entry.cpus,
+        memory_mib=entry.memory_mib,
+        gpus=tuple(entry.gpus),
+        max_runtime_s=entry.max_runtime_s,
+        claimed_at=entry.claimed_at,
+    )

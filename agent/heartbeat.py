@@ -1,0 +1,131 @@
+"""The agent's heartbeat: "I am alive, this is what I can hand out, these jobs are still mine".
+
+Every ``heartbeat_interval_s`` one pipelined write sets ``{ns}:agent:{id}:alive`` with a TTL of
+``heartbeat_ttl_s + lost_grace_s`` (an agent whose key expired is lost, and the reaper of any other
+agent frees its jobs), the capacity JSON, and the agent hash (status, host, labels, queues, counters,
+Docker health, the last nvidia-smi problem). It then keeps RQ's started entries of the running jobs
+alive (``rq_bridge.heartbeat``) and reports jobs whose cancel was requested, in case the ``cancel``
+event was missed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+import redis
+from launchbay.agent.settings import AgentSettings
+from launchbay.queue_config import rq_bridge
+from launchbay.queue_config.keys import Keys
+
+from launchbay import __version__
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentStatus:
+    """What the agent says about itself in its hash; the daemon updates it, the heartbeat writes it."""
+
+    state: str = "starting"  # starting | healthy | unhealthy | draining | stopping | stopped
+    docker: str = "unknown"  # up | down | unknown
+    gpu_problem: Optional[str] = None
+    started_at: float = field(default_factory=time.time)
+
+    def fields(self) -> Dict[str, str]:
+        return {
+            "status": self.state,
+            "docker": self.docker,
+            "gpu_problem": self.gpu_problem or "",
+            "started_at": repr(self.started_at),
+        }
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Heartbeat:
+    """Writes one beat at a time; the daemon calls :meth:`beat` on a timer."""
+
+    def __init__(
+        self,
+        conn: redis.Redis,
+        keys: Keys,
+        settings: AgentSettings,
+        *,
+        status: AgentStatus,
+        capacity: Callable[[], Mapping[str, Any]],
+        counters: Callable[[], Mapping[str, int]],
+    ) -> None:
+        self.conn = conn
+        self.keys = keys
+        self.settings = settings
+        self.status = status
+        self.capacity = capacity
+        self.counters = counters
+
+    def write_status(self) -> None:
+        """Write the agent hash and capacity without renewing the alive key (the final word on stopping)."""
+        self._write(alive=False)
+
+    def beat(self) -> List[str]:
+        """One heartbeat; returns the ids of this agent's jobs whose cancel was requested."""
+        self._write(alive=True)
+        return self._touch_running_jobs()
+
+    def _write(self, *, alive: bool) -> None:
+        agent_id = self.settings.agent_id
+        fields = {
+            "agent_id": agent_id,
+            "host": self.settings.host,
+            "labels": json.dumps(self.settings.labels, sort_keys=True),
+            "queues": json.dumps(self.settings.queues),
+            "max_jobs": str(self.settings.max_jobs),
+            "pid": str(os.getpid()),
+            "version": __version__,
+            "beat_at": repr(time.time()),
+            "counters": json.dumps(dict(self.counters()), sort_keys=True),
+            **self.status.fields(),
+        }
+        with self.conn.pipeline(transaction=True) as pipe:
+            if alive:
+                # Alive and listed in one step: the reaper never sees this agent listed but not alive
+                # unless its beats really stopped.
+                ttl_ms = math.ceil(self.settings.alive_ttl_s * 1000)
+                pipe.set(self.keys.agent_alive(agent_id), repr(time.time()), px=ttl_ms)
+                pipe.sadd(self.keys.agents, agent_id)
+            pipe.set(self.keys.agent_capacity(agent_id), json.dumps(dict(self.capacity()), sort_keys=True))
+            pipe.hset(self.keys.agent(agent_id), mapping=fields)
+            pipe.execute()
+
+    def _touch_running_jobs(self) -> List[str]:
+        job_ids = [_text(j) for j in self.conn.hkeys(self.keys.agent_ledger(self.settings.agent_id))]
+        if not job_ids:
+            return []
+        with self.conn.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(self.keys.job(job_id), ["rq_execution", "cancel_requested", "agent"])
+            replies = pipe.execute()
+        cancels = []
+        with self.conn.pipeline(transaction=False) as pipe:
+            for job_id, (execution, cancel, owner) in zip(job_ids, replies):
+                if owner is not None and _text(owner) != self.settings.agent_id:
+                    continue
+                if cancel == b"1":
+                    cancels.append(job_id)
+                if execution:
+                    self._rq_heartbeat(job_id, _text(execution), pipe)
+            pipe.execute()
+        return cancels
+
+    def _rq_heartbeat(self, job_id: str, execution_id: str, pipe: Any) -> None:
+        try:
+            rq_bridge.heartbeat(self.conn, job_id, execution_id, pipeline=pipe)
+        except Exception as exc:  # an expired RQ job must not stop the beat of the others
+            log.debug("RQ heartbeat for job %s skipped: %s", job_id, exc, extra={"job_id": job_id})

@@ -1,0 +1,186 @@
+"""Freeing the jobs of agents that stopped heartbeating.
+
+Any live agent runs :meth:`Reaper.run_once` every few seconds; a ``SET NX EX`` lock
+(``{ns}:reaper:lock``) makes one of them do the work at a time. An agent in ``{ns}:agents`` whose
+``alive`` key has expired (heartbeat TTL + grace) is lost: each job in its ledger that it still
+owns is put back in its queue (reason ``requeued_agent_lost``) when the queue's ``retry`` policy
+says ``on_agent_lost: requeue`` and the job has been claimed at most ``max_requeues`` times, or
+else fails with reason ``agent_lost`` (a job whose cancel was requested is canceled instead). Then
+its ledger and capacity are deleted and it leaves the agents set. If it comes back, its old
+containers are orphans: it stops and removes them (``reconcile.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, Dict, List
+
+import redis
+from launchbay.agent.ledger import Ledger
+from launchbay.queue_config import rq_bridge
+from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.models import QueueConfig, RetryPolicy
+from launchbay.queue_config.records import ACTIVE_STATES, Reason, Records, State
+
+from launchbay.errors import LaunchbayError
+
+log = logging.getLogger(__name__)
+
+#: Fields that describe one run; a job put back in its queue starts without them.
+RUN_FIELDS = ("agent", "host", "gpus", "container", "rq_execution", "exit_code", "starting_at", "running_at")
+
+_RELEASE_LOCK_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+QueueConfigFor = Callable[[str], QueueConfig]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def publish(conn: redis.Redis, keys: Keys, message: Dict[str, Any]) -> None:
+    conn.publish(keys.events, json.dumps(message, sort_keys=True))
+
+
+def retry_policy(queue_config_for: QueueConfigFor, queue: str) -> RetryPolicy:
+    """The queue's retry policy; the default (fail) when the queue is gone or unreadable."""
+    try:
+        return queue_config_for(queue).retry
+    except (LaunchbayError, ValueError):
+        return RetryPolicy()
+
+
+def put_back(conn: redis.Redis, records: Records, job_id: str, record: Dict[str, Any], **fields: Any) -> bool:
+    """Move an active job back to ``queued`` at the front of its RQ queue; False if its state moved on."""
+    cleared = dict.fromkeys(RUN_FIELDS)
+    if not records.transition(job_id, State.QUEUED, allowed_from=ACTIVE_STATES, **{**cleared, **fields}):
+        return False
+    rq_bridge.requeue(conn, job_id, at_front=True, execution_id=record.get("rq_execution"))
+    publish(conn, records.keys, {"type": "enqueued", "queue": record.get("queue")})
+    return True
+
+
+def end_job(
+    conn: redis.Redis, records: Records, job_id: str, record: Dict[str, Any], state: State, **fields: Any
+) -> bool:
+    """Move an active job to a terminal state, mirrored into RQ, with ``eof`` on its log; False if it moved on."""
+    if not records.transition(job_id, state, allowed_from=ACTIVE_STATES, **fields):
+        return False
+    message = str(fields.get("message") or "")
+    try:
+        rq_bridge.mark_ended(conn, job_id, record.get("rq_execution"), state=state.value, message=message)
+    except Exception as exc:  # RQ's copy may have expired; the record is what people read
+        log.warning("job %s: could not mirror %s into RQ: %s", job_id, state.value, exc, extra={"job_id": job_id})
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.xadd(records.keys.job_log(job_id), {"eof": state.value})
+        # An ended record lives as long as RQ keeps the job's result, as everywhere else.
+        pipe.expire(records.keys.job(job_id), rq_bridge.RESULT_TTL_S)
+        pipe.expire(records.keys.job_log(job_id), rq_bridge.RESULT_TTL_S)
+        pipe.execute()
+    return True
+
+
+def resolve_lost_job(
+    conn: redis.Redis,
+    records: Records,
+    job_id: str,
+    *,
+    owner: str,
+    queue_config_for: QueueConfigFor,
+    why: str,
+) -> str:
+    """Requeue, fail or cancel an active job of ``owner`` that lost its agent or container.
+
+    Returns ``"requeued"``, ``"failed"``, ``"canceled"`` or ``"skipped"`` (the job is not active
+    for ``owner`` any more, so there is nothing to do).
+    """
+    record = records.get(job_id)
+    if not record or record.get("state") not in {s.value for s in ACTIVE_STATES} or record.get("agent") != owner:
+        return "skipped"
+    if record.get("cancel_requested") == "1":
+        done = end_job(conn, records, job_id, record, State.CANCELED, reason=Reason.CANCELED_BY_USER, message=why)
+        return "canceled" if done else "skipped"
+    policy = retry_policy(queue_config_for, str(record.get("queue")))
+    attempts = int(record.get("attempts") or 1)
+    if policy.on_agent_lost == "requeue" and attempts <= policy.max_requeues:
+        message = f"{why}; put back in the queue (requeue {attempts} of {policy.max_requeues})"
+        done = put_back(conn, records, job_id, record, reason=Reason.REQUEUED_AGENT_LOST, message=message)
+        return "requeued" if done else "skipped"
+    if policy.on_agent_lost == "requeue":
+        why += f"; not requeued again: claimed {attempts} times, max_requeues is {policy.max_requeues}"
+    done = end_job(conn, records, job_id, record, State.FAILED, reason=Reason.AGENT_LOST, message=why)
+    return "failed" if done else "skipped"
+
+
+class Reaper:
+    """Finds lost agents and frees their jobs; safe to run from every agent at once."""
+
+    def __init__(
+        self,
+        conn: redis.Redis,
+        keys: Keys,
+        *,
+        agent_id: str,
+        queue_config_for: QueueConfigFor,
+        lock_ttl_s: int = 30,
+    ) -> None:
+        self.conn = conn
+        self.keys = keys
+        self.agent_id = agent_id
+        self.records = Records(conn, keys)
+        self.queue_config_for = queue_config_for
+        self.lock_ttl_s = max(1, int(lock_ttl_s))
+        self._release_lock = conn.register_script(_RELEASE_LOCK_LUA)
+
+    def run_once(self) -> Dict[str, Dict[str, str]]:
+        """Reap every lost agent; returns ``{agent id: {job id: outcome}}`` (empty when another agent holds the lock)."""
+        if not self.conn.set(self.keys.reaper_lock, self.agent_id, nx=True, ex=self.lock_ttl_s):
+            return {}
+        try:
+            return {agent: self.reap(agent) for agent in self.lost_agents()}
+        finally:
+            self._release_lock(keys=[self.keys.reaper_lock], args=[self.agent_id])
+
+    def lost_agents(self) -> List[str]:
+        agent_ids = sorted(_text(a) for a in self.conn.smembers(self.keys.agents) if _text(a) != self.agent_id)
+        with self.conn.pipeline(transaction=False) as pipe:
+            for agent_id in agent_ids:
+                pipe.exists(self.keys.agent_alive(agent_id))
+            alive = pipe.execute()
+        return [agent_id for agent_id, is_alive in zip(agent_ids, alive) if not is_alive]
+
+    def reap(self, lost_id: str) -> Dict[str, str]:
+        """Free the jobs of ``lost_id``; returns ``{job id: outcome}``."""
+        ledger = Ledger(self.conn, self.keys, lost_id)
+        outcomes = {}
+        for job_id in ledger.entries():
+            why = f"agent {lost_id} stopped heartbeating"
+            outcomes[job_id] = resolve_lost_job(
+                self.conn, self.records, job_id, owner=lost_id, queue_config_for=self.queue_config_for, why=why
+            )
+            ledger.release(job_id)
+        self._forget(lost_id, ledger)
+        if outcomes:
+            log.warning(
+                "agent %s is lost; its jobs: %s",
+                lost_id,
+                ", ".join(f"{j} {o}" for j, o in sorted(outcomes.items())),
+                extra={"agent_id": self.agent_id},
+            )
+        return outcomes
+
+    def _forget(self, lost_id: str, ledger: Ledger) -> None:
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.delete(ledger.key, self.keys.agent_capacity(lost_id))
+            pipe.hset(self.keys.agent(lost_id), "status", "lost")
+            pipe.srem(self.keys.agents, lost_id)
+            pipe.execute()
+
+
+def lock_ttl_for(interval_s: float) -> int:
+    """A lock that outlives one reaper pass but not a crashed reaper by much."""
+    return max(5, int(interval_s * 3))

@@ -1,0 +1,149 @@
+"""Making this agent's containers, ledger and job records agree, at start-up and every few seconds.
+
+At start-up (the agent restarted on the same host, same agent id):
+
+- a labelled container whose record is ``starting``/``running`` for this agent, with a ledger entry,
+  is adopted (the supervisor sees it through to the end; it is not started again);
+- any other labelled container is an orphan (its job ended, belongs to another agent, was freed by
+  the reaper while this agent was away, or has no record): it is stopped and removed;
+- a ledger entry without a container whose record is still ``starting`` (the agent died between
+  claim and container create) is released and the job put back at the front of its queue;
+- one whose record is ``running`` (the container vanished while the agent was down) is treated as
+  a lost job, by the queue's retry policy;
+- one whose record ended, or is no longer this agent's, is released.
+
+Every few seconds :meth:`Reconciler.sweep` removes containers that were taken away from this agent
+(by the reaper, while it was frozen or cut off) and releases ledger entries nobody runs any more.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Dict, Optional, Set
+
+import redis
+from launchbay.agent.ledger import Ledger, LedgerEntry
+from launchbay.agent.reaper import QueueConfigFor, put_back, resolve_lost_job
+from launchbay.agent.runtime import ContainerInfo, Runtime
+from launchbay.queue_config.records import ACTIVE_STATES, TERMINAL_STATES, Records, State
+
+log = logging.getLogger(__name__)
+
+ACTIVE = {s.value for s in ACTIVE_STATES}
+TERMINAL = {s.value for s in TERMINAL_STATES}
+
+
+class Reconciler:
+    """Start-up adoption and periodic clean-up for one agent."""
+
+    def __init__(
+        self,
+        conn: redis.Redis,
+        records: Records,
+        ledger: Ledger,
+        runtime: Runtime,
+        *,
+        agent_id: str,
+        adopt: Callable[[ContainerInfo, LedgerEntry], None],
+        tracked: Callable[[], Set[str]],
+        queue_config_for: QueueConfigFor,
+        on_orphan: Optional[Callable[[str], None]] = None,
+    ) -> None:
+        self.conn = conn
+        self.records = records
+        self.ledger = ledger
+        self.runtime = runtime
+        self.agent_id = agent_id
+        self.adopt = adopt
+        self.tracked = tracked
+        self.queue_config_for = queue_config_for
+        self.on_orphan = on_orphan or (lambda job_id: None)
+
+    def _ours(self, record: Optional[Dict[str, Any]], entry: Optional[LedgerEntry], container_id: str) -> bool:
+        """The record says this agent runs the job in this container, and the ledger agrees."""
+        if not record or entry is None:
+            return False
+        if record.get("state") not in ACTIVE or record.get("agent") != self.agent_id:
+            return False
+        return not record.get("container") or record.get("container") == container_id
+
+    def on_start(self) -> Dict[str, str]:
+        """Adopt or clean up after a restart; returns ``{job id: what was done}``."""
+        entries = self.ledger.entries()
+        done: Dict[str, str] = {}
+        for container in self.runtime.list_managed(self.agent_id):
+            record = self.records.get(container.job_id) if container.job_id else None
+            if (
+                self._ours(record, entries.get(container.job_id), container.container_id)
+                and container.job_id not in done
+            ):
+                self.adopt(container, entries[container.job_id])
+                done[container.job_id] = "adopted"
+            else:
+                self._remove_orphan(container, record)
+                done.setdefault(container.job_id, "orphan removed")
+        for job_id, entry in entries.items():
+            if done.get(job_id) != "adopted":
+                done[job_id] = self._settle_entry(job_id, entry)
+        return done
+
+    def _settle_entry(self, job_id: str, entry: LedgerEntry) -> str:
+        record = self.records.get(job_id)
+        state = record.get("state") if record else None
+        if record and state in ACTIVE and record.get("agent") == self.agent_id:
+            if state == State.STARTING.value and put_back(self.conn, self.records, job_id, record):
+                self.ledger.release(job_id)
+                log.info(
+                    "job %s was claimed but never started; put back in its queue", job_id, extra={"job_id": job_id}
+                )
+                return "requeued"
+            why = f"agent {self.agent_id} restarted and the job's container was gone"
+            outcome = resolve_lost_job(
+                self.conn, self.records, job_id, owner=self.agent_id, queue_config_for=self.queue_config_for, why=why
+            )
+            self.ledger.release(job_id)
+            return outcome
+        self.ledger.release(job_id)
+        return "released"
+
+    def _remove_orphan(self, container: ContainerInfo, record: Optional[Dict[str, Any]]) -> None:
+        state = record.get("state") if record else "no record"
+        owner = record.get("agent") if record else None
+        log.warning(
+            "removing orphan container %s of job %s (job %s%s)",
+            container.container_id[:12],
+            container.job_id or "?",
+            state,
+            f", agent {owner}" if owner and owner != self.agent_id else "",
+            extra={"job_id": container.job_id},
+        )
+        self.runtime.remove(container.container_id)
+        self.on_orphan(container.job_id)
+
+    def sweep(self) -> None:
+        """Remove containers taken away from this agent; release entries no one runs any more."""
+        entries = self.ledger.entries()
+        tracked = self.tracked()
+        for container in self.runtime.list_managed(self.agent_id):
+            record = self.records.get(container.job_id) if container.job_id else None
+            if self._ours(record, entries.get(container.job_id), container.container_id):
+                continue
+            if container.job_id in tracked and not self._taken_away(container, record, entries):
+                continue  # the supervisor is finishing it
+            self._remove_orphan(container, record)
+        self._release_stale(entries, tracked)
+
+    def _taken_away(self, container: ContainerInfo, record: Optional[Dict[str, Any]], entries: Dict) -> bool:
+        if record is None or (record.get("agent") not in (None, self.agent_id)):
+            return True
+        if record.get("state") == State.QUEUED.value:
+            return True
+        return container.running and container.job_id not in entries
+
+    def _release_stale(self, entries: Dict[str, LedgerEntry], tracked: Set[str]) -> None:
+        for job_id in entries:
+            if job_id in tracked:
+                continue
+            record = self.records.get(job_id)
+            if record is None or record.get("state") in TERMINAL or record.get("agent") != self.agent_id:
+                self.ledger.release(job_id)

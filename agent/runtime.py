@@ -1,0 +1,430 @@
+"""The container runtime: Docker through the docker SDK, behind the few calls the supervisor makes.
+
+Every docker error is translated here, at the boundary, keeping the cause:
+
+- the engine cannot be reached (``requests`` connection errors, which are *not* docker
+  exceptions, or a client that cannot even fetch the API version) -> :class:`DockerUnavailableError`;
+- an image that is missing and cannot be pulled -> ``JobRunError(reason="image_pull_failed")``;
+- docker refusing to create or start a container -> ``JobRunError(reason="container_failed")``
+  with docker's own explanation as the message;
+- a container that no longer exists -> :class:`ContainerGoneError`.
+
+:class:`launchbay.agent.runtime_fake.FakeRuntime` has the same public methods, without Docker.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Protocol, Tuple
+
+import docker
+import requests
+from docker.utils import parse_repository_tag
+from launchbay.queue_config.records import Reason
+
+from launchbay.errors import DockerUnavailableError, JobRunError, LaunchbayError
+
+logger = logging.getLogger(__name__)
+
+#: Labels on every container the agent creates; ``list_managed`` finds them after a restart.
+MANAGED_LABEL = "launchbay.managed"
+JOB_ID_LABEL = "launchbay.job_id"
+AGENT_ID_LABEL = "launchbay.agent_id"
+QUEUE_LABEL = "launchbay.queue"
+#: Exit code of a process killed by SIGKILL (the OOM killer, or ``docker stop`` after the grace).
+SIGKILL_EXIT_CODE = 137
+
+ProgressCallback = Callable[[str], None]
+
+
+class PullInterruptedError(LaunchbayError):
+    """Raised by ``ensure_image`` when its ``should_stop`` callback asked to give up (a cancel, a shutdown)."""
+
+
+class ContainerGoneError(LaunchbayError):
+    """Raised when a container the agent is watching no longer exists (removed, or lost with the engine)."""
+
+    def __init__(self, message: str, *, container_id: str) -> None:
+        super().__init__(message)
+        self.container_id = container_id
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """One of the agent's containers, as a restarted agent finds it."""
+
+    job_id: str
+    container_id: str
+    #: docker's status: ``created``, ``running``, ``exited``, ``dead``, ...
+    status: str
+    #: Set once the container has exited.
+    exit_code: Optional[int]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    #: Epoch seconds when the container started; None when it never did.
+    started_at: Optional[float] = None
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("running", "restarting", "paused")
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a container ended."""
+
+    exit_code: int
+    oom_killed: bool = False
+    #: docker's ``State.Error`` (empty unless the runtime itself failed).
+    error: str = ""
+
+
+#: One log message of a container: docker's timestamp (RFC 3339, fixed nanoseconds, UTC, so
+#: timestamps of one container compare as strings) and the bytes, usually one line with its newline.
+LogChunk = Tuple[str, bytes]
+
+
+class LogStream(Protocol):
+    """A container's output as :data:`LogChunk` s, ending when the container exits; ``close`` stops it early."""
+
+    def __iter__(self) -> Iterator[LogChunk]: ...
+
+    def close(self) -> None: ...
+
+
+class Runtime(Protocol):
+    """What the supervisor needs from a container runtime (Docker, or the fake in tests)."""
+
+    def ping(self) -> bool: ...
+    def ensure_image(
+        self, image: str, progress: ProgressCallback, *, should_stop: Optional[Callable[[], bool]] = None
+    ) -> None: ...
+    def create_and_start(self, spec: Dict[str, Any]) -> str: ...
+    def start(self, container_id: str) -> None: ...
+    def stream_logs(self, container_id: str, *, since: Optional[str] = None, follow: bool = True) -> LogStream: ...
+    def wait(self, container_id: str, timeout_s: float) -> Optional[ExitStatus]: ...
+    def stop(self, container_id: str, grace_s: float) -> None: ...
+    def inspect(self, container_id: str) -> ContainerInfo: ...
+    def inspect_exit(self, container_id: str) -> ExitStatus: ...
+    def list_managed(self, agent_id: str) -> List[ContainerInfo]: ...
+    def remove(self, container_id: str) -> None: ...
+
+
+def parse_docker_time(text: Optional[str]) -> Optional[float]:
+    """``2026-11-22T11:49:32.415617412Z`` -> epoch seconds; docker's zero time (never started) -> None."""
+    if not text or text.startswith("0001-"):
+        return None
+    text = text.rstrip("Z")
+    whole, _, fraction = text.partition(".")
+    moment = datetime.fromisoformat(whole + "+00:00")
+    return moment.timestamp() + (float("0." + fraction) if fraction.isdigit() else 0.0)
+
+
+class PullProgress:
+    """Turns docker's pull stream into a few readable lines: one per layer state change, not per byte."""
+
+    def __init__(self, image: str, progress: ProgressCallback) -> None:
+        self.image = image
+        self.progress = progress
+        self._layer_status: Dict[str, str] = {}
+
+    def feed(self, event: Mapping[str, Any]) -> None:
+        """Handle one decoded pull event; raises JobRunError for an error reported in the stream."""
+        if "error" in event:
+            detail = event.get("errorDetail", {}).get("message") or event["error"]
+            raise JobRunError(f"cannot pull image {self.image}: {detail}", reason=Reason.IMAGE_PULL_FAILED.value)
+        status = str(event.get("status", "")).strip()
+        layer = event.get("id")
+        if not status:
+            return
+        if layer and status != self.image and not status.startswith("Pulling from"):
+            if self._layer_status.get(layer) == status:
+                return
+            self._layer_status[layer] = status
+            self.progress(f"pull {self.image}: layer {layer}: {status}")
+        else:
+            self.progress(f"pull {self.image}: {status}")
+
+
+def _is_engine_unreachable(exc: BaseException) -> bool:
+    if isinstance(exc, docker.errors.APIError):
+        return False
+    return isinstance(exc, (requests.exceptions.RequestException, docker.errors.DockerException, OSError))
+
+
+def _explanation(exc: BaseException) -> str:
+    if isinstance(exc, docker.errors.APIError):
+        return str(exc.explanation or exc)
+    return str(exc) or exc.__class__.__name__
+
+
+@contextmanager
+def _engine_errors(action: str) -> Iterator[None]:
+    """Turn "the engine is not there" into DockerUnavailableError; docker API errors pass through."""
+    try:
+        yield
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        if _is_engine_unreachable(exc):
+            raise DockerUnavailableError(f"the Docker engine cannot be reached ({action}): {exc}") from exc
+        raise
+
+
+class _DockerLogStream:
+    """Wraps docker-py's CancellableStream so that engine errors surface as DockerUnavailableError."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[LogChunk]:
+        with _engine_errors("reading logs"):
+            for frame in self._stream:
+                timestamp, space, data = frame.partition(b" ")
+                if not space or not timestamp[:1].isdigit():  # not "<timestamp> <data>": keep it all
+                    yield "", frame
+                else:
+                    yield timestamp.decode("ascii", errors="replace"), data
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        except Exception:  # closing a dead socket must never fail the caller
+            logger.debug("closing a docker log stream failed", exc_info=True)
+
+
+class DockerRuntime:
+    """Runs containers on one Docker engine.
+
+    The client is made on first use, so an agent can start while the engine is down and a call
+    made then raises DockerUnavailableError instead of the constructor failing.
+    """
+
+    def __init__(
+        self, client: Optional[docker.DockerClient] = None, *, docker_host: Optional[str] = None, timeout_s: float = 120
+    ) -> None:
+        self._client_obj = client
+        self._docker_host = docker_host
+        self._timeout_s = timeout_s
+
+    def _client(self) -> docker.DockerClient:
+        if self._client_obj is None:
+            environment = dict(os.environ)
+            if self._docker_host:
+                environment["DOCKER_HOST"] = self._docker_host
+            with _engine_errors("connecting"):
+                self._client_obj = docker.from_env(timeout=int(self._timeout_s), environment=environment)
+        return self._client_obj
+
+    @property
+    def _api(self) -> docker.APIClient:
+        return self._client().api
+
+    def close(self) -> None:
+        if self._client_obj is not None:
+            self._client_obj.close()
+
+    def ping(self) -> bool:
+        """True when the engine answers."""
+        try:
+            with _engine_errors("ping"):
+                return bool(self._api.ping())
+        except (DockerUnavailableError, docker.errors.DockerException):
+            return False
+
+    def ensure_image(
+        self, image: str, progress: ProgressCallback, *, should_stop: Optional[Callable[[], bool]] = None
+    ) -> None:
+        """Pull ``image`` unless it is present, reporting progress lines; JobRunError(image_pull_failed) on failure.
+
+        ``should_stop`` is asked after every pull event; when it says True the pull is abandoned
+        (the engine may finish it in the background) with PullInterruptedError.
+        """
+        with _engine_errors("looking up an image"):
+            try:
+                self._api.inspect_image(image)
+                return
+            except docker.errors.ImageNotFound:
+                pass
+            except docker.errors.APIError as exc:
+                raise JobRunError(
+                    f"cannot look up image {image}: {_explanation(exc)}", reason=Reason.IMAGE_PULL_FAILED.value
+                ) from exc
+        progress(f"image {image} is not on this host; pulling it")
+        repository, tag = parse_repository_tag(image)
+        reporter = PullProgress(image, progress)
+        with _engine_errors("pulling an image"):
+            try:
+                for event in self._api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+                    reporter.feed(event)
+                    if should_stop is not None and should_stop():
+                        raise PullInterruptedError(f"the pull of {image} was abandoned")
+                self._api.inspect_image(image)
+            except docker.errors.APIError as exc:
+                raise JobRunError(
+                    f"cannot pull image {image}: {_explanation(exc)}", reason=Reason.IMAGE_PULL_FAILED.value
+                ) from exc
+
+    def create_and_start(self, spec: Dict[str, Any]) -> str:
+        """Create and start a container from ``build_container_spec``'s kwargs; returns its id.
+
+        A container that was created but would not start is removed before the error is raised.
+        """
+        spec = dict(spec)
+        image = spec.pop("image")
+        with _engine_errors("creating a container"):
+            try:
+                try:
+                    container = self._client().containers.create(image, **spec)
+                except docker.errors.APIError as exc:
+                    if exc.status_code != 409 or not spec.get("name"):
+                        raise
+                    # The name is taken by a container left from an earlier attempt of the same job.
+                    logger.warning("removing the stale container %s before a new attempt", spec["name"])
+                    self.remove(spec["name"])
+                    container = self._client().containers.create(image, **spec)
+            except docker.errors.APIError as exc:
+                raise JobRunError(
+                    f"docker could not create the container: {_explanation(exc)}",
+                    reason=Reason.CONTAINER_FAILED.value,
+                ) from exc
+        try:
+            self.start(container.id)
+        except JobRunError:
+            self.remove(container.id)
+            raise
+        return container.id
+
+    def start(self, container_id: str) -> None:
+        with _engine_errors("starting a container"):
+            try:
+                self._api.start(container_id)
+            except docker.errors.NotFound as exc:
+                raise ContainerGoneError(f"container {container_id[:12]} is gone", container_id=container_id) from exc
+            except docker.errors.APIError as exc:
+                raise JobRunError(
+                    f"docker could not start the container: {_explanation(exc)}",
+                    reason=Reason.CONTAINER_FAILED.value,
+                ) from exc
+
+    def stream_logs(self, container_id: str, *, since: Optional[str] = None, follow: bool = True) -> LogStream:
+        """stdout and stderr together, with docker's timestamps, following until the container exits.
+
+        ``since`` (a chunk's timestamp) starts the output at most a second before it; without
+        ``follow`` the stream ends with the output written so far.
+        """
+        since_s = int(parse_docker_time(since) or 0) - 1 if since else None
+        with _engine_errors("reading logs"), self._gone(container_id):
+            stream = self._api.logs(
+                container_id, stream=True, follow=follow, stdout=True, stderr=True, timestamps=True, since=since_s
+            )
+        return _DockerLogStream(stream)
+
+    def wait(self, container_id: str, timeout_s: float) -> Optional[ExitStatus]:
+        """Block up to ``timeout_s`` for the container to exit; None while it still runs."""
+        try:
+            with _engine_errors("waiting for a container"), self._gone(container_id):
+                self._api.wait(container_id, timeout=timeout_s)
+        except DockerUnavailableError:
+            # docker-py reports its own read timeout as a ConnectionError: ask the engine which it was.
+            if self.ping():
+                return None
+            raise
+        return self.inspect_exit(container_id)
+
+    def stop(self, container_id: str, grace_s: float) -> None:
+        """SIGTERM, then SIGKILL after ``grace_s`` (docker counts whole seconds, so it is rounded up)."""
+        with _engine_errors("stopping a container"):
+            try:
+                self._api.stop(container_id, timeout=math.ceil(grace_s))
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                logger.warning("docker stop %s failed: %s", container_id[:12], _explanation(exc))
+
+    def inspect(self, container_id: str) -> ContainerInfo:
+        with _engine_errors("inspecting a container"), self._gone(container_id):
+            attrs = self._api.inspect_container(container_id)
+        return _container_info(attrs)
+
+    def inspect_exit(self, container_id: str) -> ExitStatus:
+        """The exit of a stopped container; a 137 counts as OOM when docker says so or an ``oom`` event was seen."""
+        with _engine_errors("inspecting a container"), self._gone(container_id):
+            state = self._api.inspect_container(container_id)["State"]
+        exit_code = int(state.get("ExitCode") or 0)
+        oom = bool(state.get("OOMKilled"))
+        if exit_code == SIGKILL_EXIT_CODE and not oom:
+            oom = self._oom_event_seen(container_id, state)
+        return ExitStatus(exit_code=exit_code, oom_killed=oom, error=str(state.get("Error") or ""))
+
+    def _oom_event_seen(self, container_id: str, state: Mapping[str, Any]) -> bool:
+        # OOMKilled has been unreliable on some kernels; the engine's event history is the second witness.
+        started = parse_docker_time(state.get("StartedAt")) or (time.time() - 3600)
+        finished = parse_docker_time(state.get("FinishedAt")) or time.time()
+        try:
+            with _engine_errors("reading events"):
+                events = self._api.events(
+                    since=int(started) - 1,
+                    until=int(finished) + 2,
+                    filters={"container": container_id, "event": "oom"},
+                    decode=True,
+                )
+                return any(True for _ in events)
+        except (DockerUnavailableError, docker.errors.DockerException):
+            return False
+
+    def list_managed(self, agent_id: str) -> List[ContainerInfo]:
+        """Every container this agent created and has not removed, running or not."""
+        filters = {"label": [f"{MANAGED_LABEL}=1", f"{AGENT_ID_LABEL}={agent_id}"]}
+        with _engine_errors("listing containers"):
+            summaries = self._api.containers(all=True, filters=filters)
+            infos = []
+            for summary in summaries:
+                try:
+                    infos.append(_container_info(self._api.inspect_container(summary["Id"])))
+                except docker.errors.NotFound:
+                    continue  # removed between the list and the inspect
+        return infos
+
+    def remove(self, container_id: str) -> None:
+        """Remove a container (stopping it if needed); one that is already gone is fine."""
+        with _engine_errors("removing a container"):
+            try:
+                self._api.remove_container(container_id, force=True)
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:  # removal already in progress
+                    return
+                raise JobRunError(
+                    f"docker could not remove container {container_id[:12]}: {_explanation(exc)}",
+                    reason=Reason.CONTAINER_FAILED.value,
+                ) from exc
+
+    @staticmethod
+    @contextmanager
+    def _gone(container_id: str) -> Iterator[None]:
+        try:
+            yield
+        except docker.errors.NotFound as exc:
+            raise ContainerGoneError(
+                f"container {container_id[:12]} no longer exists", container_id=container_id
+            ) from exc
+
+
+def _container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
+    labels = dict(attrs.get("Config", {}).get("Labels") or {})
+    state = attrs.get("State", {})
+    status = str(state.get("Status", "unknown"))
+    exited = status in ("exited", "dead")
+    return ContainerInfo(
+        job_id=labels.get(JOB_ID_LABEL, ""),
+        container_id=attrs["Id"],
+        status=status,
+        exit_code=int(state.get("ExitCode") or 0) if exited else None,
+        labels=labels,
+        started_at=parse_docker_time(state.get("StartedAt")),
+    )

@@ -1,0 +1,410 @@
+"""``launchbay agent`` (the per-host daemon), ``launchbay inventory`` and ``launchbay agents``.
+
+Agent settings are settled by ``launchbay.agent.settings.resolve_settings``: a flag here beats a
+``LAUNCHBAY_AGENT_*`` variable, which beats the ``--config`` file, which beats the default.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import click
+import redis
+from launchbay.agent.daemon import Agent
+from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
+from launchbay.agent.ledger import Ledger, LedgerEntry, decode_entries
+from launchbay.agent.placement import free_capacity
+from launchbay.agent.runtime import DockerRuntime
+from launchbay.agent.settings import CONFIG_ENV, ENV_PREFIX, AgentSettings, parse_labels, resolve_settings
+from launchbay.cli.queue_cmds import json_option, note, print_json, print_table, table, uses_redis, when
+from launchbay.queue_config.connection import URL_ENV, connect, redact_url, redis_errors_translated, resolve_url
+from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.units import format_mib
+
+from launchbay.errors import DockerUnavailableError
+
+EXIT_HEALTHY = 0
+EXIT_UNHEALTHY = 1
+
+
+def _env(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def _help(text: str, field: str, default: str) -> str:
+    return f"{text} [default: {default}; env: {_env(field)}]"
+
+
+def agent_options(func: Any) -> Any:
+    """The options that describe this agent; shared by ``agent`` and ``inventory``."""
+    options = [
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help=f"YAML or JSON file of agent settings (any setting name below, e.g. reserve_memory: 4GiB); "
+            f"flags and env win over it [default: none; env: {CONFIG_ENV}]",
+        ),
+        click.option(
+            "--gpus",
+            metavar="IDS|all",
+            help=_help("Host GPU indices (or UUIDs) this agent may hand out, e.g. 0,1,3", "gpus", "all"),
+        ),
+        click.option(
+            "--reserve-cpus", type=float, metavar="N", help=_help("CPUs kept back for the host", "reserve_cpus", "0")
+        ),
+        click.option(
+            "--reserve-memory",
+            metavar="SIZE",
+            help=_help("Memory kept back for the host, e.g. 4GiB", "reserve_memory", "0"),
+        ),
+        click.option(
+            "--label",
+            "labels",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help=_help("Label that job constraints match; repeat for more (env: zone=eu,rack=7)", "labels", "none"),
+        ),
+        click.option("--max-jobs", type=int, metavar="N", help=_help("Most jobs running at once", "max_jobs", "8")),
+        click.option(
+            "--agent-id",
+            metavar="ID",
+            help=_help(
+                "This agent's id in Redis; keep it across restarts to adopt running jobs", "agent_id", "hostname"
+            ),
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _flags(**given: Any) -> Dict[str, Any]:
+    """The options given on the command line, as settings (None = not given)."""
+    flags = {k: v for k, v in given.items() if v is not None and v != ()}
+    if "labels" in flags:
+        try:
+            flags["labels"] = parse_labels(flags["labels"])
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--label") from exc
+    if "queues" in flags:
+        flags["queues"] = list(flags["queues"])
+    if "state_dir" in flags:
+        flags["state_dir"] = Path(flags["state_dir"])
+    return flags
+
+
+def _settings(config_file: Optional[Path], **given: Any) -> AgentSettings:
+    return resolve_settings(_flags(**given), config_file=config_file)
+
+
+# -- launchbay agent --------------------------------------------------------------------------------
+
+
+@click.command("agent")
+@click.option(
+    "--redis-url",
+    metavar="URL",
+    help=f"Redis URL (redis://, rediss://, unix://) [default: ${URL_ENV}, else a private local server; "
+    f"env: {_env('redis_url')}]",
+)
+@click.option(
+    "-q",
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="QUEUE",
+    help=_help("Queue to take jobs from; repeat for more, in priority order (env: gpu,cpu)", "queues", "default"),
+)
+@agent_options
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    help=_help("Folder for job payloads, outputs and logs", "state_dir", "$XDG_STATE_HOME/launchbay/agent"),
+)
+@click.option(
+    "--log-cap",
+    metavar="SIZE",
+    help=_help("Log bytes kept per job in Redis (the full log stays in the state dir)", "log_cap", "8MiB"),
+)
+@click.option(
+    "--drain/--no-drain",
+    default=None,
+    help=_help("On SIGTERM/SIGINT wait for running jobs instead of leaving them for the next agent", "drain", "no"),
+)
+@click.option(
+    "--json-logs/--text-logs",
+    default=None,
+    help=_help("Log one JSON object per line", "json_logs", "text"),
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Health check: exit 0 when Redis and the Docker engine answer, 1 otherwise (for a Docker HEALTHCHECK).",
+)
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Claim jobs until nothing fits, wait for them to end, then exit (for tests and batch hosts).",
+)
+def agent_cmd(config_file: Optional[Path], check: bool, once: bool, **given: Any) -> None:
+    """Run the agent on this host: take the queued jobs that fit its free CPUs, memory and GPUs and run
+    each in a Docker container.
+
+    Settings not shown as flags (heartbeat_interval_s 3, heartbeat_ttl_s 10, lost_grace_s 15,
+    poll_interval_s 5, lookahead 64, reserve_after_s 300, inventory_refresh_s 10,
+    reaper_interval_s 5, stop_grace_s 10, docker_host, nvidia_smi) come from LAUNCHBAY_AGENT_<NAME>
+    or the --config file. SIGTERM/SIGINT stop claiming and leave running containers to be adopted by
+    the next start with the same --agent-id (unless --drain).
+    """
+    settings = _settings(config_file, **given)
+    _configure_logging(settings.json_logs)
+    if check:
+        sys.exit(_health_check(settings))
+    runtime = DockerRuntime(docker_host=settings.docker_host)
+    if once and not runtime.ping():
+        raise DockerUnavailableError("the Docker engine does not answer; --once has nothing to run jobs with")
+    url = resolve_url(settings.redis_url)
+    conn = connect(url)
+    with redis_errors_translated(url):
+        agent = Agent(settings, conn=conn, runtime=runtime)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: agent.request_stop())
+        code = agent.run(once=once)
+    sys.exit(code)
+
+
+def _health_check(settings: AgentSettings) -> int:
+    healthy = True
+    try:
+        url = resolve_url(settings.redis_url)
+        connect(url).ping()
+        click.echo(f"redis: ok ({redact_url(url)})")
+    except Exception as exc:
+        click.echo(f"redis: unreachable ({exc})")
+        healthy = False
+    if DockerRuntime(docker_host=settings.docker_host, timeout_s=10).ping():
+        click.echo("docker: ok")
+    else:
+        click.echo("docker: unreachable")
+        healthy = False
+    return EXIT_HEALTHY if healthy else EXIT_UNHEALTHY
+
+
+class _JsonFormatter(logging.Formatter):
+    FIELDS = ("job_id", "queue", "agent_id")
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "time": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        data.update({f: getattr(record, f) for f in self.FIELDS if hasattr(record, f)})
+        if record.exc_info:
+            data["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(data, sort_keys=True)
+
+
+def _configure_logging(json_logs: bool, *, fmt: str = "%(asctime)s %(levelname)s %(message)s") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if json_logs else logging.Formatter(fmt))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+# -- launchbay inventory ------------------------------------------------------------------------------
+
+
+@click.command("inventory")
+@agent_options
+@click.option(
+    "--redis-url",
+    metavar="URL",
+    help="Read this host's agent ledger from this Redis, to show what is free [default: "
+    f"${_env('redis_url')} or ${URL_ENV} when set, else the ledger is not read]",
+)
+@json_option
+def inventory_cmd(config_file: Optional[Path], redis_url: Optional[str], as_json: bool, **given: Any) -> None:
+    """Show what this host has (CPUs, memory, GPUs from nvidia-smi) and what is free for new jobs."""
+    settings = _settings(config_file, **given)
+    _configure_logging(False, fmt="%(levelname)s: %(message)s")
+    inventory = InventoryProbe(settings).read()
+    ledger = _read_ledger(settings, redis_url)
+    report = inventory_report(settings, inventory, ledger)
+    if as_json:
+        print_json(report)
+        return
+    _print_inventory(report)
+
+
+def _read_ledger(settings: AgentSettings, redis_url: Optional[str]) -> Optional[Dict[str, LedgerEntry]]:
+    url = redis_url or settings.redis_url
+    if not url and not os.environ.get(URL_ENV):
+        return None  # do not start a private Redis just to read an empty ledger
+    try:
+        conn = connect(url)
+        with redis_errors_translated(resolve_url(url)):
+            return Ledger(conn, Keys.from_env(), settings.agent_id).entries()
+    except Exception as exc:  # the inventory is still worth showing without the ledger
+        note(f"note: the agent's ledger could not be read ({exc}); claimed resources are not subtracted")
+        return None
+
+
+def inventory_report(
+    settings: AgentSettings, inventory: HostInventory, ledger: Optional[Dict[str, LedgerEntry]]
+) -> Dict[str, Any]:
+    """Everything ``launchbay inventory`` shows, as one JSON-ready dict."""
+    capacity = capacity_of(settings, inventory)
+    entries = list((ledger or {}).values())
+    free = free_capacity(capacity, entries)
+    claimed_by = {gpu: entry.job_id for entry in entries for gpu in entry.gpus}
+    return {
+        "agent_id": settings.agent_id,
+        "host": inventory.host,
+        "cpus_total": inventory.cpus,
+        "memory_total_mib": inventory.memory_mib,
+        "memory_available_mib": inventory.memory_available_mib,
+        "reserve_cpus": settings.reserve_cpus,
+        "reserve_memory_mib": settings.reserve_memory_mib,
+        "capacity": capacity_json(settings, inventory),
+        "ledger_read": ledger is not None,
+        "free": {
+            "cpus": round(free.cpus, 6),
+            "memory_mib": free.memory_mib,
+            "slots": free.slots,
+            "gpus": [g.id for g in free.gpus],
+        },
+        "gpus": [
+            {
+                "id": g.id,
+                "uuid": g.uuid,
+                "name": g.name,
+                "memory_total_mib": g.memory_total_mib,
+                "memory_used_mib": g.memory_used_mib,
+                "memory_free_mib": g.memory_free_mib,
+                "utilization_pct": g.utilization_pct,
+                "claimed_by": claimed_by.get(g.id),
+            }
+            for g in inventory.gpus
+        ],
+        "gpu_problem": inventory.gpu_problem,
+    }
+
+
+def _print_inventory(report: Dict[str, Any]) -> None:
+    capacity, free = report["capacity"], report["free"]
+    click.echo(f"host {report['host']} (agent id {report['agent_id']})")
+    click.echo(
+        f"CPUs    {report['cpus_total']:g} total, {report['reserve_cpus']:g} kept back, "
+        f"{capacity['cpus']:g} for jobs, {free['cpus']:g} free"
+    )
+    click.echo(
+        f"memory  {format_mib(report['memory_total_mib'])} total "
+        f"({format_mib(report['memory_available_mib'])} available now), "
+        f"{format_mib(report['reserve_memory_mib'])} kept back, {format_mib(capacity['memory_mib'])} for jobs, "
+        f"{format_mib(free['memory_mib'])} free"
+    )
+    click.echo(f"jobs    {capacity['max_jobs']} at most, {free['slots']} slots free")
+    if report["gpu_problem"]:
+        click.echo(f"GPUs    none usable: {report['gpu_problem']}")
+    elif not report["gpus"]:
+        click.echo("GPUs    none (no nvidia-smi, or it lists no GPU)")
+    else:
+        grid = table("GPU", "NAME", "MEMORY", "USED", "FREE", "UTIL", "CLAIMED BY", "UUID")
+        for g in report["gpus"]:
+            grid.add_row(
+                g["id"],
+                g["name"],
+                format_mib(g["memory_total_mib"]),
+                format_mib(g["memory_used_mib"]),
+                format_mib(g["memory_free_mib"]),
+                "-" if g["utilization_pct"] is None else f"{g['utilization_pct']}%",
+                g["claimed_by"] or "-",
+                g["uuid"],
+            )
+        print_table(grid)
+    if not report["ledger_read"]:
+        note("note: no Redis given (--redis-url), so resources claimed by a running agent are not subtracted")
+
+
+# -- launchbay agents ---------------------------------------------------------------------------------
+
+
+def read_agents(conn: redis.Redis, keys: Keys, *, include_gone: bool = False) -> List[Dict[str, Any]]:
+    """Every registered agent (live ones only unless ``include_gone``) with capacity, status and jobs."""
+    agent_ids = sorted(a.decode() for a in conn.smembers(keys.agents))
+    with conn.pipeline(transaction=False) as pipe:
+        for agent_id in agent_ids:
+            pipe.exists(keys.agent_alive(agent_id))
+            pipe.get(keys.agent_capacity(agent_id))
+            pipe.hgetall(keys.agent(agent_id))
+            pipe.hgetall(keys.agent_ledger(agent_id))
+        replies = pipe.execute()
+    agents = []
+    for index, agent_id in enumerate(agent_ids):
+        alive, capacity_raw, info_raw, ledger_raw = replies[index * 4 : index * 4 + 4]
+        if not alive and not include_gone:
+            continue
+        info = {k.decode(): v.decode() for k, v in info_raw.items()}
+        agents.append(
+            {
+                "agent_id": agent_id,
+                "alive": bool(alive),
+                "status": info.get("status", "unknown") if alive else "gone",
+                "host": info.get("host"),
+                "docker": info.get("docker"),
+                "gpu_problem": info.get("gpu_problem") or None,
+                "beat_at": float(info["beat_at"]) if info.get("beat_at") else None,
+                "counters": json.loads(info.get("counters") or "{}"),
+                "capacity": json.loads(capacity_raw) if capacity_raw else None,
+                "jobs": [json.loads(e.to_json()) for e in decode_entries(ledger_raw).values()],
+            }
+        )
+    return agents
+
+
+@click.command("agents")
+@click.option("--all", "include_gone", is_flag=True, help="Also list agents whose heartbeat has stopped.")
+@json_option
+@uses_redis
+def agents_cmd(include_gone: bool, as_json: bool, conn: Any, keys: Keys) -> None:
+    """List live agents: what each can hand out, its status, and the jobs it runs."""
+    agents = read_agents(conn, keys, include_gone=include_gone)
+    if as_json:
+        print_json(agents)
+        return
+    if not agents:
+        note("no live agents: start one with `launchbay agent -q QUEUE` on a machine with Docker")
+        return
+    grid = table("AGENT", "STATUS", "QUEUES", "CPUS", "MEMORY", "GPUS", "JOBS", "LAST BEAT")
+    for agent in agents:
+        capacity = agent["capacity"] or {}
+        gpus = capacity.get("gpus") or []
+        jobs = agent["jobs"]
+        grid.add_row(
+            agent["agent_id"],
+            agent["status"] + ("" if agent["docker"] != "down" else " (docker down)"),
+            ",".join(capacity.get("queues") or []),
+            f"{capacity.get('cpus', 0):g}",
+            format_mib(capacity.get("memory_mib")),
+            ",".join(f"{g['id']}:{g['name']}" for g in gpus) or "-",
+            " ".join(f"{j['job_id']}[{','.join(j['gpus'])}]" if j["gpus"] else j["job_id"] for j in jobs)
+            or f"none of {capacity.get('max_jobs', '?')}",
+            when(agent["beat_at"]),
+        )
+    print_table(grid)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(agent_cmd)
+    group.add_command(inventory_cmd)
+    group.add_command(agents_cmd)
