@@ -4,22 +4,33 @@ The precedence is decided here and nowhere else: ``--redis-url`` (passed in as `
 ``LAUNCHBAY_REDIS_URL``, then the user's private local server (``launchbay.queue_config.local_redis``).
 The CLI and the agent both call :func:`connect`. Passwords never appear in messages: URLs are shown
 through :func:`redact_url`.
+
+Besides redis-py's own schemes, ``redis+sentinel://`` finds the master through Redis Sentinel
+(:func:`sentinel_master`), for a highly available Redis shared by many hosts.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import ssl
 from contextlib import contextmanager
 from typing import Iterator, Optional
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis
+import redis.sentinel
 from launchbay.queue_config import local_redis
 
 from launchbay.errors import ConfigError, RedisUnavailableError
 
 URL_ENV = "LAUNCHBAY_REDIS_URL"
-SCHEMES = ("redis", "rediss", "unix")
+SENTINEL_SCHEME = "redis+sentinel"
+SCHEMES = ("redis", "rediss", "unix", SENTINEL_SCHEME)
+SENTINEL_DEFAULT_PORT = 26379
+#: redis-py's TLS settings, given as query options of a rediss:// URL (docs/security.md).
+TLS_URL_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
+TLS_URL_FILE_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 #: A Redis that does not accept the TCP connection within this many seconds counts as down.
 CONNECT_TIMEOUT_S = 5.0
 
@@ -28,7 +39,7 @@ def resolve_url(url: Optional[str]) -> str:
     """The Redis URL to use: ``url`` (the flag), else ``$LAUNCHBAY_REDIS_URL``, else the local server.
 
     Choosing the local server starts it when it is not running yet. Raises ConfigError for a
-    URL whose scheme is not redis://, rediss:// or unix://.
+    URL whose scheme is not redis://, rediss://, unix:// or redis+sentinel://.
     """
     chosen = url or os.environ.get(URL_ENV) or ""
     if not chosen:
@@ -37,17 +48,19 @@ def resolve_url(url: Optional[str]) -> str:
     if scheme not in SCHEMES:
         source = "--redis-url" if url else URL_ENV
         raise ConfigError(
-            f"{source} {redact_url(chosen)!r} must start with redis://, rediss:// or unix:// "
+            f"{source} {redact_url(chosen)!r} must start with redis://, rediss://, unix:// or redis+sentinel:// "
             "(e.g. redis://:PASSWORD@host:6379/0)"
         )
     return chosen
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (the user name, if any, is kept)."""
+    """``url`` with any password (also a ``sentinel_password=``) replaced by ``***``; the user name is kept."""
     parts = urlsplit(url)
+    if "sentinel_password=" in parts.query:
+        parts = parts._replace(query=re.sub(r"(^|&)sentinel_password=[^&]*", r"\1sentinel_password=***", parts.query))
     if parts.password is None:
-        return url
+        return urlunsplit(parts) if parts.query != urlsplit(url).query else url
     user = parts.username or ""
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
@@ -60,13 +73,76 @@ def connect(url: Optional[str] = None) -> redis.Redis:
     when Redis refuses the credentials. Responses stay bytes, as rq requires.
     """
     resolved = resolve_url(url)
+    _check_tls_files(resolved)
     try:
-        conn = redis.Redis.from_url(resolved, socket_connect_timeout=CONNECT_TIMEOUT_S)
+        if urlsplit(resolved).scheme == SENTINEL_SCHEME:
+            conn = sentinel_master(resolved)
+        else:
+            conn = redis.Redis.from_url(resolved, socket_connect_timeout=CONNECT_TIMEOUT_S)
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL {redact_url(resolved)!r}: {exc}") from exc
     with redis_errors_translated(resolved):
-        conn.ping()
+        try:
+            conn.ping()
+        except TypeError as exc:  # an unknown ?option= reaches redis-py's connection class only now
+            option = str(exc).rpartition(" ")[2]
+            raise ConfigError(
+                f"invalid Redis URL {redact_url(resolved)!r}: unknown option {option}; TLS options are "
+                f"{', '.join(TLS_URL_OPTIONS)}"
+            ) from exc
     return conn
+
+
+def sentinel_master(url: str) -> redis.Redis:
+    """A connection to the current master named in a ``redis+sentinel://`` URL.
+
+    ``redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB][?sentinel_password=P]``:
+    the sentinels (port 26379 unless given) are asked which server is SERVICE's master; USER and
+    PASSWORD are those of the Redis servers, ``sentinel_password`` that of the sentinels, if they
+    ask for one. After a failover the connection pool asks the sentinels again on its next
+    reconnect, so the same object follows the new master. Raises ValueError for a malformed URL.
+    """
+    parts = urlsplit(url)
+    hosts = []
+    for item in parts.netloc.rpartition("@")[2].split(","):
+        host, sep, port = item.rpartition(":")
+        if not sep or host.endswith(":"):  # no port, or a bare IPv6 address
+            host, port = item, str(SENTINEL_DEFAULT_PORT)
+        host = host.strip("[]")
+        if not host or not port.isdigit():
+            raise ValueError(f"sentinel address {item!r} must be HOST or HOST:PORT")
+        hosts.append((host, int(port)))
+    path = [unquote(segment) for segment in parts.path.split("/") if segment]
+    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError("a redis+sentinel:// URL ends with /SERVICE or /SERVICE/DB, e.g. /mymaster/0")
+    query = parse_qs(parts.query)
+    unknown = set(query) - {"sentinel_password"}
+    if unknown:
+        raise ValueError(f"unknown query parameter(s) {', '.join(sorted(unknown))}; known: sentinel_password")
+    timeouts = {"socket_connect_timeout": CONNECT_TIMEOUT_S}
+    sentinel_kwargs = {**timeouts, "socket_timeout": CONNECT_TIMEOUT_S}
+    if "sentinel_password" in query:
+        sentinel_kwargs["password"] = query["sentinel_password"][-1]
+    sentinel = redis.sentinel.Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **timeouts)
+    return sentinel.master_for(
+        path[0],
+        db=int(path[1]) if len(path) == 2 else 0,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        **timeouts,
+    )
+
+
+def _check_tls_files(url: str) -> None:
+    """A CA, certificate or key file named in the URL must exist (else redis-py says only "Error 2 connecting")."""
+    for option, values in parse_qs(urlsplit(url).query).items():
+        if option in TLS_URL_FILE_OPTIONS and not os.path.isfile(values[-1]):
+            raise ConfigError(f"Redis URL {redact_url(url)!r}: {option} file {values[-1]!r} does not exist")
+
+
+def _tls_refused(exc: BaseException) -> bool:
+    """Whether a connection error is TLS refusing the server's certificate."""
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc) or isinstance(exc.__cause__, ssl.SSLCertVerificationError)
 
 
 @contextmanager
@@ -80,7 +156,18 @@ def redis_errors_translated(url: str) -> Iterator[None]:
             f"Redis at {shown} refused the credentials ({str(exc).rstrip('.')}); "
             "check the user and password in the URL (redis://USER:PASSWORD@host:port/db)"
         ) from exc
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except redis.ConnectionError as exc:
+        if _tls_refused(exc):  # a certificate problem is not cured by retrying
+            raise ConfigError(
+                f"Redis at {shown}: TLS refused the server's certificate ({str(exc).rstrip('.')}); "
+                "name the CA that signed it with ?ssl_ca_certs=/path/to/ca.pem in the rediss:// URL, "
+                "and connect by a host name or IP address the certificate lists"
+            ) from exc
+        raise RedisUnavailableError(
+            f"cannot reach Redis at {shown}: {str(exc).rstrip('.')}; is redis-server running? "
+            f"Check --redis-url or {URL_ENV}, or unset both to use a private local server"
+        ) from exc
+    except redis.TimeoutError as exc:
         raise RedisUnavailableError(
             f"cannot reach Redis at {shown}: {str(exc).rstrip('.')}; is redis-server running? "
             f"Check --redis-url or {URL_ENV}, or unset both to use a private local server"

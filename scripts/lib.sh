@@ -1,4 +1,5 @@
-# Shared set-up steps for scripts/test and scripts/demo. Sourced, not run.
+# shellcheck shell=bash
+# Shared set-up steps for scripts/test, scripts/demo and scripts/build-agent-image. Sourced, not run.
 # Every step checks first and does nothing when its work is already there.
 
 LB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,13 +34,13 @@ lb_apt() {
 # lb_venv: .venv with launchbay installed editable, with the test extras.
 lb_venv() {
   local venv="$LB_ROOT/.venv" stamp
-  stamp=$(cat "$LB_ROOT/pyproject.toml" | sha256sum | cut -c1-16)
+  stamp=$(sha256sum <"$LB_ROOT/pyproject.toml" | cut -c1-16)
   if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.launchbay-stamp" 2>/dev/null)" = "$stamp" ]; then
     return 0
   fi
   lb_step "creating .venv and installing launchbay[test] (pip)"
   python3 -m venv "$venv" || lb_die "python3 -m venv failed; install python3-venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -e "$LB_ROOT[test]" 2>&1 | grep -v '^WARNING: Location' || true
+  "$venv/bin/pip" install -q --disable-pip-version-check -e "${LB_ROOT}[test]" 2>&1 | grep -v '^WARNING: Location' || true
   "$venv/bin/python" -c "import launchbay.cli.main" || lb_die "installing launchbay into .venv failed"
   echo "$stamp" > "$venv/.launchbay-stamp"
 }
@@ -79,23 +80,170 @@ lb_stop_dockerd() {
 }
 
 # lb_base_image: a Debian bookworm image with python3, PyYAML and pip, built with debootstrap and
-# `docker import`, so no container registry is needed. The root filesystem tarball is cached.
+# `docker import`, so no container registry is needed. The root filesystem tarball is cached, named
+# after the package list, which the image carries in its launchbay.base label: one of ours made
+# from another list is imported again; an image of that name that we did not make is used as it is.
+LB_BASE_PACKAGES=python3,python3-yaml,python3-pip,python3-setuptools,python3-wheel,ca-certificates
 lb_base_image() {
-  if docker image inspect "$LB_BASE_IMAGE" >/dev/null 2>&1; then return 0; fi
-  local tarball="$LB_STATE/bookworm-python.tar"
+  local stamp label
+  stamp=$(echo "bookworm $LB_BASE_PACKAGES" | sha256sum | cut -c1-12)
+  if label=$(docker image inspect -f '{{index .Config.Labels "launchbay.base"}}' "$LB_BASE_IMAGE" 2>/dev/null); then
+    case $label in "$stamp" | "" | "<no value>") return 0 ;; esac
+  fi
+  local tarball="$LB_STATE/bookworm-python-$stamp.tar"
   if [ ! -s "$tarball" ]; then
+    [ "$(id -u)" = 0 ] || lb_die "building the base image $LB_BASE_IMAGE needs root (debootstrap); run this once as root, or set LAUNCHBAY_BASE_IMAGE to a local image with python3 and pip"
     lb_apt debootstrap
-    local rootfs="$LB_STATE/rootfs.tmp"
+    local rootfs="$LB_STATE/rootfs.tmp" rc
     rm -rf "$rootfs"
-    lb_step "debootstrap: Debian bookworm + python3 into a folder (about a minute; log $LB_STATE/debootstrap.log)"
-    debootstrap --variant=minbase --include=python3,python3-yaml,python3-pip,python3-setuptools,python3-wheel,ca-certificates \
-      bookworm "$rootfs" "$LB_DEBIAN_MIRROR" >"$LB_STATE/debootstrap.log" 2>&1 \
-      || { tail -n 20 "$LB_STATE/debootstrap.log" >&2; lb_die "debootstrap failed"; }
+    lb_step "debootstrap: Debian bookworm + python3 into a folder (a few minutes; log $LB_STATE/debootstrap.log)"
+    set +e
+    debootstrap --variant=minbase --include="$LB_BASE_PACKAGES" bookworm "$rootfs" "$LB_DEBIAN_MIRROR" 2>&1 \
+      | tee "$LB_STATE/debootstrap.log" | lb_phases debootstrap
+    rc=${PIPESTATUS[0]}
+    set -e
+    [ "$rc" = 0 ] || { tail -n 20 "$LB_STATE/debootstrap.log" >&2; lb_die "debootstrap failed"; }
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
     tar -C "$rootfs" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
     rm -rf "$rootfs"
   fi
   lb_step "docker import -> $LB_BASE_IMAGE"
-  docker import -c 'ENV LANG=C.UTF-8' -c 'CMD ["python3"]' "$tarball" "$LB_BASE_IMAGE" >/dev/null \
+  docker import -c 'ENV LANG=C.UTF-8' -c 'CMD ["python3"]' -c "LABEL launchbay.base=$stamp" "$tarball" "$LB_BASE_IMAGE" >/dev/null \
     || lb_die "docker import failed"
+}
+
+# lb_phases NAME: progress for a long step, read from its output. debootstrap ("I: ..." lines): the
+# first line of each kind ("Retrieving", "Extracting", ...), and the current one every 10 s. Docker
+# builds: each step ("Step 3/7 : ...", BuildKit's "#5 [2/4] ...").
+lb_phases() {
+  awk -v name="$1" '
+    function show(text) { print "    " name ": " substr(text, 1, 110); fflush(); shown = systime() }
+    /^I: / { if (!($2 in seen) || systime() - shown >= 10) { seen[$2] = 1; show(substr($0, 4)) } next }
+    /^Step [0-9]+\/[0-9]+ :/ || /^#[0-9]+ \[/ { show($0) }'
+}
+
+# lb_docker_build TAG CONTEXT [DOCKER BUILD ARGS...]: docker build with one progress line per step;
+# the whole output goes to $LB_STATE/logs/build-<tag>.log and its tail is shown when the build fails.
+lb_docker_build() {
+  local tag=$1 context=$2; shift 2
+  local log="$LB_STATE/logs/build-${tag//[^A-Za-z0-9_.-]/_}.log" rc
+  mkdir -p "$LB_STATE/logs"
+  lb_step "docker build -> $tag (log $log)"
+  set +e
+  docker build -t "$tag" "$@" "$context" 2>&1 | tee "$log" | lb_phases build
+  rc=${PIPESTATUS[0]}
+  set -e
+  if [ "$rc" != 0 ]; then
+    # The classic builder keeps the container of a failed step ("---> Running in ID"): remove it.
+    sed -n 's/.*---> Running in \([0-9a-f]\{12,\}\).*/\1/p' "$log" | xargs -r docker rm -f >/dev/null 2>&1 || true
+    tail -n 30 "$log" >&2
+    lb_die "docker build of $tag failed (log $log)"
+  fi
+}
+
+# lb_python_base [pull|no-pull]: sets LB_PYTHON_BASE, the image that the job and agent images build
+# FROM. $LAUNCHBAY_BASE_IMAGE when it is set (built with lb_base_image if missing; no pull); else
+# python:3.12-slim when it is here or can be pulled; else the local base that lb_base_image builds
+# (no registry needed). Once a local base exists, later runs use it without trying the registry.
+LB_REGISTRY_BASE=${LAUNCHBAY_REGISTRY_BASE:-python:3.12-slim}
+LB_PULL_TIMEOUT_S=${LAUNCHBAY_PULL_TIMEOUT_S:-20}
+lb_python_base() {
+  local mode=${1:-pull}
+  if [ -z "${LAUNCHBAY_BASE_IMAGE:-}" ]; then
+    if docker image inspect "$LB_REGISTRY_BASE" >/dev/null 2>&1; then
+      LB_PYTHON_BASE=$LB_REGISTRY_BASE
+      return 0
+    fi
+    if [ "$mode" = pull ] && ! docker image inspect "$LB_BASE_IMAGE" >/dev/null 2>&1; then
+      if lb_try_pull "$LB_REGISTRY_BASE"; then
+        LB_PYTHON_BASE=$LB_REGISTRY_BASE
+        return 0
+      fi
+      echo "    building a local base image instead (debootstrap + docker import; no registry needed)"
+    fi
+  fi
+  lb_base_image
+  LB_PYTHON_BASE=$LB_BASE_IMAGE
+}
+
+# lb_try_pull IMAGE: docker pull, given up when the registry has not answered within
+# $LB_PULL_TIMEOUT_S seconds (a pull that is making progress may take up to 15 minutes).
+# A progress line every 10 s; returns 1 when there is no image.
+lb_try_pull() {
+  local image=$1 log="$LB_STATE/logs/pull.log" pid waited=0
+  mkdir -p "$LB_STATE/logs"
+  lb_step "docker pull $image (given up if the registry does not answer in $LB_PULL_TIMEOUT_S s)"
+  docker pull "$image" >"$log" 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    if { [ "$waited" -ge "$LB_PULL_TIMEOUT_S" ] && ! grep -q -E 'Pulling|Download|Already exists|Digest' "$log"; } \
+        || [ "$waited" -ge 900 ]; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+      echo "    pull: no image after $waited s; giving up"
+      return 1
+    fi
+    sleep 1
+    waited=$((waited + 1))
+    if [ $((waited % 10)) = 0 ]; then echo "    pull: $(tail -n 1 "$log" | cut -c1-90) ($waited s)"; fi
+  done
+  if wait "$pid"; then
+    echo "    pull: $(tail -n 1 "$log" | cut -c1-100)"
+    return 0
+  fi
+  echo "    pull: failed: $(tail -n 1 "$log" | cut -c1-140)"
+  return 1
+}
+
+# lb_runtime_deps: launchbay's runtime dependencies as pip requirements, one a line, from pyproject.toml.
+lb_runtime_deps() {
+  "$LB_ROOT/.venv/bin/python" - "$LB_ROOT/pyproject.toml" <<'PY'
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    print("\n".join(tomllib.load(f)["project"]["dependencies"]))
+PY
+}
+
+# lb_wheels IMAGE DIR PKG...: wheels for IMAGE's Python in DIR, so a `docker build` FROM IMAGE can
+# `pip install --no-index --find-links` with no network. The downloads are cached in
+# $LB_STATE/wheels per Python version, machine and package list (a second build needs no index);
+# launchbay itself is built from this tree every time.
+lb_wheels() {
+  local image=$1 dir=$2; shift 2
+  local pyfull arch cache log
+  pyfull=$(docker run --rm --entrypoint python3 "$image" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])') \
+    || lb_die "cannot run python3 in $image"
+  docker run --rm --entrypoint python3 "$image" -m pip --version >/dev/null 2>&1 \
+    || lb_die "$image has no pip (python3 -m pip), which installs the wheels; use an image that has it"
+  arch=$(uname -m)
+  mkdir -p "$dir" "$LB_STATE/logs"
+  log="$LB_STATE/logs/wheels.log"
+  rm -f "$dir"/launchbay-*.whl
+  "$LB_ROOT/.venv/bin/pip" wheel -q --disable-pip-version-check --no-deps -w "$dir" "$LB_ROOT" >"$log" 2>&1 \
+    || { tail -n 20 "$log" >&2; lb_die "building the launchbay wheel failed (log $log)"; }
+  [ "$#" -gt 0 ] || return 0
+  cache="$LB_STATE/wheels/py$pyfull-$arch-$(printf '%s\n' "$@" | sha256sum | cut -c1-12)"
+  if [ ! -e "$cache/.complete" ]; then
+    lb_step "downloading wheels for Python $pyfull ($arch): $*"
+    rm -rf "$cache" && mkdir -p "$cache"
+    cp "$dir"/launchbay-*.whl "$cache"/
+    local want=("$@") missing round
+    for round in 1 2 3 4 5; do
+      "$LB_ROOT/.venv/bin/pip" download -q --disable-pip-version-check --only-binary=:all: \
+        --python-version "$pyfull" --platform "manylinux2014_$arch" --platform "manylinux_2_17_$arch" \
+        --platform "manylinux_2_28_$arch" --platform any -d "$cache" "${want[@]}" >"$log" 2>&1 \
+        || { tail -n 20 "$log" >&2; lb_die "pip download failed (log $log)"; }
+      # pip download judges environment markers by this host's Python, not the image's (pip issue
+      # 11664): ask the image's own pip what is still missing, and fetch that too.
+      missing=$(docker run --rm -v "$cache:/wheels:ro" --entrypoint python3 "$image" -m pip install --dry-run \
+          --break-system-packages --no-index --find-links /wheels "$@" 2>&1 \
+        | sed -n 's/.*No matching distribution found for \([^;]*\).*/\1/p' | tr -d ' ' || true)
+      [ -n "$missing" ] || break
+      [ "$round" -lt 5 ] || lb_die "wheels still missing for $image after 5 rounds: $missing"
+      want=("$missing")
+    done
+    rm -f "$cache"/launchbay-*.whl
+    touch "$cache/.complete"
+  fi
+  cp "$cache"/*.whl "$dir"/
 }

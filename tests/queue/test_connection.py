@@ -32,7 +32,7 @@ def test_a_url_with_another_scheme_is_refused_naming_where_it_came_from(monkeypa
     with pytest.raises(ConfigError) as caught:
         resolve_url(None)
     assert str(caught.value) == (
-        "LAUNCHBAY_REDIS_URL 'http://:***@host:6379' must start with redis://, rediss:// or unix:// "
+        "LAUNCHBAY_REDIS_URL 'http://:***@host:6379' must start with redis://, rediss://, unix:// or redis+sentinel:// "
         "(e.g. redis://:PASSWORD@host:6379/0)"
     )
 
