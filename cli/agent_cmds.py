@@ -16,11 +16,9 @@ from typing import Any, Dict, List, Optional
 
 import click
 import redis
-from launchbay.agent.daemon import Agent
 from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
 from launchbay.agent.ledger import Ledger, LedgerEntry, decode_entries
 from launchbay.agent.placement import free_capacity
-from launchbay.agent.runtime import DockerRuntime
 from launchbay.agent.settings import CONFIG_ENV, ENV_PREFIX, AgentSettings, parse_labels, resolve_settings
 from launchbay.cli.queue_cmds import json_option, note, print_json, print_table, table, uses_redis, when
 from launchbay.queue_config.connection import URL_ENV, connect, redact_url, redis_errors_translated, resolve_url
@@ -163,6 +161,11 @@ def agent_cmd(config_file: Optional[Path], check: bool, once: bool, **given: Any
     or the --config file. SIGTERM/SIGINT stop claiming and leave running containers to be adopted by
     the next start with the same --agent-id (unless --drain).
     """
+    # Imported here, not at the top: the daemon and the Docker SDK take about half a second to load,
+    # and every other launchbay command would pay for them.
+    from launchbay.agent.daemon import Agent
+    from launchbay.agent.runtime import DockerRuntime
+
     settings = _settings(config_file, **given)
     _configure_logging(settings.json_logs)
     if check:
@@ -181,6 +184,8 @@ def agent_cmd(config_file: Optional[Path], check: bool, once: bool, **given: Any
 
 
 def _health_check(settings: AgentSettings) -> int:
+    from launchbay.agent.runtime import DockerRuntime  # see agent_cmd
+
     healthy = True
     try:
         url = resolve_url(settings.redis_url)
