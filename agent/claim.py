@@ -5,13 +5,15 @@ first ``lookahead`` job ids of its RQ queue and their records, and the agent's l
 round trips. Placement picks from that snapshot; :class:`Claimer` then runs ``claim.lua``, which
 re-checks everything against Redis as it is *now* and either claims the job (out of the RQ queue,
 allocation into the ledger, record to ``starting``) or says why not. A lost race is normal: the
-agent reads again and tries the next candidate.
+agent tries its next candidate from the same snapshot (the script re-checks it against Redis).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -58,6 +60,20 @@ class ClaimResult:
     why: str  # "claimed", or the check that failed (see claim.lua)
 
 
+@functools.lru_cache(maxsize=1024)
+def _warn_unreadable(job_id: str, problem: str) -> None:
+    """Once per job and problem (cached), not on every pass while the job sits in its queue."""
+    log.warning("job %s has an unreadable record (%s); skipping it", job_id, problem, extra={"job_id": job_id})
+
+
+def _sane(request: Request) -> Request:
+    """The request, if every amount is a finite number >= 0: a negative one would credit the ledger."""
+    amounts = (request.cpus, request.memory_mib, request.gpus, request.gpu_memory_mib)
+    if not all(math.isfinite(amount) and amount >= 0 for amount in amounts):
+        raise ValueError(f"resource amounts must be finite and not negative, got {amounts}")
+    return request
+
+
 def _candidate(job_id: str, queue: str, queue_rank: int, position: int, values: Sequence[Any]) -> Optional[Candidate]:
     fields = dict(zip(RECORD_FIELDS, (None if v is None else _text(v) for v in values)))
     if fields["state"] != "queued" or fields["cancel_requested"] == "1":
@@ -65,19 +81,20 @@ def _candidate(job_id: str, queue: str, queue_rank: int, position: int, values: 
     if fields["queue"] not in (None, queue):
         return None
     try:
-        request = Request.from_dict(json.loads(fields["request"] or "{}"))
-        constraints = json.loads(fields["constraints"] or "{}") or {}
+        request = _sane(Request.from_dict(json.loads(fields["request"] or "{}")))
+        constraints = {str(k): str(v) for k, v in (json.loads(fields["constraints"] or "{}") or {}).items()}
         max_runtime = int(fields["max_runtime_s"]) if fields["max_runtime_s"] else None
         queued_at = float(fields["queued_at"] or 0.0)
-    except (TypeError, ValueError) as exc:
-        log.warning("job %s has an unreadable record (%s); skipping it", job_id, exc, extra={"job_id": job_id})
+    except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+        # Anyone with write access to Redis can write a record: one bad record must not stop the pass.
+        _warn_unreadable(job_id, str(exc))
         return None
     return Candidate(
         job_id=job_id,
         queue=queue,
         request=request,
         queued_at=queued_at,
-        constraints={str(k): str(v) for k, v in constraints.items()},
+        constraints=constraints,
         max_runtime_s=max_runtime,
         priority=fields["priority"] or "normal",
         queue_rank=queue_rank,

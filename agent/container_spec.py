@@ -23,7 +23,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Seque
 from docker.types import DeviceRequest, Mount
 from launchbay.agent.payload_dir import PayloadPaths
 from launchbay.agent.runtime import AGENT_ID_LABEL, JOB_ID_LABEL, MANAGED_LABEL, QUEUE_LABEL
-from launchbay.queue_config.models import DockerOptions, QueueConfig
+from launchbay.queue_config.models import ENV_NAME_RE, DockerOptions, QueueConfig
+from launchbay.queue_config.records import UNREADABLE_FIELDS
 from launchbay.sdk.payload import (
     ENV_FILE_OVERRIDES,
     ENV_GPUS,
@@ -57,6 +58,32 @@ class _AllocationLike(Protocol):
 
 
 def _ignore(_message: str) -> None:
+    return None
+
+
+def record_problem(record: Mapping[str, Any]) -> Optional[str]:
+    """What makes ``record`` unfit to build a container from, or None.
+
+    The client only ever writes well-formed records, but anyone with write access to Redis can
+    write one; the agent refuses those instead of guessing (a string command is not split, an env
+    name with ``=`` is not passed on).
+    """
+    if record.get(UNREADABLE_FIELDS):
+        return f"not readable: {', '.join(record[UNREADABLE_FIELDS])}"
+    spec = record.get("spec")
+    if not isinstance(spec, dict) or not isinstance(spec.get("image"), str) or not spec["image"].strip():
+        return "spec.image must be an image name"
+    command = spec.get("command")
+    if command is not None and not (isinstance(command, list) and all(isinstance(a, str) for a in command)):
+        return "spec.command must be a list of strings"
+    env = spec.get("env") or {}
+    if not isinstance(env, dict) or any(not ENV_NAME_RE.match(str(name)) for name in env):
+        return "spec.env must map valid variable names to values"
+    if any(isinstance(value, (dict, list)) for value in env.values()):
+        return "spec.env values must be strings"
+    for name in ("run_config", "file_overrides"):
+        if record.get(name) is not None and not isinstance(record[name], dict):
+            return f"{name} must be a JSON object"
     return None
 
 

@@ -32,6 +32,7 @@ from launchbay.agent.claim import Claimer, ledger_entry, read_snapshot
 from launchbay.agent.heartbeat import AgentStatus, Heartbeat
 from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
 from launchbay.agent.ledger import Ledger, LedgerEntry
+from launchbay.agent.payload_dir import remove_stale_job_dirs
 from launchbay.agent.placement import Policy, select
 from launchbay.agent.reaper import Reaper, end_job, lock_ttl_for
 from launchbay.agent.reconcile import Reconciler
@@ -43,6 +44,8 @@ from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.matching import Capacity
 from launchbay.queue_config.records import TERMINAL_STATES, Reason, Records, State
 from launchbay.queue_config.store import QueueStore
+
+from launchbay.errors import DockerUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +242,8 @@ class Agent:
             return claimed
         except redis.RedisError as exc:
             self._log_error_once(f"Redis: {exc}")
+        except DockerUnavailableError as exc:  # the engine went away during the pass: no traceback for that
+            self._log_error_once(f"Docker: {exc}")
         except Exception as exc:
             self._log_error_once(f"{type(exc).__name__}: {exc}", exc_info=True)
         return 0
@@ -267,6 +272,8 @@ class Agent:
     def _reconcile_on_start(self) -> None:
         done = self.reconciler.on_start()
         self._reconciled = True
+        for job_id in remove_stale_job_dirs(self.settings.state_dir, keep=self.supervisor.running_job_ids()):
+            log.info("removed the job folder of job %s, which this agent no longer runs", job_id)
         self.counters.inc("requeued_unstarted", sum(1 for v in done.values() if v == "requeued"))
         if done:
             log.info("after restart: %s", ", ".join(f"{j} {w}" for j, w in sorted(done.items())))
@@ -281,24 +288,34 @@ class Agent:
         """Claim jobs one at a time until none fits (or a lost race leaves none to try)."""
         claimed = 0
         skip: Set[str] = set(self.supervisor.running_job_ids())
+        snapshot, stale = None, False
         for _ in range(MAX_CLAIMS_PER_PASS):
             if self._stopping.is_set():
                 break
-            snapshot = read_snapshot(
-                self.conn, self.keys, self.settings.agent_id, self.settings.queues, self.settings.lookahead
-            )
+            if snapshot is None:
+                snapshot = read_snapshot(
+                    self.conn, self.keys, self.settings.agent_id, self.settings.queues, self.settings.lookahead
+                )
+                stale = False
             capacity = self.capacity()
             candidates = [c for c in snapshot.candidates if c.job_id not in skip]
             decision = select(candidates, capacity, snapshot.running, time.time(), self.policy)
             if decision is None:
-                break
+                if not stale:
+                    break
+                snapshot = None  # lost races made the read out of date: look once more before giving up
+                continue
             entry = ledger_entry(decision, time.time())
             result = self.claimer.claim(entry, capacity)
             skip.add(decision.job_id)
             if not result.claimed:
                 self.counters.inc("lost_races")
                 log.debug("claim of job %s refused: %s", decision.job_id, result.why, extra={"job_id": decision.job_id})
+                # The same read serves for the next candidate (claim.lua re-checks everything): with
+                # several agents on one queue, re-reading after every lost race costs more than the race.
+                stale = True
                 continue
+            snapshot = None  # our ledger changed
             claimed += 1
             self._launch(entry, backfilled=decision.backfilled)
         return claimed

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, TypeVar, Union
 
 import redis
-from launchbay.agent.container_spec import build_container_spec
+from launchbay.agent.container_spec import build_container_spec, record_problem
 from launchbay.agent.logs import LOG_FILE_LABEL, LOG_STREAM_LABEL, JobLog, LogPump
 from launchbay.agent.payload_dir import (
     JobOutputs,
@@ -30,6 +30,7 @@ from launchbay.agent.payload_dir import (
     read_outputs,
     remove_job_dir,
 )
+from launchbay.agent.reaper import expire_ended
 from launchbay.agent.runtime import ContainerGoneError, ContainerInfo, ExitStatus, PullInterruptedError
 from launchbay.queue_config import rq_bridge
 from launchbay.queue_config.records import ACTIVE_STATES, TERMINAL_STATES, Reason, State
@@ -48,10 +49,14 @@ LOG_DRAIN_S = 10.0
 #: Redis writes of the end are retried this long before the agent gives up on them.
 REDIS_RETRY_S = 60.0
 ENGINE_RETRY_MAX_S = 5.0
+#: How long a container killed by a signal from outside waits to see whether its engine is going away.
+ENGINE_VERDICT_S = 3.0
 #: tini (docker's ``--init``) saying it could not exec the command: the command is not in the image.
 _EXEC_FAILED = re.compile(r"^\[FATAL tini \(\d+\)\] (exec .* failed: .*)$")
 #: Shell and tini exit codes for "cannot execute" and "not found".
 _EXEC_EXIT_CODES = (126, 127)
+#: 128 + SIGKILL, 128 + SIGTERM: how a container stopped from outside exits.
+_SIGNAL_EXIT_CODES = (137, 143)
 
 T = TypeVar("T")
 Event = Tuple[str, Any]
@@ -100,6 +105,8 @@ class JobRun:
         self._detached = threading.Event()
         self._inbox: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._pump: Optional[LogPump] = None
+        #: The container had exited when the engine answered again after going away.
+        self._ended_with_engine = False
         self.log = JobLog(
             supervisor.conn,
             supervisor.keys.job_log(self.job_id),
@@ -149,6 +156,10 @@ class JobRun:
     def _launch(self) -> Optional[Outcome]:
         if self._cancel_requested():
             return _canceled("canceled by user before the container started")
+        problem = record_problem(self.record)
+        if problem:
+            message = f"the job's record is malformed ({problem}); launchbay's client never writes that"
+            return Outcome(State.FAILED, Reason.CONTAINER_FAILED, message=message)
         try:
             self.paths = prepare_payload(
                 self.sup.state_dir, self.job_id, self.record.get("run_config"), self.record.get("file_overrides")
@@ -328,6 +339,7 @@ class JobRun:
                     info = self.sup.runtime.inspect(self.container_id)
                     if info.running:
                         return _Running()
+                    self._ended_with_engine = True
                     return self.sup.runtime.inspect_exit(self.container_id)
                 except ContainerGoneError:
                     return self._gone(
@@ -362,6 +374,9 @@ class JobRun:
         if status.oom_killed:
             limit = f" of {self.alloc.memory_mib} MiB" if self.alloc.memory_mib else ""
             return Outcome(State.FAILED, Reason.OOM_KILLED, code, f"killed for using more than its memory limit{limit}")
+        if self._died_with_engine(status):
+            message = f"the Docker engine stopped while the job ran, and its container with it (exit code {code})"
+            return Outcome(State.FAILED, Reason.DOCKER_UNAVAILABLE, code, message)
         if code == 0 and not status.error:
             return Outcome(State.FINISHED, None, 0, "")
         start_failure = self._start_failure(status)
@@ -370,6 +385,26 @@ class JobRun:
         last = next((line for line in reversed(self.log.tail) if line.strip()), "")
         message = f"exited with code {code}" + (f"; last output: {last[:300]}" if last else "")
         return Outcome(State.FAILED, Reason.EXIT_CODE, code, message)
+
+    def _died_with_engine(self, status: ExitStatus) -> bool:
+        """The container ended because its engine stopped, not by its own doing.
+
+        Either it was found exited when the engine answered again, or a signal from outside
+        launchbay ended it (a stopping engine sends SIGTERM, then SIGKILL) and the engine stops
+        answering within ENGINE_VERDICT_S (a person's ``docker stop`` leaves it answering).
+        """
+        if status.exit_code == 0:
+            return False
+        if self._ended_with_engine:
+            return True
+        if status.exit_code not in _SIGNAL_EXIT_CODES:
+            return False
+        deadline = time.monotonic() + ENGINE_VERDICT_S
+        while time.monotonic() < deadline:
+            if not self.sup.runtime.ping():
+                return True
+            time.sleep(0.2)
+        return False
 
     def _start_failure(self, status: ExitStatus) -> Optional[str]:
         """docker's (or tini's) explanation when the command could not be run at all."""
@@ -408,6 +443,8 @@ class JobRun:
                 "job %s %s %s", self.job_id, outcome.state.value, outcome.message, extra={"job_id": self.job_id}
             )
         self.log.close(eof=self._eof_for(final, won))
+        if won:
+            self._redis(self._expire_ended)
         self._remove_container()
         if self.paths is not None:
             remove_job_dir(self.paths)
@@ -444,6 +481,12 @@ class JobRun:
             except Exception as exc:  # RQ's mirror is for dashboards; the record is the truth
                 logger.warning("job %s: RQ does not show its end: %s", self.job_id, exc, extra={"job_id": self.job_id})
         return won
+
+    def _expire_ended(self) -> None:
+        """The record and its log expire with RQ's copy of the job; without it every job stays in Redis for ever."""
+        with self.sup.conn.pipeline(transaction=False) as pipe:
+            expire_ended(pipe, self.sup.keys, self.job_id)
+            pipe.execute()
 
     def _eof_for(self, final: Optional[State], won: bool) -> Optional[str]:
         """The eof entry to write: the recorded end, unless someone else ended the job and wrote it already."""

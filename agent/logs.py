@@ -21,6 +21,7 @@ import collections
 import contextlib
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any, Deque, List, Optional, Tuple
 
@@ -39,6 +40,12 @@ FILE_CAP_FACTOR = 4
 #: Lines kept in memory for messages like "exited with code 1: <last line>".
 TAIL_LINES = 5
 _BATCH_LINES = 500
+#: Output waiting to be written, beyond which the reader of the container's output waits for the
+#: writer (Redis slow or away): the rest stays in docker's log meanwhile, not in the agent's memory.
+MAX_PENDING_CHARS = 32 << 20
+#: How long a batch of lines waits for a Redis that stopped answering before it is given up.
+REDIS_RETRY_S = 60.0
+_RETRY_MAX_DELAY_S = 5.0
 #: Container labels holding :meth:`JobLog.position` at container start, read back on adoption.
 LOG_STREAM_LABEL = "launchbay.log_stream_after"
 LOG_FILE_LABEL = "launchbay.log_file_offset"
@@ -167,10 +174,12 @@ class JobLog:
         self._skip_redis = 0
         self._skip_file = 0
         self._queue: List[Tuple[str, bool, bool]] = []  # (text, to redis, to file)
+        self._pending_chars = 0
         self._cond = threading.Condition()
         self._busy = False
         self._closed = False
         self._redis_failed = False
+        self._lines_lost = False
         self._writer = threading.Thread(target=self._write_loop, name=f"log-{file_path.stem}", daemon=True)
         self._writer.start()
 
@@ -249,7 +258,10 @@ class JobLog:
 
     def _put(self, text: str, to_redis: bool, to_file: bool) -> None:
         with self._cond:
+            while self._pending_chars > MAX_PENDING_CHARS and not self._closed and self._writer.is_alive():
+                self._cond.wait(0.5)
             self._queue.append((text, to_redis, to_file))
+            self._pending_chars += len(text)
             self._cond.notify_all()
 
     def _write_loop(self) -> None:
@@ -260,6 +272,7 @@ class JobLog:
                 if not self._queue and self._closed:
                     return
                 batch, self._queue = self._queue[:_BATCH_LINES], self._queue[_BATCH_LINES:]
+                self._pending_chars -= sum(len(text) for text, _, _ in batch)
                 self._busy = True
             try:
                 self._write_redis([text for text, to_redis, _ in batch if to_redis])
@@ -293,15 +306,33 @@ class JobLog:
         self._xadd_many([fields])
 
     def _xadd_many(self, entries: List[dict]) -> None:
-        try:
-            pipe = self.conn.pipeline(transaction=False)
-            for fields in entries:
-                pipe.xadd(self.stream_key, fields, maxlen=self._maxlen, approximate=True)
-            pipe.execute()
-        except redis.RedisError as exc:
-            if not self._redis_failed:
-                logger.warning("cannot write the log stream %s (%s); lines are lost", self.stream_key, exc)
-            self._redis_failed = True
+        """Append ``entries`` in one MULTI/EXEC; a Redis that stopped answering is waited for, up to REDIS_RETRY_S."""
+        deadline = time.monotonic() + REDIS_RETRY_S
+        delay = 0.2
+        while True:
+            try:
+                with self.conn.pipeline(transaction=True) as pipe:  # all or nothing, so a retry never doubles lines
+                    for fields in entries:
+                        pipe.xadd(self.stream_key, fields, maxlen=self._maxlen, approximate=True)
+                    pipe.execute()
+                return
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if time.monotonic() + delay > deadline:
+                    self._give_up_redis(exc)
+                    return
+                if not self._redis_failed:
+                    logger.warning("cannot write the log stream %s (%s); retrying", self.stream_key, exc)
+                self._redis_failed = True
+                time.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_DELAY_S)
+            except redis.RedisError as exc:
+                self._give_up_redis(exc)
+                return
+
+    def _give_up_redis(self, exc: Exception) -> None:
+        if not self._lines_lost:
+            logger.warning("cannot write the log stream %s (%s); lines are lost", self.stream_key, exc)
+        self._redis_failed = self._lines_lost = True
 
     def last_entry(self) -> Optional[Tuple[str, dict]]:
         try:

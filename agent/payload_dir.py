@@ -21,7 +21,7 @@ import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Collection, Dict, List, Mapping, Optional
 
 from launchbay.sdk.payload import (
     EFFECTIVE_CONFIG_FILE,
@@ -131,6 +131,24 @@ def read_outputs(paths: PayloadPaths) -> JobOutputs:
         except (OSError, ValueError) as exc:
             problems.append(f"ignored {name} from the job's output folder: {exc}")
     return JobOutputs(found[INPUTS_RECORD_FILE], found[EFFECTIVE_CONFIG_FILE], problems)
+
+
+def remove_stale_job_dirs(state_dir: Path, keep: Collection[str]) -> List[str]:
+    """Delete the job folders of jobs not in ``keep``; returns their job ids.
+
+    For the agent's start-up, after adoption: a folder of a job this agent no longer runs was left
+    by a process killed between the job's recorded end and its clean-up.
+    """
+    try:
+        folders = sorted((Path(state_dir) / "jobs").iterdir())
+    except OSError:
+        return []
+    removed = []
+    for folder in folders:
+        if folder.name not in keep and folder.is_dir() and not folder.is_symlink():
+            remove_job_dir(PayloadPaths(folder, folder / "inputs", folder / "output"))
+            removed.append(folder.name)
+    return removed
 
 
 def remove_job_dir(paths: PayloadPaths) -> None:

@@ -70,18 +70,34 @@ def end_job(
     """Move an active job to a terminal state, mirrored into RQ, with ``eof`` on its log; False if it moved on."""
     if not records.transition(job_id, state, allowed_from=ACTIVE_STATES, **fields):
         return False
-    message = str(fields.get("message") or "")
+    complete_end(conn, records, job_id, record, state, message=str(fields.get("message") or ""))
+    return True
+
+
+def complete_end(
+    conn: redis.Redis, records: Records, job_id: str, record: Dict[str, Any], state: State, *, message: str = ""
+) -> None:
+    """What follows an end already in the record: RQ's copy, ``eof`` on the log, the expiry.
+
+    Safe to run twice: an agent killed half way through it runs it again after its restart
+    (``reconcile.py``), so ``rq info`` never keeps showing a job as started that ended.
+    """
     try:
         rq_bridge.mark_ended(conn, job_id, record.get("rq_execution"), state=state.value, message=message)
     except Exception as exc:  # RQ's copy may have expired; the record is what people read
         log.warning("job %s: could not mirror %s into RQ: %s", job_id, state.value, exc, extra={"job_id": job_id})
+    last = conn.xrevrange(records.keys.job_log(job_id), count=1)
     with conn.pipeline(transaction=False) as pipe:
-        pipe.xadd(records.keys.job_log(job_id), {"eof": state.value})
-        # An ended record lives as long as RQ keeps the job's result, as everywhere else.
-        pipe.expire(records.keys.job(job_id), rq_bridge.RESULT_TTL_S)
-        pipe.expire(records.keys.job_log(job_id), rq_bridge.RESULT_TTL_S)
+        if not (last and b"eof" in last[0][1]):
+            pipe.xadd(records.keys.job_log(job_id), {"eof": state.value})
+        expire_ended(pipe, records.keys, job_id)
         pipe.execute()
-    return True
+
+
+def expire_ended(pipe: Any, keys: Keys, job_id: str) -> None:
+    """An ended record and its log live as long as RQ keeps the job's result, as everywhere else."""
+    pipe.expire(keys.job(job_id), rq_bridge.RESULT_TTL_S)
+    pipe.expire(keys.job_log(job_id), rq_bridge.RESULT_TTL_S)
 
 
 def resolve_lost_job(

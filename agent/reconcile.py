@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Optional, Set
 
 import redis
 from launchbay.agent.ledger import Ledger, LedgerEntry
-from launchbay.agent.reaper import QueueConfigFor, put_back, resolve_lost_job
+from launchbay.agent.reaper import QueueConfigFor, complete_end, put_back, resolve_lost_job
 from launchbay.agent.runtime import ContainerInfo, Runtime
 from launchbay.queue_config.records import ACTIVE_STATES, TERMINAL_STATES, Records, State
 
@@ -103,8 +103,15 @@ class Reconciler:
             )
             self.ledger.release(job_id)
             return outcome
+        self._complete_interrupted_end(job_id, record)
         self.ledger.release(job_id)
         return "released"
+
+    def _complete_interrupted_end(self, job_id: str, record: Optional[Dict[str, Any]]) -> None:
+        """This agent recorded the job's end, then died before RQ, the log's eof and the expiry were written."""
+        if record and record.get("state") in TERMINAL and record.get("agent") == self.agent_id:
+            state = State(record["state"])
+            complete_end(self.conn, self.records, job_id, record, state, message=str(record.get("message") or ""))
 
     def _remove_orphan(self, container: ContainerInfo, record: Optional[Dict[str, Any]]) -> None:
         state = record.get("state") if record else "no record"
@@ -146,4 +153,5 @@ class Reconciler:
                 continue
             record = self.records.get(job_id)
             if record is None or record.get("state") in TERMINAL or record.get("agent") != self.agent_id:
+                self._complete_interrupted_end(job_id, record)
                 self.ledger.release(job_id)

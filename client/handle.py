@@ -7,8 +7,9 @@ canceled while queued never had a log).
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TypeVar
 
 import redis
 from launchbay.queue_config import control
@@ -20,6 +21,31 @@ from launchbay.errors import NotFoundError
 #: How long one XREAD blocks before the record's state is checked again (milliseconds).
 POLL_BLOCK_MS = 1000
 LOG_BATCH = 500
+#: How long ``wait`` and ``logs(follow=True)`` wait for a Redis that stopped answering (a restart)
+#: before they give up with the connection error.
+REDIS_OUTAGE_S = 60.0
+_RETRY_MAX_DELAY_S = 5.0
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _through_outages(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)``, retried with back-off while Redis does not answer, for up to REDIS_OUTAGE_S."""
+    deadline, delay = None, 0.2
+    while True:
+        try:
+            return call(*args)
+        except redis.AuthenticationError:
+            raise  # a ConnectionError too, but waiting does not fix credentials
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if deadline is None:
+                deadline = time.monotonic() + REDIS_OUTAGE_S
+                log.warning("Redis does not answer (%s); waiting up to %.0f s for it", exc, REDIS_OUTAGE_S)
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_DELAY_S)
 
 
 class JobHandle:
@@ -50,12 +76,13 @@ class JobHandle:
     def wait(self, timeout_s: Optional[float] = None) -> Dict[str, Any]:
         """Block until the job is finished, failed or canceled; return its record.
 
-        Raises TimeoutError when ``timeout_s`` passes first (the job keeps going).
+        Raises TimeoutError when ``timeout_s`` passes first (the job keeps going). A Redis restart
+        is waited out (up to REDIS_OUTAGE_S).
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         last_id = "$"
         while True:
-            record = self.status()
+            record = _through_outages(self.status)
             if State(record["state"]) in TERMINAL_STATES:
                 return record
             block_ms = POLL_BLOCK_MS
@@ -65,21 +92,21 @@ class JobHandle:
                     raise TimeoutError(f"job {self.id} is still {record['state']} after {timeout_s:g}s")
                 block_ms = max(1, min(block_ms, remaining_ms))
             # Wakes as soon as the agent writes a line or the eof entry.
-            last_id = self._read_log(last_id, block_ms)[0]
+            last_id = _through_outages(self._read_log, last_id, block_ms)[0]
 
     def logs(self, follow: bool = False) -> Iterator[str]:
-        """The job's output lines; with ``follow``, keep yielding until the job ends."""
+        """The job's output lines; with ``follow``, keep yielding until the job ends (a Redis restart is waited out)."""
         self.status()
         if not follow or self.state() in TERMINAL_STATES:
             yield from self._all_lines()
             return
         last_id = "0-0"
         while True:
-            last_id, lines, ended = self._read_log(last_id, POLL_BLOCK_MS)
+            last_id, lines, ended = _through_outages(self._read_log, last_id, POLL_BLOCK_MS)
             yield from lines
             if ended:
                 return
-            if not lines and self.state() in TERMINAL_STATES:
+            if not lines and _through_outages(self.state) in TERMINAL_STATES:
                 yield from self._lines_after(last_id)
                 return
 

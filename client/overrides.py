@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 import yaml
-from launchbay.queue_config.models import read_structured_file
+from launchbay.queue_config.models import MAX_NESTING, load_yaml, read_structured_file
 from launchbay.sdk.errors import SdkError
 from launchbay.sdk.filtering import flatten
 from launchbay.sdk.overlay import merge_overrides
@@ -27,10 +27,13 @@ from launchbay.errors import ValidationError
 def parse_value(text: str) -> Any:
     """A ``--set`` value typed like a YAML scalar (or flow list/mapping)."""
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ValidationError(f"value {text!r} is not a YAML value ({problem}); quote it to send a string") from exc
+    except (ValueError, RecursionError) as exc:  # an alias bomb, a bad date, nesting too deep
+        problem = f"nested deeper than {MAX_NESTING} levels" if isinstance(exc, RecursionError) else str(exc)
+        raise ValidationError(f"value {text[:80]!r} is refused: {problem}") from exc
     if isinstance(value, (datetime.date, datetime.datetime)):
         return text
     return value

@@ -26,6 +26,10 @@ attempts                  how many times an agent claimed it
 cancel_requested          "1" once a user asked to cancel a claimed job
 <state>_at                epoch seconds when it entered that state (queued_at, ...)
 ========================  ==========================================================
+
+Anyone who can write to Redis can write a record, so reading one never fails on a malformed
+value: :func:`decode_fields` gives None for it and names it in ``unreadable_fields`` (the agent
+fails such a job with a message saying so, instead of choking on it).
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ class Reason(str, Enum):
 
 JSON_FIELDS = frozenset({"spec", "request", "constraints", "run_config", "file_overrides", "gpus", "effective_config"})
 INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s"})
+#: Added by :func:`decode_fields`: the names of the fields whose stored value could not be read.
+UNREADABLE_FIELDS = "unreadable_fields"
 
 # KEYS[1] = job hash. ARGV[1] = new state, ARGV[2] = now, ARGV[3] = allowed current states
 # (comma-separated), then field/value pairs to set. Returns 1 when written, 0 when the job is
@@ -114,20 +120,31 @@ def encode_fields(fields: Mapping[str, Any]) -> Dict[str, str]:
 
 
 def decode_fields(raw: Mapping[bytes | str, bytes | str]) -> Dict[str, Any]:
-    """The inverse of :func:`encode_fields`, applied to an HGETALL result."""
+    """The inverse of :func:`encode_fields`, applied to an HGETALL result.
+
+    A value that cannot be read (not JSON, not a number) becomes None and its field name is listed
+    under ``unreadable_fields``.
+    """
     out: Dict[str, Any] = {}
     for key, value in raw.items():
-        name = key.decode() if isinstance(key, bytes) else key
-        text = value.decode() if isinstance(value, bytes) else value
-        if name in JSON_FIELDS:
-            out[name] = json.loads(text) if text else None
-        elif name in INT_FIELDS:
-            out[name] = int(text) if text not in ("", None) else None
-        elif name.endswith("_at"):
-            out[name] = float(text) if text else None
-        else:
-            out[name] = text
+        name = key.decode(errors="replace") if isinstance(key, bytes) else key
+        text = value.decode(errors="replace") if isinstance(value, bytes) else value
+        try:
+            out[name] = _decode_value(name, text)
+        except (ValueError, RecursionError):
+            out[name] = None
+            out.setdefault(UNREADABLE_FIELDS, []).append(name)
     return out
+
+
+def _decode_value(name: str, text: str) -> Any:
+    if name in JSON_FIELDS:
+        return json.loads(text) if text else None
+    if name in INT_FIELDS:
+        return int(text) if text not in ("", None) else None
+    if name.endswith("_at"):
+        return float(text) if text else None
+    return text
 
 
 class Records:

@@ -7,6 +7,7 @@ mean MiB. Durations: ``90s``, ``30m``, ``2h``, ``1h30m``, ``1d``, or a bare numb
 
 from __future__ import annotations
 
+import math
 import re
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*$")
@@ -25,6 +26,8 @@ def parse_size_bytes(value: object, *, what: str = "size") -> int:
             raise ValueError(f"{what} {text!r} has no unit; write e.g. {text}MiB or {text}m")
         raise ValueError(f"{what} {text!r} is not a size such as 512MiB, 16GiB or 8g")
     number, unit = float(match.group(1)), match.group(2).lower()
+    if not math.isfinite(number):
+        raise ValueError(f"{what} {text[:40]!r} is too large")
     if unit == "b":
         return int(number)
     if unit[0] not in _BINARY or unit[1:] not in ("", "b", "i", "ib"):
@@ -66,6 +69,8 @@ def parse_duration_s(value: object, *, what: str = "duration") -> int:
         if not parts or "".join(n + u for n, u in parts) != text:
             raise ValueError(f"{what} {value!r} is not a duration such as 90s, 30m, 2h or 1h30m")
         seconds = sum(float(n) * _DURATION_SECONDS[u] for n, u in parts)
+    if not math.isfinite(seconds):  # a 400-digit number is infinity as a float
+        raise ValueError(f"{what} {str(value)[:40]!r} is too long")
     if seconds <= 0:
         raise ValueError(f"{what} must be positive, got {value!r}")
     return round(seconds)

@@ -1,0 +1,80 @@
+"""The agent's claim pass after a lost race (agent/daemon.py), found while measuring the claim rate.
+
+With several agents on one queue they all pick the same head job and all but one lose the race.
+The pass used to read the queues again after every lost race; it now tries its next candidate
+from the same read (claim.lua re-checks it) and reads again only after a claim, or once the
+candidates of an out-of-date read are used up.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from launchbay.agent import daemon
+from launchbay.agent.claim import Claimer
+from launchbay.agent.daemon import Agent
+from launchbay.agent.ledger import LedgerEntry
+from launchbay.agent.runtime_fake import FakeRuntime
+from launchbay.agent.settings import AgentSettings
+from launchbay.client import enqueue
+from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.matching import Capacity
+from launchbay.queue_config.models import QueueConfig
+from launchbay.queue_config.records import Records
+from launchbay.queue_config.store import QueueStore
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def agent_with_rival(redis_conn, tmp_path, monkeypatch):
+    """An agent on queue ``default`` holding 3 jobs; another agent claims the head job right after the first read."""
+    QueueStore(redis_conn, Keys()).apply(QueueConfig(name="default"))
+    job_ids = [enqueue({"name": "probe", "image": "img:1"}, "default", conn=redis_conn).id for _ in range(3)]
+    reads = []
+    real_read = daemon.read_snapshot
+
+    def read_then_lose_the_head(*args, **kwargs):
+        snapshot = real_read(*args, **kwargs)
+        if not reads:
+            rival = Claimer(redis_conn, Keys(), agent_id="rival", host="rival")
+            taken = LedgerEntry(job_ids[0], "default", 0.0, 0, (), claimed_at=time.time())
+            assert rival.claim(taken, Capacity(cpus=1.0, memory_mib=1, slots=1)).claimed
+        reads.append([c.job_id for c in snapshot.candidates])
+        return snapshot
+
+    monkeypatch.setattr(daemon, "read_snapshot", read_then_lose_the_head)
+
+    def make(lookahead: int) -> Agent:
+        settings = AgentSettings(
+            agent_id="agent-a",
+            host="test-host",
+            queues=["default"],
+            lookahead=lookahead,
+            state_dir=tmp_path / "state",
+            nvidia_smi=str(tmp_path / "no-nvidia-smi"),
+        )
+        return Agent(settings, conn=redis_conn, runtime=FakeRuntime())
+
+    yield make, job_ids, reads
+
+
+def test_a_lost_race_tries_the_next_candidate_without_reading_the_queues_again(agent_with_rival, redis_conn):
+    make, job_ids, reads = agent_with_rival
+    agent = make(lookahead=64)
+    assert agent._claim_pass() == 2
+    agent.supervisor.wait_all(timeout_s=30)
+    assert agent.counters["lost_races"] == 1
+    # the first read, then one after each of the two claims; none after the lost race
+    assert reads == [job_ids, job_ids[2:], []]
+    records = Records(redis_conn, Keys())
+    assert [records.get(j)["agent"] for j in job_ids] == ["rival", "agent-a", "agent-a"]
+
+
+def test_when_an_out_of_date_read_has_nothing_left_the_agent_reads_once_more(agent_with_rival):
+    make, job_ids, reads = agent_with_rival
+    agent = make(lookahead=1)  # the read holds only the head, which the rival takes
+    assert agent._claim_pass() == 2
+    agent.supervisor.wait_all(timeout_s=30)
+    assert reads == [job_ids[:1], job_ids[1:2], job_ids[2:3], []]
