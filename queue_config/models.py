@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple
 
 import yaml
 from launchbay.queue_config.units import parse_duration_s, parse_size_mib
@@ -54,6 +54,20 @@ def _check_env(env: Dict[str, Any]) -> Dict[str, str]:
     return out
 
 
+def _human_units(data: Any, units: Dict[str, Tuple[str, Callable[..., int]]]) -> Any:
+    """``data`` with each human-unit key (``memory: 16GiB``) turned into its normalized field
+    (``memory_mib: 16384``) by its parser; giving both forms is an error."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    for human, (field, parse) in units.items():
+        if human in data:
+            if field in data:
+                raise ValueError(f"give either {human} or {field}, not both")
+            data[field] = parse(data.pop(human), what=human)
+    return data
+
+
 class Resources(_Strict):
     """A resource request, or a queue's limits. ``None`` means "not set" (a default or no limit applies)."""
 
@@ -66,15 +80,9 @@ class Resources(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _accept_human_units(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for human, field in (("memory", "memory_mib"), ("gpu_memory", "gpu_memory_mib")):
-            if human in data:
-                if field in data:
-                    raise ValueError(f"give either {human} or {field}, not both")
-                data[field] = parse_size_mib(data.pop(human), what=human)
-        return data
+        return _human_units(
+            data, {"memory": ("memory_mib", parse_size_mib), "gpu_memory": ("gpu_memory_mib", parse_size_mib)}
+        )
 
     @field_validator("gpu_model")
     @classmethod
@@ -164,10 +172,7 @@ class DockerOptions(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _accept_human_units(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "shm_size" in data:
-            data = dict(data)
-            data["shm_size_mib"] = parse_size_mib(data.pop("shm_size"), what="shm_size")
-        return data
+        return _human_units(data, {"shm_size": ("shm_size_mib", parse_size_mib)})
 
     @field_validator("env", mode="before")
     @classmethod
@@ -197,10 +202,7 @@ class QueueLimits(Resources):
     @model_validator(mode="before")
     @classmethod
     def _accept_duration(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "max_runtime" in data:
-            data = dict(data)
-            data["max_runtime_s"] = parse_duration_s(data.pop("max_runtime"), what="max_runtime")
-        return data
+        return _human_units(data, {"max_runtime": ("max_runtime_s", parse_duration_s)})
 
 
 class QueueConfig(_Strict):
@@ -218,12 +220,7 @@ class QueueConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _accept_duration(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "default_max_runtime" in data:
-            data = dict(data)
-            data["default_max_runtime_s"] = parse_duration_s(
-                data.pop("default_max_runtime"), what="default_max_runtime"
-            )
-        return data
+        return _human_units(data, {"default_max_runtime": ("default_max_runtime_s", parse_duration_s)})
 
     @field_validator("name")
     @classmethod
@@ -259,10 +256,7 @@ class JobSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _accept_duration(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "max_runtime" in data:
-            data = dict(data)
-            data["max_runtime_s"] = parse_duration_s(data.pop("max_runtime"), what="max_runtime")
-        return data
+        return _human_units(data, {"max_runtime": ("max_runtime_s", parse_duration_s)})
 
     @field_validator("name")
     @classmethod
