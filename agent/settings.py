@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from launchbay.queue_config.models import parse_model, read_structured_file
-from launchbay.queue_config.units import parse_size_bytes, parse_size_mib
+from launchbay.queue_config.units import parse_size_bytes, parse_size_mib, rename_unit_keys
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from launchbay.errors import ConfigError
@@ -73,7 +73,9 @@ class AgentSettings(BaseModel):
     reserve_after_s: float = Field(default=300.0, ge=0, description="head-of-line wait before its resources are held")
     inventory_refresh_s: float = Field(default=10.0, gt=0)
     reaper_interval_s: float = Field(default=5.0, gt=0, description="how often lost agents are looked for")
-    redis_url: Optional[str] = Field(default=None, description="None = LAUNCHBAY_REDIS_URL or redis://localhost:6379/0")
+    redis_url: Optional[str] = Field(
+        default=None, description="None = LAUNCHBAY_REDIS_URL, else the private local redis-server"
+    )
     docker_host: Optional[str] = Field(default=None, description="None = DOCKER_HOST or the local socket")
     drain: bool = Field(default=False, description="on SIGTERM wait for running jobs instead of leaving them")
     json_logs: bool = Field(default=False, description="one JSON object per log line")
@@ -82,15 +84,7 @@ class AgentSettings(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _accept_human_units(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for human, (field, parse) in _SIZE_ALIASES.items():
-            if human in data:
-                if field in data:
-                    raise ValueError(f"give either {human} or {field}, not both")
-                data[field] = parse(data.pop(human), what=human)
-        return data
+        return rename_unit_keys(data, _SIZE_ALIASES)
 
     @field_validator("queues", mode="before")
     @classmethod

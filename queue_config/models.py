@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Literal, Optional, Tuple
+from typing import Any, Dict, List, Literal, Optional
 
 import yaml
-from launchbay.queue_config.units import parse_duration_s, parse_size_mib
+from launchbay.queue_config.units import parse_duration_s, parse_size_mib, rename_unit_keys
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
@@ -54,20 +54,6 @@ def _check_env(env: Dict[str, Any]) -> Dict[str, str]:
     return out
 
 
-def _human_units(data: Any, units: Dict[str, Tuple[str, Callable[..., int]]]) -> Any:
-    """``data`` with each human-unit key (``memory: 16GiB``) turned into its normalized field
-    (``memory_mib: 16384``) by its parser; giving both forms is an error."""
-    if not isinstance(data, dict):
-        return data
-    data = dict(data)
-    for human, (field, parse) in units.items():
-        if human in data:
-            if field in data:
-                raise ValueError(f"give either {human} or {field}, not both")
-            data[field] = parse(data.pop(human), what=human)
-    return data
-
-
 class Resources(_Strict):
     """A resource request, or a queue's limits. ``None`` means "not set" (a default or no limit applies)."""
 
@@ -79,8 +65,8 @@ class Resources(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _accept_human_units(cls, data: Any) -> Any:
-        return _human_units(
+    def _acceptrename_unit_keys(cls, data: Any) -> Any:
+        return rename_unit_keys(
             data, {"memory": ("memory_mib", parse_size_mib), "gpu_memory": ("gpu_memory_mib", parse_size_mib)}
         )
 
@@ -171,8 +157,8 @@ class DockerOptions(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _accept_human_units(cls, data: Any) -> Any:
-        return _human_units(data, {"shm_size": ("shm_size_mib", parse_size_mib)})
+    def _acceptrename_unit_keys(cls, data: Any) -> Any:
+        return rename_unit_keys(data, {"shm_size": ("shm_size_mib", parse_size_mib)})
 
     @field_validator("env", mode="before")
     @classmethod
@@ -202,7 +188,7 @@ class QueueLimits(Resources):
     @model_validator(mode="before")
     @classmethod
     def _accept_duration(cls, data: Any) -> Any:
-        return _human_units(data, {"max_runtime": ("max_runtime_s", parse_duration_s)})
+        return rename_unit_keys(data, {"max_runtime": ("max_runtime_s", parse_duration_s)})
 
 
 class QueueConfig(_Strict):
@@ -220,7 +206,7 @@ class QueueConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _accept_duration(cls, data: Any) -> Any:
-        return _human_units(data, {"default_max_runtime": ("default_max_runtime_s", parse_duration_s)})
+        return rename_unit_keys(data, {"default_max_runtime": ("default_max_runtime_s", parse_duration_s)})
 
     @field_validator("name")
     @classmethod
@@ -256,7 +242,7 @@ class JobSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _accept_duration(cls, data: Any) -> Any:
-        return _human_units(data, {"max_runtime": ("max_runtime_s", parse_duration_s)})
+        return rename_unit_keys(data, {"max_runtime": ("max_runtime_s", parse_duration_s)})
 
     @field_validator("name")
     @classmethod

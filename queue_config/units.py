@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any, Callable, Dict, Tuple
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*$")
 _BINARY = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -87,3 +88,17 @@ def format_duration(seconds: float | None) -> str:
     if minutes:
         return f"{minutes}m{secs:02d}s" if secs else f"{minutes}m"
     return f"{secs}s"
+
+
+def rename_unit_keys(data: Any, units: Dict[str, Tuple[str, Callable[..., int]]]) -> Any:
+    """``data`` with each human-unit key (``memory: 16GiB``) turned into its normalized field
+    (``memory_mib: 16384``) by its parser; giving both forms is an error. Non-dicts pass through."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    for human, (field, parse) in units.items():
+        if human in data:
+            if field in data:
+                raise ValueError(f"give either {human} or {field}, not both")
+            data[field] = parse(data.pop(human), what=human)
+    return data
