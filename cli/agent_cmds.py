@@ -161,6 +161,12 @@ def agent_cmd(config_file: Optional[Path], check: bool, once: bool, **given: Any
     or the --config file. SIGTERM/SIGINT stop claiming and leave running containers to be adopted by
     the next start with the same --agent-id (unless --drain).
     """
+    # A stop asked for while the agent is still starting (imports, first Redis and Docker calls take
+    # seconds on a busy host) is kept and honoured once the agent exists, instead of Python's default
+    # action killing the process half-way through its start.
+    early_stop: List[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda sig, _frame: early_stop.append(sig))
     # Imported here, not at the top: the daemon and the Docker SDK take about half a second to load,
     # and every other launchbay command would pay for them.
     from launchbay.agent.daemon import Agent
@@ -179,6 +185,13 @@ def agent_cmd(config_file: Optional[Path], check: bool, once: bool, **given: Any
         agent = Agent(settings, conn=conn, runtime=runtime)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: agent.request_stop())
+        if early_stop:
+            logging.getLogger("launchbay.agent").info(
+                "agent %s stopped before serving (%s during start-up)",
+                settings.agent_id,
+                signal.Signals(early_stop[0]).name,
+            )
+            sys.exit(0)
         code = agent.run(once=once)
     sys.exit(code)
 

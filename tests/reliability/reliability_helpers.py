@@ -113,8 +113,10 @@ class AgentProcess:
         self.log_path = log_path
         self.proc: Optional[subprocess.Popen] = None
         self.starts = 0
+        self._log_offset = 0
 
     def start(self) -> AgentProcess:
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [str(BIN_DIR / "launchbay"), "agent", *self.args], env=self.env, stdout=log, stderr=log
@@ -133,9 +135,19 @@ class AgentProcess:
         if self.proc is not None:
             self.proc.wait(30)
 
+    def serving(self) -> bool:
+        """Whether this start of the process has logged that it serves its queues."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            return f"agent {self.agent_id} serving".encode() in log.read()
+
+    def wait_serving(self, timeout_s: float = 60) -> None:
+        wait_for(lambda: self.serving() or not self.running, timeout_s=timeout_s, what=f"{self.agent_id} to serve")
+
     def terminate(self, timeout_s: float = 30) -> int:
-        """SIGTERM and wait for the exit code."""
+        """SIGTERM once this start is serving (a restart can take seconds on a busy host), then the exit code."""
         if self.running:
+            self.wait_serving()
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout_s)

@@ -126,4 +126,4 @@ def test_agents_killed_every_few_seconds_run_every_job_exactly_once_and_leave_no
     assert ledger_sizes(redis_conn, AGENTS) == dict.fromkeys(AGENTS, 0)
     assert job_dirs_left == [], "payload folders left behind"
     assert fleet.containers() == [], "containers left behind"
-    assert exit_codes == dict.fromkeys(AGENTS, 0), fleet.output()
+    assert exit_codes == dict.fromkeys(AGENTS, 0), f"exit codes after SIGTERM: {exit_codes}\n{fleet.output()}"
