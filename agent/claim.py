@@ -1,11 +1,13 @@
-"""Reading the queues and claiming one job: the agent's only two conversations about queued work.
+"""Reading the queues and claiming jobs: the agent's only two conversations about queued work.
 
 :func:`read_snapshot` reads, for each queue the agent serves (in order, paused queues skipped), the
 first ``lookahead`` job ids of its RQ queue and their records, and the agent's ledger: two pipelined
-round trips. Placement picks from that snapshot; :class:`Claimer` then runs ``claim.lua``, which
-re-checks everything against Redis as it is *now* and either claims the job (out of the RQ queue,
-allocation into the ledger, record to ``starting``) or says why not. A lost race is normal: the
-agent tries its next candidate from the same snapshot (the script re-checks it against Redis).
+round trips. :class:`ClaimPass` asks placement for the jobs it would take from that snapshot, best
+first, and :class:`Claimer` runs ``claim.lua`` on them, which re-checks each against Redis as it is
+*now* and claims the first it still may (out of the RQ queue, allocation into the ledger, record to
+``starting``). Jobs other agents took since the read are lost races settled inside that one call.
+The pass keeps its read after a claim (its own ledger it updates itself) and reads again only when
+the read has nothing left to offer.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import math
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Collection, List, Optional, Sequence, Tuple
 
 import redis
 from launchbay.agent.ledger import LedgerEntry, decode_entries
-from launchbay.agent.placement import Candidate, Decision
+from launchbay.agent.placement import Candidate, Decision, Policy, claim_order
 from launchbay.queue_config import rq_bridge
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.matching import Capacity, Request
@@ -54,10 +56,15 @@ class Snapshot:
     running: List[LedgerEntry]
 
 
+#: Candidates handed to one claim.lua call: enough for the agents racing on one queue head.
+CLAIM_BATCH = 8
+
+
 @dataclass(frozen=True)
 class ClaimResult:
     claimed: bool
-    why: str  # "claimed", or the check that failed (see claim.lua)
+    why: str  # "claimed", or the check the first candidate failed (see claim.lua)
+    index: int = 0  # the candidate claimed (0-based); with none claimed, how many were tried
 
 
 @functools.lru_cache(maxsize=1024)
@@ -150,26 +157,91 @@ class Claimer:
 
     def claim(self, entry: LedgerEntry, capacity: Capacity, *, now: Optional[float] = None) -> ClaimResult:
         """Claim ``entry.job_id`` with the allocation ``entry`` if Redis still agrees it is free to take."""
+        return self.claim_first([entry], capacity, now=now)
+
+    def claim_first(
+        self, entries: Sequence[LedgerEntry], capacity: Capacity, *, now: Optional[float] = None
+    ) -> ClaimResult:
+        """Claim the first of ``entries`` that Redis still agrees to, in one atomic call."""
+        if not entries:
+            raise ValueError("claim_first needs at least one candidate")
         now = time.time() if now is None else now
-        gpu_field: Dict[str, Any] = encode_fields({"gpus": list(entry.gpus)})
-        reply = self._script(
-            keys=[
-                rq_bridge.rq_queue(self.conn, entry.queue).key,
-                self.keys.job(entry.job_id),
-                self.keys.agent_ledger(self.agent_id),
-            ],
-            args=[
-                entry.job_id,
-                entry.to_json(),
-                repr(float(capacity.cpus)),
-                str(int(capacity.memory_mib)),
-                str(int(capacity.slots)),
-                json.dumps([g.id for g in capacity.gpus]),
-                repr(now),
-                self.agent_id,
-                self.host,
-                gpu_field["gpus"],
-            ],
-        )
-        ok, why = int(reply[0]), _text(reply[1])
-        return ClaimResult(claimed=ok == 1, why=why)
+        keys = [self.keys.agent_ledger(self.agent_id)]
+        args = [
+            repr(float(capacity.cpus)),
+            str(int(capacity.memory_mib)),
+            str(int(capacity.slots)),
+            json.dumps([g.id for g in capacity.gpus]),
+            repr(now),
+            self.agent_id,
+            self.host,
+        ]
+        for entry in entries:
+            keys += [rq_bridge.rq_queue(self.conn, entry.queue).key, self.keys.job(entry.job_id)]
+            args += [entry.job_id, entry.to_json(), encode_fields({"gpus": list(entry.gpus)})["gpus"]]
+        ok, why, index = self._script(keys=keys, args=args)
+        claimed = int(ok) == 1
+        return ClaimResult(claimed=claimed, why=_text(why), index=int(index) - 1 if claimed else int(index))
+
+
+class ClaimPass:
+    """One pass of claims over one read of the queues, as the agent's main loop runs it.
+
+    :meth:`next` claims the next job that fits ``capacity`` (or returns None when nothing more
+    does). ``skip`` holds job ids not to try (the agent's running jobs). The read is kept after a
+    claim, with the claim added to its ledger, and made again only when it has nothing left to
+    offer but may be out of date (lost races, or claims since it was made).
+    """
+
+    def __init__(
+        self,
+        conn: redis.Redis,
+        keys: Keys,
+        claimer: Claimer,
+        *,
+        queues: Sequence[str],
+        lookahead: int,
+        policy: Policy,
+        skip: Collection[str] = (),
+        batch: int = CLAIM_BATCH,
+    ) -> None:
+        self.conn = conn
+        self.keys = keys
+        self.claimer = claimer
+        self.queues = list(queues)
+        self.lookahead = lookahead
+        self.policy = policy
+        self.batch = batch
+        self.skip = set(skip)
+        self.reads = 0
+        self.lost_races = 0
+        self._snapshot: Optional[Snapshot] = None
+        self._stale = False
+
+    def next(self, capacity: Capacity, now: Optional[float] = None) -> Optional[Tuple[LedgerEntry, Decision]]:
+        """Claim the next job that fits; its ledger entry and placement decision, or None."""
+        while True:
+            now = time.time() if now is None else now
+            if self._snapshot is None:
+                self._snapshot = read_snapshot(self.conn, self.keys, self.claimer.agent_id, self.queues, self.lookahead)
+                self.reads += 1
+                self._stale = False
+            candidates = [c for c in self._snapshot.candidates if c.job_id not in self.skip]
+            decisions = claim_order(candidates, capacity, self._snapshot.running, now, self.policy, limit=self.batch)
+            if not decisions:
+                if not self._stale:
+                    return None
+                self._snapshot = None  # lost races or our own claims made the read out of date
+                continue
+            entries = [ledger_entry(decision, now) for decision in decisions]
+            result = self.claimer.claim_first(entries, capacity, now=now)
+            tried = result.index + 1 if result.claimed else result.index
+            self.skip.update(entry.job_id for entry in entries[:tried])
+            self.lost_races += result.index
+            self._stale = True
+            if not result.claimed:
+                log.debug("claims refused, first because: %s", result.why)
+                continue
+            entry = entries[result.index]
+            self._snapshot.running.append(entry)
+            return entry, decisions[result.index]

@@ -28,12 +28,12 @@ import time
 from typing import Any, Callable, Dict, Optional, Set
 
 import redis
-from launchbay.agent.claim import Claimer, ledger_entry, read_snapshot
+from launchbay.agent.claim import Claimer, ClaimPass
 from launchbay.agent.heartbeat import AgentStatus, Heartbeat
 from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
 from launchbay.agent.ledger import Ledger, LedgerEntry
 from launchbay.agent.payload_dir import remove_stale_job_dirs
-from launchbay.agent.placement import Policy, select
+from launchbay.agent.placement import Policy
 from launchbay.agent.reaper import Reaper, end_job, lock_ttl_for
 from launchbay.agent.reconcile import Reconciler
 from launchbay.agent.runtime import ContainerInfo, Runtime
@@ -285,39 +285,29 @@ class Agent:
     # -- claiming --------------------------------------------------------------------------------
 
     def _claim_pass(self) -> int:
-        """Claim jobs one at a time until none fits (or a lost race leaves none to try)."""
+        """Claim jobs one at a time until none fits (or lost races leave none to try)."""
+        claims = ClaimPass(
+            self.conn,
+            self.keys,
+            self.claimer,
+            queues=self.settings.queues,
+            lookahead=self.settings.lookahead,
+            policy=self.policy,
+            skip=self.supervisor.running_job_ids(),
+        )
         claimed = 0
-        skip: Set[str] = set(self.supervisor.running_job_ids())
-        snapshot, stale = None, False
-        for _ in range(MAX_CLAIMS_PER_PASS):
-            if self._stopping.is_set():
-                break
-            if snapshot is None:
-                snapshot = read_snapshot(
-                    self.conn, self.keys, self.settings.agent_id, self.settings.queues, self.settings.lookahead
-                )
-                stale = False
-            capacity = self.capacity()
-            candidates = [c for c in snapshot.candidates if c.job_id not in skip]
-            decision = select(candidates, capacity, snapshot.running, time.time(), self.policy)
-            if decision is None:
-                if not stale:
+        try:
+            for _ in range(MAX_CLAIMS_PER_PASS):
+                if self._stopping.is_set():
                     break
-                snapshot = None  # lost races made the read out of date: look once more before giving up
-                continue
-            entry = ledger_entry(decision, time.time())
-            result = self.claimer.claim(entry, capacity)
-            skip.add(decision.job_id)
-            if not result.claimed:
-                self.counters.inc("lost_races")
-                log.debug("claim of job %s refused: %s", decision.job_id, result.why, extra={"job_id": decision.job_id})
-                # The same read serves for the next candidate (claim.lua re-checks everything): with
-                # several agents on one queue, re-reading after every lost race costs more than the race.
-                stale = True
-                continue
-            snapshot = None  # our ledger changed
-            claimed += 1
-            self._launch(entry, backfilled=decision.backfilled)
+                got = claims.next(self.capacity())
+                if got is None:
+                    break
+                entry, decision = got
+                claimed += 1
+                self._launch(entry, backfilled=decision.backfilled)
+        finally:
+            self.counters.inc("lost_races", claims.lost_races)
         return claimed
 
     def _launch(self, entry: LedgerEntry, *, backfilled: bool) -> None:

@@ -9,7 +9,7 @@ the ledger of a lost agent. The ledger, not the containers, is what placement co
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import redis
@@ -29,7 +29,8 @@ class LedgerEntry:
     max_runtime_s: Optional[int] = None
 
     def to_json(self) -> str:
-        data = asdict(self)
+        # Built by hand rather than with dataclasses.asdict, which deep-copies: this runs on every claim.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["gpus"] = list(self.gpus)
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 

@@ -173,11 +173,17 @@ def select(
     ``running`` the allocations in its ledger, ``now`` epoch seconds. Deterministic: the same
     inputs give the same answer.
     """
-    policy = policy or Policy()
+    return _select_ordered(ordered(candidates), capacity, running, now, policy or Policy())
+
+
+def _select_ordered(
+    candidates: Sequence[Candidate], capacity: Capacity, running: Sequence[AllocationLike], now: float, policy: Policy
+) -> Optional[Decision]:
+    """:func:`select` for candidates already in :func:`ordered` order."""
     free = free_capacity(capacity, running)
     head: Optional[Candidate] = None
     reservation: Optional[Reservation] = None
-    for candidate in ordered(candidates):
+    for candidate in candidates:
         if not could_ever_fit(candidate.request, candidate.constraints, capacity):
             continue
         if head is None:
@@ -195,6 +201,30 @@ def select(
         if gpus is not None:
             return _decision(candidate, gpus, backfilled=True)
     return None
+
+
+def claim_order(
+    candidates: Iterable[Candidate],
+    capacity: Capacity,
+    running: Sequence[AllocationLike],
+    now: float,
+    policy: Optional[Policy] = None,
+    *,
+    limit: int,
+) -> List[Decision]:
+    """Up to ``limit`` decisions, best first: :func:`select`'s answer, then its answer were that job
+    gone (taken by another agent), and so on. The claim script takes the first Redis still agrees to.
+    """
+    policy = policy or Policy()
+    remaining = ordered(candidates)
+    decisions: List[Decision] = []
+    while len(decisions) < limit:
+        decision = _select_ordered(remaining, capacity, running, now, policy)
+        if decision is None:
+            break
+        decisions.append(decision)
+        remaining = [c for c in remaining if c.job_id != decision.job_id]
+    return decisions
 
 
 def head_reservation(

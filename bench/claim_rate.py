@@ -1,11 +1,12 @@
 """Claim rate: claims + releases per second by 8 concurrent claimers, no containers, by queue depth.
 
-Each claimer is a process with its own agent id running the loop of ``Agent._claim_pass`` with
-the agent's own functions: ``read_snapshot`` (the queue's first ``lookahead`` ids, their records
-and the ledger: two pipelined round trips), ``placement.select``, ``Claimer.claim`` (one
-``claim.lua`` call; after a lost race the next candidate of the same read, as the agent does),
-then ``Ledger.release`` as when the job ends. A claim and a release count one each. Left out:
-what ``Agent._launch`` adds per claim (the RQ "started" mirror, two record writes) and Docker.
+Each claimer is a process with its own agent id running passes of the agent's own
+``ClaimPass`` (agent/claim.py), as ``Agent._claim_pass`` does: a read of the queue (its first
+``lookahead`` ids, their records and the ledger: two pipelined round trips), placement's claim
+order, one ``claim.lua`` call per claim that settles lost races inside it, a new read only when
+the old one has nothing left), then ``Ledger.release`` after each claim as when the job ends. A
+claim and a release count one each. Left out: what ``Agent._launch`` adds per claim (the RQ
+"started" mirror, two record writes) and Docker.
 
 Each depth has its own queue, holding depth + the round's claims when a round starts (so never
 fewer than "depth" jobs); the depths take turns round by round. Records are written as the
@@ -29,9 +30,9 @@ from typing import Any, Dict, List, Sequence
 
 import redis
 from _common import RedisServer, Row, at_least, chunks, emit, median
-from launchbay.agent.claim import Claimer, ledger_entry, read_snapshot
+from launchbay.agent.claim import Claimer, ClaimPass
 from launchbay.agent.ledger import Ledger
-from launchbay.agent.placement import Policy, select
+from launchbay.agent.placement import Policy
 from launchbay.agent.settings import AgentSettings
 from launchbay.queue_config import rq_bridge
 from launchbay.queue_config.keys import Keys
@@ -79,32 +80,19 @@ def claimer(url: str, queue: str, index: int, quota: int, barrier: Any, results:
     """One agent's claim loop, as ``Agent._claim_pass`` runs it, with a release after each claim."""
     conn, keys = redis.Redis.from_url(url), Keys()
     agent_id = f"claimer-{index}"
-    script, ledger, policy = (
-        Claimer(conn, keys, agent_id=agent_id, host="bench"),
-        Ledger(conn, keys, agent_id),
-        Policy(),
-    )
+    script, ledger = Claimer(conn, keys, agent_id=agent_id, host="bench"), Ledger(conn, keys, agent_id)
     conn.ping()
     barrier.wait()
     began, cpu, claimed, lost, reads = time.time(), time.process_time(), 0, 0, 0
-    snapshot, stale, skip = None, False, set()
     while claimed < quota:
-        if snapshot is None:
-            snapshot, stale, reads = read_snapshot(conn, keys, agent_id, [queue], LOOKAHEAD), False, reads + 1
-        candidates = [c for c in snapshot.candidates if c.job_id not in skip]
-        decision = select(candidates, CAPACITY, snapshot.running, time.time(), policy)
-        if decision is None:
-            if not stale and not candidates:
-                break  # the queue ran dry
-            snapshot = None  # out of date after lost races: read again
-            continue
-        result = script.claim(ledger_entry(decision, time.time()), CAPACITY)
-        skip.add(decision.job_id)
-        if not result.claimed:
-            lost, stale = lost + 1, True  # the next candidate of the same read
-            continue
-        snapshot, claimed = None, claimed + 1
-        ledger.release(decision.job_id)
+        claims = ClaimPass(conn, keys, script, queues=[queue], lookahead=LOOKAHEAD, policy=Policy())
+        passed = 0
+        while claimed < quota and (got := claims.next(CAPACITY)) is not None:
+            passed, claimed = passed + 1, claimed + 1
+            ledger.release(got[0].job_id)
+        lost, reads = lost + claims.lost_races, reads + claims.reads
+        if not passed:
+            break  # the queue ran dry
     cpu_s = time.process_time() - cpu
     results.put(
         {"began": began, "ended": time.time(), "cpu_s": cpu_s, "claimed": claimed, "lost": lost, "reads": reads}

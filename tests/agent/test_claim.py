@@ -10,9 +10,9 @@ from collections import Counter
 
 import pytest
 import redis
-from launchbay.agent.claim import Claimer, ledger_entry, read_snapshot
+from launchbay.agent.claim import Claimer, ClaimPass, read_snapshot
 from launchbay.agent.ledger import Ledger, LedgerEntry
-from launchbay.agent.placement import Policy, select
+from launchbay.agent.placement import Policy
 from launchbay.queue_config import rq_bridge
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.matching import Capacity, GpuInfo
@@ -104,6 +104,32 @@ def test_a_refused_claim_writes_nothing(redis_conn, setup, alloc, why):
     assert snapshot_of_redis(redis_conn, job_id) == before
 
 
+def test_one_call_claims_the_first_candidate_redis_still_agrees_to(redis_conn):
+    make_queue(redis_conn)
+    taken, canceled, wanted, after = (put_job(redis_conn) for _ in range(4))
+    rival = Claimer(redis_conn, Keys(), agent_id="rival", host="r")
+    assert rival.claim(entry(taken), four_gpus()).claimed
+    Records(redis_conn, Keys()).transition(canceled, State.CANCELED, allowed_from=[State.QUEUED])
+    claimer = Claimer(redis_conn, Keys(), agent_id="agent-a", host="host-a")
+    result = claimer.claim_first([entry(j) for j in (taken, canceled, wanted, after)], four_gpus())
+    assert (result.claimed, result.why, result.index) == (True, "claimed", 2)
+    assert record(redis_conn, wanted)["agent"] == "agent-a" and record(redis_conn, after)["state"] == "queued"
+    assert wanted not in queued_ids(redis_conn) and after in queued_ids(redis_conn)
+    assert list(Ledger(redis_conn, Keys(), "agent-a").entries()) == [wanted]
+
+
+def test_when_no_candidate_may_be_claimed_the_call_says_why_the_first_was_refused_and_writes_nothing(redis_conn):
+    make_queue(redis_conn)
+    taken, big = put_job(redis_conn), put_job(redis_conn)
+    assert Claimer(redis_conn, Keys(), agent_id="rival", host="r").claim(entry(taken), four_gpus()).claimed
+    before = snapshot_of_redis(redis_conn, big)
+    result = Claimer(redis_conn, Keys(), agent_id="agent-a", host="h").claim_first(
+        [entry(taken), entry(big, cpus=99.0)], four_gpus()
+    )
+    assert (result.claimed, result.why, result.index) == (False, "not_queued", 2)
+    assert snapshot_of_redis(redis_conn, big) == before
+
+
 def test_the_snapshot_lists_queued_jobs_in_queue_order_and_skips_paused_queues(redis_conn):
     make_queue(redis_conn, "gpu")
     make_queue(redis_conn, "cpu")
@@ -137,7 +163,7 @@ def test_the_snapshot_reads_only_lookahead_jobs_per_queue(redis_conn):
 
 
 def claim_loop(url: str, agent_id: str, capacity: Capacity, held: dict, lock: threading.Lock, wins: list) -> None:
-    """One claimer: snapshot, pick by the pure policy, claim, hold a moment, release; until the queue is empty."""
+    """One claimer, as the agent's claim pass runs: claim what fits, hold each a moment, release; until the queue is empty."""
     conn = redis.Redis.from_url(url)
     keys = Keys()
     claimer = Claimer(conn, keys, agent_id=agent_id, host=agent_id)
@@ -145,27 +171,27 @@ def claim_loop(url: str, agent_id: str, capacity: Capacity, held: dict, lock: th
     records = Records(conn, keys)
     rng = random.Random(agent_id + threading.current_thread().name)
     while True:
-        snapshot = read_snapshot(conn, keys, agent_id, ["default"], lookahead=16)
-        if not snapshot.candidates and not queued_ids(conn):
-            return
-        decision = select(snapshot.candidates, capacity, snapshot.running, time.time(), Policy())
-        if decision is None:
+        claims = ClaimPass(conn, keys, claimer, queues=["default"], lookahead=16, policy=Policy())
+        got = claims.next(capacity)
+        if got is None:
+            if not queued_ids(conn):
+                return
             time.sleep(0.001)
             continue
-        alloc = ledger_entry(decision, time.time())
-        if not claimer.claim(alloc, capacity).claimed:
-            continue
-        with lock:
-            for gpu in alloc.gpus:
-                assert held.get((agent_id, gpu)) is None, f"GPU {gpu} of {agent_id} handed out twice"
-                held[(agent_id, gpu)] = alloc.job_id
-            wins.append(alloc.job_id)
-        time.sleep(rng.random() * 0.003)
-        records.transition(alloc.job_id, State.FINISHED, allowed_from=[State.STARTING])
-        with lock:
-            for gpu in alloc.gpus:
-                del held[(agent_id, gpu)]
-        ledger.release(alloc.job_id)
+        while got is not None:
+            alloc = got[0]
+            with lock:
+                for gpu in alloc.gpus:
+                    assert held.get((agent_id, gpu)) is None, f"GPU {gpu} of {agent_id} handed out twice"
+                    held[(agent_id, gpu)] = alloc.job_id
+                wins.append(alloc.job_id)
+            time.sleep(rng.random() * 0.003)
+            records.transition(alloc.job_id, State.FINISHED, allowed_from=[State.STARTING])
+            with lock:
+                for gpu in alloc.gpus:
+                    del held[(agent_id, gpu)]
+            ledger.release(alloc.job_id)
+            got = claims.next(capacity)
 
 
 def test_eight_claimers_over_200_jobs_claim_each_once_and_never_share_a_gpu(redis_url, redis_conn):

@@ -11,6 +11,7 @@ from launchbay.agent.placement import (
     NEVER,
     Candidate,
     Policy,
+    claim_order,
     free_capacity,
     head_reservation,
     reserve,
@@ -133,6 +134,22 @@ def test_selection_is_deterministic():
     candidates = [job(f"j{i}", gpus=1 + i % 2, cpus=1, position=i) for i in range(6)]
     first = select(candidates, host(), [], NOW)
     assert all(select(list(reversed(candidates)), host(), [], NOW) == first for _ in range(5))
+
+
+def test_the_claim_order_is_what_select_picks_as_each_earlier_choice_is_taken_by_another_agent():
+    head = job("head", gpus=4, cpus=1, position=0, waited_s=600, runtime_s=3600)
+    candidates = [head, *(job(f"j{i}", gpus=1, cpus=1, position=i, runtime_s=60) for i in range(1, 6))]
+    running = [Running("r", 1.0, 0, ("0",), NOW - 10, 100)]  # GPU 0 busy for 90 s more: the head waits
+    order = claim_order(candidates, host(), running, NOW, Policy(reserve_after_s=300), limit=8)
+    assert [d.job_id for d in order] == ["j1", "j2", "j3", "j4", "j5"]
+    assert all(d.backfilled for d in order)  # each ends before the head's reservation
+    assert [d.gpus for d in order] == [("1",), ("1",), ("1",), ("1",), ("1",)]  # each alone on a free host
+    remaining = list(candidates)
+    for decision in order:
+        assert select(remaining, host(), running, NOW, Policy(reserve_after_s=300)) == decision
+        remaining = [c for c in remaining if c.job_id != decision.job_id]
+    assert claim_order(candidates, host(), running, NOW, limit=2) == order[:2]
+    assert claim_order([head], host(), running, NOW, limit=8) == []
 
 
 # -- properties ---------------------------------------------------------------------------------------

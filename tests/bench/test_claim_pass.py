@@ -1,9 +1,9 @@
 """The agent's claim pass after a lost race (agent/daemon.py), found while measuring the claim rate.
 
 With several agents on one queue they all pick the same head job and all but one lose the race.
-The pass used to read the queues again after every lost race; it now tries its next candidate
-from the same read (claim.lua re-checks it) and reads again only after a claim, or once the
-candidates of an out-of-date read are used up.
+The pass used to read the queues again after every lost race, then after every claim; it now hands
+claim.lua its next candidates of the same read, best first, settles the lost races inside that one
+call, keeps the read after a claim, and reads again only once an out-of-date read is used up.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from launchbay.agent import daemon
+from launchbay.agent import claim
 from launchbay.agent.claim import Claimer
 from launchbay.agent.daemon import Agent
 from launchbay.agent.ledger import LedgerEntry
@@ -33,7 +33,7 @@ def agent_with_rival(redis_conn, tmp_path, monkeypatch):
     QueueStore(redis_conn, Keys()).apply(QueueConfig(name="default"))
     job_ids = [enqueue({"name": "probe", "image": "img:1"}, "default", conn=redis_conn).id for _ in range(3)]
     reads = []
-    real_read = daemon.read_snapshot
+    real_read = claim.read_snapshot
 
     def read_then_lose_the_head(*args, **kwargs):
         snapshot = real_read(*args, **kwargs)
@@ -44,7 +44,7 @@ def agent_with_rival(redis_conn, tmp_path, monkeypatch):
         reads.append([c.job_id for c in snapshot.candidates])
         return snapshot
 
-    monkeypatch.setattr(daemon, "read_snapshot", read_then_lose_the_head)
+    monkeypatch.setattr(claim, "read_snapshot", read_then_lose_the_head)
 
     def make(lookahead: int) -> Agent:
         settings = AgentSettings(
@@ -66,8 +66,8 @@ def test_a_lost_race_tries_the_next_candidate_without_reading_the_queues_again(a
     assert agent._claim_pass() == 2
     agent.supervisor.wait_all(timeout_s=30)
     assert agent.counters["lost_races"] == 1
-    # the first read, then one after each of the two claims; none after the lost race
-    assert reads == [job_ids, job_ids[2:], []]
+    # the first read serves both claims and the lost race; one more read finds the queue empty
+    assert reads == [job_ids, []]
     records = Records(redis_conn, Keys())
     assert [records.get(j)["agent"] for j in job_ids] == ["rival", "agent-a", "agent-a"]
 
