@@ -1,13 +1,14 @@
 """Reading the queues and claiming jobs: the agent's only two conversations about queued work.
 
-:func:`read_snapshot` reads, for each queue the agent serves (in order, paused queues skipped), the
+:class:`QueueReader` reads, for each queue the agent serves (in order, paused queues skipped), the
 first ``lookahead`` job ids of its RQ queue and their records, and the agent's ledger: two pipelined
-round trips. :class:`ClaimPass` asks placement for the jobs it would take from that snapshot, best
-first, and :class:`Claimer` runs ``claim.lua`` on them, which re-checks each against Redis as it is
-*now* and claims the first it still may (out of the RQ queue, allocation into the ledger, record to
-``starting``). Jobs other agents took since the read are lost races settled inside that one call.
-The pass keeps its read after a claim (its own ledger it updates itself) and reads again only when
-the read has nothing left to offer.
+round trips, in which a job already seen costs only its state fields. :class:`ClaimPass` asks
+placement for the jobs it would take from that snapshot, best first, and :class:`Claimer` runs
+``claim.lua`` on them, which re-checks each against Redis as it is *now* and claims the first it
+still may (out of the RQ queue, allocation into the ledger, record to ``starting``). Jobs other
+agents took since the read are lost races settled inside that one call. The pass keeps its read
+after a claim (its own ledger it updates itself) and reads again only when the read has nothing
+left to offer.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
-from typing import Any, Collection, List, Optional, Sequence, Tuple
+from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import redis
 from launchbay.agent.ledger import LedgerEntry, decode_entries
@@ -81,10 +82,12 @@ def _sane(request: Request) -> Request:
     return request
 
 
-def _candidate(job_id: str, queue: str, queue_rank: int, position: int, values: Sequence[Any]) -> Optional[Candidate]:
-    fields = dict(zip(RECORD_FIELDS, (None if v is None else _text(v) for v in values)))
-    if fields["state"] != "queued" or fields["cancel_requested"] == "1":
-        return None
+def _fields(names: Sequence[str], values: Sequence[Any]) -> Dict[str, Optional[str]]:
+    return dict(zip(names, (None if v is None else _text(v) for v in values)))
+
+
+def _parse(job_id: str, queue: str, fields: Mapping[str, Optional[str]]) -> Optional[Candidate]:
+    """The candidate a record describes, whatever its state; None when it cannot be used at all."""
     if fields["queue"] not in (None, queue):
         return None
     try:
@@ -104,33 +107,83 @@ def _candidate(job_id: str, queue: str, queue_rank: int, position: int, values: 
         constraints=constraints,
         max_runtime_s=max_runtime,
         priority=fields["priority"] or "normal",
-        queue_rank=queue_rank,
-        position=position,
     )
 
 
+#: What is read again on every pass for a job whose record was read before: the rest of a queued
+#: job's record does not change while it waits, and ``queued_at`` changes when it is queued again.
+LIVE_FIELDS = ("state", "cancel_requested", "queued_at")
+
+
+class QueueReader:
+    """Reads snapshots for one agent, keeping what it parsed of each listed job between reads.
+
+    A read costs two pipelined round trips: the queues' first ``lookahead`` ids (and whether each
+    queue is paused), then the ledger and, per listed job, either its whole record (first sight) or
+    only its :data:`LIVE_FIELDS`. A job whose ``queued_at`` moved is read whole again (a third round
+    trip, rare). Only the jobs of the latest read are kept, so memory stays within the lookahead.
+    """
+
+    def __init__(self, conn: redis.Redis, keys: Keys, agent_id: str, queues: Sequence[str], lookahead: int) -> None:
+        self.conn = conn
+        self.keys = keys
+        self.agent_id = agent_id
+        self.queues = list(queues)
+        self.lookahead = lookahead
+        #: (job id, queue) -> (queued_at as stored, the candidate parsed then, None if unusable)
+        self._known: Dict[Tuple[str, str], Tuple[Optional[str], Optional[Candidate]]] = {}
+
+    def read(self) -> Snapshot:
+        """The first ``lookahead`` queued jobs of each served queue that is not paused, and the ledger."""
+        with self.conn.pipeline(transaction=False) as pipe:
+            for queue in self.queues:
+                pipe.hget(self.keys.queue(queue), "paused")
+                pipe.lrange(rq_bridge.rq_queue(self.conn, queue).key, 0, self.lookahead - 1)
+            replies = pipe.execute()
+        listed = []
+        for rank, (queue, paused, ids) in enumerate(zip(self.queues, replies[0::2], replies[1::2])):
+            if paused != b"1":
+                listed += [(queue, rank, position, _text(job_id)) for position, job_id in enumerate(ids)]
+        with self.conn.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.agent_ledger(self.agent_id))
+            for queue, _, _, job_id in listed:
+                pipe.hmget(self.keys.job(job_id), LIVE_FIELDS if (job_id, queue) in self._known else RECORD_FIELDS)
+            ledger_raw, *replies = pipe.execute()
+        known: Dict[Tuple[str, str], Tuple[Optional[str], Optional[Candidate]]] = {}
+        live: Dict[Tuple[str, str], bool] = {}  # queued, and no cancel asked for
+        stale = []
+        for (queue, _, _, job_id), values in zip(listed, replies):
+            key = (job_id, queue)
+            if key in self._known:
+                fields = _fields(LIVE_FIELDS, values)
+                if fields["queued_at"] != self._known[key][0]:
+                    stale.append(key)  # queued again since: read it whole
+                    continue
+                known[key] = self._known[key]
+            else:
+                fields = _fields(RECORD_FIELDS, values)
+                known[key] = (fields["queued_at"], _parse(job_id, queue, fields))
+            live[key] = fields["state"] == "queued" and fields["cancel_requested"] != "1"
+        if stale:
+            with self.conn.pipeline(transaction=False) as pipe:
+                for job_id, _ in stale:
+                    pipe.hmget(self.keys.job(job_id), RECORD_FIELDS)
+                for (job_id, queue), values in zip(stale, pipe.execute()):
+                    fields = _fields(RECORD_FIELDS, values)
+                    known[(job_id, queue)] = (fields["queued_at"], _parse(job_id, queue, fields))
+                    live[(job_id, queue)] = fields["state"] == "queued" and fields["cancel_requested"] != "1"
+        self._known = known
+        candidates = []
+        for queue, rank, position, job_id in listed:
+            parsed = known[(job_id, queue)][1]
+            if parsed is not None and live[(job_id, queue)]:
+                candidates.append(replace(parsed, queue_rank=rank, position=position))
+        return Snapshot(candidates=candidates, running=list(decode_entries(ledger_raw).values()))
+
+
 def read_snapshot(conn: redis.Redis, keys: Keys, agent_id: str, queues: Sequence[str], lookahead: int) -> Snapshot:
-    """The first ``lookahead`` queued jobs of each served queue that is not paused, and the ledger."""
-    with conn.pipeline(transaction=False) as pipe:
-        for queue in queues:
-            pipe.hget(keys.queue(queue), "paused")
-            pipe.lrange(rq_bridge.rq_queue(conn, queue).key, 0, lookahead - 1)
-        replies = pipe.execute()
-    listed = []
-    for rank, (queue, paused, ids) in enumerate(zip(queues, replies[0::2], replies[1::2])):
-        if paused != b"1":
-            listed += [(queue, rank, position, _text(job_id)) for position, job_id in enumerate(ids)]
-    with conn.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.agent_ledger(agent_id))
-        for _, _, _, job_id in listed:
-            pipe.hmget(keys.job(job_id), RECORD_FIELDS)
-        ledger_raw, *records = pipe.execute()
-    candidates = []
-    for (queue, rank, position, job_id), values in zip(listed, records):
-        candidate = _candidate(job_id, queue, rank, position, values)
-        if candidate is not None:
-            candidates.append(candidate)
-    return Snapshot(candidates=candidates, running=list(decode_entries(ledger_raw).values()))
+    """One read with nothing kept from before (:class:`QueueReader` keeps parsed records between reads)."""
+    return QueueReader(conn, keys, agent_id, queues, lookahead).read()
 
 
 def ledger_entry(decision: Decision, claimed_at: float) -> LedgerEntry:
@@ -185,7 +238,7 @@ class Claimer:
 
 
 class ClaimPass:
-    """One pass of claims over one read of the queues, as the agent's main loop runs it.
+    """One pass of claims over one read of the queues (by ``reader``), as the agent's main loop runs it.
 
     :meth:`next` claims the next job that fits ``capacity`` (or returns None when nothing more
     does). ``skip`` holds job ids not to try (the agent's running jobs). The read is kept after a
@@ -195,21 +248,15 @@ class ClaimPass:
 
     def __init__(
         self,
-        conn: redis.Redis,
-        keys: Keys,
         claimer: Claimer,
+        reader: QueueReader,
         *,
-        queues: Sequence[str],
-        lookahead: int,
         policy: Policy,
         skip: Collection[str] = (),
         batch: int = CLAIM_BATCH,
     ) -> None:
-        self.conn = conn
-        self.keys = keys
         self.claimer = claimer
-        self.queues = list(queues)
-        self.lookahead = lookahead
+        self.reader = reader
         self.policy = policy
         self.batch = batch
         self.skip = set(skip)
@@ -223,7 +270,7 @@ class ClaimPass:
         while True:
             now = time.time() if now is None else now
             if self._snapshot is None:
-                self._snapshot = read_snapshot(self.conn, self.keys, self.claimer.agent_id, self.queues, self.lookahead)
+                self._snapshot = self.reader.read()
                 self.reads += 1
                 self._stale = False
             candidates = [c for c in self._snapshot.candidates if c.job_id not in self.skip]

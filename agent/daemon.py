@@ -28,7 +28,7 @@ import time
 from typing import Any, Callable, Dict, Optional, Set
 
 import redis
-from launchbay.agent.claim import Claimer, ClaimPass
+from launchbay.agent.claim import Claimer, ClaimPass, QueueReader
 from launchbay.agent.heartbeat import AgentStatus, Heartbeat
 from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
 from launchbay.agent.ledger import Ledger, LedgerEntry
@@ -132,6 +132,7 @@ class Agent:
         self._gpu_uuids: Dict[str, str] = {}
         self._note_gpus(self.inventory)
         self.claimer = Claimer(conn, self.keys, agent_id=settings.agent_id, host=settings.host)
+        self.reader = QueueReader(conn, self.keys, settings.agent_id, settings.queues, settings.lookahead)
         self.heartbeat = Heartbeat(
             conn, self.keys, settings, status=self.status, capacity=self.capacity_json, counters=self.counters.snapshot
         )
@@ -286,15 +287,7 @@ class Agent:
 
     def _claim_pass(self) -> int:
         """Claim jobs one at a time until none fits (or lost races leave none to try)."""
-        claims = ClaimPass(
-            self.conn,
-            self.keys,
-            self.claimer,
-            queues=self.settings.queues,
-            lookahead=self.settings.lookahead,
-            policy=self.policy,
-            skip=self.supervisor.running_job_ids(),
-        )
+        claims = ClaimPass(self.claimer, self.reader, policy=self.policy, skip=self.supervisor.running_job_ids())
         claimed = 0
         try:
             for _ in range(MAX_CLAIMS_PER_PASS):

@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Sequence
 
 import redis
 from _common import RedisServer, Row, at_least, chunks, emit, median
-from launchbay.agent.claim import Claimer, ClaimPass
+from launchbay.agent.claim import Claimer, ClaimPass, QueueReader
 from launchbay.agent.ledger import Ledger
 from launchbay.agent.placement import Policy
 from launchbay.agent.settings import AgentSettings
@@ -81,11 +81,12 @@ def claimer(url: str, queue: str, index: int, quota: int, barrier: Any, results:
     conn, keys = redis.Redis.from_url(url), Keys()
     agent_id = f"claimer-{index}"
     script, ledger = Claimer(conn, keys, agent_id=agent_id, host="bench"), Ledger(conn, keys, agent_id)
+    reader = QueueReader(conn, keys, agent_id, [queue], LOOKAHEAD)
     conn.ping()
     barrier.wait()
     began, cpu, claimed, lost, reads = time.time(), time.process_time(), 0, 0, 0
     while claimed < quota:
-        claims = ClaimPass(conn, keys, script, queues=[queue], lookahead=LOOKAHEAD, policy=Policy())
+        claims = ClaimPass(script, reader, policy=Policy())
         passed = 0
         while claimed < quota and (got := claims.next(CAPACITY)) is not None:
             passed, claimed = passed + 1, claimed + 1

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 import redis
-from launchbay.agent.claim import Claimer, ClaimPass, read_snapshot
+from launchbay.agent.claim import Claimer, ClaimPass, QueueReader, read_snapshot
 from launchbay.agent.ledger import Ledger, LedgerEntry
 from launchbay.agent.placement import Policy
 from launchbay.queue_config import rq_bridge
@@ -152,6 +152,24 @@ def test_the_snapshot_lists_queued_jobs_in_queue_order_and_skips_paused_queues(r
     assert [c.job_id for c in snapshot.candidates] == [cpu_job]
 
 
+def test_a_reader_reads_a_job_it_knows_again_only_for_its_state_and_whole_once_it_was_queued_again(redis_conn):
+    make_queue(redis_conn)
+    first, canceling, changed = (put_job(redis_conn, cpus=1) for _ in range(3))
+    records = Records(redis_conn, Keys())
+    reader = QueueReader(redis_conn, Keys(), "agent-a", ["default"], lookahead=10)
+    assert [c.job_id for c in reader.read().candidates] == [first, canceling, changed]
+
+    records.update(canceling, cancel_requested=1)  # state fields are read on every pass
+    records.update(changed, request={"cpus": 4.0})  # a waiting job's request never changes: not read again
+    later = reader.read()
+    assert [c.job_id for c in later.candidates] == [first, changed]
+    assert later.candidates[1].request.cpus == 1.0
+
+    records.update(changed, queued_at=time.time() + 1)  # what a requeue does: the record is read whole
+    assert reader.read().candidates[1].request.cpus == 4.0
+    assert read_snapshot(redis_conn, Keys(), "agent-a", ["default"], lookahead=10).candidates[1].request.cpus == 4.0
+
+
 def test_the_snapshot_reads_only_lookahead_jobs_per_queue(redis_conn):
     make_queue(redis_conn)
     ids = [put_job(redis_conn) for _ in range(5)]
@@ -167,11 +185,12 @@ def claim_loop(url: str, agent_id: str, capacity: Capacity, held: dict, lock: th
     conn = redis.Redis.from_url(url)
     keys = Keys()
     claimer = Claimer(conn, keys, agent_id=agent_id, host=agent_id)
+    reader = QueueReader(conn, keys, agent_id, ["default"], lookahead=16)
     ledger = Ledger(conn, keys, agent_id)
     records = Records(conn, keys)
     rng = random.Random(agent_id + threading.current_thread().name)
     while True:
-        claims = ClaimPass(conn, keys, claimer, queues=["default"], lookahead=16, policy=Policy())
+        claims = ClaimPass(claimer, reader, policy=Policy())
         got = claims.next(capacity)
         if got is None:
             if not queued_ids(conn):

@@ -33,10 +33,10 @@ def agent_with_rival(redis_conn, tmp_path, monkeypatch):
     QueueStore(redis_conn, Keys()).apply(QueueConfig(name="default"))
     job_ids = [enqueue({"name": "probe", "image": "img:1"}, "default", conn=redis_conn).id for _ in range(3)]
     reads = []
-    real_read = claim.read_snapshot
+    real_read = claim.QueueReader.read
 
-    def read_then_lose_the_head(*args, **kwargs):
-        snapshot = real_read(*args, **kwargs)
+    def read_then_lose_the_head(self):
+        snapshot = real_read(self)
         if not reads:
             rival = Claimer(redis_conn, Keys(), agent_id="rival", host="rival")
             taken = LedgerEntry(job_ids[0], "default", 0.0, 0, (), claimed_at=time.time())
@@ -44,7 +44,7 @@ def agent_with_rival(redis_conn, tmp_path, monkeypatch):
         reads.append([c.job_id for c in snapshot.candidates])
         return snapshot
 
-    monkeypatch.setattr(claim, "read_snapshot", read_then_lose_the_head)
+    monkeypatch.setattr(claim.QueueReader, "read", read_then_lose_the_head)
 
     def make(lookahead: int) -> Agent:
         settings = AgentSettings(
