@@ -87,7 +87,9 @@ def agents(redis_url, tmp_path, docker_client):
     for agent in started:
         agent.stop()
     for agent_id in agent_ids:
-        for container in docker_client.containers.list(all=True, filters={"label": f"{AGENT_ID_LABEL}={agent_id}"}):
+        for container in docker_client.containers.list(
+            all=True, filters={"label": f"{AGENT_ID_LABEL}={agent_id}"}, ignore_removed=True
+        ):
             try:
                 container.remove(force=True)
             except docker.errors.NotFound:

@@ -168,4 +168,4 @@ class RuntimeHarness:
 
 def containers_of(docker_client, job_id: str) -> list:
     """What ``docker ps -a --filter label=launchbay.job_id=<id>`` shows."""
-    return docker_client.containers.list(all=True, filters={"label": f"{JOB_ID_LABEL}={job_id}"})
+    return docker_client.containers.list(all=True, filters={"label": f"{JOB_ID_LABEL}={job_id}"}, ignore_removed=True)

@@ -142,7 +142,9 @@ def test_a_job_runs_end_to_end_through_the_containerised_agent(
         assert code == 0, output
         assert b"redis: ok" in output and b"docker: ok" in output
     finally:
-        for container in docker_client.containers.list(all=True, filters={"label": f"{AGENT_ID_LABEL}={agent_id}"}):
+        for container in docker_client.containers.list(
+            all=True, filters={"label": f"{AGENT_ID_LABEL}={agent_id}"}, ignore_removed=True
+        ):
             container.remove(force=True)
 
 

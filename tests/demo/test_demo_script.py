@@ -57,7 +57,9 @@ def demo_env(docker_client, base_image):
         if pid_alive(pidfile):
             os.kill(int(pidfile.read_text()), 9)
     for job in jobs:
-        for container in docker_client.containers.list(all=True, filters={"label": f"launchbay.job_id={job}"}):
+        for container in docker_client.containers.list(
+            all=True, filters={"label": f"launchbay.job_id={job}"}, ignore_removed=True
+        ):
             with contextlib.suppress(docker.errors.APIError):  # the agent may be removing it already
                 container.remove(force=True)
     shutil.rmtree(home, ignore_errors=True)

@@ -71,7 +71,9 @@ def test_the_cli_and_an_agent_need_nothing_the_documented_acl_user_lacks(
         ok("queue", "delete", "local", "--force")
         assert denied(redis_conn) == []
     finally:
-        for container in docker_client.containers.list(all=True, filters={"label": "launchbay.agent_id=acl-agent"}):
+        for container in docker_client.containers.list(
+            all=True, filters={"label": "launchbay.agent_id=acl-agent"}, ignore_removed=True
+        ):
             container.remove(force=True)
 
 

@@ -436,7 +436,7 @@ def agents_json(redis_url: str) -> List[Dict[str, Any]]:
 def live_containers_by_job(docker_client: Any, agent_ids: Set[str]) -> Dict[str, List[str]]:
     """``{job id: [container ids]}`` of running containers of these agents (one ``docker ps``)."""
     found: Dict[str, List[str]] = collections.defaultdict(list)
-    for container in docker_client.containers.list(filters={"label": f"{MANAGED_LABEL}=1"}):
+    for container in docker_client.containers.list(filters={"label": f"{MANAGED_LABEL}=1"}, ignore_removed=True):
         labels = container.labels
         if labels.get(AGENT_ID_LABEL) in agent_ids:
             found[labels.get(JOB_ID_LABEL, "")].append(container.id)

@@ -139,7 +139,12 @@ def container_of(docker_client, job_id: str, timeout_s: float = 60) -> Any:
     """The job's container once it exists (the job must keep it running long enough to be inspected)."""
     return wait_for(
         lambda: next(
-            iter(docker_client.containers.list(all=True, filters={"label": f"{JOB_ID_LABEL}={job_id}"})), None
+            iter(
+                docker_client.containers.list(
+                    all=True, filters={"label": f"{JOB_ID_LABEL}={job_id}"}, ignore_removed=True
+                )
+            ),
+            None,
         ),
         timeout_s=timeout_s,
         what=f"the container of job {job_id}",
