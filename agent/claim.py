@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -86,8 +86,13 @@ def _fields(names: Sequence[str], values: Sequence[Any]) -> Dict[str, Optional[s
     return dict(zip(names, (None if v is None else _text(v) for v in values)))
 
 
-def _parse(job_id: str, queue: str, fields: Mapping[str, Optional[str]]) -> Optional[Candidate]:
-    """The candidate a record describes, whatever its state; None when it cannot be used at all."""
+#: What placement needs of a queued record that does not change while it waits:
+#: (request, queued_at, constraints, max_runtime_s, priority).
+Parsed = Tuple[Request, float, Dict[str, str], Optional[int], str]
+
+
+def _parse(job_id: str, queue: str, fields: Mapping[str, Optional[str]]) -> Optional[Parsed]:
+    """What a record says of the job, whatever its state; None when it cannot be used at all."""
     if fields["queue"] not in (None, queue):
         return None
     try:
@@ -99,15 +104,7 @@ def _parse(job_id: str, queue: str, fields: Mapping[str, Optional[str]]) -> Opti
         # Anyone with write access to Redis can write a record: one bad record must not stop the pass.
         _warn_unreadable(job_id, str(exc))
         return None
-    return Candidate(
-        job_id=job_id,
-        queue=queue,
-        request=request,
-        queued_at=queued_at,
-        constraints=constraints,
-        max_runtime_s=max_runtime,
-        priority=fields["priority"] or "normal",
-    )
+    return request, queued_at, constraints, max_runtime, fields["priority"] or "normal"
 
 
 #: What is read again on every pass for a job whose record was read before: the rest of a queued
@@ -130,8 +127,8 @@ class QueueReader:
         self.agent_id = agent_id
         self.queues = list(queues)
         self.lookahead = lookahead
-        #: (job id, queue) -> (queued_at as stored, the candidate parsed then, None if unusable)
-        self._known: Dict[Tuple[str, str], Tuple[Optional[str], Optional[Candidate]]] = {}
+        #: (job id, queue) -> (queued_at as stored, what was parsed then, None if unusable)
+        self._known: Dict[Tuple[str, str], Tuple[Optional[str], Optional[Parsed]]] = {}
 
     def read(self) -> Snapshot:
         """The first ``lookahead`` queued jobs of each served queue that is not paused, and the ledger."""
@@ -149,7 +146,7 @@ class QueueReader:
             for queue, _, _, job_id in listed:
                 pipe.hmget(self.keys.job(job_id), LIVE_FIELDS if (job_id, queue) in self._known else RECORD_FIELDS)
             ledger_raw, *replies = pipe.execute()
-        known: Dict[Tuple[str, str], Tuple[Optional[str], Optional[Candidate]]] = {}
+        known: Dict[Tuple[str, str], Tuple[Optional[str], Optional[Parsed]]] = {}
         live: Dict[Tuple[str, str], bool] = {}  # queued, and no cancel asked for
         stale = []
         for (queue, _, _, job_id), values in zip(listed, replies):
@@ -177,7 +174,10 @@ class QueueReader:
         for queue, rank, position, job_id in listed:
             parsed = known[(job_id, queue)][1]
             if parsed is not None and live[(job_id, queue)]:
-                candidates.append(replace(parsed, queue_rank=rank, position=position))
+                request, queued_at, constraints, max_runtime, priority = parsed
+                candidates.append(
+                    Candidate(job_id, queue, request, queued_at, constraints, max_runtime, priority, rank, position)
+                )
         return Snapshot(candidates=candidates, running=list(decode_entries(ledger_raw).values()))
 
 
