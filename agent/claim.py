@@ -107,6 +107,11 @@ def _parse(job_id: str, queue: str, fields: Mapping[str, Optional[str]]) -> Opti
     return request, queued_at, constraints, max_runtime, fields["priority"] or "normal"
 
 
+def _waiting(fields: Mapping[str, Optional[str]]) -> bool:
+    """Queued, and nobody asked to cancel it."""
+    return fields["state"] == "queued" and fields["cancel_requested"] != "1"
+
+
 #: What is read again on every pass for a job whose record was read before: the rest of a queued
 #: job's record does not change while it waits, and ``queued_at`` changes when it is queued again.
 LIVE_FIELDS = ("state", "cancel_requested", "queued_at")
@@ -160,7 +165,7 @@ class QueueReader:
             else:
                 fields = _fields(RECORD_FIELDS, values)
                 known[key] = (fields["queued_at"], _parse(job_id, queue, fields))
-            live[key] = fields["state"] == "queued" and fields["cancel_requested"] != "1"
+            live[key] = _waiting(fields)
         if stale:
             with self.conn.pipeline(transaction=False) as pipe:
                 for job_id, _ in stale:
@@ -168,7 +173,7 @@ class QueueReader:
                 for (job_id, queue), values in zip(stale, pipe.execute()):
                     fields = _fields(RECORD_FIELDS, values)
                     known[(job_id, queue)] = (fields["queued_at"], _parse(job_id, queue, fields))
-                    live[(job_id, queue)] = fields["state"] == "queued" and fields["cancel_requested"] != "1"
+                    live[(job_id, queue)] = _waiting(fields)
         self._known = known
         candidates = []
         for queue, rank, position, job_id in listed:
@@ -267,8 +272,8 @@ class ClaimPass:
 
     def next(self, capacity: Capacity, now: Optional[float] = None) -> Optional[Tuple[LedgerEntry, Decision]]:
         """Claim the next job that fits; its ledger entry and placement decision, or None."""
+        now = time.time() if now is None else now
         while True:
-            now = time.time() if now is None else now
             if self._snapshot is None:
                 self._snapshot = self.reader.read()
                 self.reads += 1

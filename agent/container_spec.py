@@ -48,7 +48,7 @@ Warn = Callable[[str], None]
 
 
 class _AllocationLike(Protocol):
-    """What the builder reads from an allocation (``launchbay.agent.supervisor.Allocation``)."""
+    """What the builder reads from an allocation (a ``launchbay.agent.ledger.LedgerEntry``)."""
 
     job_id: str
     queue: str

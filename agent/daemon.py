@@ -38,7 +38,7 @@ from launchbay.agent.reaper import Reaper, end_job, lock_ttl_for
 from launchbay.agent.reconcile import Reconciler
 from launchbay.agent.runtime import ContainerInfo, Runtime
 from launchbay.agent.settings import AgentSettings
-from launchbay.agent.supervisor import Allocation, JobSupervisor
+from launchbay.agent.supervisor import JobSupervisor
 from launchbay.queue_config import rq_bridge
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.matching import Capacity
@@ -280,7 +280,7 @@ class Agent:
             log.info("after restart: %s", ", ".join(f"{j} {w}" for j, w in sorted(done.items())))
 
     def _adopt(self, container: ContainerInfo, entry: LedgerEntry) -> None:
-        self.supervisor.adopt(container, _allocation(entry))
+        self.supervisor.adopt(container, entry)
         self.counters.inc("adopted")
 
     # -- claiming --------------------------------------------------------------------------------
@@ -323,7 +323,7 @@ class Agent:
             log.warning("job %s: RQ does not show it as started: %s", job_id, exc, extra={"job_id": job_id})
         record = self.records.get(job_id) or {}
         try:
-            self.supervisor.start(record, _allocation(entry))
+            self.supervisor.start(record, entry)
         except Exception as exc:
             log.error("job %s could not be handed to the supervisor: %s", job_id, exc, exc_info=True)
             end_job(
@@ -455,15 +455,3 @@ class Agent:
         except redis.RedisError as exc:
             log.warning("could not record the final status: %s", exc)
         log.info("agent %s stopped (%s)", self.settings.agent_id, self.status.state)
-
-
-def _allocation(entry: LedgerEntry) -> Allocation:
-    return Allocation(
-        job_id=entry.job_id,
-        queue=entry.queue,
-        cpus=entry.cpus,
-        memory_mib=entry.memory_mib,
-        gpus=tuple(entry.gpus),
-        max_runtime_s=entry.max_runtime_s,
-        claimed_at=entry.claimed_at,
-    )

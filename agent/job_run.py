@@ -38,7 +38,8 @@ from launchbay.queue_config.records import ACTIVE_STATES, TERMINAL_STATES, Reaso
 from launchbay.errors import DockerUnavailableError, JobRunError, LaunchbayError
 
 if TYPE_CHECKING:
-    from launchbay.agent.supervisor import Allocation, JobSupervisor
+    from launchbay.agent.ledger import LedgerEntry
+    from launchbay.agent.supervisor import JobSupervisor
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class JobRun:
         self,
         supervisor: JobSupervisor,
         record: Optional[Dict[str, Any]],
-        alloc: Allocation,
+        alloc: LedgerEntry,
         *,
         adopted: Optional[ContainerInfo] = None,
     ) -> None:

@@ -34,7 +34,7 @@ NEVER = math.inf
 
 
 class AllocationLike(Protocol):
-    """What placement needs to know about a running job (a ledger entry, a supervisor Allocation)."""
+    """What placement needs to know about a running job (a ledger entry)."""
 
     job_id: str
     cpus: float

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set
 
 import redis
 from launchbay.agent.job_run import JobRun
+from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.runtime import ContainerInfo, Runtime
 from launchbay.agent.settings import AgentSettings
 from launchbay.queue_config.keys import Keys
@@ -27,34 +27,6 @@ logger = logging.getLogger(__name__)
 
 #: How long ``detach_all`` waits for each job thread to let go.
 DETACH_JOIN_S = 15.0
-
-
-@dataclass(frozen=True)
-class Allocation:
-    """What the claim reserved for one job (the ledger entry)."""
-
-    job_id: str
-    queue: str
-    cpus: float
-    memory_mib: int
-    gpus: Tuple[str, ...]
-    #: Counted from the container's start (image pulls do not count); None means no limit.
-    max_runtime_s: Optional[int]
-    #: Epoch seconds of the claim.
-    claimed_at: float
-
-    @classmethod
-    def from_ledger(cls, data: Mapping[str, Any]) -> Allocation:
-        """From the ledger's JSON (``{"job_id", "queue", "cpus", "memory_mib", "gpus", ...}``)."""
-        return cls(
-            job_id=str(data["job_id"]),
-            queue=str(data["queue"]),
-            cpus=float(data.get("cpus") or 0.0),
-            memory_mib=int(data.get("memory_mib") or 0),
-            gpus=tuple(str(g) for g in data.get("gpus") or ()),
-            max_runtime_s=int(data["max_runtime_s"]) if data.get("max_runtime_s") else None,
-            claimed_at=float(data.get("claimed_at") or time.time()),
-        )
 
 
 class JobSupervisor:
@@ -102,7 +74,7 @@ class JobSupervisor:
     def state_dir(self) -> Path:
         return Path(self.settings.state_dir)
 
-    def start(self, record: Mapping[str, Any], alloc: Allocation) -> None:
+    def start(self, record: Mapping[str, Any], alloc: LedgerEntry) -> None:
         """Run a claimed job (record in state ``starting``) on a new thread; returns at once.
 
         Raises ValueError when the job is already running here.
@@ -111,7 +83,7 @@ class JobSupervisor:
             raise ValueError(f"job {alloc.job_id} is already running on this agent")
         self._begin(JobRun(self, dict(record), alloc))
 
-    def adopt(self, container_info: ContainerInfo, alloc: Allocation) -> None:
+    def adopt(self, container_info: ContainerInfo, alloc: LedgerEntry) -> None:
         """See a container left by an earlier agent process through to its end; returns at once.
 
         Output already copied to the job's log is not copied again. A job already watched here is ignored.

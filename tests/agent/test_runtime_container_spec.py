@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from docker.types import DeviceRequest, Mount
 from launchbay.agent.container_spec import build_container_spec, gpu_settings
+from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.payload_dir import ENV_VALUE_LIMIT_BYTES, prepare_payload, read_outputs
-from launchbay.agent.supervisor import Allocation
 from launchbay.queue_config.models import QueueConfig
 from launchbay.sdk.payload import (
     ENV_FILE_OVERRIDES,
@@ -30,8 +30,8 @@ def no_uuid(gpu_id: str) -> None:
     return None
 
 
-def allocation(*, gpus=(), cpus=0.0, memory_mib=0) -> Allocation:
-    return Allocation("job-1", "gpu", cpus, memory_mib, tuple(gpus), None, 0.0)
+def allocation(*, gpus=(), cpus=0.0, memory_mib=0) -> LedgerEntry:
+    return LedgerEntry("job-1", "gpu", cpus, memory_mib, tuple(gpus), claimed_at=0.0, max_runtime_s=None)
 
 
 def record(**spec) -> dict:

@@ -8,9 +8,10 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.runtime import JOB_ID_LABEL
 from launchbay.agent.settings import AgentSettings
-from launchbay.agent.supervisor import Allocation, JobSupervisor
+from launchbay.agent.supervisor import JobSupervisor
 from launchbay.queue_config import rq_bridge
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import QueueConfig
@@ -131,7 +132,7 @@ class RuntimeHarness:
         # What the daemon does between the claim and the supervisor: RQ shows the job as started.
         execution_id = rq_bridge.mark_started(self.conn, job_id, worker_name=AGENT_ID)
         self.records.update(job_id, rq_execution=execution_id)
-        alloc = Allocation(
+        alloc = LedgerEntry(
             job_id=job_id,
             queue=queue,
             cpus=cpus,

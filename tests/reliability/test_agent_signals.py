@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN_DIR
 from launchbay.queue_config.keys import Keys
-from reliability_helpers import wait_for
+from reliability_helpers import AgentProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -32,20 +30,10 @@ def _slow_nvidia_smi(tmp_path: Path) -> tuple[Path, Path]:
     return script, marker
 
 
-def _agent_argv(redis_url: str, agent_id: str, tmp_path: Path) -> list:
-    state = str(tmp_path / "state")
-    return [
-        str(BIN_DIR / "launchbay"),
-        "agent",
-        "--redis-url",
-        redis_url,
-        "--agent-id",
-        agent_id,
-        "-q",
-        "q",
-        "--state-dir",
-        state,
-    ]
+def _agent(redis_url: str, agent_id: str, tmp_path: Path, nvidia_smi: Path) -> AgentProcess:
+    args = ["--redis-url", redis_url, "--agent-id", agent_id, "-q", "q", "--state-dir", str(tmp_path / "state")]
+    env = {**os.environ, "LAUNCHBAY_AGENT_NVIDIA_SMI": str(nvidia_smi)}
+    return AgentProcess(agent_id, args, env, tmp_path / f"{agent_id}.log")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -53,52 +41,29 @@ def test_a_stop_during_start_up_ends_the_agent_with_exit_code_0_before_it_serves
     redis_url, redis_conn, tmp_path, signum
 ):
     nvidia_smi, marker = _slow_nvidia_smi(tmp_path)
-    env = {**os.environ, "LAUNCHBAY_AGENT_NVIDIA_SMI": str(nvidia_smi)}
-    proc = subprocess.Popen(
-        _agent_argv(redis_url, "early", tmp_path),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    agent = _agent(redis_url, "early", tmp_path, nvidia_smi).start()
     try:
-        wait_for(lambda: marker.exists() or proc.poll() is not None, timeout_s=60, what="the agent to probe its GPUs")
-        assert proc.poll() is None, proc.communicate()[0]
+        wait_for(lambda: marker.exists() or not agent.running, timeout_s=60, what="the agent to probe its GPUs")
+        assert agent.running, agent.output()
         sent_at = time.monotonic()
-        proc.send_signal(signum)
-        output, _ = proc.communicate(timeout=30)
+        agent.proc.send_signal(signum)
+        code = agent.proc.wait(30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, output
+        agent.kill()
+    output = agent.output()
+    assert code == 0, output
     assert f"agent early stopped before serving ({signal.Signals(signum).name} during start-up)" in output
-    assert "serving" not in output.replace("before serving", "")
+    assert not agent.serving(), output
     keys = Keys()
     assert redis_conn.exists(keys.agent("early"), keys.agent_alive("early")) == 0, "it registered without serving"
     assert time.monotonic() - sent_at < 15, "the stop waited for more than the GPU probe"
 
 
 def test_a_serving_agent_stops_on_sigterm_with_exit_code_0(redis_url, tmp_path):
-    proc = subprocess.Popen(
-        _agent_argv(redis_url, "late", tmp_path),
-        env={**os.environ, "LAUNCHBAY_AGENT_NVIDIA_SMI": str(tmp_path / "absent")},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = []
+    agent = _agent(redis_url, "late", tmp_path, tmp_path / "absent").start()
     try:
-        for line in proc.stdout:
-            lines.append(line)
-            if "agent late serving" in line:
-                break
-        proc.send_signal(signal.SIGTERM)
-        rest, _ = proc.communicate(timeout=60)
+        code = agent.terminate()  # waits until it serves, then SIGTERM
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    output = "".join(lines) + rest
-    assert proc.returncode == 0, output
-    assert "agent late stopped" in output, output
+        agent.kill()
+    assert agent.serving() and code == 0, agent.output()
+    assert "agent late stopped" in agent.output()
