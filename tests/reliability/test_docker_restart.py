@@ -128,7 +128,8 @@ def test_an_agent_outlives_a_docker_engine_restart_claims_nothing_meanwhile_and_
     )
     assert log_lines(redis_conn, waiting) == ["after the restart"]
     wait_for(lambda: agents_json(redis_url)[0]["status"] == "healthy", timeout_s=15, what="healthy again")
-    assert redis_conn.hlen("launchbay:agent:dk-agent:ledger") == 0
+    # The agent frees a job's ledger entry after its end is recorded and its container removed.
+    wait_for(lambda: redis_conn.hlen("launchbay:agent:dk-agent:ledger") == 0, timeout_s=10, what="the ledger to empty")
     assert private_dockerd.client().containers.list(all=True, ignore_removed=True) == [], (
         "nothing left on the private engine"
     )

@@ -80,7 +80,11 @@ def test_a_killed_agent_that_stays_down_has_its_job_freed_within_ttl_and_grace_b
         )
         assert ran_again and record(redis_conn, job_id)["attempts"] == 2
     assert detection_s <= WORST_CASE_S + SLACK_S
+    # The reaper records the job's end first, then releases the ledger entry and forgets the agent
+    # (a few more round trips): wait for that last step, which deletes the ledger in one transaction.
+    wait_for(lambda: not redis_conn.sismember(Keys().agents, "doomed"), timeout_s=10, what="the reaper to finish")
     assert redis_conn.hlen(Keys().agent_ledger("doomed")) == 0, "the lost agent's ledger is emptied"
+    assert redis_conn.hget(Keys().agent("doomed"), "status") == b"lost"
     assert "doomed" not in {a["agent_id"] for a in agents_json(redis_url) if a["alive"]}
 
 
