@@ -240,9 +240,10 @@ def test_eight_claimers_over_200_jobs_claim_each_once_and_never_share_a_gpu(redi
     assert queued_ids(redis_conn) == []
 
 
-def process_claimer(url: str, agent_id: str, results) -> None:
+def process_claimer(url: str, agent_id: str, results, start) -> None:
     held: dict = {}
     wins: list = []
+    start.wait(60)  # the first process ready would otherwise claim everything before the rest have imported
     claim_loop(url, agent_id, four_gpus(cpus=64.0, slots=64), held, threading.Lock(), wins)
     results.put((agent_id, wins))
 
@@ -252,7 +253,10 @@ def test_eight_claimer_processes_claim_each_job_exactly_once(redis_url, redis_co
     job_ids = [put_job(redis_conn, cpus=1.0) for _ in range(200)]
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    processes = [context.Process(target=process_claimer, args=(redis_url, f"proc-{i}", results)) for i in range(8)]
+    start = context.Barrier(8)
+    processes = [
+        context.Process(target=process_claimer, args=(redis_url, f"proc-{i}", results, start)) for i in range(8)
+    ]
     for process in processes:
         process.start()
     try:

@@ -124,8 +124,8 @@ def test_a_job_enqueued_to_an_idle_agent_starts_without_waiting_for_the_poll_tim
     time.sleep(0.3)  # let the agent settle into its wait
     enqueued_at = time.monotonic()
     job_id = put_job(redis_conn)
-    wait_for(lambda: state_of(redis_conn, job_id) == "finished", timeout_s=10, what="the job to finish")
-    assert time.monotonic() - enqueued_at < 5, "woken by the enqueued event, not the 60 s poll"
+    wait_for(lambda: state_of(redis_conn, job_id) == "finished", timeout_s=30, what="the job to finish")
+    assert time.monotonic() - enqueued_at < 20, "woken by the enqueued event, not the 60 s poll"
     wait_for(lambda: running.agent.counters["finished"] == 1, what="the finished count")
     assert running.agent.counters["claimed"] == 1
 

@@ -7,6 +7,7 @@ that no container is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import textwrap
 import time
@@ -45,7 +46,9 @@ def jobs(harness, docker_client):
     yield make
     for job_id in made:
         for container in containers_of(docker_client, job_id):
-            container.remove(force=True)
+            # The job's own thread may be removing it at the same moment.
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                container.remove(force=True)
 
 
 @pytest.fixture
@@ -195,7 +198,8 @@ def test_a_job_past_max_runtime_is_stopped_and_fails_as_timeout(harness, supervi
     ended = harness.wait_for_end(record["id"], timeout_s=20)
 
     assert (ended["state"], ended["reason"]) == ("failed", "timeout")
-    assert ended["failed_at"] - running["running_at"] < 2 + GRACE_S + 2
+    # Prompt, not the 60 s the job asked for: stop, wait, inspect and the last log read come after the deadline.
+    assert ended["failed_at"] - running["running_at"] < 2 + GRACE_S + 10
     assert containers_of(docker_client, record["id"]) == []
 
 
@@ -209,7 +213,7 @@ def test_cancel_stops_a_running_job_within_seconds(harness, supervisor, jobs, ba
     ended = harness.wait_for_end(record["id"], timeout_s=15)
 
     assert (ended["state"], ended["reason"]) == ("canceled", "canceled_by_user")
-    assert ended["canceled_at"] - asked < GRACE_S + 3
+    assert ended["canceled_at"] - asked < GRACE_S + 10
     assert harness.log_entries(record["id"])[-1] == {"eof": "canceled"}
     assert containers_of(docker_client, record["id"]) == []
     assert harness.releases[record["id"]] == 1
@@ -301,7 +305,7 @@ def test_a_detached_job_is_adopted_by_a_new_supervisor_and_ends_once(harness, ru
             import time
             print("before 1", flush=True)
             print("before 2", flush=True)
-            time.sleep(2)
+            time.sleep(8)  # time to detach and list on a busy machine
             print("after", flush=True)
             """
         ),
@@ -335,7 +339,7 @@ def test_a_detached_job_is_adopted_by_a_new_supervisor_and_ends_once(harness, ru
 def test_the_docker_runtime_waits_lists_and_removes_its_containers(runtime, base_image, docker_client):
     labels = {"launchbay.managed": "1", "launchbay.agent_id": "rt-direct", "launchbay.job_id": "rt-direct-1"}
     container_id = runtime.create_and_start(
-        {"image": base_image, "command": ["sleep", "1"], "labels": labels, "init": True}
+        {"image": base_image, "command": ["sleep", "5"], "labels": labels, "init": True}
     )
     try:
         assert runtime.wait(container_id, 0.2) is None
@@ -343,7 +347,7 @@ def test_the_docker_runtime_waits_lists_and_removes_its_containers(runtime, base
         assert (info.job_id, info.status, info.exit_code) == ("rt-direct-1", "running", None)
         assert info.started_at == pytest.approx(time.time(), abs=30)
 
-        exit_status = runtime.wait(container_id, 10)
+        exit_status = runtime.wait(container_id, 20)
 
         assert (exit_status.exit_code, exit_status.oom_killed) == (0, False)
         assert runtime.inspect(container_id).exit_code == 0

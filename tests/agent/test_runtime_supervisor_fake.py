@@ -49,7 +49,8 @@ def test_a_job_that_exits_zero_is_finished_and_released_once(harness, supervisor
     assert harness.log_entries(job_id) == [{"line": "hello"}, {"line": "world"}, {"eof": "finished"}]
     assert harness.releases[job_id] == 1
     assert runtime.containers == {}, "the container is removed once its end is recorded"
-    assert job_id not in supervisor.running_job_ids()
+    # The job thread forgets the job just after the release the harness waited for.
+    poll(lambda: job_id not in supervisor.running_job_ids(), timeout_s=5, what="the supervisor to forget the job")
 
 
 def test_the_released_event_is_published_after_the_release(harness, supervisor, runtime, redis_conn):
@@ -96,7 +97,7 @@ def test_a_job_past_its_max_runtime_is_stopped_and_fails_as_timeout(harness, sup
     record = harness.wait_for_end(job_id, timeout_s=10)
 
     assert (record["state"], record["reason"]) == ("failed", "timeout")
-    assert time.monotonic() - began < 1 + 0.5 + 2
+    assert time.monotonic() - began < 1 + 0.5 + 8  # prompt, not the 60 s the job asked for
     assert "max_runtime of 1 s" in record["message"]
 
 
@@ -114,10 +115,10 @@ def test_cancel_stops_the_container_and_records_canceled_by_user(harness, superv
 
     began = time.monotonic()
     supervisor.cancel(job_id)
-    record = harness.wait_for_end(job_id, timeout_s=5)
+    record = harness.wait_for_end(job_id, timeout_s=15)
 
     assert (record["state"], record["reason"]) == ("canceled", "canceled_by_user")
-    assert time.monotonic() - began < 2
+    assert time.monotonic() - began < 10  # prompt, not the 60 s the job asked for
     assert harness.log_entries(job_id)[-1] == {"eof": "canceled"}
     assert harness.releases[job_id] == 1
 
@@ -206,7 +207,7 @@ def test_a_short_engine_outage_does_not_end_a_running_job(harness, supervisor, r
 def test_detach_leaves_the_container_and_a_new_supervisor_adopts_it(harness, runtime):
     first = harness.supervisor(runtime)
     record, alloc = harness.claimed_job(IMAGE, ["train"])
-    runtime.program(record["id"], FakeProgram(run_s=1.0, output=["a", "b"]))
+    runtime.program(record["id"], FakeProgram(run_s=5.0, output=["a", "b"]))
     first.start(record, alloc)
     harness.wait_for_state(record["id"], "running")
     poll(lambda: len(harness.log_lines(record["id"])) == 2, timeout_s=5, what="the output")

@@ -119,7 +119,7 @@ def test_a_record_written_straight_into_redis_gets_its_escalations_dropped_by_th
 
 PROBE = textwrap.dedent(
     """
-    import json, os, sys
+    import json, os, sys, time
     status = dict(line.split(":", 1) for line in open("/proc/self/status"))
     print("NoNewPrivs", status["NoNewPrivs"].strip())
     try:
@@ -137,6 +137,7 @@ PROBE = textwrap.dedent(
     except OSError as exc:
         print("other job's payload open failed, errno", exc.errno)
     print("processes seen", sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
+    time.sleep(3)  # the test inspects this container while it runs
     """
 )
 
