@@ -86,6 +86,10 @@ class Counters:
             return dict(self._values)
 
 
+#: How long after an alive key's expiry the reaper looks (Redis expires keys lazily or within ~100 ms).
+REAP_AFTER_EXPIRY_S = 0.1
+
+
 class _Every:
     """Says when something done every ``interval_s`` is due."""
 
@@ -99,6 +103,13 @@ class _Every:
             return False
         self._next = now + self.interval_s
         return True
+
+    def due_within(self, delay_s: float) -> None:
+        """Make the next time come no later than ``delay_s`` from now."""
+        self._next = min(self._next, time.monotonic() + max(0.0, delay_s))
+
+    def seconds_left(self) -> float:
+        return max(0.0, self._next - time.monotonic())
 
 
 SupervisorFactory = Callable[..., Any]
@@ -208,7 +219,7 @@ class Agent:
                 claimed = self._tick()
                 if self._stopping.is_set() or (once and self._reconciled and not claimed and self._idle()):
                     break
-                self._wake.wait(min(self.settings.poll_interval_s, self.settings.reaper_interval_s))
+                self._wake.wait(min(self.settings.poll_interval_s, self._reap_timer.seconds_left()))
         finally:
             self._shutdown(drain=self._drain or once)
         return 0
@@ -229,9 +240,10 @@ class Agent:
     def _tick(self) -> int:
         """One pass of the main loop; returns how many jobs it claimed."""
         try:
-            self._handle_cancels()
+            # First, so that every pass moves the timer on and the loop's wait never spins when Redis is away.
             if self._reap_timer.due():
                 self._reap()
+            self._handle_cancels()
             if not self._docker_ok():
                 return 0
             if not self._reconciled:
@@ -269,6 +281,10 @@ class Agent:
     def _reap(self) -> None:
         for outcomes in self.reaper.run_once().values():
             self.counters.inc("reaped_jobs", len(outcomes))
+        if self.reaper.next_expiry_s is not None:
+            # Look again just after the next agent could turn lost: detection takes TTL + grace,
+            # not TTL + grace + up to one reaper interval.
+            self._reap_timer.due_within(self.reaper.next_expiry_s + REAP_AFTER_EXPIRY_S)
 
     def _reconcile_on_start(self) -> None:
         done = self.reconciler.on_start()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import redis
 from launchbay.agent.ledger import Ledger
@@ -151,10 +151,14 @@ class Reaper:
         self.queue_config_for = queue_config_for
         self.lock_ttl_s = max(1, int(lock_ttl_s))
         self._release_lock = conn.register_script(_RELEASE_LOCK_LUA)
+        #: Seconds until the first alive key seen by the last pass expires (None: none will), so
+        #: the agent can look again right then instead of up to one interval later.
+        self.next_expiry_s: Optional[float] = None
 
     def run_once(self) -> Dict[str, Dict[str, str]]:
         """Reap every lost agent; returns ``{agent id: {job id: outcome}}`` (empty when another agent holds the lock)."""
         if not self.conn.set(self.keys.reaper_lock, self.agent_id, nx=True, ex=self.lock_ttl_s):
+            self.next_expiry_s = None
             return {}
         try:
             return {agent: self.reap(agent) for agent in self.lost_agents()}
@@ -162,12 +166,16 @@ class Reaper:
             self._release_lock(keys=[self.keys.reaper_lock], args=[self.agent_id])
 
     def lost_agents(self) -> List[str]:
+        """Agents whose alive key is gone; also notes in :attr:`next_expiry_s` when the next one may go."""
         agent_ids = sorted(_text(a) for a in self.conn.smembers(self.keys.agents) if _text(a) != self.agent_id)
         with self.conn.pipeline(transaction=False) as pipe:
             for agent_id in agent_ids:
-                pipe.exists(self.keys.agent_alive(agent_id))
-            alive = pipe.execute()
-        return [agent_id for agent_id, is_alive in zip(agent_ids, alive) if not is_alive]
+                pipe.pttl(self.keys.agent_alive(agent_id))
+            ttls_ms = pipe.execute()
+        # PTTL: -2 the key is gone, -1 it has no expiry (never lost), else milliseconds left.
+        left = [ms / 1000.0 for ms in ttls_ms if ms >= 0]
+        self.next_expiry_s = min(left) if left else None
+        return [agent_id for agent_id, ms in zip(agent_ids, ttls_ms) if ms == -2]
 
     def reap(self, lost_id: str) -> Dict[str, str]:
         """Free the jobs of ``lost_id``; returns ``{job id: outcome}``."""

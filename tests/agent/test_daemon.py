@@ -402,6 +402,41 @@ def test_a_killed_agents_job_is_failed_or_requeued_within_ttl_and_grace(
     wait_for(lambda: survivor.agent.counters["reaped_jobs"] == 1, what="the reaped count")
 
 
+def test_the_reaper_looks_again_when_an_agent_could_turn_lost_not_a_whole_interval_later(
+    redis_conn, tmp_path, start_agent, spawn_agent
+):
+    """With a reaper interval (30 s) far longer than TTL + grace (1.5 s), detection still takes TTL + grace."""
+    make_queue(redis_conn)
+    doomed = spawn_agent(agent_settings(tmp_path / "a", heartbeat_ttl_s=1.0, lost_grace_s=0.5))
+    job_id = put_job(redis_conn, env={"LAUNCHBAY_FAKE_RUN_S": "600"})
+    wait_for(lambda: state_of(redis_conn, job_id) == "running", what="the job to run on agent-a")
+    survivor = start_agent(agent_settings(tmp_path / "b", agent_id="agent-b", reaper_interval_s=30.0))
+    wait_for(lambda: redis_conn.exists(Keys().agent_alive("agent-b")), what="the survivor's first beat")
+    doomed.kill()
+    killed_at = time.monotonic()
+
+    wait_for(lambda: state_of(redis_conn, job_id) == "failed", timeout_s=25, what="agent_lost")
+    elapsed = time.monotonic() - killed_at
+
+    assert record(redis_conn, job_id)["reason"] == "agent_lost"
+    assert elapsed < 10, f"freed {elapsed:.1f} s after the kill: the reaper waited for its 30 s interval"
+    wait_for(lambda: survivor.agent.counters["reaped_jobs"] == 1, what="the reaped count")
+
+
+def test_the_reaper_says_when_the_first_alive_key_expires(redis_conn):
+    for agent_id in ("soon", "later", "forever", "gone"):
+        redis_conn.sadd(Keys().agents, agent_id)
+    redis_conn.set(Keys().agent_alive("soon"), "1", px=4_000)
+    redis_conn.set(Keys().agent_alive("later"), "1", px=20_000)
+    redis_conn.set(Keys().agent_alive("forever"), "1")
+    reaper = Reaper(redis_conn, Keys(), agent_id="live", queue_config_for=QueueStore(redis_conn, Keys()).get)
+
+    assert reaper.run_once() == {"gone": {}}
+    assert 3.0 < reaper.next_expiry_s <= 4.0
+    redis_conn.set(Keys().reaper_lock, "someone-else", ex=30)
+    assert reaper.run_once() == {} and reaper.next_expiry_s is None, "the lock holder does the looking"
+
+
 def test_a_job_requeued_too_often_fails_instead(redis_conn, tmp_path):
     make_queue(redis_conn, retry={"on_agent_lost": "requeue", "max_requeues": 1})
     job_id = put_job(redis_conn)

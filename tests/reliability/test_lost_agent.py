@@ -1,6 +1,7 @@
 """An agent killed (SIGKILL) and not started again: with the default heartbeat settings another
-agent's reaper notices within heartbeat TTL + grace (25 s) plus one reaper pass (5 s), and the
-job fails with ``agent_lost`` or goes back to its queue, as the queue's ``retry`` policy says.
+agent's reaper notices once heartbeat TTL + grace (25 s) have passed since the last beat (it looks
+again right when an alive key is due to expire), and the job fails with ``agent_lost`` or goes
+back to its queue, as the queue's ``retry`` policy says: within 30 s of the kill, as promised.
 
 Both runs use the agent's default timings, so each takes about half a minute; the measured
 detection time is printed (docs/reliability.md keeps the figures).
@@ -18,10 +19,10 @@ from reliability_helpers import AgentFleet, agents_json, make_queue, put_job, re
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
 
 DEFAULTS = AgentSettings(agent_id="defaults")
-#: TTL + grace after the last beat, then at most one reaper interval until a pass looks.
-WORST_CASE_S = DEFAULTS.alive_ttl_s + DEFAULTS.reaper_interval_s
-#: Process start-up and the loop's own wake-up on a busy 2-core machine.
-SLACK_S = 2.0
+#: TTL + grace after the last beat (which came before the kill); the reaper looks right then.
+WORST_CASE_S = DEFAULTS.alive_ttl_s
+#: The survivor's loop waking and doing the work on a busy 2-core machine: the docs promise 30 s.
+SLACK_S = 5.0
 
 
 @pytest.fixture
@@ -63,8 +64,7 @@ def test_a_killed_agent_that_stays_down_has_its_job_freed_within_ttl_and_grace_b
     with capsys.disabled():
         print(
             f"\nlost agent ({policy}): job freed {detection_s:.1f} s after SIGKILL "
-            f"({freed_at - last_beat:.1f} s after its last beat; TTL + grace {DEFAULTS.alive_ttl_s:g} s, "
-            f"reaper every {DEFAULTS.reaper_interval_s:g} s)"
+            f"({freed_at - last_beat:.1f} s after its last beat; TTL + grace {DEFAULTS.alive_ttl_s:g} s)"
         )
 
     rec = record(redis_conn, job_id)
