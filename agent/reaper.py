@@ -154,6 +154,7 @@ class Reaper:
         #: Seconds until the first alive key seen by the last pass expires (None: none will), so
         #: the agent can look again right then instead of up to one interval later.
         self.next_expiry_s: Optional[float] = None
+        self._pttl_allowed = True  # until Redis says this user may not (an ACL written for an older launchbay)
 
     def run_once(self) -> Dict[str, Dict[str, str]]:
         """Reap every lost agent; returns ``{agent id: {job id: outcome}}`` (empty when another agent holds the lock)."""
@@ -168,14 +169,30 @@ class Reaper:
     def lost_agents(self) -> List[str]:
         """Agents whose alive key is gone; also notes in :attr:`next_expiry_s` when the next one may go."""
         agent_ids = sorted(_text(a) for a in self.conn.smembers(self.keys.agents) if _text(a) != self.agent_id)
-        with self.conn.pipeline(transaction=False) as pipe:
-            for agent_id in agent_ids:
-                pipe.pttl(self.keys.agent_alive(agent_id))
-            ttls_ms = pipe.execute()
-        # PTTL: -2 the key is gone, -1 it has no expiry (never lost), else milliseconds left.
+        ttls_ms = self._alive_ttls_ms(agent_ids)
+        # As PTTL answers: -2 the key is gone, -1 it has no expiry (or is not known), else milliseconds left.
         left = [ms / 1000.0 for ms in ttls_ms if ms >= 0]
         self.next_expiry_s = min(left) if left else None
         return [agent_id for agent_id, ms in zip(agent_ids, ttls_ms) if ms == -2]
+
+    def _alive_ttls_ms(self, agent_ids: List[str]) -> List[int]:
+        if self._pttl_allowed:
+            try:
+                return self._each_alive_key(agent_ids, "pttl")
+            except redis.exceptions.NoPermissionError:
+                self._pttl_allowed = False
+                log.warning(
+                    "the Redis user may not run PTTL: lost agents are found up to reaper_interval_s later "
+                    "than TTL + grace; add +pttl to its ACL (docs/security.md)",
+                    extra={"agent_id": self.agent_id},
+                )
+        return [-1 if exists else -2 for exists in self._each_alive_key(agent_ids, "exists")]
+
+    def _each_alive_key(self, agent_ids: List[str], command: str) -> List[int]:
+        with self.conn.pipeline(transaction=False) as pipe:
+            for agent_id in agent_ids:
+                getattr(pipe, command)(self.keys.agent_alive(agent_id))
+            return pipe.execute()
 
     def reap(self, lost_id: str) -> Dict[str, str]:
         """Free the jobs of ``lost_id``; returns ``{job id: outcome}``."""

@@ -84,7 +84,7 @@ RECORDED_INPUTS: Dict[str, Any] = {
 LAUNCHBAY_ACL = (
     "resetkeys ~launchbay:* ~rq:* resetchannels &launchbay:events -@all "
     "+ping +info +multi +exec +evalsha +script|load "
-    "+get +set +del +exists +expire +persist "
+    "+get +set +del +exists +expire +persist +pttl "
     "+hget +hset +hsetnx +hdel +hgetall +hmget +hkeys +hvals +hexists +hincrby "
     "+lpush +rpush +lrange +lrem "
     "+sadd +srem +smembers +sismember "

@@ -5,6 +5,7 @@ line and exit code 2, with the password never shown."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 from pathlib import Path
@@ -12,6 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import BIN_DIR, RedisServer
+from launchbay.agent.reaper import Reaper
+from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.store import QueueStore
 from security_helpers import LAUNCHBAY_ACL, AgentFleet, cli, run_agent_once, wait_for
 
 pytestmark = [pytest.mark.integration]
@@ -185,6 +189,29 @@ def test_the_cli_and_the_agent_need_no_more_than_the_documented_acl(acl_redis, f
                       lambda: user.get("another-app:secret"), lambda: user.publish("another-channel", "x")):  # fmt: skip
         with pytest.raises(redis.exceptions.NoPermissionError):
             forbidden()
+
+
+def test_with_an_older_acl_that_lacks_pttl_the_reaper_still_frees_lost_agents_and_says_why_once(acl_redis, caplog):
+    admin = redis.Redis(port=acl_redis.port, username="admin", password=ADMIN_PASSWORD)
+    admin.execute_command("ACL", "SETUSER", "launchbay", "-pttl")
+    user = redis.Redis(port=acl_redis.port, username="launchbay", password=PASSWORD)
+    user.sadd(Keys().agents, "gone", "beating")
+    user.set(Keys().agent_alive("beating"), "1", ex=30)
+    reaper = Reaper(user, Keys(), agent_id="live", queue_config_for=QueueStore(user, Keys()).get)
+
+    with caplog.at_level(logging.WARNING, logger="launchbay.agent.reaper"):
+        first = reaper.run_once()
+        user.sadd(Keys().agents, "gone")  # lost again: the second pass must not warn again
+        second = reaper.run_once()
+
+    assert first == second == {"gone": {}}
+    assert reaper.next_expiry_s is None
+    assert user.sismember(Keys().agents, "beating")
+    warnings = [r.getMessage() for r in caplog.records if "PTTL" in r.getMessage()]
+    assert warnings == [
+        "the Redis user may not run PTTL: lost agents are found up to reaper_interval_s later than TTL + grace; "
+        "add +pttl to its ACL (docs/security.md)"
+    ]
 
 
 def test_the_acl_in_docs_security_md_is_the_one_tested():
