@@ -14,6 +14,10 @@ At start-up (the agent restarted on the same host, same agent id):
 
 Every few seconds :meth:`Reconciler.sweep` removes containers that were taken away from this agent
 (by the reaper, while it was frozen or cut off) and releases ledger entries nobody runs any more.
+It also settles claims whose launch was cut short while the agent ran (Redis went away between
+the claim and the hand-over to the supervisor): such a job is active for this agent and in its
+ledger, but no thread watches it. As at start-up, its container is adopted if there is one, and
+otherwise the job goes back to the front of its queue (``starting``) or is handled as lost.
 """
 
 from __future__ import annotations
@@ -87,8 +91,10 @@ class Reconciler:
                 done[job_id] = self._settle_entry(job_id, entry)
         return done
 
-    def _settle_entry(self, job_id: str, entry: LedgerEntry) -> str:
-        record = self.records.get(job_id)
+    def _settle_entry(
+        self, job_id: str, entry: LedgerEntry, *, why: str = "", record: Optional[Dict[str, Any]] = None
+    ) -> str:
+        record = record if record is not None else self.records.get(job_id)
         state = record.get("state") if record else None
         if record and state in ACTIVE and record.get("agent") == self.agent_id:
             if state == State.STARTING.value and put_back(self.conn, self.records, job_id, record):
@@ -97,7 +103,7 @@ class Reconciler:
                     "job %s was claimed but never started; put back in its queue", job_id, extra={"job_id": job_id}
                 )
                 return "requeued"
-            why = f"agent {self.agent_id} restarted and the job's container was gone"
+            why = why or f"agent {self.agent_id} restarted and the job's container was gone"
             outcome = resolve_lost_job(
                 self.conn, self.records, job_id, owner=self.agent_id, queue_config_for=self.queue_config_for, why=why
             )
@@ -127,18 +133,33 @@ class Reconciler:
         self.runtime.remove(container.container_id)
         self.on_orphan(container.job_id)
 
-    def sweep(self) -> None:
-        """Remove containers taken away from this agent; release entries no one runs any more."""
+    def sweep(self) -> Dict[str, str]:
+        """Remove containers taken away from this agent, settle claims no thread watches, release stale entries.
+
+        Returns ``{job id: what was done}`` for the claims it settled.
+        """
         entries = self.ledger.entries()
-        tracked = self.tracked()
+        tracked = set(self.tracked())  # read after the ledger: a job claimed in between is not in ``entries``
+        settled: Dict[str, str] = {}
         for container in self.runtime.list_managed(self.agent_id):
             record = self.records.get(container.job_id) if container.job_id else None
             if self._ours(record, entries.get(container.job_id), container.container_id):
+                if container.job_id not in tracked and container.job_id not in settled:
+                    self.adopt(container, entries[container.job_id])
+                    settled[container.job_id] = "adopted"
                 continue
             if container.job_id in tracked and not self._taken_away(container, record, entries):
                 continue  # the supervisor is finishing it
             self._remove_orphan(container, record)
-        self._release_stale(entries, tracked)
+        settled.update(self._release_stale(entries, tracked | set(settled)))
+        for job_id, outcome in sorted(settled.items()):
+            log.warning(
+                "job %s was claimed by this agent but no one watched it (its launch was cut short): %s",
+                job_id,
+                outcome,
+                extra={"job_id": job_id},
+            )
+        return settled
 
     def _taken_away(self, container: ContainerInfo, record: Optional[Dict[str, Any]], entries: Dict) -> bool:
         if record is None or (record.get("agent") not in (None, self.agent_id)):
@@ -147,11 +168,17 @@ class Reconciler:
             return True
         return container.running and container.job_id not in entries
 
-    def _release_stale(self, entries: Dict[str, LedgerEntry], tracked: Set[str]) -> None:
-        for job_id in entries:
+    def _release_stale(self, entries: Dict[str, LedgerEntry], tracked: Set[str]) -> Dict[str, str]:
+        """Release entries of jobs that ended or left this agent; settle active ones no thread watches."""
+        settled = {}
+        for job_id, entry in entries.items():
             if job_id in tracked:
                 continue
             record = self.records.get(job_id)
             if record is None or record.get("state") in TERMINAL or record.get("agent") != self.agent_id:
                 self._complete_interrupted_end(job_id, record)
                 self.ledger.release(job_id)
+            elif record.get("state") in ACTIVE:
+                why = f"agent {self.agent_id} lost track of the job and found no container for it"
+                settled[job_id] = self._settle_entry(job_id, entry, why=why, record=record)
+        return settled

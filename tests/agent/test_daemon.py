@@ -372,6 +372,75 @@ def test_a_container_taken_away_by_the_reaper_is_removed_while_the_agent_runs(re
     assert rec["state"] == "failed" and rec["reason"] == "agent_lost", "the reaper's verdict stands"
 
 
+def test_a_claim_whose_launch_redis_cut_short_goes_back_to_its_queue_and_runs(
+    redis_conn, tmp_path, start_agent, caplog
+):
+    """Redis went away between the claim and the hand-over to the supervisor (CI saw it under load)."""
+    make_queue(redis_conn)
+    runtime = FakeRuntime()
+    running = start_agent(agent_settings(tmp_path), runtime)
+    wait_for(lambda: redis_conn.exists(Keys().agent_alive("agent-a")), what="the first heartbeat")
+    records = running.agent.records
+    read_record = records.get
+    refused: List[str] = []
+
+    def get_once_refused(job_id: str):
+        if not refused and threading.current_thread() is running.thread:
+            refused.append(job_id)
+            raise redis.ConnectionError("Error 111 connecting to 127.0.0.1. Connection refused.")
+        return read_record(job_id)
+
+    records.get = get_once_refused
+    with caplog.at_level("WARNING", logger="launchbay.agent.reconcile"):
+        job_id = put_job(redis_conn, env={"LAUNCHBAY_FAKE_RUN_S": "0.1"})
+        wait_for(lambda: state_of(redis_conn, job_id) == "finished", timeout_s=30, what="the job to run after all")
+
+    assert refused == [job_id], "the claimed job's record could not be read at hand-over"
+    assert record(redis_conn, job_id)["attempts"] == 2, "claimed, put back at the front, claimed again"
+    assert [r.getMessage() for r in caplog.records if "launch was cut short" in r.getMessage()] == [
+        f"job {job_id} was claimed by this agent but no one watched it (its launch was cut short): requeued"
+    ]
+    wait_for(lambda: not Ledger(redis_conn, Keys(), "agent-a").entries(), what="the ledger to be released")
+    assert len(runtime.removed) == 1, "one container: the first claim never created one"
+
+
+def test_a_running_container_of_this_agent_that_no_thread_watches_is_adopted_by_the_sweep(
+    redis_conn, tmp_path, start_agent
+):
+    make_queue(redis_conn)
+    runtime = FakeRuntime()
+    running = start_agent(agent_settings(tmp_path), runtime)
+    warm_up = put_job(redis_conn, env={"LAUNCHBAY_FAKE_RUN_S": "0"})
+    wait_for(lambda: state_of(redis_conn, warm_up) == "finished", what="a first job: start-up adoption is over")
+    # What a launch cut short after the container started would leave: a claim, a container, no watcher.
+    # (Its queue is one agent-a does not serve, so the agent cannot claim it while this is set up.)
+    make_queue(redis_conn, "parked")
+    job_id = put_job(redis_conn, "parked")
+    redis_conn.lrem(rq_bridge.rq_queue(redis_conn, "parked").key, 1, job_id)
+    container_id = runtime.create_and_start(
+        {
+            "labels": {MANAGED_LABEL: "1", JOB_ID_LABEL: job_id, AGENT_ID_LABEL: "agent-a"},
+            "environment": {"LAUNCHBAY_FAKE_RUN_S": "1"},
+        }
+    )
+    Records(redis_conn, Keys()).transition(
+        job_id,
+        State.RUNNING,
+        allowed_from=[State.QUEUED],
+        agent="agent-a",
+        host="h",
+        attempts=1,
+        container=container_id,
+    )
+    entry = LedgerEntry(job_id, "parked", 0.0, 0, (), time.time(), None)
+    redis_conn.hset(Keys().agent_ledger("agent-a"), job_id, entry.to_json())
+
+    wait_for(lambda: state_of(redis_conn, job_id) == "finished", what="the adopted job to finish")
+    assert running.agent.counters["adopted"] == 1
+    assert record(redis_conn, job_id)["attempts"] == 1, "seen through, not started again"
+    wait_for(lambda: container_id in runtime.removed, what="its container to be removed")
+
+
 # -- lost agents --------------------------------------------------------------------------------------------
 
 
