@@ -139,7 +139,7 @@ class Reconciler:
         Returns ``{job id: what was done}`` for the claims it settled.
         """
         entries = self.ledger.entries()
-        tracked = set(self.tracked())  # read after the ledger: a job claimed in between is not in ``entries``
+        tracked = self.tracked()  # read after the ledger: a job claimed in between is not in ``entries``
         settled: Dict[str, str] = {}
         for container in self.runtime.list_managed(self.agent_id):
             record = self.records.get(container.job_id) if container.job_id else None
@@ -151,7 +151,7 @@ class Reconciler:
             if container.job_id in tracked and not self._taken_away(container, record, entries):
                 continue  # the supervisor is finishing it
             self._remove_orphan(container, record)
-        settled.update(self._release_stale(entries, tracked | set(settled)))
+        settled.update(self._settle_untracked(entries, tracked | set(settled)))
         for job_id, outcome in sorted(settled.items()):
             log.warning(
                 "job %s was claimed by this agent but no one watched it (its launch was cut short): %s",
@@ -168,7 +168,7 @@ class Reconciler:
             return True
         return container.running and container.job_id not in entries
 
-    def _release_stale(self, entries: Dict[str, LedgerEntry], tracked: Set[str]) -> Dict[str, str]:
+    def _settle_untracked(self, entries: Dict[str, LedgerEntry], tracked: Set[str]) -> Dict[str, str]:
         """Release entries of jobs that ended or left this agent; settle active ones no thread watches."""
         settled = {}
         for job_id, entry in entries.items():

@@ -333,9 +333,9 @@ def test_a_job_claimed_but_never_started_goes_back_to_the_front_of_its_queue(red
     assert second["state"] == "finished"
 
 
-def managed_container(runtime: FakeRuntime, job_id: str, agent_id: str = "agent-a") -> str:
+def managed_container(runtime: FakeRuntime, job_id: str, agent_id: str = "agent-a", run_s: float = 60) -> str:
     labels = {MANAGED_LABEL: "1", JOB_ID_LABEL: job_id, AGENT_ID_LABEL: agent_id}
-    return runtime.create_and_start({"labels": labels, "environment": {"LAUNCHBAY_FAKE_RUN_S": "60"}})
+    return runtime.create_and_start({"labels": labels, "environment": {"LAUNCHBAY_FAKE_RUN_S": str(run_s)}})
 
 
 def test_containers_of_ended_foreign_or_unknown_jobs_are_removed_at_start(redis_conn, tmp_path, start_agent):
@@ -417,12 +417,7 @@ def test_a_running_container_of_this_agent_that_no_thread_watches_is_adopted_by_
     make_queue(redis_conn, "parked")
     job_id = put_job(redis_conn, "parked")
     redis_conn.lrem(rq_bridge.rq_queue(redis_conn, "parked").key, 1, job_id)
-    container_id = runtime.create_and_start(
-        {
-            "labels": {MANAGED_LABEL: "1", JOB_ID_LABEL: job_id, AGENT_ID_LABEL: "agent-a"},
-            "environment": {"LAUNCHBAY_FAKE_RUN_S": "1"},
-        }
-    )
+    container_id = managed_container(runtime, job_id, run_s=1)
     Records(redis_conn, Keys()).transition(
         job_id,
         State.RUNNING,
