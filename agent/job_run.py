@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, TypeVar,
 import redis
 from launchbay.agent.container_spec import build_container_spec, record_problem
 from launchbay.agent.logs import LOG_FILE_LABEL, LOG_STREAM_LABEL, JobLog, LogPump
+from launchbay.agent.metrics import JobMetrics
 from launchbay.agent.payload_dir import (
     JobOutputs,
     PayloadPaths,
@@ -115,6 +116,7 @@ class JobRun:
             cap_bytes=supervisor.settings.log_cap_bytes,
             file_cap_bytes=supervisor.log_file_cap_bytes,
         )
+        self.metrics = JobMetrics.for_job(supervisor, self.job_id)
         self._thread = threading.Thread(target=self._main, name=f"job-{self.job_id}", daemon=True)
 
     # -- control, from other threads ---------------------------------------------------------------
@@ -144,6 +146,7 @@ class JobRun:
             outcome = Outcome(State.FAILED, Reason.CONTAINER_FAILED, message=f"the agent failed running the job: {exc}")
         try:
             if outcome is None:
+                self.metrics.stop()
                 self.log.close()  # detached: what was copied stays, without an eof
             else:
                 self._finish(outcome)
@@ -292,6 +295,8 @@ class JobRun:
     def _start_helpers(self, *, skip_lines: int) -> None:
         self._stop_pump()
         self._pump = LogPump(self.sup.runtime, self.container_id, self.log, skip_lines=skip_lines).start()
+        if self.paths is not None:
+            self.metrics.start(self.paths.output_dir, resume=self.adopted is not None)
         threading.Thread(target=self._wait_loop, name=f"wait-{self.job_id}", daemon=True).start()
 
     def _wait_loop(self) -> None:
@@ -424,7 +429,9 @@ class JobRun:
 
     def _finish(self, outcome: Outcome) -> None:
         outputs = read_outputs(self.paths) if self.paths else JobOutputs()
-        for problem in outputs.problems:
+        if self.paths is not None:
+            self.metrics.finish(self.paths.output_dir)
+        for problem in outputs.problems + self.metrics.problems:
             self.log.note(problem)
         self._record_inputs(outputs)
         if outcome.state != State.FINISHED and self.stop_reason != "lost":
@@ -469,6 +476,7 @@ class JobRun:
             exit_code=outcome.exit_code,
             message=outcome.message or None,
             effective_config=outputs.effective_config,
+            summary=self.metrics.summary,
         )
         if won:
             try:

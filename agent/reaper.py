@@ -95,9 +95,10 @@ def complete_end(
 
 
 def expire_ended(pipe: Any, keys: Keys, job_id: str) -> None:
-    """An ended record and its log live as long as RQ keeps the job's result, as everywhere else."""
+    """An ended record, its log and its metrics live as long as RQ keeps the job's result, as everywhere else."""
     pipe.expire(keys.job(job_id), rq_bridge.RESULT_TTL_S)
     pipe.expire(keys.job_log(job_id), rq_bridge.RESULT_TTL_S)
+    pipe.expire(keys.job_metrics(job_id), rq_bridge.RESULT_TTL_S)
 
 
 def resolve_lost_job(

@@ -132,6 +132,16 @@ def _settings(config_file: Optional[Path], **given: Any) -> AgentSettings:
     help=_help("Log bytes kept per job in Redis (the full log stays in the state dir)", "log_cap", "8MiB"),
 )
 @click.option(
+    "--metrics-cap",
+    metavar="SIZE",
+    help=_help("Metrics bytes (metrics.jsonl lines) kept per job in Redis", "metrics_cap", "8MiB"),
+)
+@click.option(
+    "--metrics-cap-entries",
+    type=click.IntRange(min=1),
+    help=_help("Metrics steps (metrics.jsonl lines) kept per job in Redis", "metrics_cap_entries", "20000"),
+)
+@click.option(
     "--drain/--no-drain",
     default=None,
     help=_help("On SIGTERM/SIGINT wait for running jobs instead of leaving them for the next agent", "drain", "no"),

@@ -24,7 +24,7 @@ STATE_RACE_RETRIES = 3
 #: Fields that describe one run; a requeued job starts without them.
 RUN_FIELDS = (
     "reason", "message", "exit_code", "agent", "host", "gpus", "container", "rq_execution",
-    "effective_config", "cancel_requested", "starting_at", "running_at", "finished_at", "failed_at", "canceled_at",
+    "effective_config", "summary", "cancel_requested", "starting_at", "running_at", "finished_at", "failed_at", "canceled_at",
 )  # fmt: skip
 
 

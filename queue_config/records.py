@@ -22,6 +22,7 @@ agent, host, container    who runs it, and the container id
 gpus                      JSON list of host GPU ids, e.g. ["0", "3"]
 exit_code                 the container's exit code
 effective_config          JSON: the config the job ran with (the SDK's config.json)
+summary                   JSON: the job's summary.json when it ended (last value per metric)
 attempts                  how many times an agent claimed it
 cancel_requested          "1" once a user asked to cancel a claimed job
 <state>_at                epoch seconds when it entered that state (queued_at, ...)
@@ -76,7 +77,9 @@ class Reason(str, Enum):
         return self.value
 
 
-JSON_FIELDS = frozenset({"spec", "request", "constraints", "run_config", "file_overrides", "gpus", "effective_config"})
+JSON_FIELDS = frozenset(
+    {"spec", "request", "constraints", "run_config", "file_overrides", "gpus", "effective_config", "summary"}
+)
 INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s"})
 #: Added by :func:`decode_fields`: the names of the fields whose stored value could not be read.
 UNREADABLE_FIELDS = "unreadable_fields"
