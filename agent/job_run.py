@@ -295,8 +295,9 @@ class JobRun:
     def _start_helpers(self, *, skip_lines: int) -> None:
         self._stop_pump()
         self._pump = LogPump(self.sup.runtime, self.container_id, self.log, skip_lines=skip_lines).start()
-        if self.paths is not None:
-            self.metrics.start(self.paths.output_dir, resume=self.adopted is not None)
+        if self.paths is not None:  # an adopted container that never started has sent nothing yet
+            adopted_running = self.adopted is not None and self.adopted.status != "created"
+            self.metrics.start(self.paths.output_dir, resume=adopted_running)
         threading.Thread(target=self._wait_loop, name=f"wait-{self.job_id}", daemon=True).start()
 
     def _wait_loop(self) -> None:
