@@ -11,6 +11,7 @@ import os
 import threading
 
 import pytest
+import redis
 from launchbay.agent.metrics import FIELD, TRUNCATED_FIELD, JobMetrics
 from launchbay.agent.metrics_file import MAX_LINE_BYTES, SUMMARY_LIMIT_BYTES
 from launchbay.queue_config.keys import Keys
@@ -191,3 +192,38 @@ def test_a_restarted_agent_sends_only_the_steps_the_stream_lacks(redis_conn, out
     found = entries(redis_conn)
     assert [e["_step"] for e in found[:-1]] == [0, 1, 2, 3]
     assert TRUNCATED_FIELD in found[-1]
+
+
+class FlakyRedis:
+    """The real connection, except that ``pipeline()`` fails while ``down`` (Redis restarting)."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self.down = False
+        self.refused = 0
+
+    def pipeline(self, *args, **kwargs):
+        if self.down:
+            self.refused += 1
+            raise redis.ConnectionError("Connection refused")
+        return self.conn.pipeline(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_steps_written_while_redis_is_away_arrive_once_it_is_back(redis_conn, output_dir):
+    flaky = FlakyRedis(redis_conn)
+    stream = JobMetrics(flaky, Keys().job_metrics(JOB), cap_entries=1000, cap_bytes=1 << 20, poll_s=0.05)
+    stream.start(output_dir, resume=False)
+    flaky.down = True
+    (output_dir / "metrics.jsonl").write_text("".join(step(n) for n in range(3)))
+    poll(lambda: flaky.refused >= 2, timeout_s=10, what="writes refused while Redis is away")
+    with open(output_dir / "metrics.jsonl", "a") as handle:
+        handle.write(step(3))
+    flaky.down = False
+
+    poll(lambda: len(entries(redis_conn)) == 4, timeout_s=10, what="the steps once Redis is back")
+    stream.finish(output_dir)
+
+    assert [e["_step"] for e in entries(redis_conn)] == [0, 1, 2, 3]
