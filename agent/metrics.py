@@ -91,13 +91,13 @@ class JobMetrics:
         """
         if self._thread is not None:
             return
-        try:
-            if resume:
+        if resume:
+            try:
                 self._resume()
-            else:
-                self.conn.delete(self.stream_key)
-        except redis.RedisError as exc:  # the job runs on; at worst an earlier attempt's steps stay
-            logger.warning("cannot prepare the metrics stream %s: %s", self.stream_key, exc)
+            except redis.RedisError as exc:  # the job runs on; at worst steps are sent twice
+                logger.warning("cannot read the metrics stream %s: %s", self.stream_key, exc)
+        else:
+            self._drop_earlier_attempt()
         self._file = MetricsFile(Path(output_dir) / METRICS_FILE)
         self._thread = threading.Thread(target=self._run, name=f"metrics-{Path(output_dir).parent.name}", daemon=True)
         self._thread.start()
@@ -111,7 +111,12 @@ class JobMetrics:
             self._file.close()
 
     def finish(self, output_dir: Path) -> Optional[Dict[str, Any]]:
-        """After the container ended: send the rest of the file, return ``summary.json`` (None if absent or bad)."""
+        """After the container ended: send the rest of the file, return ``summary.json`` (None if absent or bad).
+
+        For a job whose container never started, the stream of an earlier attempt is dropped.
+        """
+        if self._thread is None:
+            self._drop_earlier_attempt()
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(10)
@@ -246,6 +251,12 @@ class JobMetrics:
                 break
             start = "(" + _text(found[-1][0])
         self._skip = self.entries
+
+    def _drop_earlier_attempt(self) -> None:
+        try:
+            self.conn.delete(self.stream_key)
+        except redis.RedisError as exc:  # the job runs on; at worst an earlier attempt's steps stay
+            logger.warning("cannot clear the metrics stream %s: %s", self.stream_key, exc)
 
     def _collect_file_problems(self) -> None:
         file = self._file

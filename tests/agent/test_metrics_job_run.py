@@ -113,3 +113,16 @@ def test_a_requeued_job_starts_a_fresh_metrics_stream(harness, redis_conn):
     supervisor.wait_all(timeout_s=10)
 
     assert metric_steps(redis_conn, record["id"]) == []
+
+
+def test_a_requeued_job_whose_container_never_starts_keeps_no_steps_of_its_earlier_attempt(harness, redis_conn):
+    runtime = FakeRuntime()
+    supervisor = harness.supervisor(runtime)
+    runtime.missing_images.add("nowhere/nothing:1")
+    record, alloc = harness.claimed_job("nowhere/nothing:1", ["train"])
+    redis_conn.xadd(Keys().job_metrics(record["id"]), {"m": json.dumps({"_step": 7, "old": 1})})
+    supervisor.start(record, alloc)
+
+    assert harness.wait_for_end(record["id"])["reason"] == "image_pull_failed"
+    supervisor.wait_all(timeout_s=10)
+    assert metric_steps(redis_conn, record["id"]) == []
