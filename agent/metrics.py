@@ -108,7 +108,8 @@ class JobMetrics:
         if self._thread is not None:
             self._thread.join(10)
         if self._file is not None:
-            self._file.close()
+            with self._lock:
+                self._file.close()
 
     def finish(self, output_dir: Path) -> Optional[Dict[str, Any]]:
         """After the container ended: send the rest of the file, return ``summary.json`` (None if absent or bad).
@@ -121,9 +122,13 @@ class JobMetrics:
         if self._thread is not None:
             self._thread.join(10)
         if self._file is not None:
+            try:
+                with self._lock:
+                    self._poll(final=True)
+            except Exception:  # a metrics bug must never keep the job's end from being recorded
+                logger.exception("reading the last metrics of %s failed", self.stream_key)
             with self._lock:
-                self._poll(final=True)
-            self._file.close()
+                self._file.close()
             self._collect_file_problems()
         self.summary, problem = read_summary(output_dir)
         if problem:
