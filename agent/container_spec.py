@@ -23,8 +23,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Seque
 from docker.types import DeviceRequest, Mount
 from launchbay.agent.payload_dir import PayloadPaths
 from launchbay.agent.runtime import AGENT_ID_LABEL, JOB_ID_LABEL, MANAGED_LABEL, QUEUE_LABEL
+from launchbay.queue_config.job import UNREADABLE_FIELDS
 from launchbay.queue_config.models import ENV_NAME_RE, DockerOptions, QueueConfig
-from launchbay.queue_config.records import UNREADABLE_FIELDS
 from launchbay.sdk.payload import (
     ENV_FILE_OVERRIDES,
     ENV_GPUS,

@@ -15,6 +15,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import redis
 from launchbay.queue_config.keys import Keys
 
+from launchbay.text import as_text
+
 
 @dataclass(frozen=True)
 class LedgerEntry:
@@ -49,16 +51,12 @@ class LedgerEntry:
         )
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def decode_entries(raw: Mapping[Any, Any]) -> Dict[str, LedgerEntry]:
     """An HGETALL of a ledger as entries by job id (an unreadable entry is skipped)."""
     entries = {}
     for job_id, value in raw.items():
         try:
-            entries[_text(job_id)] = LedgerEntry.from_json(value)
+            entries[as_text(job_id)] = LedgerEntry.from_json(value)
         except (ValueError, KeyError, TypeError):
             continue
     return entries

@@ -14,9 +14,7 @@ import redis
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.units import format_mib
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+from launchbay.text import as_text
 
 
 def live_agents(conn: redis.Redis, keys: Optional[Keys] = None) -> List[Dict[str, Any]]:
@@ -26,7 +24,7 @@ def live_agents(conn: redis.Redis, keys: Optional[Keys] = None) -> List[Dict[str
     nothing to match a request against.
     """
     keys = keys or Keys.from_env()
-    agent_ids = sorted(_text(a) for a in conn.smembers(keys.agents))
+    agent_ids = sorted(as_text(a) for a in conn.smembers(keys.agents))
     with conn.pipeline(transaction=False) as pipe:
         for agent_id in agent_ids:
             pipe.exists(keys.agent_alive(agent_id))

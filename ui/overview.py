@@ -7,16 +7,16 @@ Read-only; the formats are the contracts in docs/architecture.md.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping
 
 import redis
 from launchbay.queue_config import agents as agent_view
 from launchbay.queue_config import rq_bridge
+from launchbay.queue_config.job import ACTIVE_STATES
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import QueueConfig
-from launchbay.queue_config.records import ACTIVE_STATES
 from launchbay.queue_config.store import QueueStore
-from launchbay.queue_config.units import format_duration, format_mib
+from launchbay.queue_config.units import describe_limits, format_mib
 
 
 def queue_rows(conn: redis.Redis, keys: Keys) -> List[Dict[str, Any]]:
@@ -40,23 +40,7 @@ def queue_rows(conn: redis.Redis, keys: Keys) -> List[Dict[str, Any]]:
 
 def limits_text(config: QueueConfig) -> str:
     """``at most 32 CPUs, 256GiB, 8 GPUs (A100|H100), 24h`` ("none" when the queue sets no limit)."""
-    limits = config.limits
-    parts = [
-        f"{limits.cpus:g} CPUs" if limits.cpus is not None else "",
-        format_mib(limits.memory_mib) if limits.memory_mib is not None else "",
-        _gpus_text(limits.gpus),
-        f"GPU model {limits.gpu_model}" if limits.gpu_model else "",
-        f"{format_mib(limits.gpu_memory_mib)} per GPU" if limits.gpu_memory_mib is not None else "",
-        f"runs up to {format_duration(limits.max_runtime_s)}" if limits.max_runtime_s is not None else "",
-    ]
-    shown = [part for part in parts if part]
-    return "at most " + ", ".join(shown) if shown else "none"
-
-
-def _gpus_text(gpus: Optional[int]) -> str:
-    if gpus is None:
-        return ""
-    return "0 GPUs (CPU only)" if gpus == 0 else f"{gpus} GPUs"
+    return describe_limits(config.limits, terse=False)
 
 
 def agent_rows(conn: redis.Redis, keys: Keys) -> List[Dict[str, Any]]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+from launchbay.queue_config.job import Reason, State
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.records import Reason, Records, State
+from launchbay.queue_config.lifecycle import Records
 from queue_helpers import (
     apply_queues,
     cli,
