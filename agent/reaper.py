@@ -13,12 +13,12 @@ containers are orphans: it stops and removes them (``reconcile.py``).
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import redis
 from launchbay.agent.ledger import Ledger
 from launchbay.queue_config import lifecycle
-from launchbay.queue_config.job import Outcome, Reason, State, cancel_requested, is_active
+from launchbay.queue_config.job import JobRecord, Outcome, Reason, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.models import QueueConfig, RetryPolicy
@@ -57,26 +57,26 @@ def resolve_lost_job(
     Returns ``"requeued"``, ``"failed"``, ``"canceled"`` or ``"skipped"`` (the job is not active
     for ``owner`` any more, so there is nothing to do).
     """
-    record = records.get(job_id)
-    if not is_active(record) or record.get("agent") != owner:
+    record = records.load(job_id)
+    if record is None or not record.active or record.agent != owner:
         return "skipped"
-    if cancel_requested(record):
-        done = _end(records, job_id, record, Outcome(State.CANCELED, Reason.CANCELED_BY_USER, message=why))
+    if record.cancel_requested:
+        done = _end(records, record, Outcome(State.CANCELED, Reason.CANCELED_BY_USER, message=why))
         return "canceled" if done else "skipped"
-    policy = retry_policy(queue_config_for, str(record.get("queue")))
-    attempts = int(record.get("attempts") or 1)
+    policy = retry_policy(queue_config_for, record.queue)
+    attempts = record.attempts or 1
     if policy.on_agent_lost == "requeue" and attempts <= policy.max_requeues:
         message = f"{why}; put back in the queue (requeue {attempts} of {policy.max_requeues})"
-        done = lifecycle.put_back(records, job_id, record, reason=Reason.REQUEUED_AGENT_LOST, message=message)
+        done = lifecycle.put_back(records, job_id, record.fields, reason=Reason.REQUEUED_AGENT_LOST, message=message)
         return "requeued" if done else "skipped"
     if policy.on_agent_lost == "requeue":
         why += f"; not requeued again: claimed {attempts} times, max_requeues is {policy.max_requeues}"
-    done = _end(records, job_id, record, Outcome(State.FAILED, Reason.AGENT_LOST, message=why))
+    done = _end(records, record, Outcome(State.FAILED, Reason.AGENT_LOST, message=why))
     return "failed" if done else "skipped"
 
 
-def _end(records: Records, job_id: str, record: Dict[str, Any], outcome: Outcome) -> bool:
-    return lifecycle.end(records, job_id, outcome, rq_execution=record.get("rq_execution"))
+def _end(records: Records, record: JobRecord, outcome: Outcome) -> bool:
+    return lifecycle.end(records, record.id, outcome, rq_execution=record.rq_execution)
 
 
 class Reaper:

@@ -80,14 +80,18 @@ INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s"})
 #: Added by :func:`from_hash`: the names of the fields whose stored value could not be read.
 UNREADABLE_FIELDS = "unreadable_fields"
 CANCEL_REQUESTED = "cancel_requested"
-#: Fields that describe one run (who ran it, how it ended); a job put back in its queue starts
-#: without them. ``claim.lua`` clears the same list, less what the claim itself sets.
+#: Fields that describe one run (who ran it, how it ended): the one list. A requeued job starts
+#: without them; a job put back after its agent was lost keeps only its cancel request; ``claim.lua``
+#: clears them less what the claim itself sets (:data:`CLAIM_SETS`) and the cancel request (a
+#: queued job that has one is not claimed). ``tests/test_structure.py`` checks claim.lua's list.
 RUN_FIELDS = (
     "reason", "message", "exit_code", "agent", "host", "gpus", "container", "rq_execution",
     "effective_config", CANCEL_REQUESTED, "starting_at", "running_at", "finished_at", "failed_at", "canceled_at",
 )  # fmt: skip
-#: What a lost agent's job being put back clears: who ran it; the reason and message are set anew.
-AGENT_RUN_FIELDS = ("agent", "host", "gpus", "container", "rq_execution", "exit_code", "starting_at", "running_at")
+#: What ``claim.lua`` writes with ``state=starting`` (``attempts`` it increments).
+CLAIM_SETS = ("agent", "host", "gpus", "starting_at")
+#: What a job put back in its queue by the reaper or reconcile clears.
+PUT_BACK_CLEARS = tuple(name for name in RUN_FIELDS if name != CANCEL_REQUESTED)
 
 
 def to_hash(fields: Mapping[str, Any]) -> Dict[str, str]:
@@ -204,7 +208,7 @@ class JobRecord:
         if state is None:
             problems.append("state")
         return cls(
-            id=str(fields.get("id") or job_id),
+            id=job_id,  # the key names the job, whatever its id field says
             state=state,
             queue=str(fields.get("queue") or ""),
             name=str(fields.get("name") or ""),

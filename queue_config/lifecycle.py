@@ -34,8 +34,8 @@ import redis
 from launchbay.queue_config import events, logstream, rq_bridge
 from launchbay.queue_config.job import (
     ACTIVE_STATES,
-    AGENT_RUN_FIELDS,
     CANCEL_REQUESTED,
+    PUT_BACK_CLEARS,
     RUN_FIELDS,
     TERMINAL_STATES,
     JobRecord,
@@ -290,7 +290,7 @@ def complete_end(
 
 def put_back(records: Records, job_id: str, record: Dict[str, Any], **fields: Any) -> bool:
     """Move an active job back to ``queued`` at the front of its RQ queue; False if its state moved on."""
-    cleared = dict.fromkeys(AGENT_RUN_FIELDS)
+    cleared = dict.fromkeys(PUT_BACK_CLEARS)
     if not records.transition(job_id, State.QUEUED, allowed_from=ACTIVE_STATES, **{**cleared, **fields}):
         return False
     rq_bridge.requeue(records.conn, job_id, at_front=True, execution_id=record.get("rq_execution"))
