@@ -24,6 +24,7 @@ from launchbay.queue_config import rq_bridge
 from launchbay.queue_config.keys import Keys
 
 from launchbay import __version__
+from launchbay.text import as_text
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,6 @@ class AgentStatus:
             "gpu_problem": self.gpu_problem or "",
             "started_at": repr(self.started_at),
         }
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Heartbeat:
@@ -105,7 +102,7 @@ class Heartbeat:
             pipe.execute()
 
     def _touch_running_jobs(self) -> List[str]:
-        job_ids = [_text(j) for j in self.conn.hkeys(self.keys.agent_ledger(self.settings.agent_id))]
+        job_ids = [as_text(j) for j in self.conn.hkeys(self.keys.agent_ledger(self.settings.agent_id))]
         if not job_ids:
             return []
         with self.conn.pipeline(transaction=False) as pipe:
@@ -115,12 +112,12 @@ class Heartbeat:
         cancels = []
         with self.conn.pipeline(transaction=False) as pipe:
             for job_id, (execution, cancel, owner) in zip(job_ids, replies):
-                if owner is not None and _text(owner) != self.settings.agent_id:
+                if owner is not None and as_text(owner) != self.settings.agent_id:
                     continue
                 if cancel == b"1":
                     cancels.append(job_id)
                 if execution:
-                    self._rq_heartbeat(job_id, _text(execution), pipe)
+                    self._rq_heartbeat(job_id, as_text(execution), pipe)
             pipe.execute()
         return cancels
 

@@ -9,7 +9,7 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from launchbay.client import get_job, list_jobs
 from launchbay.client.fit import describe_request
 from launchbay.client.inputs_check import section_rows
-from launchbay.queue_config.records import TERMINAL_STATES, State
+from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.units import format_duration
 
@@ -141,7 +141,7 @@ def cancel(job_id: str) -> Any:
     except UserError as exc:
         flash(str(exc), "error")
     else:
-        message = "Canceled." if result == "canceled" else "Cancel requested: its agent is stopping it."
+        message = "Canceled." if result == State.CANCELED else "Cancel requested: its agent is stopping it."
         flash(message, "done")
     return redirect(url_for(".job", job_id=job_id), code=303)
 
