@@ -124,7 +124,7 @@ def _check_values(node: dict, path: tuple) -> None:
         value = node.get(attribute)
         if attribute in node and not _is_number(value):
             raise SchemaError(f"{_where(path)}: attribute {attribute!r} must be a number, got {value!r}")
-        if attribute in node and node["type"] == "integer" and not isinstance(value, int):
+        if attribute in node and node["type"] == "integer" and not _is_whole(value):
             # W&B warns too; the bound is still enforced as written.
             warn(f"{_where(path)}: attribute {attribute!r} of an integer field should be an integer, got {value!r}")
     if "enum" in node and not (isinstance(node["enum"], list) and node["enum"]):
@@ -142,7 +142,7 @@ def _check_array(node: dict, path: tuple) -> None:
         value = node.get(attribute)
         if attribute in node and not (_is_number(value) and value >= 0):
             raise SchemaError(f"{_where(path)}: attribute {attribute!r} must be a number >= 0, got {value!r}")
-        if attribute in node and not isinstance(value, int):
+        if attribute in node and not _is_whole(value):
             warn(f"{_where(path)}: attribute {attribute!r} should be an integer, got {value!r}")
     if "uniqueItems" in node and not isinstance(node["uniqueItems"], bool):
         raise SchemaError(f"{_where(path)}: attribute 'uniqueItems' must be true or false")
@@ -159,6 +159,11 @@ def _check_array(node: dict, path: tuple) -> None:
     _check_values(items, (*path, "[]"))
     if "enum" not in items:
         warn(f"{where}: array items without 'enum' are checked by type only (W&B's launch drawer needs 'enum')")
+
+
+def _is_whole(value: Any) -> bool:
+    # JSON Schema counts 6.0 as an integer, and so does W&B's meta-schema check.
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
 
 
 def _is_number(value: Any) -> bool:
