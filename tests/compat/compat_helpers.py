@@ -23,8 +23,11 @@ from launchbay.sdk import payload
 from sdk_helpers import PAYLOAD_ENV, JobResult
 
 _IMPORTS = (
-    (re.compile(r"^(\s*)import wandb\s*$", re.MULTILINE), r"\1import launchbay.wandb as wandb"),
-    (re.compile(r"^(\s*)from wandb\.sdk import launch\s*$", re.MULTILINE), r"\1from launchbay.wandb.sdk import launch"),
+    (re.compile(r"^([ \t]*)import wandb[ \t]*$", re.MULTILINE), r"\1import launchbay.wandb as wandb"),
+    (
+        re.compile(r"^([ \t]*)from wandb\.sdk import launch[ \t]*$", re.MULTILINE),
+        r"\1from launchbay.wandb.sdk import launch",
+    ),
 )
 
 
