@@ -35,9 +35,22 @@ class JobCase:
     args: tuple[str, ...] = ()
     summary: dict[str, Any] = field(default_factory=dict)
 
+    def expected_warnings(self) -> list[tuple[str, list[str]]]:
+        return ignored_warnings([f"launchbay: {line}" for line in self.ignored])
+
     def source(self) -> str:
         """The job's code with only its import lines changed."""
         return rewrite_imports((JOBS / self.script).read_text())
+
+
+def ignored_warnings(lines: list[str]) -> list[tuple[str, list[str]]]:
+    """The SDK's "ignored overrides" lines as (where, sorted keys): payload key order may differ."""
+    found = []
+    for line in lines:
+        if line.startswith("launchbay: ignored overrides"):
+            where, _, keys = line.removeprefix("launchbay: ").rpartition(": ")
+            found.append((where, sorted(keys.split(", "))))
+    return found
 
 
 def _values(lines: list[dict], key: str) -> list:
