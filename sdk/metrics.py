@@ -21,8 +21,8 @@ from .console import warn
 from .errors import SdkError
 from .record import write_text_atomic
 
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
+METRICS_FILE = payload.METRICS_FILE
+SUMMARY_FILE = payload.SUMMARY_FILE
 #: summary.json is rewritten at most this often while logging (and always at finish).
 SUMMARY_INTERVAL_S = 1.0
 _RESERVED = "_"

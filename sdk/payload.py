@@ -38,6 +38,10 @@ FILE_OVERRIDES_FILE = "file_overrides.json"
 #: Written by the SDK into the output folder; read back by the agent after the run.
 INPUTS_RECORD_FILE = "inputs.json"
 EFFECTIVE_CONFIG_FILE = "config.json"
+#: Written by ``run.log``: one JSON object per step, appended; the agent streams the lines.
+METRICS_FILE = "metrics.jsonl"
+#: Written beside it: the last value of each logged key (or what the job set in ``run.summary``).
+SUMMARY_FILE = "summary.json"
 
 
 class PayloadError(SdkError):

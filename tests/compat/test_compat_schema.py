@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import re
 from enum import Enum
+from pathlib import Path
 
 import pytest
 from launchbay.sdk import SchemaError, _reset_for_tests
@@ -399,3 +400,14 @@ def test_pydantic_lists_and_sets_of_enums_become_arrays_of_string_items(capsys, 
 
 def _case(name):
     return copy.deepcopy(next(case[1] for case in CASES if case[0] == name))
+
+
+def test_every_case_we_do_not_pass_as_wandb_does_is_listed_as_a_deliberate_difference():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "migrating-from-wandb.md").read_text()
+    differences = doc.split("## 3. What differs, on purpose", 1)[1].split("\n## ", 1)[0]
+    for case_id, _schema, _wandb_warnings, (kind, text) in CASES:
+        if kind == "refuse":
+            attribute = re.search(r"attribute '(\w+)'", text).group(1)
+            assert f"`{attribute}`" in differences, case_id
+    for case_id in ACCEPTED_DIFFERENCES:
+        assert f"`{case_id}`" in differences, case_id
