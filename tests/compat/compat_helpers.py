@@ -22,6 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sdk"))
 from launchbay.sdk import payload
 from sdk_helpers import PAYLOAD_ENV, JobResult
 
+#: W&B's payload variables (WANDB_CONFIG, WANDB_CONFIG_0, WANDB_LAUNCH_FILE_OVERRIDES...) are not inherited.
+WANDB_ENV = (payload.WANDB_ENV_RUN_CONFIG, payload.WANDB_ENV_FILE_OVERRIDES)
+
 _IMPORTS = (
     (re.compile(r"^([ \t]*)import wandb[ \t]*$", re.MULTILINE), r"\1import launchbay.wandb as wandb"),
     (
@@ -69,7 +72,9 @@ class JobRunner:
             (workdir / name).parent.mkdir(parents=True, exist_ok=True)
             (workdir / name).write_text(text)
         (workdir / "train.py").write_text(script)
-        env = {key: value for key, value in os.environ.items() if key not in PAYLOAD_ENV}
+        env = {
+            key: value for key, value in os.environ.items() if key not in PAYLOAD_ENV and not key.startswith(WANDB_ENV)
+        }
         env[payload.ENV_OUTPUT_DIR] = str(outdir)
         if run_config is not None:
             env[payload.ENV_RUN_CONFIG] = json.dumps(run_config)

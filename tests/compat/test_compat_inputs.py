@@ -211,3 +211,54 @@ def test_malformed_file_override_payload_stops_the_job(run_job, payload_text):
     assert job.returncode != 0
     assert "malformed launchbay payload in env LAUNCHBAY_FILE_OVERRIDES" in job.stderr
     assert job.read("config.json") == '{"key": "value"}'
+
+
+def test_override_file_from_wandbs_split_env_var(run_job):
+    # test_files_helpers.py: test_override_file_split_env_var (launchbay reads W&B's variables when its own are absent)
+    whole = json.dumps({"config.json": {"key": "new_value"}})
+    job = run_job(
+        FILE_OVERRIDE_SCRIPT.replace("{name}", "config.json"),
+        files={"config.json": '{"key": "value"}'},
+        raw_env={
+            "WANDB_LAUNCH_FILE_OVERRIDES_0": whole[: len(whole) // 2],
+            "WANDB_LAUNCH_FILE_OVERRIDES_1": whole[len(whole) // 2 :],
+        },
+    )
+
+    assert job.returncode == 0, job.stderr
+    assert job.read("config.json") == json.dumps({"key": "new_value"}, indent=2) + "\n"
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["whole", "split"])
+def test_run_config_from_wandbs_env_is_filtered_like_launchbays(run_job, split):
+    overrides = json.dumps({"trainer": {"lr": 0.5, "private": "leaked"}, "seed": 9})
+    if split:
+        raw_env = {f"WANDB_CONFIG_{i}": overrides[i * 10 : (i + 1) * 10] for i in range((len(overrides) + 9) // 10)}
+    else:
+        raw_env = {"WANDB_CONFIG": overrides}
+    script = launchbay_job("""
+    import json
+    import wandb
+    from wandb.sdk import launch
+
+    with wandb.init(config={"trainer": {"lr": 0.1, "private": "value"}, "seed": 1}) as run:
+        launch.manage_wandb_config(include=["trainer"], exclude=["trainer.private"])
+        print(json.dumps(run.config.as_dict()))
+    """)
+
+    job = run_job(script, raw_env=raw_env)
+
+    assert job.printed == {"trainer": {"lr": 0.5, "private": "value"}, "seed": 1}
+
+
+def test_launchbays_payload_wins_over_wandbs(run_job):
+    script = launchbay_job("""
+    import json
+    from wandb.sdk import launch
+
+    print(json.dumps(launch.load_wandb_config().as_dict()))
+    """)
+
+    job = run_job(script, run_config={"seed": 2}, raw_env={"WANDB_CONFIG": '{"seed": 3}'})
+
+    assert job.printed == {"seed": 2}
