@@ -170,5 +170,17 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def secret_paths(schema: Any, path: tuple = ()) -> list[tuple]:
+    """Key paths of the fields a prepared schema marks ``format: secret``."""
+    if not isinstance(schema, dict):
+        return []
+    if schema.get("format") == "secret" and path:
+        return [path]
+    found: list[tuple] = []
+    for key, child in (schema.get("properties") or {}).items():
+        found += secret_paths(child, (*path, key))
+    return found
+
+
 def _where(path: tuple) -> str:
     return f"schema at {join_path(path)}" if path else "schema"

@@ -262,3 +262,46 @@ def test_launchbays_payload_wins_over_wandbs(run_job):
     job = run_job(script, run_config={"seed": 2}, raw_env={"WANDB_CONFIG": '{"seed": 3}'})
 
     assert job.printed == {"seed": 2}
+
+
+def test_a_secret_field_is_masked_in_the_recorded_config(run_job):
+    # The schema of test_internal.py's "label" case: a secret API key the job uses but never records.
+    script = launchbay_job("""
+    import wandb
+    from wandb.sdk import launch
+
+    schema = {"type": "object", "properties": {
+        "api_key": {"type": "string", "label": "API Key", "placeholder": "sk-...", "required": True, "format": "secret"},
+        "model": {"type": "string"},
+    }}
+    launch.manage_wandb_config(schema=schema)
+    with wandb.init(config={"api_key": "", "model": "small"}) as run:
+        print("key length", len(run.config.api_key))
+    """)
+
+    job = run_job(script, run_config={"api_key": "sk-live-123456", "model": "large"})
+
+    assert job.returncode == 0, job.stderr
+    assert "key length 14" in job.stdout
+    assert job.config == {"api_key": "***", "model": "large"}
+    assert "sk-live" not in (job.outdir / "config.json").read_text() + (job.outdir / "inputs.json").read_text()
+
+
+def test_declarations_made_before_init_are_recorded_when_the_run_starts(run_job):
+    # test_internal.py: test_handle_run_config_input_staged / test_handle_config_file_input_staged
+    script = launchbay_job("""
+    import wandb
+    from wandb.sdk import launch
+
+    launch.manage_config_file("config.yaml", include=["epochs"])
+    launch.manage_wandb_config(include=["lr"], exclude=["lr.private"])
+    with wandb.init(config={"lr": 0.1, "other": 1}):
+        pass
+    """)
+
+    job = run_job(script, files={"config.yaml": "epochs: 3\nname: x\n"})
+
+    assert job.inputs["run_config"]["include"] == ["lr"]
+    assert job.inputs["run_config"]["exclude"] == ["lr.private"]
+    assert job.inputs["run_config"]["types"] == {"lr": "float"}
+    assert job.inputs["files"]["config.yaml"]["types"] == {"epochs": "int"}
