@@ -47,8 +47,11 @@ class Run:
         if self.tracker is not None:
             self.tracker.log(dict(data), step=step, commit=commit)
 
-    def finish(self, exit_code: Optional[int] = None) -> None:
-        """Record the final config and metrics; the Run stops receiving re-filtered overrides."""
+    def finish(self, exit_code: Optional[int] = None, quiet: Optional[bool] = None) -> None:
+        """Record the final config and metrics; the Run stops receiving re-filtered overrides.
+
+        ``exit_code`` is passed on to a real ``wandb`` run; ``quiet`` is W&B's and changes nothing.
+        """
         if self.finished:
             return
         self.metrics.close()

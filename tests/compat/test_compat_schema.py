@@ -5,7 +5,7 @@ Source of every case unless noted: wandb/wandb ``tests/unit_tests/test_launch/te
 at commit b6e29505884ea60c79ca12091f1f75bd39d2f955. Each case keeps W&B's schema and W&B's verdict
 (no warning, or the warning text); ours is one of:
 
-- ``ACCEPT``: no warning, no error (W&B accepts it silently too, or see DIFFERENCES);
+- ``ACCEPT``: no warning, no error (W&B accepts it silently too, or the case is in ACCEPTED_DIFFERENCES);
 - ``("warn", text)``: kept, with a warning line containing ``text`` (W&B warns too);
 - ``("refuse", text)``: :class:`SchemaError` containing ``text``. W&B warns and publishes a schema
   it never enforces; we enforce schemas, so an attribute we cannot enforce is refused. These are
