@@ -222,3 +222,32 @@ def test_forwarding_can_be_turned_off(run_job, tmp_path):
     assert job.returncode == 0, job.stderr
     assert not calls.exists()
     assert run_job.metrics()[0]["a"] == 1
+
+
+def test_summary_is_rewritten_at_most_once_a_second_while_logging(tmp_path, monkeypatch):
+    from launchbay.sdk import metrics
+
+    clock = [1000.0]
+    monkeypatch.setattr(metrics.time, "time", lambda: clock[0])
+    log = metrics.MetricsLog(tmp_path)
+    summary = tmp_path / "summary.json"
+
+    log.log({"loss": 3})
+    assert json.loads(summary.read_text()) == {"loss": 3}
+    clock[0] += 0.5
+    log.log({"loss": 2})
+    assert json.loads(summary.read_text()) == {"loss": 3}  # within the second: not yet rewritten
+    clock[0] += 0.6
+    log.log({"loss": 1})
+    assert json.loads(summary.read_text()) == {"loss": 1}
+    clock[0] += 0.1
+    log.log({"loss": 0})
+    log.summary["best"] = 0
+    log.close()  # finish and exit always write
+    assert json.loads(summary.read_text()) == {"loss": 0, "best": 0}
+    assert [line["_runtime"] for line in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())] == [
+        0.0,
+        0.5,
+        pytest.approx(1.1),
+        pytest.approx(1.2),
+    ]
