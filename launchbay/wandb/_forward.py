@@ -41,9 +41,12 @@ class WandbTracker:
     def log(self, data: dict[str, Any], step: Optional[int] = None, commit: Optional[bool] = None) -> None:
         self.real_run.log(data, step=step, commit=commit)
 
+    def update_config(self, config: dict[str, Any]) -> None:
+        self.real_run.config.update(config, allow_val_change=True)
+
     def finish(self, run: Any, exit_code: Optional[int]) -> None:
         # Values the job set while running, and summary entries it chose, reach the dashboard too.
-        self.real_run.config.update(run.config.as_dict(), allow_val_change=True)
+        self.update_config(run.config.as_dict())
         for key, value in run.summary._set.items():
             self.real_run.summary[key] = value
         self.real_run.finish(exit_code=exit_code)

@@ -193,9 +193,10 @@ def test_tracking_calls_are_forwarded_to_an_installed_wandb(run_job, tmp_path):
     assert job.returncode == 0, job.stderr
     events = [json.loads(line) for line in calls.read_text().splitlines()]
     # At init nothing is declared yet, so every override applies (seed 9); manage_wandb_config then
-    # takes seed off the inputs, and the final config sent at finish says so.
+    # takes seed off the inputs, and the real run is told at once, and again at finish.
     assert events[0] == ["init", {"project": "demo", "tags": ["x"], "config": {"trainer": {"lr": 0.1}, "seed": 9}}]
     assert events[1:] == [
+        ["config.update", {"trainer": {"lr": 0.1}, "seed": 1}, True],  # re-filtered by manage_wandb_config
         ["log", {"loss": 0.5}, 2, None],
         ["config.update", {"trainer": {"lr": 0.1}, "seed": 1, "epochs": 3}, True],
         ["summary", "best", 0.4],
