@@ -127,7 +127,7 @@ class Config(MutableMapping):
 
     @property
     def config_static(self) -> SimpleNamespace:
-        """A read-only snapshot with attribute access to the top-level keys, like W&B's."""
+        """A snapshot with attribute access to the top-level keys, like W&B's (writing to it changes nothing)."""
         return SimpleNamespace(**self.as_dict())
 
     def as_dict(self) -> dict[str, Any]:
