@@ -45,6 +45,10 @@ __all__ = [
 Error = SdkError
 
 #: ``init`` keywords that describe the run to W&B; launchbay keeps them on the Run and forwards them.
+#: The rest of ``wandb.init``'s keywords (wandb 0.31): accepted and forwarded, nothing to do here.
+_OTHER_KEYWORDS = frozenset(
+    {"force", "resume_from", "fork_from", "save_code", "tensorboard", "sync_tensorboard", "monitor_gym", "anonymous"}
+)
 _RUN_FIELDS = ("entity", "project", "name", "group", "job_type", "tags", "notes", "dir", "mode", "resume")
 
 
@@ -88,7 +92,11 @@ def init(
     ``wandb.init`` (``force``, ``save_code``, ``resume_from``, ``fork_from``, ``tensorboard``...)
     are accepted and forwarded to the real ``wandb`` when it is installed.
     """
+    # First, while locals() holds only the parameters.
     given = {key: value for key, value in locals().items() if key not in ("more", "config") and value is not None}
+    unknown = sorted(set(more) - _OTHER_KEYWORDS)  # a typo is an error, as in wandb.init
+    if unknown:
+        raise TypeError(f"init() got an unexpected keyword argument {unknown[0]!r}")
     given.update(more)
     current = _sdk.current_run()
     if current is not None and reinit == "return_previous":

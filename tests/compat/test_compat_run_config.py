@@ -206,3 +206,8 @@ def test_reinit_return_previous_returns_the_active_run():
     assert wandb.init(reinit="return_previous") is first
     second = wandb.init(config={"b": 2})
     assert second is not first and first.finished
+
+
+def test_init_refuses_a_keyword_wandb_init_does_not_take():
+    with pytest.raises(TypeError, match="unexpected keyword argument 'projcet'"):
+        wandb.init(projcet="typo")
