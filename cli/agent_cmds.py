@@ -20,6 +20,7 @@ from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_js
 from launchbay.agent.ledger import Ledger, LedgerEntry, decode_entries
 from launchbay.agent.placement import free_capacity
 from launchbay.agent.settings import CONFIG_ENV, ENV_PREFIX, AgentSettings, parse_labels, resolve_settings
+from launchbay.cli.metrics_cmds import metrics_options
 from launchbay.cli.queue_cmds import json_option, note, print_json, print_table, table, uses_redis, when
 from launchbay.queue_config.connection import URL_ENV, connect, redact_url, redis_errors_translated, resolve_url
 from launchbay.queue_config.keys import Keys
@@ -141,6 +142,7 @@ def _settings(config_file: Optional[Path], **given: Any) -> AgentSettings:
     default=None,
     help=_help("Log one JSON object per line", "json_logs", "text"),
 )
+@metrics_options
 @click.option(
     "--check",
     is_flag=True,
