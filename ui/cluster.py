@@ -92,7 +92,8 @@ def gpu_cell(
         "id": gpu_id,
         "uuid": str(gpu.get("uuid") or ""),
         "model": str(gpu.get("name") or "GPU"),
-        "memory": f"{format_mib(used) if used is not None else '?'} / {format_mib(total) if total else '?'}",
+        "short_model": str(gpu.get("name") or "GPU").removeprefix("NVIDIA "),
+        "memory": _used_of_total(used, total),
         "memory_pct": round(100 * used / total) if used is not None and total else None,
         "utilization": f"{util}%" if util is not None else "-",
         "utilization_pct": util,
@@ -101,6 +102,16 @@ def gpu_cell(
         "health_reason": str(gpu.get("health_reason") or ""),
         "job": _job_ref(job_id, jobs.get(job_id) or {}) if job_id else None,
     }
+
+
+def _used_of_total(used: Optional[int], total: Optional[int]) -> str:
+    """``69.5 / 79.6GiB`` (one unit when both share it), ``? / 79.6GiB`` when usage is unknown."""
+    used_text = format_mib(used) if used is not None else "?"
+    total_text = format_mib(total) if total else "?"
+    unit = total_text.lstrip("0123456789.")
+    if unit and used_text.endswith(unit) and used_text[: -len(unit)].replace(".", "").isdigit():
+        used_text = used_text[: -len(unit)]
+    return f"{used_text} / {total_text}"
 
 
 def queued_records(conn: redis.Redis, keys: Keys) -> List[Dict[str, Any]]:
@@ -161,12 +172,15 @@ def pending_reason(
     if all(reasons.values()):
         largest = max(serving, key=agent_view.size_key)
         return f"fits no live agent: {reasons[str(largest['agent_id'])]}"
-    for agent_id, total in totals.items():
+    for capacity in serving:
+        agent_id = str(capacity["agent_id"])
         entries = allocations.get(agent_id) or []
-        free = total.without(
+        # A GPU that is not "ok" is never handed out, so it is not free whatever the ledger says.
+        withheld = [str(g.get("id")) for g in capacity.get("gpus") or [] if (g.get("health") or "ok") != "ok"]
+        free = totals[agent_id].without(
             sum(float(e.get("cpus") or 0) for e in entries),
             sum(int(e.get("memory_mib") or 0) for e in entries),
-            [str(g) for e in entries for g in e.get("gpus") or ()],
+            [str(g) for e in entries for g in e.get("gpus") or ()] + withheld,
             slots=len(entries),
         )
         if reasons[agent_id] is None and fit(request, constraints, free, live=False) is not None:

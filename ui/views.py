@@ -174,11 +174,11 @@ def cluster_live() -> Any:
 
 @pages.get("/metrics")
 def metrics() -> Any:
-    """The queue-level Prometheus metrics, as ``launchbay exporter`` serves them."""
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    """The queue-level Prometheus metrics, as ``launchbay exporter`` serves them (format by Accept)."""
+    from prometheus_client.exposition import choose_encoder
 
-    body = generate_latest(settings().metrics_registry)
-    return body, 200, {"Content-Type": CONTENT_TYPE_LATEST}
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return encode(settings().metrics_registry), 200, {"Content-Type": content_type}
 
 
 def _record(job_id: str) -> Dict[str, Any]:
