@@ -22,7 +22,7 @@ import redis
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.records import ACTIVE_STATES, TERMINAL_STATES, decode_fields
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -290,6 +290,7 @@ class AgentMetrics:
     """The agent's registry, its histograms and the HTTP server (started only with a metrics port)."""
 
     def __init__(self, agent: Agent) -> None:
+        disable_created_metrics()  # no `_created` series beside the histograms: nothing reads them here
         self.agent = agent
         self.registry = CollectorRegistry(auto_describe=False)
         self.timings = JobTimings(self.registry)

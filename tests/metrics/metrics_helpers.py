@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import urllib.error
 import urllib.request
 from typing import Dict, List, Optional, Tuple
 
+from conftest import REPO_ROOT
 from prometheus_client.parser import text_string_to_metric_families
 
 Sample = Tuple[Dict[str, str], float]
+
+
+def documented_metrics() -> set:
+    """The metric names in the first column of docs/metrics.md's tables."""
+    text = (REPO_ROOT / "docs" / "metrics.md").read_text()
+    return set(re.findall(r"^\| `(launchbay_[a-z_]+)` \|", text, re.MULTILINE))
 
 
 def scrape(url: str, timeout_s: float = 10.0) -> str:
@@ -37,6 +45,11 @@ class Scrape:
             self.types[family.name] = family.type
             for sample in family.samples:
                 self._samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+
+    def metric_names(self) -> set:
+        """Every metric family served, with or without samples, as docs/metrics.md names it
+        (counters with ``_total``, histograms without their suffixes)."""
+        return {name + "_total" if kind == "counter" else name for name, kind in self.types.items()}
 
     def samples(self, name: str) -> List[Sample]:
         return self._samples.get(name, [])

@@ -22,7 +22,7 @@ from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import QueueConfig
 from launchbay.queue_config.records import Records
 from launchbay.queue_config.store import QueueStore
-from metrics_helpers import Scrape, try_scrape
+from metrics_helpers import Scrape, documented_metrics, try_scrape
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -145,6 +145,8 @@ def test_agent_and_exporter_metrics_match_one_running_three_queued_and_a_quarant
     fleet = scrape_when(f"http://127.0.0.1:{exporter_port}/metrics", lambda s: s.samples("launchbay_agents"))
     assert_queue_view(fleet, queued[0].id)
     assert exporter.proc.poll() is None, exporter.output()
+    served = seen.metric_names() | fleet.metric_names()
+    assert served == documented_metrics(), (served ^ documented_metrics(), "served vs docs/metrics.md")
 
 
 def assert_agent_view(seen: Scrape, job_id: str, gpu: str) -> None:
