@@ -152,3 +152,26 @@ def test_a_metrics_port_in_use_stops_the_agent_before_it_registers(redis_url, re
         .startswith(f"error: --metrics-port: cannot serve metrics on 127.0.0.1:{port}")
     )
     assert not redis_conn.exists(Keys().agent_alive("busy-port"))
+
+
+@pytest.mark.integration
+def test_the_exporter_refuses_a_port_in_use_with_one_line_and_exit_2(redis_url):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_cli("exporter", "--redis-url", redis_url, "--port", str(port), timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+def test_the_exporter_answers_only_on_slash_metrics():
+    from launchbay.cli.metrics_cmds import metrics_wsgi_app
+
+    registry = CollectorRegistry()
+    statuses = []
+    app = metrics_wsgi_app(registry)
+    body = b"".join(app({"PATH_INFO": "/", "REQUEST_METHOD": "GET"}, lambda status, headers: statuses.append(status)))
+    assert statuses == ["404 Not Found"] and b"/metrics" in body
+    app({"PATH_INFO": "/metrics", "REQUEST_METHOD": "GET", "QUERY_STRING": ""}, lambda s, h: statuses.append(s))
+    assert statuses[-1].startswith("200")
