@@ -270,7 +270,13 @@ def gpu_metrics(views: List[Mapping[str, Any]]) -> Iterator[Metric]:
             "launchbay_agent_gpu_temperature_celsius", "GPU temperature.", labels=labels
         ),
     }
-    scale = {"memory_used_mib": MIB, "memory_total_mib": MIB, "utilization_pct": 0.01, "temperature_c": 1}
+    # Multiply or divide by an exact number: 82 * 0.01 is 0.8200000000000001, 82 / 100 is 0.82.
+    to_base = {
+        "memory_used_mib": lambda mib: mib * MIB,
+        "memory_total_mib": lambda mib: mib * MIB,
+        "utilization_pct": lambda pct: pct / 100,
+        "temperature_c": lambda celsius: celsius,
+    }
     for view in views:
         values = [view[name] for name in GPU_LABELS]
         allocated.add_metric(values, int(view["job_id"] is not None))
@@ -282,7 +288,7 @@ def gpu_metrics(views: List[Mapping[str, Any]]) -> Iterator[Metric]:
             reason.add_metric([*values, view["health_reason"] or "unknown"], 1)
         for name, family in numbers.items():
             if view[name] is not None:
-                family.add_metric(values, view[name] * scale[name])
+                family.add_metric(values, to_base[name](view[name]))
     yield from (allocated, job, health, reason, *numbers.values())
 
 

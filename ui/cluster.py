@@ -16,7 +16,7 @@ from launchbay.client.fit import describe_request
 from launchbay.queue_config import agents as agent_view
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.matching import Capacity, Request, fit, misfit_reason
-from launchbay.queue_config.records import Records, State
+from launchbay.queue_config.records import Records, State, decode_fields
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.units import format_duration, format_mib
 
@@ -115,8 +115,7 @@ def _used_of_total(used: Optional[int], total: Optional[int]) -> str:
 
 
 def queued_records(conn: redis.Redis, keys: Keys) -> List[Dict[str, Any]]:
-    """Every queued job's record across queues, oldest first."""
-    records = Records(conn, keys)
+    """Every queued job's record across queues, oldest first (two pipelined round trips per queue)."""
     found = []
     for queue in QueueStore(conn, keys).names():
         ids = [i.decode() if isinstance(i, bytes) else str(i) for i in conn.zrange(keys.queue_jobs(queue), 0, -1)]
@@ -124,11 +123,11 @@ def queued_records(conn: redis.Redis, keys: Keys) -> List[Dict[str, Any]]:
             for job_id in ids:
                 pipe.hget(keys.job(job_id), "state")
             states = pipe.execute()
-        for job_id, state in zip(ids, states):
-            if state == State.QUEUED.value.encode():
-                record = records.get(job_id)
-                if record:
-                    found.append(record)
+        queued = [job_id for job_id, state in zip(ids, states) if state == State.QUEUED.value.encode()]
+        with conn.pipeline(transaction=False) as pipe:
+            for job_id in queued:
+                pipe.hgetall(keys.job(job_id))
+            found += [decode_fields(raw) for raw in pipe.execute() if raw]
     return sorted(found, key=lambda r: r.get("queued_at") or 0.0)
 
 

@@ -164,7 +164,7 @@ def assert_agent_view(seen: Scrape, job_id: str, gpu: str) -> None:
     for index, (used_mib, util_pct) in H200X4.items():
         assert seen.value("launchbay_agent_gpu_allocated", index=index) == int(index == gpu)
         assert seen.value("launchbay_agent_gpu_memory_used_bytes", index=index) == used_mib * MIB
-        assert seen.value("launchbay_agent_gpu_utilization_ratio", index=index) == pytest.approx(util_pct / 100)
+        assert seen.value("launchbay_agent_gpu_utilization_ratio", index=index) == util_pct / 100
         assert seen.value("launchbay_agent_gpu_memory_bytes", index=index, model="NVIDIA H200-141C") == 144384 * MIB
         assert seen.value("launchbay_agent_gpu_health", index=index, state="ok") == 1
     assert seen.value("launchbay_agent_gpu_job", index=gpu, uuid=_uuid_of(seen, gpu)) == 1
