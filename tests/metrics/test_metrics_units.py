@@ -175,3 +175,37 @@ def test_the_exporter_answers_only_on_slash_metrics():
     assert statuses == ["404 Not Found"] and b"/metrics" in body
     app({"PATH_INFO": "/metrics", "REQUEST_METHOD": "GET", "QUERY_STRING": ""}, lambda s, h: statuses.append(s))
     assert statuses[-1].startswith("200")
+
+
+@pytest.mark.integration
+def test_an_agent_scrape_with_redis_gone_says_so_instead_of_failing(tmp_path):
+    import redis
+    from conftest import RedisServer
+    from launchbay.agent.daemon import Agent
+    from launchbay.agent.runtime_fake import FakeRuntime
+    from launchbay.agent.settings import AgentSettings
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        settings = AgentSettings(agent_id="cut-off", queues=["q"], state_dir=tmp_path / "state", nvidia_smi="absent")
+        agent = Agent(settings, conn=redis.Redis.from_url(server.url), runtime=FakeRuntime())
+        assert Scrape(generate_latest(agent.metrics.registry).decode()).value("launchbay_agent_redis_up") == 1
+    finally:
+        server.stop()
+    seen = Scrape(generate_latest(agent.metrics.registry).decode())
+    assert seen.value("launchbay_agent_redis_up") == 0
+    assert seen.value("launchbay_agent_jobs", state="running") == 0
+    assert seen.value("launchbay_agent_docker_up") == 0  # never checked yet: not reported as up
+    assert seen.value("launchbay_agent_gpus") == 0  # no nvidia-smi: a CPU host
+
+
+@pytest.mark.integration
+def test_with_a_ui_token_slash_metrics_needs_it_like_every_page(redis_conn):
+    from launchbay.ui.security import TOKEN_HEADER
+
+    client = create_app(redis_conn, keys=Keys(), token="s3cret-token").test_client()
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={TOKEN_HEADER: "wrong"}).status_code == 401
+    answered = client.get("/metrics", headers={TOKEN_HEADER: "s3cret-token"})
+    assert answered.status_code == 200
+    assert Scrape(answered.get_data(as_text=True)).value("launchbay_redis_up") == 1
