@@ -31,6 +31,7 @@ from launchbay.agent.counters import Counters, EventListener, Every
 from launchbay.agent.heartbeat import AgentStatus, Heartbeat
 from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
 from launchbay.agent.ledger import Ledger, LedgerEntry
+from launchbay.agent.metrics_http import AgentMetrics
 from launchbay.agent.payload_dir import remove_stale_job_dirs
 from launchbay.agent.placement import Policy
 from launchbay.agent.reaper import Reaper, lock_ttl_for
@@ -149,6 +150,7 @@ class Agent:
         self._sweep_timer = Every(settings.reaper_interval_s)
         self._threads: list = []
         self._last_error: Optional[str] = None
+        self.metrics = AgentMetrics(self)
 
     # -- what other parts read ------------------------------------------------------------------
 
@@ -170,6 +172,7 @@ class Agent:
             json.dumps(self.capacity_json(), sort_keys=True),
             extra={"agent_id": self.settings.agent_id},
         )
+        self.metrics.serve()
         self.heartbeat.beat()
         self._start_threads()
         try:
@@ -296,6 +299,7 @@ class Agent:
         except Exception as exc:  # RQ's mirror is for dashboards; the job runs without it
             log.warning("job %s: RQ does not show it as started: %s", job_id, exc, extra={"job_id": job_id})
         record = self.records.get(job_id) or {}
+        self.metrics.job_claimed(job_id, record)
         try:
             self.supervisor.start(record, entry)
         except Exception as exc:
@@ -314,6 +318,7 @@ class Agent:
         self.counters.inc("released")
         if state in TERMINAL_STATES:
             self.counters.inc(state.value)
+        self.metrics.job_ended(job_id)
         self.ledger.release(job_id)
         self._cancel_sent.discard(job_id)
         self._wake.set()
@@ -391,6 +396,7 @@ class Agent:
         else:
             self.status.state = "stopped"
         self._closing.set()
+        self.metrics.close()
         for thread in self._threads:
             thread.join(timeout=5)
         try:

@@ -18,6 +18,7 @@ import click
 from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
 from launchbay.agent.ledger import Ledger, LedgerEntry
 from launchbay.agent.settings import CONFIG_ENV, ENV_PREFIX, AgentSettings, parse_labels, resolve_settings
+from launchbay.cli.metrics_cmds import metrics_options
 from launchbay.cli.queue_cmds import json_option, note, print_json, print_table, table, uses_redis, when
 from launchbay.queue_config.agents import free_capacity, read_agents
 from launchbay.queue_config.connection import URL_ENV, connect, redact_url, redis_errors_translated, resolve_url
@@ -140,6 +141,7 @@ def _settings(config_file: Optional[Path], **given: Any) -> AgentSettings:
     default=None,
     help=_help("Log one JSON object per line", "json_logs", "text"),
 )
+@metrics_options
 @click.option(
     "--check",
     is_flag=True,
