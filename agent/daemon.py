@@ -348,19 +348,11 @@ class Agent:
             self._threads.append(thread)
 
     def _heartbeat_loop(self) -> None:
-        problem = None
-        while True:
-            try:
-                for job_id in self.heartbeat.beat():
-                    self._cancels.put(job_id)
-                    self._wake.set()
-                problem = None
-            except redis.RedisError as exc:
-                if str(exc) != problem:
-                    log.error("heartbeat failed: %s", exc)
-                problem = str(exc)
-            if self._closing.wait(self.settings.heartbeat_interval_s):
-                return
+        self.heartbeat.run_until(self._closing, self.settings.heartbeat_interval_s, on_cancel=self._on_cancel)
+
+    def _on_cancel(self, job_id: str) -> None:
+        self._cancels.put(job_id)
+        self._wake.set()
 
     def _inventory_loop(self) -> None:
         while not self._closing.wait(self.settings.inventory_refresh_s):

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional
@@ -70,6 +71,24 @@ class Heartbeat:
     def write_status(self) -> None:
         """Write the agent hash and capacity without renewing the alive key (the final word on stopping)."""
         self._write(alive=False)
+
+    def run_until(self, closing: threading.Event, interval_s: float, *, on_cancel: Callable[[str], None]) -> None:
+        """Beat every ``interval_s`` until ``closing`` is set; ``on_cancel`` gets each job a user asked to cancel.
+
+        A Redis error is logged once (until it changes or goes away) and the next beat tries again.
+        """
+        problem = None
+        while True:
+            try:
+                for job_id in self.beat():
+                    on_cancel(job_id)
+                problem = None
+            except redis.RedisError as exc:
+                if str(exc) != problem:
+                    log.error("heartbeat failed: %s", exc)
+                problem = str(exc)
+            if closing.wait(interval_s):
+                return
 
     def beat(self) -> List[str]:
         """One heartbeat; returns the ids of this agent's jobs whose cancel was requested."""

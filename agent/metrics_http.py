@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Set, Tuple
 
 import redis
 from launchbay.agent.ledger import LedgerEntry
+from launchbay.queue_config.job import ACTIVE_STATES, TERMINAL_STATES, from_hash
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.records import ACTIVE_STATES, TERMINAL_STATES, decode_fields
 from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -29,8 +29,20 @@ from prometheus_client.registry import Collector
 from launchbay import __version__
 from launchbay.errors import ConfigError
 
-if TYPE_CHECKING:  # the daemon imports this module, not the other way at run time
-    from launchbay.agent.daemon import Agent
+
+class Agent(Protocol):
+    """What the metrics read of the running agent (``launchbay.agent.daemon.Agent``), at scrape time."""
+
+    settings: Any
+    conn: redis.Redis
+    keys: Keys
+    ledger: Any
+    inventory: Any
+    status: Any
+    counters: Any
+
+    def capacity_json(self) -> Dict[str, Any]: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +113,7 @@ def _read_job_records(conn: redis.Redis, keys: Keys, job_ids: Iterable[str]) -> 
     records = {}
     for job_id, values in zip(job_ids, replies):
         raw = {name: value for name, value in zip(RECORD_TIMES, values) if value is not None}
-        records[job_id] = decode_fields(raw)
+        records[job_id] = from_hash(raw)
     return records
 
 

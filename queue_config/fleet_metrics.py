@@ -17,21 +17,19 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import redis
+from launchbay.queue_config.job import State, state_of
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.records import State
 from launchbay.queue_config.store import QueueStore
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
+
+from launchbay.text import as_text
 
 UNKNOWN = "unknown"
 JOB_FIELDS = ("state", "priority", "submitter", "pending_reason", "queued_at")
 #: Agent hash statuses that mean the agent left on purpose, so its missing heartbeat is not a loss.
 STOPPED_STATUSES = frozenset({"stopped"})
 GPU_HEALTH_STATES = ("ok", "unhealthy", "drained")
-
-
-def _text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 @dataclass
@@ -48,18 +46,18 @@ class QueueView:
 def read_queue(conn: redis.Redis, keys: Keys, store: QueueStore, name: str) -> QueueView:
     """Counts the queue's jobs by state and user, and its queued ones by priority and pending reason."""
     view = QueueView(name=name, paused=store.is_paused(name))
-    ids = [_text(job_id) for job_id in conn.zrange(keys.queue_jobs(name), 0, -1)]
+    ids = [as_text(job_id) for job_id in conn.zrange(keys.queue_jobs(name), 0, -1)]
     with conn.pipeline(transaction=False) as pipe:
         for job_id in ids:
             pipe.hmget(keys.job(job_id), *JOB_FIELDS)
         replies = pipe.execute()
     for values in replies:
-        state, priority, submitter, reason, queued_at = (_text(v) if v is not None else "" for v in values)
+        state, priority, submitter, reason, queued_at = (as_text(v) if v is not None else "" for v in values)
         if not state:  # the record expired; its id lingers in the index
             continue
         user = submitter or UNKNOWN
         view.jobs[(state, user)] = view.jobs.get((state, user), 0) + 1
-        if state != State.QUEUED.value:
+        if state_of({"state": state}) is not State.QUEUED:
             continue
         key = (priority or UNKNOWN, reason or UNKNOWN)
         view.depth[key] = view.depth.get(key, 0) + 1
@@ -73,7 +71,7 @@ def read_queue(conn: redis.Redis, keys: Keys, store: QueueStore, name: str) -> Q
 
 def read_agents(conn: redis.Redis, keys: Keys) -> List[Dict[str, Any]]:
     """Every registered agent: id, live (heartbeat current), status, its capacity JSON (or {})."""
-    agent_ids = sorted(_text(a) for a in conn.smembers(keys.agents))
+    agent_ids = sorted(as_text(a) for a in conn.smembers(keys.agents))
     with conn.pipeline(transaction=False) as pipe:
         for agent_id in agent_ids:
             pipe.exists(keys.agent_alive(agent_id))
@@ -91,7 +89,7 @@ def read_agents(conn: redis.Redis, keys: Keys) -> List[Dict[str, Any]]:
             {
                 "agent_id": agent_id,
                 "live": bool(alive),
-                "status": _text(status) if status else UNKNOWN,
+                "status": as_text(status) if status else UNKNOWN,
                 "capacity": capacity if isinstance(capacity, dict) else {},
             }
         )

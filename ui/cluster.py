@@ -14,13 +14,12 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 import redis
 from launchbay.client.fit import describe_request
 from launchbay.queue_config import agents as agent_view
+from launchbay.queue_config.job import State, from_hash, state_of
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.matching import Capacity, Request, fit, misfit_reason
-from launchbay.queue_config.records import Records, State, decode_fields
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.units import format_duration, format_mib
-
-from .overview import ledger
 
 #: Queued jobs listed beside the agents, oldest first.
 PENDING_SHOWN = 50
@@ -32,8 +31,9 @@ def cluster_view(conn: redis.Redis, keys: Keys, now: Optional[float] = None) -> 
     now = time.time() if now is None else now
     records = Records(conn, keys)
     agents = []
-    capacities = agent_view.live_agents(conn, keys)
-    allocations = {str(c["agent_id"]): ledger(conn, keys, str(c["agent_id"])) for c in capacities}
+    live = [a for a in agent_view.read_agents(conn, keys) if a["capacity"]]
+    capacities = [a["capacity"] for a in live]
+    allocations = {str(a["capacity"]["agent_id"]): a["jobs"] for a in live}
     for capacity in capacities:
         entries = allocations[str(capacity["agent_id"])]
         jobs = {str(e.get("job_id")): records.get(str(e.get("job_id"))) or {} for e in entries}
@@ -123,11 +123,11 @@ def queued_records(conn: redis.Redis, keys: Keys) -> List[Dict[str, Any]]:
             for job_id in ids:
                 pipe.hget(keys.job(job_id), "state")
             states = pipe.execute()
-        queued = [job_id for job_id, state in zip(ids, states) if state == State.QUEUED.value.encode()]
+        queued = [job_id for job_id, state in zip(ids, states) if state_of({"state": state}) is State.QUEUED]
         with conn.pipeline(transaction=False) as pipe:
             for job_id in queued:
                 pipe.hgetall(keys.job(job_id))
-            found += [decode_fields(raw) for raw in pipe.execute() if raw]
+            found += [from_hash(raw) for raw in pipe.execute() if raw]
     return sorted(found, key=lambda r: r.get("queued_at") or 0.0)
 
 

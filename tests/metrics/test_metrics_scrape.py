@@ -19,8 +19,8 @@ import pytest
 from conftest import BIN_DIR, REPO_ROOT, free_port
 from launchbay.client import enqueue
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.models import QueueConfig
-from launchbay.queue_config.records import Records
 from launchbay.queue_config.store import QueueStore
 from metrics_helpers import Scrape, documented_metrics, try_scrape
 
