@@ -24,7 +24,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import redis
-from launchbay.agent.metrics_file import MAX_LINE_BYTES, METRICS_FILE, MetricsFile, parse_object, read_summary
+from launchbay.agent.metrics_file import MAX_LINE_BYTES, MetricsFile, parse_object, read_summary
+from launchbay.sdk.payload import METRICS_FILE
+
+from launchbay.text import as_text
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +37,6 @@ POLL_S = 1.0
 _BATCH_ENTRIES = 500
 #: How long the last read, when the job ended, waits for a Redis that stopped answering.
 FINAL_RETRY_S = 30.0
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
 class JobMetrics:
@@ -73,12 +72,12 @@ class JobMetrics:
         self._thread: Optional[threading.Thread] = None
 
     @classmethod
-    def for_job(cls, supervisor: Any, job_id: str) -> JobMetrics:
-        """The metrics of ``job_id`` with the caps of ``supervisor.settings``."""
-        settings = supervisor.settings
+    def for_job(cls, ctx: Any, job_id: str) -> JobMetrics:
+        """The metrics of ``job_id`` with the caps of ``ctx.settings`` (a ``RunContext``)."""
+        settings = ctx.settings
         return cls(
-            supervisor.conn,
-            supervisor.keys.job_metrics(job_id),
+            ctx.conn,
+            ctx.keys.job_metrics(job_id),
             cap_entries=settings.metrics_cap_entries,
             cap_bytes=settings.metrics_cap_bytes,
         )
@@ -246,15 +245,15 @@ class JobMetrics:
         while True:
             found = self.conn.xrange(self.stream_key, min=start, max="+", count=_BATCH_ENTRIES)
             for _entry_id, fields in found:
-                fields = {_text(k): v for k, v in fields.items()}
+                fields = {as_text(k): v for k, v in fields.items()}
                 if FIELD in fields:
                     self.entries += 1
-                    self.bytes += len(_text(fields[FIELD]).encode("utf-8")) + 1
+                    self.bytes += len(as_text(fields[FIELD]).encode("utf-8")) + 1
                 elif TRUNCATED_FIELD in fields:
                     self.truncated = True
             if len(found) < _BATCH_ENTRIES:
                 break
-            start = "(" + _text(found[-1][0])
+            start = "(" + as_text(found[-1][0])
         self._skip = self.entries
 
     def _drop_earlier_attempt(self) -> None:

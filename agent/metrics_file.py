@@ -15,8 +15,8 @@ import stat
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
+from launchbay.sdk.payload import SUMMARY_FILE
+
 #: A line longer than this is skipped whole: no metrics step is that large, and it caps memory.
 MAX_LINE_BYTES = 64 * 1024
 #: The most the agent reads of ``summary.json``.

@@ -1,115 +1,96 @@
-"""``launchbay metrics JOB``: the steps a job logged, as a table or JSON lines, optionally followed.
+"""``launchbay exporter`` (the queue-level ``/metrics``) and the agent's ``--metrics-*`` options.
 
-The table has a STEP column and one column per key, in the order keys first appear (the reserved
-``_timestamp`` and ``_runtime`` are left to ``--json``). With ``-f`` rows are printed as they
-arrive, and the header again whenever a step brings a key not seen before.
+The exporter holds no state: every scrape reads Redis (``launchbay.queue_config.fleet_metrics``),
+so it may run anywhere that reaches Redis, as often as you like. ``launchbay ui`` serves the same
+metrics on its own ``/metrics``.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import sys
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional
 
 import click
-from launchbay.client import get_job
+from launchbay.queue_config.connection import connect, redact_url, resolve_url
 from launchbay.queue_config.keys import Keys
 
-from .queue_cmds import note, print_table, table, uses_redis
+from .queue_cmds import REDIS_URL_HELP
 
-#: Reserved keys the table does not show (``--json`` has them).
-HIDDEN_KEYS = ("_step", "_timestamp", "_runtime")
-#: Narrowest column when following (values are printed before the widest is known).
-FOLLOW_WIDTH = 10
-
-
-def format_value(value: Any) -> str:
-    """A value as the table shows it: floats to 6 significant digits, JSON for the rest."""
-    if isinstance(value, float):
-        return f"{value:.6g}" if math.isfinite(value) else str(value)
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True)
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_EXPORTER_PORT = 9480
+METRICS_PATH = "/metrics"
 
 
-def shown_keys(steps: Iterable[Dict[str, Any]], known: List[str]) -> List[str]:
-    """``known`` plus the table keys of ``steps`` it lacks, in order of first appearance."""
-    seen = set(known)
-    for step in steps:
-        for key in step:
-            if key not in seen and key not in HIDDEN_KEYS:
-                seen.add(key)
-                known.append(key)
-    return known
+def metrics_options(func: Any) -> Any:
+    """``--metrics-port`` and ``--metrics-host`` for ``launchbay agent`` (settings metrics_port, metrics_host)."""
+    func = click.option(
+        "--metrics-host",
+        metavar="ADDRESS",
+        help="Address /metrics binds to; anything but loopback lets every host that reaches it read job ids "
+        "and GPU state [default: 127.0.0.1; env: LAUNCHBAY_AGENT_METRICS_HOST]",
+    )(func)
+    return click.option(
+        "--metrics-port",
+        type=click.IntRange(0, 65535),
+        metavar="PORT",
+        help="Serve Prometheus metrics on http://ADDRESS:PORT/metrics (0: any free port, logged) "
+        "[default: off; env: LAUNCHBAY_AGENT_METRICS_PORT]",
+    )(func)
 
 
-def _row(step: Dict[str, Any], keys: List[str]) -> List[str]:
-    return [str(step.get("_step", "")), *(format_value(step[k]) if k in step else "" for k in keys)]
+def metrics_wsgi_app(registry: Any) -> Callable[[Dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
+    """prometheus_client's WSGI app on ``/metrics`` only; any other path is a 404."""
+    from prometheus_client import make_wsgi_app
+
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != METRICS_PATH:
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [f"launchbay exporter: metrics are at {METRICS_PATH}\n".encode()]
+        return metrics(environ, start_response)
+
+    return app
 
 
-def _print_table(steps: List[Dict[str, Any]]) -> None:
-    keys = shown_keys(steps, [])
-    grid = table("STEP", *keys)
-    for step in steps:
-        grid.add_row(*_row(step, keys))
-    print_table(grid)
+@click.command("exporter")
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to bind.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_EXPORTER_PORT,
+    show_default=True,
+    help="Port (0: any free one, printed).",
+)
+@click.option("--redis-url", metavar="URL", default=None, help=REDIS_URL_HELP)
+def exporter_cmd(host: str, port: int, redis_url: Optional[str]) -> None:
+    """Serve the queue-level Prometheus metrics on http://HOST:PORT/metrics: queue depth by priority
+    and pending reason, jobs by state and user, the oldest queued job's age, agents live and lost.
 
-
-def _print_following(steps: Iterable[Dict[str, Any]]) -> int:
-    keys: List[str] = []
-    widths: Tuple[int, ...] = ()
-    printed = 0
-    for step in steps:
-        before = len(keys)
-        shown_keys([step], keys)
-        if len(keys) != before or not printed:
-            widths = tuple(max(FOLLOW_WIDTH, len(k)) for k in ("STEP", *keys))
-            click.echo("  ".join(name.ljust(w) for name, w in zip(("STEP", *keys), widths)).rstrip())
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(_row(step, keys), widths)).rstrip())
-        sys.stdout.flush()
-        printed += 1
-    return printed
-
-
-@click.command("metrics")
-@click.argument("job_id", metavar="JOB")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing steps until the job ends.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per step (JSON lines).")
-@uses_redis
-def metrics_cmd(job_id: str, follow: bool, as_json: bool, conn: Any, keys: Keys) -> None:
-    """Print the metrics job JOB logged: a table of step and keys, or JSON lines.
-
-    \b
-    The agent keeps up to its metrics cap per job (20000 steps, 8 MiB by
-    default); the last value of each key is in `launchbay status JOB`.
+    Each agent serves its own metrics with `launchbay agent --metrics-port N`; docs/metrics.md lists
+    every metric, a Grafana dashboard and alert rules.
     """
-    handle = get_job(job_id, conn=conn, keys=keys)
-    steps = handle.metrics(follow=follow)
-    printed = 0
-    if as_json:
-        for step in steps:
-            click.echo(json.dumps(step, sort_keys=True))
-            printed += 1
-    elif follow:
-        printed = _print_following(steps)
-    else:
-        collected = list(steps)
-        printed = len(collected)
-        if collected:
-            _print_table(collected)
-    if handle.metrics_truncated:
-        note(f"job {job_id}: the agent kept no more steps: {handle.metrics_truncated}")
-    if not printed:
-        note(f"no metrics from job {job_id} (it is {handle.state()}; a job logs them with the SDK's log)")
+    from launchbay.queue_config.fleet_metrics import queue_registry
+    from waitress import create_server
 
-
-def summary_rows(summary: Dict[str, Any]) -> Iterable[Tuple[str, str]]:
-    """``launchbay status`` rows for the record's ``summary``: one per key, reserved keys left out."""
-    for key in sorted(summary):
-        if not key.startswith("_"):
-            yield f"summary {key}", format_value(summary[key])
+    url = resolve_url(redis_url)
+    registry = queue_registry(connect(url), Keys.from_env())
+    try:
+        server = create_server(metrics_wsgi_app(registry), host=host, port=port, threads=4, ident="launchbay-exporter")
+    except OSError as exc:
+        raise click.BadParameter(f"cannot listen on {host}:{port} ({exc})", param_hint="--port") from exc
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(
+        f"launchbay exporter: serving http://{shown}:{server.effective_port}{METRICS_PATH} "
+        f"for Redis {redact_url(url)}; Ctrl-C stops",
+        err=True,
+    )
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
 
 
 def register(group: click.Group) -> None:
-    group.add_command(metrics_cmd)
+    group.add_command(exporter_cmd)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
+from launchbay.queue_config.job import State
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.records import Records, State
+from launchbay.queue_config.lifecycle import Records
 from queue_helpers import apply_queues, cli, cli_popen, enqueue_id, job_spec_file, play_agent
 
 STEPS = [
@@ -21,11 +22,11 @@ def add_steps(conn, job_id, steps):
         conn.xadd(Keys().job_metrics(job_id), {"m": json.dumps(step)})
 
 
-def ended_job(redis_url, redis_conn, tmp_path, steps=STEPS):
+def ended_job(redis_url, redis_conn, tmp_path, steps=STEPS, summary=None):
     apply_queues(redis_conn)
     job_id = enqueue_id(redis_url, job_spec_file(tmp_path), "-q", "gpu")
     add_steps(redis_conn, job_id, steps)
-    play_agent(redis_conn, job_id)
+    play_agent(redis_conn, job_id, summary=summary)
     return job_id
 
 
@@ -114,8 +115,7 @@ def test_metrics_of_an_unknown_job_is_a_one_line_error(redis_url, redis_conn):
 
 
 def test_status_shows_the_summary_and_json_includes_it(redis_url, redis_conn, tmp_path):
-    job_id = ended_job(redis_url, redis_conn, tmp_path)
-    Records(redis_conn, Keys()).update(job_id, summary={"loss": 0.25, "best/acc": 0.875, "_step": 2})
+    job_id = ended_job(redis_url, redis_conn, tmp_path, summary={"loss": 0.25, "best/acc": 0.875, "_step": 2})
     assert Records(redis_conn, Keys()).state(job_id) == State.FINISHED
 
     table = cli(redis_url, "status", job_id)

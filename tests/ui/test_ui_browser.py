@@ -11,8 +11,8 @@ import re
 
 import pytest
 from launchbay.client import enqueue
+from launchbay.queue_config.job import State
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.records import Records, State
 from ui_helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -213,8 +213,7 @@ def test_the_job_page_charts_each_numeric_metric_against_step_and_follows_new_st
     expect(page.locator('figure.chart[data-key="<b>x</b>"] .chart-key')).to_have_text("<b>x</b>")
     expect(page.locator(".metrics-card b")).to_have_count(0)
 
-    Records(redis_conn, Keys()).update(job.id, summary={"loss": 0.0512, "_step": 60})
-    play_agent_end(redis_conn, job.id, execution, State.FINISHED)
+    play_agent_end(redis_conn, job.id, execution, State.FINISHED, summary={"loss": 0.0512, "_step": 60})
     expect(page.locator("#job-state")).to_have_text("finished")
     expect(page.locator("#metrics-status")).to_have_text("ended")
     expect(page.locator("#summary")).to_contain_text("loss")
