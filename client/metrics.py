@@ -14,6 +14,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import redis
 from launchbay.queue_config.keys import Keys
 
+from launchbay.text import as_text
+
 #: Entries read per round trip.
 BATCH = 1000
 FIELD = b"m"
@@ -32,12 +34,8 @@ def _decode(entries: List[Tuple[Any, Dict[bytes, bytes]]]) -> Tuple[List[Dict[st
             if isinstance(value, dict):
                 steps.append(value)
         elif TRUNCATED in fields:
-            truncated = fields[TRUNCATED].decode("utf-8", errors="replace")
+            truncated = as_text(fields[TRUNCATED])
     return steps, truncated
-
-
-def _id(entry_id: Any) -> str:
-    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
 class MetricsReader:
@@ -55,7 +53,7 @@ class MetricsReader:
         entries = self.conn.xrange(self.key, min=start, max="+", count=count)
         steps, truncated = _decode(entries)
         self.truncated = truncated or self.truncated
-        newest = _id(entries[-1][0]) if entries else last_id
+        newest = as_text(entries[-1][0]) if entries else last_id
         return steps, newest, len(entries) == count
 
     def all(self) -> Iterator[Dict[str, Any]]:
@@ -77,7 +75,7 @@ class MetricsReader:
             if entries:
                 steps, truncated = _decode(entries)
                 self.truncated = truncated or self.truncated
-                self.last_id = _id(entries[-1][0])
+                self.last_id = as_text(entries[-1][0])
                 yield from steps
                 continue
             if call(ended):
