@@ -245,8 +245,9 @@ def end(
 
     Returns False, and writes nothing, when the job is not in ``allowed_from`` any more (someone
     else ended, requeued or canceled it first). ``summary`` (the job's summary.json, last value
-    per metric) and ``fields`` are set with the state (e.g. the effective config). The job's own runner, which knows its run's log, passes ``eof_once=False``:
-    its ``eof`` is written even when an earlier run's ``eof`` is the stream's last entry.
+    per metric) and ``fields`` are set with the state (e.g. the effective config). The job's own
+    runner, which knows its run's log, passes ``eof_once=False``: its ``eof`` is written even when
+    an earlier run's ``eof`` is the stream's last entry.
     """
     won = records.transition(
         job_id,
