@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, TypeVar, Union
 
 import redis
+from launchbay.agent import job_secrets
 from launchbay.agent.container_spec import build_container_spec, record_problem
 from launchbay.agent.logs import LOG_FILE_LABEL, LOG_STREAM_LABEL, JobLog, LogPump
 from launchbay.agent.payload_dir import (
@@ -99,6 +100,7 @@ class JobRun:
         self.adopted = adopted
         self.container_id: Optional[str] = adopted.container_id if adopted else None
         self.paths: Optional[PayloadPaths] = None
+        self.secrets: Optional[job_secrets.JobSecrets] = None  # resolved on this host; never sent to Redis
         self.deadline: Optional[float] = None  # time.monotonic() when max_runtime is up
         self.stop_reason: Optional[str] = None  # "cancel" or "timeout" once a stop was decided
         self._stop_sent = False
@@ -162,10 +164,12 @@ class JobRun:
             message = f"the job's record is malformed ({problem}); launchbay's client never writes that"
             return Outcome(State.FAILED, Reason.CONTAINER_FAILED, message=message)
         try:
-            self.paths = prepare_payload(
-                self.sup.state_dir, self.job_id, self.record.get("run_config"), self.record.get("file_overrides")
-            )
             queue_config = self.sup.queue_config_for(self.alloc.queue)
+            self.secrets = job_secrets.resolve(self.record, queue_config)
+            self.log.redact = self.secrets.redact
+            self.paths = prepare_payload(
+                self.sup.state_dir, self.job_id, self.secrets.run_config, self.secrets.file_overrides
+            )
             spec = build_container_spec(
                 self.record,
                 queue_config,
@@ -174,7 +178,10 @@ class JobRun:
                 payload=self.paths,
                 gpu_uuid_for=self.sup.gpu_uuid_for,
                 warn=self.log.note,
+                secrets=self.secrets,
             )
+        except job_secrets.SecretMissingError as exc:
+            return Outcome(State.FAILED, Reason.SECRET_MISSING, message=str(exc))
         except (OSError, ValueError, KeyError, TypeError, LaunchbayError) as exc:
             return Outcome(State.FAILED, Reason.CONTAINER_FAILED, message=f"cannot prepare the container: {exc}")
         failure = self._docker_step(
@@ -468,7 +475,7 @@ class JobRun:
             reason=outcome.reason,
             exit_code=outcome.exit_code,
             message=outcome.message or None,
-            effective_config=outputs.effective_config,
+            effective_config=job_secrets.scrub_effective_config(self.record, outputs.effective_config, self.secrets),
         )
         if won:
             try:
