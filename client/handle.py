@@ -15,6 +15,7 @@ import redis
 from launchbay.queue_config import control
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.records import TERMINAL_STATES, Records, State
+from launchbay.queue_config.secrets import mask_record
 
 from launchbay.errors import NotFoundError
 
@@ -64,11 +65,14 @@ class JobHandle:
         return f"JobHandle({self.id!r})"
 
     def status(self) -> Dict[str, Any]:
-        """The job record: state, reason, message, exit_code, agent, host, gpus, timestamps, overrides..."""
+        """The job record: state, reason, message, exit_code, agent, host, gpus, timestamps, overrides...
+
+        Values of fields whose schema says ``format: secret`` are masked.
+        """
         record = self._records.get(self.id)
         if record is None:
             raise NotFoundError(f"unknown job {self.id!r} (never enqueued here, or its record expired)")
-        return record
+        return mask_record(record)
 
     def state(self) -> State:
         return State(self.status()["state"])
