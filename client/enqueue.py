@@ -28,7 +28,7 @@ from .fit import fit_notes
 from .handle import JobHandle
 from .inputs_check import check_overrides
 from .overrides import merge_trees
-from .secret_refs import check_references, redact, secret_values
+from .secret_refs import check_references, redact, secret_values, without_references
 
 SpecArg = Union[JobSpec, Mapping[str, Any], str, Path]
 #: Job ids are 16 hex digits (64 random bits): short enough to type, far from colliding.
@@ -125,12 +125,14 @@ def _check_inputs(spec: JobSpec, queue: QueueConfig, store: QueueStore, fields: 
     """
     inputs, source = effective_inputs(store.get_inputs(spec.name), spec.inputs)
     run_config, file_overrides = fields["run_config"], fields["file_overrides"]
+    check_references(queue, inputs, run_config, file_overrides)
+    # A referenced value is the agent's to fill in: the checks see the rest.
+    run_config, file_overrides = without_references(run_config), without_references(file_overrides)
     try:
         check_overrides(spec.name, inputs, run_config, file_overrides)
     except ValidationError as exc:
         # A schema message quotes the value it refuses; a secret's must not reach the terminal.
         raise ValidationError(redact(str(exc), secret_values(inputs, run_config, file_overrides))) from None
-    check_references(queue, inputs, run_config, file_overrides)
     if inputs is not None:
         fields["spec"]["inputs"] = inputs
         fields["spec"]["inputs_source"] = source

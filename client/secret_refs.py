@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, List, Mapping, Optional
 
 from launchbay.queue_config.models import QueueConfig
-from launchbay.queue_config.secrets import MASK, references, section_secret_paths
+from launchbay.queue_config.secrets import MASK, reference_name, references, section_secret_paths
 from launchbay.sdk.filtering import flatten
 from launchbay.sdk.paths import join_path
 
@@ -64,3 +64,16 @@ def redact(message: str, values: List[str]) -> str:
     for value in values:
         message = message.replace(value, MASK)
     return message
+
+
+def without_references(tree: Mapping[str, Any]) -> Any:
+    """``tree`` without its ``${secret:NAME}`` leaves (a mapping left empty by that goes too)."""
+    kept = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            child = without_references(value)
+            if child:
+                kept[key] = child
+        elif reference_name(value) is None:
+            kept[key] = value
+    return kept

@@ -45,7 +45,7 @@ class InputSection(BaseModel):
         try:
             parse_prefixes(value, info.field_name)
         except SdkError as exc:
-            raise ValueError(str(exc)) from exc
+            raise ValueError(str(exc).removeprefix(f"{info.field_name}: ")) from exc
         return value
 
     @field_validator("input_schema")
