@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from launchbay.queue_config.models import QueueConfig
 from launchbay.queue_config.secrets import SecretSource, mask_tree, reference_name, section_secret_paths
+from launchbay.sdk.filtering import flatten
 
 from launchbay.errors import JobRunError
 
@@ -39,10 +40,12 @@ class JobSecrets:
     env: Dict[str, str] = field(default_factory=dict)
     run_config: Dict[str, Any] = field(default_factory=dict)
     file_overrides: Dict[str, Any] = field(default_factory=dict)
+    #: Values of the overrides' ``format: secret`` fields, hidden from the log like the queue's secrets.
+    field_values: Tuple[str, ...] = ()
 
     def redact(self, text: str) -> str:
         """``text`` with every secret value (long enough to mean something) replaced by ``***``."""
-        for value in sorted(self.env.values(), key=len, reverse=True):
+        for value in sorted({*self.env.values(), *self.field_values}, key=len, reverse=True):
             if len(value) >= MIN_REDACTED_LENGTH and value in text:
                 text = text.replace(value, "***")
         return text
@@ -90,7 +93,21 @@ def resolve(record: Mapping[str, Any], queue: QueueConfig, environ: Optional[Map
     if unknown:
         names = ", ".join(sorted(set(unknown)))
         raise SecretMissingError(f"the overrides refer to secrets queue {queue.name!r} does not have: {names}")
-    return JobSecrets(values, run_config, file_overrides)
+    return JobSecrets(values, run_config, file_overrides, _field_values(record, run_config, file_overrides))
+
+
+def _field_values(
+    record: Mapping[str, Any], run_config: Dict[str, Any], file_overrides: Dict[str, Any]
+) -> Tuple[str, ...]:
+    spec = record.get("spec") if isinstance(record.get("spec"), dict) else {}
+    run_paths, file_paths = section_secret_paths(spec.get("inputs"))
+    trees = [(run_config, run_paths)] + [(file_overrides.get(p) or {}, paths) for p, paths in file_paths.items()]
+    found = []
+    for tree, paths in trees:
+        for parts, value in flatten(tree).items():
+            if isinstance(value, str) and any(parts[: len(path)] == path for path in paths):
+                found.append(value)
+    return tuple(found)
 
 
 def _redact_tree(tree: Any, secrets: JobSecrets) -> Any:

@@ -89,3 +89,13 @@ def test_the_recorded_effective_config_loses_secret_fields_and_secret_values():
 def test_a_queue_config_names_each_secret_and_one_source(secrets, message):
     with pytest.raises(ValueError, match=message):
         queue(**secrets)
+
+
+def test_values_of_secret_fields_are_hidden_from_the_log_too():
+    schema = {"type": "object", "properties": {"key": {"type": "string", "format": "secret"}}}
+    record = {
+        "spec": {"inputs": {"run_config": {"schema": schema}, "files": {}}},
+        "run_config": {"key": "typed-in-1234", "lr": "0.1234"},
+    }
+    secrets = resolve(record, queue(), {})
+    assert secrets.redact("key typed-in-1234 lr 0.1234") == "key *** lr 0.1234"

@@ -22,7 +22,14 @@ DECLARED = {
                     "type": "object",
                     "properties": {
                         "learning_rate": {"type": "number", "maximum": 1},
-                        "api_key": {"type": "string", "format": "secret", "minLength": 20, "label": "API key"},
+                        "api_key": {
+                            "type": "string",
+                            "format": "secret",
+                            "minLength": 20,
+                            "label": "API key",
+                            "placeholder": "paste it here",
+                            "required": True,
+                        },
                         "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "uniqueItems": True},
                     },
                 }
