@@ -236,6 +236,9 @@ class JobRun:
         assert info is not None and self.container_id is not None
         self.record = self._redis(lambda: self.sup.records.get(self.job_id)) or {}
         self.paths = payload_paths(self.sup.state_dir, self.job_id)
+        self.secrets = job_secrets.for_adopted(self.record, lambda: self.sup.queue_config_for(self.alloc.queue))
+        if self.secrets is not None:
+            self.log.redact = self.secrets.redact
         file_offset = info.labels.get(LOG_FILE_LABEL)
         self._redis(lambda: self.log.resume(info.labels.get(LOG_STREAM_LABEL), int(file_offset or 0)))
         if self.record.get("state") not in {s.value for s in ACTIVE_STATES}:

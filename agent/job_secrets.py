@@ -9,9 +9,10 @@ never written to Redis. Every secret of the queue must resolve, else the job fai
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from launchbay.queue_config.models import QueueConfig
 from launchbay.queue_config.secrets import SecretSource, mask_tree, reference_name, section_secret_paths
@@ -24,6 +25,8 @@ SECRET_FILE_LIMIT_BYTES = 64 * 1024
 #: Shorter values are not hidden in the log: masking "1" or "true" would garble every line.
 MIN_REDACTED_LENGTH = 4
 SECRET_MISSING = "secret_missing"
+
+logger = logging.getLogger(__name__)
 
 
 class SecretMissingError(JobRunError):
@@ -128,3 +131,18 @@ def scrub_effective_config(
     run_paths, _ = section_secret_paths(spec.get("inputs"))
     masked = mask_tree(config, run_paths)
     return _redact_tree(masked, secrets) if secrets is not None else masked
+
+
+def for_adopted(record: Mapping[str, Any], queue_config: Callable[[], QueueConfig]) -> Optional[JobSecrets]:
+    """The secrets again, for a container a restarted agent adopts: only to hide them from what it stores.
+
+    The container already has its env, so a secret that is gone now changes nothing for the job;
+    its later output is then stored without that value hidden (None when nothing could be read).
+    """
+    try:
+        return resolve(record, queue_config())
+    except SecretMissingError as exc:
+        logger.warning("job %s: cannot hide its secrets from its log after adoption: %s", record.get("id"), exc)
+    except Exception as exc:  # the queue config is gone or unreadable: adoption must go on
+        logger.warning("job %s: cannot read its queue's secrets after adoption: %s", record.get("id"), exc)
+    return None
