@@ -5,7 +5,9 @@ env contract the agent hands every container (``agent/wandb_env.py``); keys outs
 declared ``inputs:`` are refused at enqueue and, should a record carry them anyway, kept out of that
 env by the agent, since ``wandb`` itself applies every key it is given.
 
-The test runs once per :class:`WandbJobCase`; more real jobs are added by appending cases.
+The test runs once per :class:`WandbJobCase`; more real jobs are added by appending cases to
+``CASES`` (every file under tests/compat is in the image, at /app; packages beyond wandb, jsonschema
+and PyYAML go in ``compat_helpers.WANDB_IMAGE_PACKAGES``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class WandbJobCase:
     refused: Optional[List[str]] = None
     refused_key: str = ""
     env: Dict[str, str] = field(default_factory=dict)
+    #: tests/compat is /app in the image: a job in tests/compat/jobs/x/ runs with workdir /app/jobs/x.
+    workdir: str = "/app"
 
 
 def _own_job_args(tmp_path: Path) -> List[str]:
@@ -109,7 +113,7 @@ def job_spec(tmp_path: Path, case: WandbJobCase, image: str) -> Path:
         "name": f"compat-{case.id}".replace("_", "-"),
         "image": image,
         "command": ["python3", case.script],
-        "workdir": "/app",
+        "workdir": case.workdir,
         "env": case.env,
         "inputs": case.inputs,
     }
