@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from launchbay.agent.logs import JobLog
 from launchbay.queue_config.models import QueueConfig
 from launchbay.queue_config.secrets import SecretSource, mask_tree, reference_name, section_secret_paths
 from launchbay.sdk.filtering import flatten
@@ -133,14 +134,23 @@ def scrub_effective_config(
     return _redact_tree(masked, secrets) if secrets is not None else masked
 
 
-def for_adopted(record: Mapping[str, Any], queue_config: Callable[[], QueueConfig]) -> Optional[JobSecrets]:
+def resolve_into(log: JobLog, record: Mapping[str, Any], queue_config: QueueConfig) -> JobSecrets:
+    """:func:`resolve`, and ``log`` hides the values from then on (SecretMissingError as there)."""
+    secrets = resolve(record, queue_config)
+    log.redact = secrets.redact
+    return secrets
+
+
+def for_adopted(
+    log: JobLog, record: Mapping[str, Any], queue_config_for: Callable[[str], QueueConfig], queue: str
+) -> Optional[JobSecrets]:
     """The secrets again, for a container a restarted agent adopts: only to hide them from what it stores.
 
     The container already has its env, so a secret that is gone now changes nothing for the job;
     its later output is then stored without that value hidden (None when nothing could be read).
     """
     try:
-        return resolve(record, queue_config())
+        return resolve_into(log, record, queue_config_for(queue))
     except SecretMissingError as exc:
         logger.warning("job %s: cannot hide its secrets from its log after adoption: %s", record.get("id"), exc)
     except Exception as exc:  # the queue config is gone or unreadable: adoption must go on

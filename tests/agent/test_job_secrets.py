@@ -10,8 +10,8 @@ from launchbay.agent.job_secrets import (
     resolve,
     scrub_effective_config,
 )
+from launchbay.queue_config.job import Reason
 from launchbay.queue_config.models import QueueConfig
-from launchbay.queue_config.records import Reason
 
 
 def queue(**secrets) -> QueueConfig:

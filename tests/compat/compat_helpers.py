@@ -1,98 +1,97 @@
-"""Helpers for the W&B compatibility tests (no tests here): the image with the real ``wandb``, jobs
-written as a client other than ours would write them, and the ``RESULT`` line of a job's log.
+"""Helpers for the W&B compatibility tests: the one-import rewrite and a job-script runner.
 
-The agent helpers live in ``tests/agent``; this module puts that folder on ``sys.path``.
+``rewrite_imports`` is the only edit a W&B job gets in these tests (and in the end-to-end test
+of tests/compat/jobs/): ``import wandb`` -> ``import launchbay.wandb as wandb`` and
+``from wandb.sdk import launch`` -> ``from launchbay.wandb.sdk import launch``. Any other line
+that mentions wandb is left alone.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
+import re
 import subprocess
 import sys
-import uuid
+import textwrap
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Optional
 
-_TESTS = Path(__file__).resolve().parent.parent
-if str(_TESTS / "agent") not in sys.path:
-    sys.path.append(str(_TESTS / "agent"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sdk"))
 
-from conftest import REPO_ROOT  # noqa: E402
-from launchbay.queue_config import rq_bridge  # noqa: E402
-from launchbay.queue_config.keys import Keys  # noqa: E402
-from launchbay.queue_config.records import Records  # noqa: E402
+from launchbay.sdk import payload
+from sdk_helpers import PAYLOAD_ENV, JobResult
 
-COMPAT = Path(__file__).resolve().parent
-#: What the image's pip installs; lb_wheels caches the download per Python and package list.
-WANDB_IMAGE_PACKAGES = ("wandb", "jsonschema", "pyyaml")
-WANDB_IMAGE_TAG = "launchbay-compat-wandb:test"
+#: W&B's payload variables (WANDB_CONFIG, WANDB_CONFIG_0, WANDB_LAUNCH_FILE_OVERRIDES...) are not inherited.
+WANDB_ENV = (payload.WANDB_ENV_RUN_CONFIG, payload.WANDB_ENV_FILE_OVERRIDES)
 
-
-def build_wandb_image(docker_client, base_image: str, workdir: Path) -> str:
-    """tests/compat (job scripts and their files) in an image with the real wandb, from host-downloaded wheels."""
-    context = workdir / "context"
-    shutil.copytree(COMPAT, context / "app", ignore=shutil.ignore_patterns("__pycache__", "test_*.py", "*_helpers.py"))
-    script = 'source scripts/lib.sh && lb_wheels "$@"'
-    wheels = subprocess.run(
-        ["bash", "-c", script, "lb_wheels", base_image, str(context / "wheels"), *WANDB_IMAGE_PACKAGES],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert wheels.returncode == 0, wheels.stdout + wheels.stderr
-    for wheel in (context / "wheels").glob("launchbay-*.whl"):
-        wheel.unlink()  # an unchanged W&B job has no launchbay in its image
-    docker_client.images.build(
-        path=str(context),
-        dockerfile=str(COMPAT / "Dockerfile.wandb"),
-        tag=WANDB_IMAGE_TAG,
-        buildargs={"BASE_IMAGE": base_image},
-        rm=True,
-    )
-    return WANDB_IMAGE_TAG
+_IMPORTS = (
+    (re.compile(r"^([ \t]*)import wandb[ \t]*$", re.MULTILINE), r"\1import launchbay.wandb as wandb"),
+    (
+        re.compile(r"^([ \t]*)from wandb\.sdk import launch[ \t]*$", re.MULTILINE),
+        r"\1from launchbay.wandb.sdk import launch",
+    ),
+)
 
 
-def result_of(lines: List[str]) -> Optional[Dict[str, Any]]:
-    """The JSON after ``RESULT `` on the job's last such line, or None."""
-    found = [line[len("RESULT ") :] for line in lines if line.startswith("RESULT ")]
-    return json.loads(found[-1]) if found else None
+def rewrite_imports(source: str) -> str:
+    """Change only the two W&B import lines; raise if the source has neither (nothing to test)."""
+    changed = source
+    for pattern, replacement in _IMPORTS:
+        changed = pattern.sub(replacement, changed)
+    if changed == source and "wandb" in source:
+        raise AssertionError("no W&B import line to rewrite")
+    return changed
 
 
-def write_job(
-    conn,
-    queue: str,
-    *,
-    name: str,
-    image: str,
-    command: List[str],
-    workdir: str,
-    run_config: Mapping[str, Any],
-    file_overrides: Mapping[str, Any],
-    inputs: Optional[Mapping[str, Any]],
-) -> str:
-    """A queued job written straight into Redis, skipping the client's checks (an older or foreign client)."""
-    job_id = uuid.uuid4().hex[:16]
-    request = {"cpus": 0.0, "memory_mib": 0, "gpus": 0, "gpu_model": "", "gpu_memory_mib": 0}
-    spec: Dict[str, Any] = {"image": image, "command": command, "workdir": workdir, "env": {}, "docker": {}}
-    if inputs is not None:
-        spec.update(inputs=dict(inputs), inputs_source="declared")
-    fields = {
-        "name": name,
-        "queue": queue,
-        "priority": "normal",
-        "spec": spec,
-        "request": request,
-        "constraints": {},
-        "max_runtime_s": None,
-        "run_config": dict(run_config),
-        "file_overrides": dict(file_overrides),
-    }
-    with conn.pipeline() as pipe:
-        pipe.multi()
-        Records(conn, Keys()).create(job_id, fields, pipeline=pipe)
-        rq_bridge.enqueue(conn, queue, job_id, meta={"launchbay": {"name": name}}, description="test", pipeline=pipe)
-        pipe.execute()
-    conn.publish(Keys().events, json.dumps({"type": "enqueued", "queue": queue}))
-    return job_id
+def launchbay_job(source: str) -> str:
+    """A W&B job script (dedented) with its imports rewritten for launchbay."""
+    return rewrite_imports(textwrap.dedent(source))
+
+
+class JobRunner:
+    """Runs job scripts as ``python train.py`` in a fresh folder, payload in the environment."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+
+    def __call__(
+        self,
+        script: str,
+        *,
+        run_config: Optional[dict] = None,
+        file_overrides: Optional[dict] = None,
+        files: Optional[dict[str, str]] = None,
+        raw_env: Optional[dict[str, str]] = None,
+        args: tuple[str, ...] = (),
+        python_path: tuple[Path, ...] = (),
+    ) -> JobResult:
+        workdir, outdir = self.tmp_path / "job", self.tmp_path / "output"
+        workdir.mkdir(exist_ok=True)
+        for name, text in (files or {}).items():
+            (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+            (workdir / name).write_text(text)
+        (workdir / "train.py").write_text(script)
+        env = {
+            key: value for key, value in os.environ.items() if key not in PAYLOAD_ENV and not key.startswith(WANDB_ENV)
+        }
+        env[payload.ENV_OUTPUT_DIR] = str(outdir)
+        if run_config is not None:
+            env[payload.ENV_RUN_CONFIG] = json.dumps(run_config)
+        if file_overrides is not None:
+            env[payload.ENV_FILE_OVERRIDES] = json.dumps(file_overrides)
+        env.update(raw_env or {})
+        if python_path:
+            env["PYTHONPATH"] = os.pathsep.join(str(path) for path in python_path)
+        proc = subprocess.run(
+            [sys.executable, "train.py", *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=60
+        )
+        return JobResult(proc, workdir, outdir)
+
+    def metrics(self) -> list[dict]:
+        """The lines of metrics.jsonl the last job wrote."""
+        path = self.tmp_path / "output" / "metrics.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def summary(self) -> dict:
+        return json.loads((self.tmp_path / "output" / "summary.json").read_text())

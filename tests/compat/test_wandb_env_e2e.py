@@ -7,7 +7,7 @@ env by the agent, since ``wandb`` itself applies every key it is given.
 
 The test runs once per :class:`WandbJobCase`; more real jobs are added by appending cases to
 ``CASES`` (every file under tests/compat is in the image, at /app; packages beyond wandb, jsonschema
-and PyYAML go in ``compat_helpers.WANDB_IMAGE_PACKAGES``).
+and PyYAML go in ``wandb_env_helpers.WANDB_IMAGE_PACKAGES``).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 import yaml
-from compat_helpers import build_wandb_image, result_of, write_job
 from conftest import run_cli
 from test_control_support import make_queue
 from test_e2e_agent import TERMINAL, agents, log_lines, state_of, wait_for  # noqa: F401  (agents is a fixture)
+from wandb_env_helpers import build_wandb_image, result_of, write_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 

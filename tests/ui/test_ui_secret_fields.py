@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from launchbay.client import enqueue
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.records import Records
+from launchbay.queue_config.lifecycle import Records
 from launchbay.ui.app import create_app
 from ui_helpers import apply_queues
 
