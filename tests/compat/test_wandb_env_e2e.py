@@ -22,7 +22,7 @@ import yaml
 from conftest import run_cli
 from test_control_support import make_queue
 from test_e2e_agent import TERMINAL, agents, log_lines, state_of, wait_for  # noqa: F401  (agents is a fixture)
-from wandb_env_helpers import build_wandb_image, result_of, write_job
+from wandb_env_helpers import result_of, wandb_image, write_job  # noqa: F401  (wandb_image is a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -102,12 +102,6 @@ OWN_JOB = WandbJobCase(
 CASES = [OWN_JOB]
 
 
-@pytest.fixture(scope="session")
-def wandb_image(docker_client, base_image, tmp_path_factory) -> str:
-    """Built once per test session: every script of tests/compat with the real wandb beside it."""
-    return build_wandb_image(docker_client, base_image, tmp_path_factory.mktemp("wandb-image"))
-
-
 def job_spec(tmp_path: Path, case: WandbJobCase, image: str) -> Path:
     spec = {
         "name": f"compat-{case.id}".replace("_", "-"),
@@ -132,7 +126,7 @@ def test_an_unchanged_wandb_job_gets_its_overrides_through_wandb_itself(
     tmp_path,
     redis_url,
     redis_conn,
-    wandb_image,
+    wandb_image,  # noqa: F811
     agents,  # noqa: F811
 ):
     make_queue(redis_conn, "e2e", docker={"gpu_mode": "env_only"})
@@ -156,7 +150,7 @@ def test_an_unchanged_wandb_job_gets_its_overrides_through_wandb_itself(
 def test_the_agent_keeps_keys_outside_the_inputs_out_of_wandb_config(
     tmp_path,
     redis_conn,
-    wandb_image,
+    wandb_image,  # noqa: F811
     agents,  # noqa: F811
 ):
     """A record the client did not check (an older or foreign client): wandb would apply every key,
@@ -195,7 +189,7 @@ def test_the_agent_keeps_keys_outside_the_inputs_out_of_wandb_config(
 def test_a_queue_with_wandb_env_off_hands_the_job_none_of_it(
     tmp_path,
     redis_conn,
-    wandb_image,
+    wandb_image,  # noqa: F811
     agents,  # noqa: F811
 ):
     make_queue(redis_conn, "e2e", docker={"gpu_mode": "env_only"}, wandb_env=False)

@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
+import pytest
+
 _TESTS = Path(__file__).resolve().parent.parent
 if str(_TESTS / "agent") not in sys.path:
     sys.path.append(str(_TESTS / "agent"))
@@ -53,6 +55,17 @@ def build_wandb_image(docker_client, base_image: str, workdir: Path) -> str:
         rm=True,
     )
     return WANDB_IMAGE_TAG
+
+
+_BUILT: Dict[str, str] = {}
+
+
+@pytest.fixture(scope="session")
+def wandb_image(docker_client, base_image, tmp_path_factory) -> str:
+    """The real-wandb image, built once per test session however many test modules import this fixture."""
+    if base_image not in _BUILT:
+        _BUILT[base_image] = build_wandb_image(docker_client, base_image, tmp_path_factory.mktemp("wandb-image"))
+    return _BUILT[base_image]
 
 
 def result_of(lines: List[str]) -> Optional[Dict[str, Any]]:
