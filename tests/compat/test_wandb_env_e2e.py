@@ -13,12 +13,16 @@ and PyYAML go in ``wandb_env_helpers.WANDB_IMAGE_PACKAGES``).
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
+
 from conftest import run_cli
 from test_control_support import make_queue
 from test_e2e_agent import TERMINAL, agents, log_lines, state_of, wait_for  # noqa: F401  (agents is a fixture)

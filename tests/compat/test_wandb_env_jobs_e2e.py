@@ -14,9 +14,14 @@ metrics of the same jobs.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
+
 from jobs_cases import CASES
 from test_control_support import make_queue
 from test_e2e_agent import TERMINAL, agents, log_lines, state_of, wait_for  # noqa: F401  (agents is a fixture)
