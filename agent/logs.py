@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Deque, List, Optional, Tuple
+from typing import Any, Callable, Deque, List, Optional, Tuple
 
 import redis
 from launchbay.queue_config import logstream
@@ -150,6 +150,10 @@ class _FileSink:
         self.close()
 
 
+def _unchanged(text: str) -> str:
+    return text
+
+
 class JobLog:
     """One job's log, shared by the agent (notes) and the container's output (lines)."""
 
@@ -180,6 +184,8 @@ class JobLog:
         self._closed = False
         self._redis_failed = False
         self._lines_lost = False
+        #: Applied to each container line before it is kept anywhere (the agent hides secret values).
+        self.redact: Callable[[str], str] = _unchanged
         self._writer = threading.Thread(target=self._write_loop, name=f"log-{file_path.stem}", daemon=True)
         self._writer.start()
 
@@ -198,6 +204,7 @@ class JobLog:
 
     def add_line(self, text: str) -> None:
         """One line of the container's output (skipped by a sink that already holds it, after a resume)."""
+        text = self.redact(text)
         to_redis = self._skip_redis == 0
         to_file = self._skip_file == 0
         self._skip_redis = max(0, self._skip_redis - 1)

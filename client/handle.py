@@ -16,6 +16,7 @@ from launchbay.queue_config import lifecycle, logstream
 from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
+from launchbay.queue_config.secrets import mask_record
 
 from launchbay.errors import NotFoundError
 
@@ -68,11 +69,14 @@ class JobHandle:
         return f"JobHandle({self.id!r})"
 
     def status(self) -> Dict[str, Any]:
-        """The job record: state, reason, message, exit_code, agent, host, gpus, timestamps, overrides..."""
+        """The job record: state, reason, message, exit_code, agent, host, gpus, timestamps, overrides...
+
+        Values of fields whose schema says ``format: secret`` are masked.
+        """
         record = self._records.get(self.id)
         if record is None:
             raise NotFoundError(f"unknown job {self.id!r} (never enqueued here, or its record expired)")
-        return record
+        return mask_record(record)
 
     def state(self) -> State:
         return State(self.status()["state"])
