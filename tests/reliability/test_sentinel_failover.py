@@ -1,0 +1,177 @@
+"""Redis Sentinel failover under load: the master is killed while agents run jobs and people enqueue.
+
+A master and a replica (``appendonly yes``) and three sentinels (quorum 2) on loopback; two
+``launchbay agent`` processes and two streams of ``launchbay enqueue`` CLI calls, all over a
+``redis+sentinel://`` URL. The master gets SIGKILL. What a user must see: the sentinels promote
+the replica; the agents and the CLI follow it with no one restarting them; every enqueue that
+printed a job id (exit 0) runs exactly once, in one container, as attempt 1; every enqueue that
+did not got exit 3 and one line, ``error: cannot reach Redis at ...``, and left no job behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import threading
+import time
+from typing import List, Optional
+
+import pytest
+import redis
+from launchbay.queue_config.connection import connect
+from reliability_helpers import TERMINAL, AgentFleet, ContainerLifetimes, cli, make_queue, records_of
+from sentinel_cluster import SentinelCluster, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
+
+QUEUE = "sf"
+#: Enqueues made before the kill, and those that must be acknowledged by the new master after it.
+BEFORE_KILL = 8
+AFTER_FAILOVER = 6
+MAX_CALLS = 40  # a bound, so that a CLI that never recovers ends the test instead of looping
+#: The agents' lost-agent window (TTL + grace) must outlast the failover, as it must in production.
+BEATS = {"LAUNCHBAY_AGENT_HEARTBEAT_TTL_S": "10", "LAUNCHBAY_AGENT_LOST_GRACE_S": "15"}
+
+
+@dataclasses.dataclass
+class Call:
+    started: float
+    ended: float
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def job_id(self) -> Optional[str]:
+        return self.stdout.strip() if self.code == 0 else None
+
+
+class EnqueueStreams:
+    """Threads that run ``launchbay enqueue`` one after another, as a script submitting jobs would."""
+
+    def __init__(self, url: str, image: str, streams: int = 2) -> None:
+        self.url = url
+        self.image = image
+        self.calls: List[Call] = []
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(streams)]
+
+    def __enter__(self) -> EnqueueStreams:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(120)
+
+    def _run(self) -> None:
+        while not self.stop.is_set() and len(self.calls) < MAX_CALLS:
+            started = time.monotonic()
+            try:
+                done = cli(self.url, "enqueue", "--image", self.image, "-q", QUEUE, "--", "python3", "-c", "print(1)")
+                call = Call(started, time.monotonic(), done.returncode, done.stdout, done.stderr)
+            except subprocess.TimeoutExpired as exc:  # a CLI that hangs is a finding, not a dead thread
+                call = Call(started, time.monotonic(), -1, "", f"(no answer in {exc.timeout:g} s)")
+            with self._lock:
+                self.calls.append(call)
+
+    def acknowledged(self, since: float = 0.0) -> List[str]:
+        return [c.job_id for c in list(self.calls) if c.job_id and c.started >= since]
+
+
+@pytest.fixture
+def cluster(tmp_path, redis_server):  # redis_server: skips (or fails in CI) without redis-server
+    cluster = SentinelCluster(tmp_path / "redis")
+    try:
+        yield cluster.start()
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def fleet(cluster, tmp_path, docker_client):
+    fleet = AgentFleet(cluster.url, tmp_path, docker_client, env=BEATS)
+    yield fleet
+    fleet.close()
+
+
+def test_a_sentinel_failover_loses_no_acknowledged_enqueue_and_runs_none_twice(
+    cluster, fleet, base_image, docker_client, capsys
+):
+    url = cluster.url
+    make_queue(connect(url), QUEUE)
+    for agent_id in ("sf-a", "sf-b"):
+        fleet.start(agent_id, "--max-jobs", "3", queues=(QUEUE,))
+    for agent in fleet.agents.values():
+        agent.wait_serving()
+
+    with ContainerLifetimes(docker_client) as lifetimes:
+        with EnqueueStreams(url, base_image) as streams:
+            wait_until(lambda: len(streams.acknowledged()) >= BEFORE_KILL, "the first enqueues", 120)
+            old_master = cluster.master.port
+            cluster.kill_master()
+            killed = time.monotonic()
+            wait_until(cluster.promoted, "the sentinels to promote the replica", 60)
+            promoted = time.monotonic()
+            wait_until(
+                lambda: len(streams.acknowledged(since=promoted)) >= AFTER_FAILOVER or len(streams.calls) >= MAX_CALLS,
+                "enqueues after the failover",
+                180,
+            )
+        conn = redis.Redis(port=cluster.replica.port)
+        acknowledged = streams.acknowledged()
+        wait_until(
+            lambda: all(r["state"] in TERMINAL for r in records_of(conn, acknowledged)),
+            f"every acknowledged job to end\n{fleet.output()}",
+            180,
+        )
+        listing = cli(url, "list", "-q", QUEUE, "--limit", "500", "--json")
+    report = _report(streams.calls, acknowledged, lifetimes, records_of(conn, acknowledged), listing, killed)
+    with capsys.disabled():
+        print(f"\nsentinel failover: master :{old_master} killed; promoted after {promoted - killed:.1f} s; {report}")
+
+    assert len(streams.acknowledged(since=promoted)) >= AFTER_FAILOVER, _calls_after(streams.calls, killed)
+    refused = [c for c in streams.calls if c.code != 0]
+    assert {c.code for c in refused} <= {3}, [(c.code, c.stderr) for c in refused]
+    for call in refused:
+        assert call.stderr.startswith(f"error: cannot reach Redis at {url}: ") and call.stderr.count("\n") == 1
+    assert listing.returncode == 0, listing.stderr  # the CLI reads from the new master
+    listed = {job["id"] for job in json.loads(listing.stdout)}
+    assert listed == set(acknowledged), "every acknowledged job is there, and no refused one is"
+    records = records_of(conn, acknowledged)
+    assert [(r["state"], r.get("attempts")) for r in records] == [("finished", 1)] * len(acknowledged), "none lost"
+    started = lifetimes.intervals()
+    assert {job_id: len(started.get(job_id, [])) for job_id in acknowledged} == dict.fromkeys(acknowledged, 1)
+    assert all(agent.running for agent in fleet.agents.values()), fleet.output()
+    assert {r["agent"] for r in records_of(conn, streams.acknowledged(since=promoted))} <= {"sf-a", "sf-b"}
+    assert conn.llen(f"rq:queue:{QUEUE}") == 0
+
+
+def _report(calls, acknowledged, lifetimes, records, listing, killed) -> str:
+    started = lifetimes.intervals()
+    refused = [c for c in calls if c.code != 0]
+    recovered = min((c.ended - killed for c in calls if c.code == 0 and c.started >= killed), default=float("nan"))
+    return (
+        f"{len(calls)} enqueues, {len(acknowledged)} acknowledged, {len(refused)} refused "
+        f"(exit codes {sorted({c.code for c in refused})}); "
+        f"{sum(r['state'] == 'finished' for r in records)} finished, "
+        f"{sum(1 for j in acknowledged if len(started.get(j, [])) == 1)} ran once, "
+        f"{sum(1 for j in acknowledged if len(started.get(j, [])) > 1)} ran twice, "
+        f"{sum(1 for j in acknowledged if not started.get(j))} never ran, "
+        f"{len(set(started) - set(acknowledged))} ran without being acknowledged; "
+        f"first enqueue started after the kill acknowledged {recovered:.1f} s after it; "
+        f"list exit {listing.returncode}; a refusal: {refused[0].stderr.strip() if refused else '-'}"
+    )
+
+
+def _calls_after(calls: List[Call], killed: float) -> str:
+    """What each enqueue from the kill on returned, for a failure message."""
+    return "enqueues after the kill:\n" + "\n".join(
+        f"  +{c.started - killed:.1f} s .. +{c.ended - killed:.1f} s exit {c.code} {c.stdout.strip()} {c.stderr.strip()}"
+        for c in sorted(calls, key=lambda c: c.started)
+        if c.ended >= killed
+    )
