@@ -164,15 +164,57 @@ def redis_errors_translated(url: str) -> Iterator[None]:
                 "and connect by a host name or IP address the certificate lists"
             ) from exc
         raise RedisUnavailableError(
-            f"cannot reach Redis at {shown}: {str(exc).rstrip('.')}; is redis-server running? "
-            f"Check --redis-url or {URL_ENV}, or unset both to use a private local server"
+            f"cannot reach Redis at {shown}: {str(exc).rstrip('.')}; {_retry_hint(url)}"
         ) from exc
     except redis.TimeoutError as exc:
         raise RedisUnavailableError(
-            f"cannot reach Redis at {shown}: {str(exc).rstrip('.')}; is redis-server running? "
-            f"Check --redis-url or {URL_ENV}, or unset both to use a private local server"
+            f"cannot reach Redis at {shown}: {str(exc).rstrip('.')}; {_retry_hint(url)}"
         ) from exc
     except redis.ResponseError as exc:
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
             raise ConfigError(f"Redis at {shown} refused the credentials ({exc}); check the URL") from exc
+        refusal = write_refusal(exc)
+        if refusal:
+            raise RedisUnavailableError(
+                f"Redis at {shown} {refusal} ({str(exc).rstrip('.')}); nothing was written"
+            ) from exc
         raise
+
+
+#: Replies of a server that is up but may not take writes now, and what each means: a failover is
+#: under way or Redis protects acknowledged writes (docs/multi-host.md). Waiting cures them all.
+WRITE_REFUSALS = {
+    "READONLY": "is a read-only replica now: a failover may have demoted it; retry in a few seconds, or give the "
+    "sentinels (redis+sentinel://) so that launchbay follows the master",
+    "NOREPLICAS": "refuses writes: fewer replicas are in sync than its min-replicas-to-write; retry once they are",
+    "MASTERDOWN": "is a replica that lost its master; retry once the failover is done",
+}
+
+
+def write_refusal(exc: BaseException) -> Optional[str]:
+    """What a refusal by an up but not writable Redis means (see WRITE_REFUSALS), or None for any other error."""
+    if isinstance(exc, redis.exceptions.ReadOnlyError):  # redis-py drops the READONLY code from the message
+        return WRITE_REFUSALS["READONLY"]
+    if isinstance(exc, redis.exceptions.MasterDownError):
+        return WRITE_REFUSALS["MASTERDOWN"]
+    if not isinstance(exc, redis.ResponseError):
+        return None
+    # "NOREPLICAS Not enough ...", or in a pipeline "Command # 1 (SET ...) of pipeline caused error: NOREPLICAS ..."
+    code = re.search(r"(?:^|: )(NOREPLICAS|MASTERDOWN)\b", str(exc))
+    return WRITE_REFUSALS[code.group(1)] if code else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether waiting may cure ``exc``: Redis does not answer, or answers that it cannot take writes now."""
+    if isinstance(exc, redis.AuthenticationError):
+        return False
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) or write_refusal(exc) is not None
+
+
+def _retry_hint(url: str) -> str:
+    if urlsplit(url).scheme == SENTINEL_SCHEME:
+        return (
+            "if its master just failed, the sentinels promote a replica after their down-after-milliseconds "
+            "plus a few seconds: retry then (docs/multi-host.md)"
+        )
+    return f"is redis-server running? Check --redis-url or {URL_ENV}, or unset both to use a private local server"
