@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import redis
 from launchbay.queue_config import control, rq_bridge
-from launchbay.queue_config.connection import connect
+from launchbay.queue_config.connection import confirm_replicated, connect
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import PRIORITIES, JobSpec, QueueConfig, Resources, load_job_spec, parse_model
 from launchbay.queue_config.records import Records
@@ -111,7 +111,8 @@ def enqueue(
     notes = _notes(conn, keys, store, queue, fields)
     job_id = uuid.uuid4().hex[:JOB_ID_HEX_DIGITS]
     _write(conn, keys, store, job_id, fields)
-    control.publish(conn, keys, {"type": "enqueued", "queue": queue})
+    event = {"type": "enqueued", "queue": queue}
+    confirm_replicated(conn, lambda pipe: control.publish(pipe, keys, event), keys.job(job_id), f"job {job_id}")
     return JobHandle(job_id, conn, keys, notes=notes)
 
 

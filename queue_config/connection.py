@@ -15,7 +15,7 @@ import os
 import re
 import ssl
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis
@@ -33,6 +33,11 @@ TLS_URL_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs
 TLS_URL_FILE_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 #: A Redis that does not accept the TCP connection within this many seconds counts as down.
 CONNECT_TIMEOUT_S = 5.0
+#: Replicas that must confirm an enqueue over a redis+sentinel:// URL (``?wait_replicas=N``), and
+#: how long they have: an acknowledged enqueue then survives a failover (docs/multi-host.md).
+SENTINEL_WAIT_REPLICAS = 1
+REPLICA_WAIT_MS = 2000
+_WAIT_REPLICAS_ATTR = "launchbay_wait_replicas"
 
 
 def resolve_url(url: Optional[str]) -> str:
@@ -96,10 +101,10 @@ def connect(url: Optional[str] = None) -> redis.Redis:
 def sentinel_master(url: str) -> redis.Redis:
     """A connection to the current master named in a ``redis+sentinel://`` URL.
 
-    ``redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB][?sentinel_password=P]``:
+    ``redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB][?sentinel_password=P&wait_replicas=N]``:
     the sentinels (port 26379 unless given) are asked which server is SERVICE's master; USER and
     PASSWORD are those of the Redis servers, ``sentinel_password`` that of the sentinels, if they
-    ask for one. After a failover the connection pool asks the sentinels again on its next
+    ask for one; ``wait_replicas`` how many replicas must confirm an enqueue (:func:`confirm_replicated`). After a failover the connection pool asks the sentinels again on its next
     reconnect, so the same object follows the new master. Raises ValueError for a malformed URL.
     """
     parts = urlsplit(url)
@@ -116,21 +121,53 @@ def sentinel_master(url: str) -> redis.Redis:
     if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
         raise ValueError("a redis+sentinel:// URL ends with /SERVICE or /SERVICE/DB, e.g. /mymaster/0")
     query = parse_qs(parts.query)
-    unknown = set(query) - {"sentinel_password"}
+    unknown = set(query) - {"sentinel_password", "wait_replicas"}
     if unknown:
-        raise ValueError(f"unknown query parameter(s) {', '.join(sorted(unknown))}; known: sentinel_password")
+        raise ValueError(
+            f"unknown query parameter(s) {', '.join(sorted(unknown))}; known: sentinel_password, wait_replicas"
+        )
+    wait_replicas = query.get("wait_replicas", [str(SENTINEL_WAIT_REPLICAS)])[-1]
+    if not wait_replicas.isdigit():
+        raise ValueError(f"wait_replicas={wait_replicas!r} must be a number of replicas (0 turns the wait off)")
     timeouts = {"socket_connect_timeout": CONNECT_TIMEOUT_S}
     sentinel_kwargs = {**timeouts, "socket_timeout": CONNECT_TIMEOUT_S}
     if "sentinel_password" in query:
         sentinel_kwargs["password"] = query["sentinel_password"][-1]
     sentinel = redis.sentinel.Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **timeouts)
-    return sentinel.master_for(
+    conn = sentinel.master_for(
         path[0],
         db=int(path[1]) if len(path) == 2 else 0,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
         **timeouts,
     )
+    setattr(conn, _WAIT_REPLICAS_ATTR, int(wait_replicas))
+    return conn
+
+
+def confirm_replicated(conn: redis.Redis, write: Callable[[redis.Redis], object], key: str, what: str) -> None:
+    """Make ``write`` (a write command) and wait until the replicas the URL asks for have it.
+
+    A ``redis+sentinel://`` URL asks for ``wait_replicas`` (default 1) replicas, any other URL for
+    none (then this is just ``write``). Redis replicates in order, so a replica that has ``write``
+    also has what this process wrote before it. ``write``, ``WAIT`` and a check that ``key``
+    exists go on one connection (WAIT counts that connection's writes), so a failover in between
+    cannot confirm a write the new master never got. Raises RedisUnavailableError when too few
+    replicas confirm within REPLICA_WAIT_MS: a failover now could lose ``what``.
+    """
+    wanted = getattr(conn, _WAIT_REPLICAS_ATTR, 0)
+    with conn.pipeline(transaction=False) as pipe:
+        write(pipe)
+        if wanted:
+            pipe.execute_command("WAIT", wanted, REPLICA_WAIT_MS)
+            pipe.exists(key)
+        results = pipe.execute()
+    if wanted and (results[-2] < wanted or not results[-1]):
+        raise RedisUnavailableError(
+            f"{what} reached the Redis master, but {results[-2] if results[-1] else 'no'} of the {wanted} "
+            f"replica(s) asked for (wait_replicas) confirmed it within {REPLICA_WAIT_MS / 1000:g} s, so a "
+            "failover now would lose it; Redis may be failing over or short of replicas (docs/multi-host.md)"
+        )
 
 
 def _check_tls_files(url: str) -> None:

@@ -85,18 +85,22 @@ class SentinelProcess:
 
 
 class SentinelCluster:
-    """master + replica (both ``appendonly yes``) + three sentinels with quorum 2."""
+    """A master and ``replicas`` replicas (all ``appendonly yes``) and three sentinels with quorum 2.
 
-    def __init__(self, workdir: Path, *server_args: str) -> None:
+    Two replicas by default: after the master fails one is promoted and the other replicates it,
+    so a write a replica must confirm (``wait_replicas=1``) can be confirmed after the failover too.
+    """
+
+    def __init__(self, workdir: Path, replicas: int = 2) -> None:
         require(
             shutil.which("redis-sentinel") is not None,
             "redis-sentinel is not installed (apt-get install redis-sentinel)",
         )
-        durable = ("--appendonly", "yes", "--appendfsync", "everysec", *server_args)
-        self.master = RedisServer(workdir / "master", *durable)
-        self.replica: Optional[RedisServer] = None
+        self.server_args = ("--appendonly", "yes", "--appendfsync", "everysec")
+        self.master = RedisServer(workdir / "master", *self.server_args)
+        self.replicas: List[RedisServer] = []
+        self.replica_count = replicas
         self.workdir = workdir
-        self.server_args = durable
         self.sentinels: List[SentinelProcess] = []
 
     @property
@@ -106,24 +110,28 @@ class SentinelCluster:
 
     def start(self) -> SentinelCluster:
         self.master.start()
-        self.replica = RedisServer(
-            self.workdir / "replica", *self.server_args, "--replicaof", "127.0.0.1", str(self.master.port)
-        ).start()
-        wait_until(lambda: self.link_up(self.replica.port), "the replica to sync with the master", 30)
+        for index in range(self.replica_count):
+            args = (*self.server_args, "--replicaof", "127.0.0.1", str(self.master.port))
+            self.replicas.append(RedisServer(self.workdir / f"replica-{index}", *args).start())
+        wait_until(self.replicas_in_sync, "the replicas to sync with the master", 30)
         for index in range(3):
             self.sentinels.append(SentinelProcess(self.workdir / f"sentinel-{index}", self.master.port).start())
-        wait_until(self._sentinels_agree, "each sentinel to see the replica and the two other sentinels", 60)
+        wait_until(self._sentinels_agree, "each sentinel to see the replicas and the two other sentinels", 60)
         return self
 
-    @staticmethod
-    def link_up(port: int) -> bool:
-        info = redis.Redis(port=port, socket_connect_timeout=1).info("replication")
-        return info.get("role") == "slave" and info.get("master_link_status") == "up"
+    def replicas_in_sync(self) -> bool:
+        """Every replica's link is up and it has applied all that the master has written."""
+        offset = redis.Redis(port=self.master.port).info("replication")["master_repl_offset"]
+        for replica in self.replicas:
+            info = redis.Redis(port=replica.port, socket_connect_timeout=1).info("replication")
+            if info.get("master_link_status") != "up" or info.get("slave_repl_offset", -1) < offset:
+                return False
+        return True
 
     def _sentinels_agree(self) -> bool:
         for sentinel in self.sentinels:
             state = sentinel.master_state()
-            if int(state.get("num-slaves", 0)) < 1 or int(state.get("num-other-sentinels", 0)) < 2:
+            if int(state.get("num-slaves", 0)) < len(self.replicas) or int(state.get("num-other-sentinels", 0)) < 2:
                 return False
         return True
 
@@ -140,14 +148,22 @@ class SentinelCluster:
         self.master.proc.kill()
         self.master.proc.wait(10)
 
-    def promoted(self) -> bool:
-        """The sentinels name the replica, and the replica says it is a master."""
-        if self.named_master_port() != self.replica.port:
-            return False
-        return redis.Redis(port=self.replica.port, socket_connect_timeout=1).info("replication")["role"] == "master"
+    def promoted(self) -> Optional[int]:
+        """The port of the replica every sentinel now names as a master in good health, once it says it
+        is one (what redis-py's discovery accepts); else None."""
+        ports = set()
+        for sentinel in self.sentinels:
+            state = sentinel.master_state()
+            if not state.get("is_master") or state.get("is_sdown") or state.get("is_odown"):
+                return None
+            ports.add(int(state["port"]))
+        port = ports.pop() if len(ports) == 1 else None
+        if port not in {replica.port for replica in self.replicas}:
+            return None
+        role = redis.Redis(port=port, socket_connect_timeout=1).info("replication")["role"]
+        return port if role == "master" else None
 
     def close(self) -> None:
-        for process in [*self.sentinels, self.replica, self.master]:
-            if process is not None:
-                with contextlib.suppress(Exception):
-                    process.stop()
+        for process in [*self.sentinels, *self.replicas, self.master]:
+            with contextlib.suppress(Exception):
+                process.stop()

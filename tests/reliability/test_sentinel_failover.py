@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -19,11 +20,15 @@ from typing import List, Optional
 
 import pytest
 import redis
-from launchbay.queue_config.connection import connect
+from launchbay.client import enqueue, get_job
+from launchbay.queue_config.connection import REPLICA_WAIT_MS, connect
+from launchbay.queue_config.keys import Keys
 from reliability_helpers import TERMINAL, AgentFleet, ContainerLifetimes, cli, make_queue, records_of
 from sentinel_cluster import SentinelCluster, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
+from launchbay.errors import NotFoundError, RedisUnavailableError
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 QUEUE = "sf"
 #: Enqueues made before the kill, and those that must be acknowledged by the new master after it.
@@ -99,6 +104,7 @@ def fleet(cluster, tmp_path, docker_client):
     fleet.close()
 
 
+@pytest.mark.docker
 def test_a_sentinel_failover_loses_no_acknowledged_enqueue_and_runs_none_twice(
     cluster, fleet, base_image, docker_client, capsys
 ):
@@ -115,14 +121,14 @@ def test_a_sentinel_failover_loses_no_acknowledged_enqueue_and_runs_none_twice(
             old_master = cluster.master.port
             cluster.kill_master()
             killed = time.monotonic()
-            wait_until(cluster.promoted, "the sentinels to promote the replica", 60)
+            new_master = wait_until(cluster.promoted, "the sentinels to promote a replica", 60)
             promoted = time.monotonic()
             wait_until(
                 lambda: len(streams.acknowledged(since=promoted)) >= AFTER_FAILOVER or len(streams.calls) >= MAX_CALLS,
                 "enqueues after the failover",
                 180,
             )
-        conn = redis.Redis(port=cluster.replica.port)
+        conn = redis.Redis(port=new_master)
         acknowledged = streams.acknowledged()
         wait_until(
             lambda: all(r["state"] in TERMINAL for r in records_of(conn, acknowledged)),
@@ -149,6 +155,48 @@ def test_a_sentinel_failover_loses_no_acknowledged_enqueue_and_runs_none_twice(
     assert all(agent.running for agent in fleet.agents.values()), fleet.output()
     assert {r["agent"] for r in records_of(conn, streams.acknowledged(since=promoted))} <= {"sf-a", "sf-b"}
     assert conn.llen(f"rq:queue:{QUEUE}") == 0
+
+
+def test_an_enqueue_no_replica_has_yet_is_refused_not_acknowledged_and_lost(cluster):
+    """The master acknowledges writes its replicas never get (their links are down), then dies.
+
+    Redis replicates asynchronously: without a replica's confirmation the enqueue returns a job id
+    that the promoted replica has never heard of. With it, the caller is told (exit 3 in the CLI),
+    and what the promoted master says agrees with what the caller was told.
+    """
+    url = cluster.url
+    make_queue(connect(url), QUEUE)
+    spec = {"name": "unreplicated", "image": "img", "command": ["true"]}
+    first = enqueue(spec, QUEUE, redis_url=url).id  # confirmed by the replicas: it survives
+    wait_until(cluster.replicas_in_sync, "the replicas to have the first job", 30)
+    for replica in cluster.replicas:  # stopped, they cannot reconnect to the master and catch up
+        replica.proc.send_signal(signal.SIGSTOP)
+    try:
+        redis.Redis(port=cluster.master.port).client_kill_filter(_type="replica")
+        wait_until(
+            lambda: redis.Redis(port=cluster.master.port).info("replication")["connected_slaves"] == 0,
+            "the links to drop",
+        )
+        started = time.monotonic()
+        try:
+            outcome = enqueue(spec, QUEUE, redis_url=url).id
+        except RedisUnavailableError as exc:
+            outcome = exc
+        waited = time.monotonic() - started
+        cluster.kill_master()
+    finally:
+        for replica in cluster.replicas:
+            replica.proc.send_signal(signal.SIGCONT)
+    wait_until(cluster.promoted, "the sentinels to promote a replica", 60)
+
+    assert get_job(first, redis_url=url).state() == "queued"
+    assert isinstance(outcome, RedisUnavailableError), f"enqueue acknowledged {outcome}; the new master has " + (
+        "it" if redis.Redis(port=cluster.promoted()).exists(Keys().job(str(outcome))) else "never heard of it: lost"
+    )
+    assert "confirmed it within" in str(outcome) and waited >= REPLICA_WAIT_MS / 1000
+    lost_id = str(outcome).split()[1]
+    with pytest.raises(NotFoundError):
+        get_job(lost_id, redis_url=url)
 
 
 def _report(calls, acknowledged, lifetimes, records, listing, killed) -> str:
