@@ -162,11 +162,12 @@ def confirm_replicated(conn: redis.Redis, write: Callable[[redis.Redis], object]
             pipe.execute_command("WAIT", wanted, REPLICA_WAIT_MS)
             pipe.exists(key)
         results = pipe.execute()
-    if wanted and (results[-2] < wanted or not results[-1]):
+    confirmed = results[-2] if wanted and results[-1] else 0
+    if wanted and confirmed < wanted:
         raise RedisUnavailableError(
-            f"{what} reached the Redis master, but {results[-2] if results[-1] else 'no'} of the {wanted} "
-            f"replica(s) asked for (wait_replicas) confirmed it within {REPLICA_WAIT_MS / 1000:g} s, so a "
-            "failover now would lose it; Redis may be failing over or short of replicas (docs/multi-host.md)"
+            f"{what} reached the Redis master, but {confirmed} of the {wanted} replica(s) it must reach "
+            f"(wait_replicas) confirmed it within {REPLICA_WAIT_MS / 1000:g} s, so a failover now would lose it; "
+            "Redis may be failing over or short of replicas (docs/multi-host.md)"
         )
 
 
