@@ -26,9 +26,12 @@ import redis
 from launchbay.agent.ledger import LedgerEntry, decode_entries
 from launchbay.agent.placement import Candidate, Decision, Policy, claim_order
 from launchbay.queue_config import rq_bridge
+from launchbay.queue_config.connection import confirm_replicated, wait_replicas
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.matching import Capacity, Request
 from launchbay.queue_config.records import encode_fields
+
+from launchbay.errors import RedisUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +243,28 @@ class Claimer:
         ok, why, index = self._script(keys=keys, args=args)
         claimed = int(ok) == 1
         return ClaimResult(claimed=claimed, why=_text(why), index=int(index) - 1 if claimed else int(index))
+
+    def replicated(self, job_id: str) -> bool:
+        """Whether the claim of ``job_id`` reached the replicas a ``redis+sentinel://`` URL asks for.
+
+        Always true for other URLs (no round trip). A claim a failover loses leaves the job queued on
+        the new master, where it would run a second time beside this one: such a claim is not
+        launched, and the sweep puts it back in its queue (docs/multi-host.md).
+        """
+        if not wait_replicas(self.conn):
+            return True
+        ledger = self.keys.agent_ledger(self.agent_id)
+        try:
+            confirm_replicated(
+                self.conn,
+                lambda pipe: pipe.publish(self.keys.replication_probe, job_id),
+                lambda pipe: pipe.hexists(ledger, job_id),
+                f"the claim of job {job_id}",
+            )
+        except (RedisUnavailableError, redis.RedisError) as exc:
+            log.warning("job %s not started: %s", job_id, exc, extra={"job_id": job_id})
+            return False
+        return True
 
 
 class ClaimPass:

@@ -112,7 +112,12 @@ def enqueue(
     job_id = uuid.uuid4().hex[:JOB_ID_HEX_DIGITS]
     _write(conn, keys, store, job_id, fields)
     event = {"type": "enqueued", "queue": queue}
-    confirm_replicated(conn, lambda pipe: control.publish(pipe, keys, event), keys.job(job_id), f"job {job_id}")
+    confirm_replicated(
+        conn,
+        lambda pipe: control.publish(pipe, keys, event),
+        lambda pipe: pipe.exists(keys.job(job_id)),
+        f"job {job_id}",
+    )
     return JobHandle(job_id, conn, keys, notes=notes)
 
 

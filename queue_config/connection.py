@@ -145,22 +145,30 @@ def sentinel_master(url: str) -> redis.Redis:
     return conn
 
 
-def confirm_replicated(conn: redis.Redis, write: Callable[[redis.Redis], object], key: str, what: str) -> None:
-    """Make ``write`` (a write command) and wait until the replicas the URL asks for have it.
+def wait_replicas(conn: redis.Redis) -> int:
+    """How many replicas must confirm a write that has to survive a failover: ``wait_replicas`` of a
+    ``redis+sentinel://`` URL (default 1), 0 for any other URL."""
+    return getattr(conn, _WAIT_REPLICAS_ATTR, 0)
 
-    A ``redis+sentinel://`` URL asks for ``wait_replicas`` (default 1) replicas, any other URL for
-    none (then this is just ``write``). Redis replicates in order, so a replica that has ``write``
-    also has what this process wrote before it. ``write``, ``WAIT`` and a check that ``key``
-    exists go on one connection (WAIT counts that connection's writes), so a failover in between
-    cannot confirm a write the new master never got. Raises RedisUnavailableError when too few
-    replicas confirm within REPLICA_WAIT_MS: a failover now could lose ``what``.
+
+def confirm_replicated(
+    conn: redis.Redis, write: Callable[[redis.Redis], object], check: Callable[[redis.Redis], object], what: str
+) -> None:
+    """Make ``write`` (a write command) and wait until :func:`wait_replicas` replicas have it.
+
+    Redis replicates in order, so a replica that has ``write`` also has what this process wrote
+    before it. ``write``, ``WAIT`` and ``check`` (a read whose reply must be true, e.g. that the
+    job exists) go on one connection, since WAIT counts that connection's writes, and a failover
+    in between cannot confirm a write the new master never got. Without replicas to wait for this
+    is just ``write``. Raises RedisUnavailableError when too few replicas confirm within
+    REPLICA_WAIT_MS: a failover now could lose ``what``.
     """
-    wanted = getattr(conn, _WAIT_REPLICAS_ATTR, 0)
+    wanted = wait_replicas(conn)
     with conn.pipeline(transaction=False) as pipe:
         write(pipe)
         if wanted:
             pipe.execute_command("WAIT", wanted, REPLICA_WAIT_MS)
-            pipe.exists(key)
+            check(pipe)
         results = pipe.execute()
     confirmed = results[-2] if wanted and results[-1] else 0
     if wanted and confirmed < wanted:

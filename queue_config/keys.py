@@ -21,6 +21,8 @@ key                                    type    TTL          written by
 {ns}:agent:{id}:capacity               STRING  none         agent: JSON of what may be claimed
 {ns}:events                            PUBSUB  -            CLI and agents: wake-up messages
 {ns}:reaper:lock                       STRING  a few s      agent: SET NX EX, one reaper at a time
+{ns}:replication-probe                 PUBSUB  -            CLI and agents over redis+sentinel://: a write
+                                                            that WAIT can count; no one listens
 =====================================  ======  ===========  ================================
 
 ``tests/test_keys.py`` pins these shapes.
@@ -94,3 +96,7 @@ class Keys:
     @property
     def reaper_lock(self) -> str:
         return self._k("reaper", "lock")
+
+    @property
+    def replication_probe(self) -> str:
+        return self._k("replication-probe")

@@ -10,20 +10,23 @@ did not got exit 3 and one line, ``error: cannot reach Redis at ...``, and left 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import signal
 import subprocess
 import threading
 import time
-from typing import List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 import redis
+from launchbay.agent.daemon import Agent
+from launchbay.agent.runtime_fake import FakeRuntime
 from launchbay.client import enqueue, get_job
 from launchbay.queue_config.connection import REPLICA_WAIT_MS, connect
 from launchbay.queue_config.keys import Keys
-from reliability_helpers import TERMINAL, AgentFleet, ContainerLifetimes, cli, make_queue, records_of
+from reliability_helpers import TERMINAL, AgentFleet, ContainerLifetimes, agent_settings, cli, make_queue, records_of
 from sentinel_cluster import SentinelCluster, wait_until
 
 from launchbay.errors import NotFoundError, RedisUnavailableError
@@ -197,6 +200,69 @@ def test_an_enqueue_no_replica_has_yet_is_refused_not_acknowledged_and_lost(clus
     lost_id = str(outcome).split()[1]
     with pytest.raises(NotFoundError):
         get_job(lost_id, redis_url=url)
+
+
+class CountingRuntime(FakeRuntime):
+    """The fake runtime, counting the containers it created per job."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.created: Dict[str, int] = {}
+
+    def create_and_start(self, spec: Dict[str, Any]) -> str:
+        container_id = super().create_and_start(spec)
+        job_id = self.containers[container_id].job_id
+        self.created[job_id] = self.created.get(job_id, 0) + 1
+        return container_id
+
+
+@contextlib.contextmanager
+def agent_thread(url: str, settings: Any) -> Iterator[CountingRuntime]:
+    """An agent with the fake runtime in a thread of the test, over its own connection to ``url``."""
+    runtime = CountingRuntime()
+    agent = Agent(settings, conn=connect(url), runtime=runtime)
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    try:
+        yield runtime
+    finally:
+        agent.request_stop(drain=False)
+        thread.join(30)
+        agent.supervisor.detach_all()
+
+
+def test_a_claim_no_replica_has_yet_is_not_launched_so_the_failover_runs_the_job_once(cluster, tmp_path, caplog):
+    """An agent claims a job on a master whose replicas do not get it; the master dies; the job is
+    queued again on the promoted replica. Launching that claim would run the job twice."""
+    url = cluster.url
+    make_queue(connect(url), QUEUE)
+    spec = {"name": "once", "image": "img", "command": ["true"], "env": {"LAUNCHBAY_FAKE_RUN_S": "3"}}
+    job_id = enqueue(spec, QUEUE, redis_url=url).id
+    wait_until(cluster.replicas_in_sync, "the replicas to have the job", 30)
+    old_master = redis.Redis(port=cluster.master.port)
+    for replica in cluster.replicas:
+        replica.proc.send_signal(signal.SIGSTOP)
+    try:
+        old_master.client_kill_filter(_type="replica")
+        wait_until(lambda: old_master.info("replication")["connected_slaves"] == 0, "the links to drop")
+        settings = dict(queues=[QUEUE], heartbeat_ttl_s=10.0, lost_grace_s=15.0, poll_interval_s=1.0)
+        with agent_thread(url, agent_settings(tmp_path / "a", agent_id="sf-a", **settings)) as first:
+            wait_until(lambda: old_master.hget(Keys().job(job_id), "agent") == b"sf-a", "sf-a to claim the job")
+            wait_until(
+                lambda: first.created.get(job_id) or "not started" in caplog.text, "sf-a to launch it or not", 30
+            )
+            cluster.kill_master()
+            for replica in cluster.replicas:
+                replica.proc.send_signal(signal.SIGCONT)
+            new_master = redis.Redis(port=wait_until(cluster.promoted, "the sentinels to promote a replica", 60))
+            with agent_thread(url, agent_settings(tmp_path / "b", agent_id="sf-b", **settings)) as second:
+                wait_until(lambda: new_master.hget(Keys().job(job_id), "state") == b"finished", "the job to end", 90)
+    finally:
+        for replica in cluster.replicas:
+            replica.proc.send_signal(signal.SIGCONT)
+
+    created = first.created.get(job_id, 0) + second.created.get(job_id, 0)
+    assert created == 1, f"the job ran {created} times (sf-a {first.created}, sf-b {second.created})"
 
 
 def _report(calls, acknowledged, lifetimes, records, listing, killed) -> str:
