@@ -33,8 +33,9 @@ TLS_URL_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs
 TLS_URL_FILE_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 #: A Redis that does not accept the TCP connection within this many seconds counts as down.
 CONNECT_TIMEOUT_S = 5.0
-#: Replicas that must confirm an enqueue over a redis+sentinel:// URL (``?wait_replicas=N``), and
-#: how long they have: an acknowledged enqueue then survives a failover (docs/multi-host.md).
+#: Replicas that must confirm an enqueue or a claim over a redis+sentinel:// URL (``?wait_replicas=N``),
+#: and how long they have: an acknowledged enqueue or a started claim then survives a failover
+#: (docs/multi-host.md).
 SENTINEL_WAIT_REPLICAS = 1
 REPLICA_WAIT_MS = 2000
 _WAIT_REPLICAS_ATTR = "launchbay_wait_replicas"
@@ -104,8 +105,10 @@ def sentinel_master(url: str) -> redis.Redis:
     ``redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB][?sentinel_password=P&wait_replicas=N]``:
     the sentinels (port 26379 unless given) are asked which server is SERVICE's master; USER and
     PASSWORD are those of the Redis servers, ``sentinel_password`` that of the sentinels, if they
-    ask for one; ``wait_replicas`` how many replicas must confirm an enqueue (:func:`confirm_replicated`). After a failover the connection pool asks the sentinels again on its next
-    reconnect, so the same object follows the new master. Raises ValueError for a malformed URL.
+    ask for one; ``wait_replicas`` how many replicas must confirm an enqueue or a claim
+    (:func:`confirm_replicated`). After a failover the connection pool asks the sentinels again on
+    its next reconnect, so the same object follows the new master. Raises ValueError for a
+    malformed URL.
     """
     parts = urlsplit(url)
     hosts = []
