@@ -151,6 +151,7 @@ def test_a_sentinel_that_knows_no_such_master_is_an_unreachable_redis(tmp_path, 
         ("redis+sentinel://127.0.0.1:26379/main/x", "ends with /SERVICE or /SERVICE/DB"),
         ("redis+sentinel://127.0.0.1:port/main", "must be HOST or HOST:PORT"),
         ("redis+sentinel://127.0.0.1/main?ssl=1", "unknown query parameter(s) ssl"),
+        ("redis+sentinel://127.0.0.1/main?wait_replicas=two", "wait_replicas='two' must be a number of replicas"),
     ],
 )
 def test_a_malformed_sentinel_url_is_a_config_error_saying_what_is_wrong(url, problem):
