@@ -15,6 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# On a loaded 2-core CI machine an example can take seconds: a property test checks properties,
+# never speed (speed lives in bench/), so no per-example deadline and no "too slow" health check.
+settings.register_profile("launchbay", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("launchbay")
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 REPO_ROOT = Path(__file__).resolve().parent.parent
