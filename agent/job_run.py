@@ -28,6 +28,7 @@ from launchbay.agent.payload_dir import PayloadPaths, payload_paths, prepare_pay
 from launchbay.agent.run_context import RunContext
 from launchbay.agent.runtime import ContainerGoneError, ContainerInfo, ExitStatus, PullInterruptedError
 from launchbay.queue_config import lifecycle
+from launchbay.queue_config.connection import is_transient
 from launchbay.queue_config.job import Outcome, Reason, State, is_active, state_of
 
 from launchbay.errors import DockerUnavailableError, JobRunError, LaunchbayError
@@ -372,15 +373,16 @@ class JobRun:
         return self._cancel.is_set()
 
     def _redis(self, call: Callable[[], T]) -> T:
-        """Run a Redis call, retrying a lost connection for up to REDIS_RETRY_S."""
+        """Run a Redis call, retrying for up to REDIS_RETRY_S while Redis does not answer or takes no writes
+        (a failover: READONLY, NOREPLICAS, MASTERDOWN; ``connection.is_transient``)."""
         deadline = time.monotonic() + REDIS_RETRY_S
         delay = 0.2
         while True:
             try:
                 return call()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if time.monotonic() + delay > deadline or self._detached.is_set():
+            except redis.RedisError as exc:
+                if not is_transient(exc) or time.monotonic() + delay > deadline or self._detached.is_set():
                     raise
-                logger.warning("job %s: Redis does not answer (%s); retrying", self.job_id, exc)
+                logger.warning("job %s: Redis does not answer or takes no writes (%s); retrying", self.job_id, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)

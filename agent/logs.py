@@ -27,6 +27,7 @@ from typing import Any, Callable, Deque, List, Optional, Tuple
 
 import redis
 from launchbay.queue_config import logstream
+from launchbay.queue_config.connection import is_transient
 
 from launchbay.text import as_text
 
@@ -313,7 +314,8 @@ class JobLog:
         self._xadd_many([fields])
 
     def _xadd_many(self, entries: List[dict]) -> None:
-        """Append ``entries`` in one MULTI/EXEC; a Redis that stopped answering is waited for, up to REDIS_RETRY_S."""
+        """Append ``entries`` in one MULTI/EXEC; a Redis that stopped answering or takes no writes (a
+        failover; ``connection.is_transient``) is waited for, up to REDIS_RETRY_S."""
         deadline = time.monotonic() + REDIS_RETRY_S
         delay = 0.2
         while True:
@@ -323,8 +325,8 @@ class JobLog:
                         pipe.xadd(self.stream_key, fields, maxlen=self._maxlen, approximate=True)
                     pipe.execute()
                 return
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if time.monotonic() + delay > deadline:
+            except redis.RedisError as exc:
+                if not is_transient(exc) or time.monotonic() + delay > deadline:
                     self._give_up_redis(exc)
                     return
                 if not self._redis_failed:
@@ -332,9 +334,6 @@ class JobLog:
                 self._redis_failed = True
                 time.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_DELAY_S)
-            except redis.RedisError as exc:
-                self._give_up_redis(exc)
-                return
 
     def _give_up_redis(self, exc: Exception) -> None:
         if not self._lines_lost:
