@@ -80,6 +80,9 @@ class AgentSettings(BaseModel):
     drain: bool = Field(default=False, description="on SIGTERM wait for running jobs instead of leaving them")
     json_logs: bool = Field(default=False, description="one JSON object per log line")
     nvidia_smi: str = Field(default="nvidia-smi", description="the nvidia-smi executable (name on PATH or path)")
+    kernel_log: str = Field(
+        default="/dev/kmsg", description="kernel log read for NVIDIA XID errors (a file or /dev/kmsg); '' = none"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -174,9 +174,11 @@ DOCKER_OPTION_NAMES = tuple(DockerOptions.model_fields)
 
 
 class RetryPolicy(_Strict):
-    """What happens to a running job whose agent disappears."""
+    """What happens to a running job whose agent disappears, or whose GPU fails under it."""
 
     on_agent_lost: Literal["fail", "requeue"] = "fail"
+    #: A GPU fault is not the job's doing, so by default it runs again on a healthy GPU.
+    on_gpu_failed: Literal["fail", "requeue"] = "requeue"
     max_requeues: int = Field(default=1, ge=0, le=100)
 
 
