@@ -5,8 +5,9 @@ Threads, each with one job:
 - main: reconcile after a restart, then on every wake-up: act on cancel requests, check Docker,
   reap lost agents, sweep orphans, and claim jobs one at a time until nothing more fits;
 - heartbeat: every ``heartbeat_interval_s`` (``heartbeat.py``);
-- inventory: re-reads CPUs, memory and GPUs every ``inventory_refresh_s`` (a GPU that disappears
-  gets no new jobs);
+- inventory: re-reads CPUs, memory and GPUs every ``inventory_refresh_s``, and at once when an
+  operator drains a GPU (a GPU that disappears, is quarantined or drained gets no new jobs; a job
+  on a GPU that turned unhealthy ends with reason ``gpu_failed``, see ``gpu_health.py``);
 - events: listens on ``{ns}:events`` and wakes the main loop on ``enqueued`` (for a queue this agent
   serves), ``released`` and ``cancel`` (for its jobs), so new work starts without waiting for the
   poll timer, which is only the fallback;
@@ -25,10 +26,12 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Callable, Dict, Optional, Set
 
 import redis
 from launchbay.agent.claim import Claimer, ClaimPass, QueueReader
+from launchbay.agent.gpu_health import GpuWatch
 from launchbay.agent.heartbeat import AgentStatus, Heartbeat
 from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
 from launchbay.agent.ledger import Ledger, LedgerEntry
@@ -139,7 +142,10 @@ class Agent:
         self.counters = Counters()
         self.status = AgentStatus()
         self.policy = Policy(reserve_after_s=settings.reserve_after_s)
-        self.inventory: HostInventory = self.probe.read()
+        self.gpu_watch = GpuWatch(
+            conn, self.keys, settings.agent_id, records=self.records, queue_config_for=self.store.get
+        )
+        self.inventory: HostInventory = self._read_inventory()
         self._gpu_uuids: Dict[str, str] = {}
         self._note_gpus(self.inventory)
         self.claimer = Claimer(conn, self.keys, agent_id=settings.agent_id, host=settings.host)
@@ -179,6 +185,7 @@ class Agent:
             on_orphan=lambda job_id: self.counters.inc("orphans_removed"),
         )
         self._wake = threading.Event()
+        self._look_again = threading.Event()  # re-read the inventory now (an operator drained a GPU)
         self._stopping = threading.Event()  # no more claims
         self._closing = threading.Event()  # background threads end
         self._escalated = threading.Event()  # a second signal during drain
@@ -400,19 +407,40 @@ class Agent:
             if self._closing.wait(self.settings.heartbeat_interval_s):
                 return
 
+    def _read_inventory(self) -> HostInventory:
+        inventory = self.probe.read()
+        return replace(inventory, gpus=self.gpu_watch.review(inventory.gpus))
+
     def _inventory_loop(self) -> None:
-        while not self._closing.wait(self.settings.inventory_refresh_s):
+        while True:
+            self._look_again.wait(self.settings.inventory_refresh_s)
+            self._look_again.clear()
+            if self._closing.is_set():
+                return
             try:
-                inventory = self.probe.read()
+                inventory = self._read_inventory()
             except Exception:  # keep the last inventory rather than lose the thread
                 log.exception("reading the host inventory failed; keeping the previous one")
                 continue
-            changed = [g.id for g in inventory.gpus] != [g.id for g in self.inventory.gpus]
+            changed = [(g.id, g.health) for g in inventory.gpus] != [(g.id, g.health) for g in self.inventory.gpus]
             self.inventory = inventory
             self._note_gpus(inventory)
+            self._end_jobs_on_failed_gpus()
             if changed:
-                log.warning("GPUs now: [%s]", ",".join(g.id for g in inventory.gpus))
+                log.warning("GPUs now: [%s]", ",".join(f"{g.id}:{g.health}" for g in inventory.gpus))
                 self._wake.set()
+
+    def _end_jobs_on_failed_gpus(self) -> None:
+        running = self.supervisor.running_job_ids()
+        try:
+            held = [(job_id, e.gpus) for job_id, e in self.ledger.entries().items() if job_id in running]
+            ends = self.gpu_watch.jobs_to_end(self.inventory.gpus, held)
+        except redis.RedisError as exc:
+            log.warning("jobs on failed GPUs not checked: %s", exc)
+            return
+        for job_id, outcome in ends.items():
+            log.warning("job %s: %s", job_id, outcome.message, extra={"job_id": job_id})
+            self.supervisor.end_with(job_id, outcome)
 
     def _note_gpus(self, inventory: HostInventory) -> None:
         self.status.gpu_problem = inventory.gpu_problem
@@ -446,6 +474,8 @@ class Agent:
         kind = event.get("type")
         if (kind == "enqueued" and event.get("queue") in self.settings.queues) or kind == "released":
             self._wake.set()
+        elif kind == "gpu_drain" and event.get("agent") == self.settings.agent_id:
+            self._look_again.set()
         elif kind == "cancel" and event.get("job_id"):
             self._cancels.put(str(event["job_id"]))
             self._wake.set()
@@ -464,6 +494,7 @@ class Agent:
         else:
             self.status.state = "stopped"
         self._closing.set()
+        self._look_again.set()
         for thread in self._threads:
             thread.join(timeout=5)
         try:

@@ -41,11 +41,12 @@ from dataclasses import replace
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import redis
+from launchbay.agent.job_run import Outcome
 from launchbay.agent.reaper import retry_policy
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.matching import GPU_DRAINED, GPU_OK, GPU_UNHEALTHY, GpuInfo
 from launchbay.queue_config.models import QueueConfig
-from launchbay.queue_config.records import State
+from launchbay.queue_config.records import Reason, Records, State
 
 log = logging.getLogger(__name__)
 
@@ -285,3 +286,57 @@ def jobs_on_failed_gpus(gpus: Sequence[GpuInfo], allocations: Iterable[Tuple[str
         if bad:
             hit[job_id] = "; ".join(f"GPU {g} became unhealthy ({failed[g]})" for g in bad)
     return hit
+
+
+class GpuWatch:
+    """The daemon's part in GPU health: applies operator drains to each fresh inventory, logs each
+    change of a GPU's health, and says which running jobs must end because their GPU failed."""
+
+    def __init__(
+        self,
+        conn: redis.Redis,
+        keys: Keys,
+        agent_id: str,
+        *,
+        records: Records,
+        queue_config_for: Callable[[str], QueueConfig],
+    ) -> None:
+        self.conn = conn
+        self.keys = keys
+        self.agent_id = agent_id
+        self.records = records
+        self.queue_config_for = queue_config_for
+        self._health: Dict[str, Tuple[str, str]] = {}
+        self._ended: Set[str] = set()  # jobs already told to end, so they are told once
+        self._drained: Set[str] = set()
+
+    def review(self, gpus: Sequence[GpuInfo]) -> Tuple[GpuInfo, ...]:
+        """``gpus`` with the operator's drains applied (the last known drains when Redis does not answer)."""
+        try:
+            self._drained = drained_gpus(self.conn, self.keys, self.agent_id)
+        except redis.RedisError as exc:
+            log.debug("drained GPUs not read (%s); keeping the last known", exc)
+        gpus = apply_drain(gpus, self._drained)
+        for gpu in gpus:
+            now = (gpu.health, gpu.health_reason)
+            if self._health.get(gpu.id, (GPU_OK, "")) != now:
+                level = logging.WARNING if gpu.health == GPU_UNHEALTHY else logging.INFO
+                log.log(
+                    level, "GPU %s is %s%s", gpu.id, gpu.health, f": {gpu.health_reason}" if gpu.health_reason else ""
+                )
+            self._health[gpu.id] = now
+        return tuple(gpus)
+
+    def jobs_to_end(self, gpus: Sequence[GpuInfo], running: Iterable[Tuple[str, Sequence[str]]]) -> Dict[str, Outcome]:
+        """``{job id: how it ends}`` for the running jobs on a GPU that became unhealthy (each job once)."""
+        running = list(running)
+        self._ended &= {job_id for job_id, _ in running}
+        ends = {}
+        for job_id, why in jobs_on_failed_gpus(gpus, running).items():
+            if job_id in self._ended:
+                continue
+            record = self.records.get(job_id) or {}
+            state, message = gpu_failure_outcome(record, self.queue_config_for, why)
+            ends[job_id] = Outcome(state, Reason.GPU_FAILED, message=message)
+            self._ended.add(job_id)
+        return ends

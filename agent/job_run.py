@@ -16,7 +16,7 @@ import queue
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, TypeVar, Union
 
 import redis
@@ -30,7 +30,7 @@ from launchbay.agent.payload_dir import (
     read_outputs,
     remove_job_dir,
 )
-from launchbay.agent.reaper import expire_ended
+from launchbay.agent.reaper import expire_ended, put_back
 from launchbay.agent.runtime import ContainerGoneError, ContainerInfo, ExitStatus, PullInterruptedError
 from launchbay.queue_config import rq_bridge
 from launchbay.queue_config.records import ACTIVE_STATES, TERMINAL_STATES, Reason, State
@@ -103,6 +103,7 @@ class JobRun:
         self.stop_reason: Optional[str] = None  # "cancel" or "timeout" once a stop was decided
         self._stop_sent = False
         self._cancel = threading.Event()
+        self._forced: Optional[Outcome] = None  # an end decided outside the container (a failed GPU)
         self._detached = threading.Event()
         self._inbox: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._pump: Optional[LogPump] = None
@@ -131,6 +132,11 @@ class JobRun:
 
     def detach(self) -> None:
         self._detached.set()
+        self._inbox.put(("wake", None))
+
+    def request_end(self, outcome: Outcome) -> None:
+        """Stop the container and record ``outcome`` (state ``queued`` puts the job back in its queue)."""
+        self._forced = outcome
         self._inbox.put(("wake", None))
 
     # -- the job thread ----------------------------------------------------------------------------
@@ -320,6 +326,8 @@ class JobRun:
                 self.stop_reason = "cancel"
             elif self.deadline is not None and time.monotonic() >= self.deadline:
                 self.stop_reason = "timeout"
+            elif self._forced is not None:
+                self.stop_reason = "forced"
         if self.stop_reason is None or self._stop_sent:
             return
         try:
@@ -368,6 +376,8 @@ class JobRun:
         code = status.exit_code
         if self.stop_reason == "cancel":
             return _canceled(exit_code=code)
+        if self.stop_reason == "forced" and self._forced is not None:
+            return replace(self._forced, exit_code=code)
         if self.stop_reason == "timeout":
             limit = self.alloc.max_runtime_s or self.record.get("max_runtime_s")
             message = f"ran longer than its max_runtime of {limit} s and was stopped"
@@ -444,7 +454,7 @@ class JobRun:
                 "job %s %s %s", self.job_id, outcome.state.value, outcome.message, extra={"job_id": self.job_id}
             )
         self.log.close(eof=self._eof_for(final, won))
-        if won:
+        if won and final in TERMINAL_STATES:
             self._redis(self._expire_ended)
         self._remove_container()
         if self.paths is not None:
@@ -461,6 +471,15 @@ class JobRun:
             self.log.note(f"the job's recorded inputs (inputs.json) were not kept: {exc}")
 
     def _record_end(self, outcome: Outcome, outputs: JobOutputs) -> bool:
+        if outcome.state == State.QUEUED:  # back in its queue, as the reaper puts a lost agent's job
+            return put_back(
+                self.sup.conn,
+                self.sup.records,
+                self.job_id,
+                self.record,
+                reason=outcome.reason,
+                message=outcome.message,
+            )
         won = self.sup.records.transition(
             self.job_id,
             outcome.state,

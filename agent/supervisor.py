@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set
 
 import redis
-from launchbay.agent.job_run import JobRun
+from launchbay.agent.job_run import JobRun, Outcome
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.runtime import ContainerInfo, Runtime
 from launchbay.agent.settings import AgentSettings
@@ -102,6 +102,13 @@ class JobSupervisor:
             logger.info("cancel of job %s: not running here", job_id)
             return
         run.request_cancel()
+
+    def end_with(self, job_id: str, outcome: Outcome) -> None:
+        """Stop the job's container and record ``outcome`` (used when its GPU fails under it)."""
+        with self._lock:
+            run = self._runs.get(job_id)
+        if run is not None:
+            run.request_end(outcome)
 
     def running_job_ids(self) -> Set[str]:
         """Jobs whose end is not recorded yet (including those still starting)."""

@@ -11,15 +11,18 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import click
 import redis
+from launchbay.agent.gpu_health import apply_drain, drained_gpus
 from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
 from launchbay.agent.ledger import Ledger, LedgerEntry, decode_entries
 from launchbay.agent.placement import free_capacity
 from launchbay.agent.settings import CONFIG_ENV, ENV_PREFIX, AgentSettings, parse_labels, resolve_settings
+from launchbay.cli.gpu_cmds import drain_options, gpu_summary, health_cell, run_drain
 from launchbay.cli.queue_cmds import json_option, note, print_json, print_table, table, uses_redis, when
 from launchbay.queue_config.connection import URL_ENV, connect, redact_url, redis_errors_translated, resolve_url
 from launchbay.queue_config.keys import Keys
@@ -151,7 +154,16 @@ def _settings(config_file: Optional[Path], **given: Any) -> AgentSettings:
     is_flag=True,
     help="Claim jobs until nothing fits, wait for them to end, then exit (for tests and batch hosts).",
 )
-def agent_cmd(config_file: Optional[Path], check: bool, once: bool, **given: Any) -> None:
+@drain_options
+def agent_cmd(
+    config_file: Optional[Path],
+    check: bool,
+    once: bool,
+    drain_gpus: Tuple[str, ...],
+    undrain_gpus: Tuple[str, ...],
+    as_json: bool,
+    **given: Any,
+) -> None:
     """Run the agent on this host: take the queued jobs that fit its free CPUs, memory and GPUs and run
     each in a Docker container.
 
@@ -174,6 +186,9 @@ def agent_cmd(config_file: Optional[Path], check: bool, once: bool, **given: Any
 
     settings = _settings(config_file, **given)
     _configure_logging(settings.json_logs)
+    if drain_gpus or undrain_gpus:
+        run_drain(settings, drain_gpus, undrain_gpus, as_json=as_json)
+        return
     if check:
         sys.exit(_health_check(settings))
     runtime = DockerRuntime(docker_host=settings.docker_host)
@@ -256,7 +271,8 @@ def inventory_cmd(config_file: Optional[Path], redis_url: Optional[str], as_json
     settings = _settings(config_file, **given)
     _configure_logging(False, fmt="%(levelname)s: %(message)s")
     inventory = InventoryProbe(settings).read()
-    ledger = _read_ledger(settings, redis_url)
+    ledger, drained = _read_ledger(settings, redis_url)
+    inventory = replace(inventory, gpus=tuple(apply_drain(inventory.gpus, drained)))
     report = inventory_report(settings, inventory, ledger)
     if as_json:
         print_json(report)
@@ -264,17 +280,21 @@ def inventory_cmd(config_file: Optional[Path], redis_url: Optional[str], as_json
     _print_inventory(report)
 
 
-def _read_ledger(settings: AgentSettings, redis_url: Optional[str]) -> Optional[Dict[str, LedgerEntry]]:
+def _read_ledger(
+    settings: AgentSettings, redis_url: Optional[str]
+) -> Tuple[Optional[Dict[str, LedgerEntry]], Set[str]]:
+    """The agent's ledger (None when no Redis is given or it cannot be read) and its drained GPUs."""
     url = redis_url or settings.redis_url
     if not url and not os.environ.get(URL_ENV):
-        return None  # do not start a private Redis just to read an empty ledger
+        return None, set()  # do not start a private Redis just to read an empty ledger
     try:
         conn = connect(url)
         with redis_errors_translated(resolve_url(url)):
-            return Ledger(conn, Keys.from_env(), settings.agent_id).entries()
+            keys = Keys.from_env()
+            return Ledger(conn, keys, settings.agent_id).entries(), drained_gpus(conn, keys, settings.agent_id)
     except Exception as exc:  # the inventory is still worth showing without the ledger
         note(f"note: the agent's ledger could not be read ({exc}); claimed resources are not subtracted")
-        return None
+        return None, set()
 
 
 def inventory_report(
@@ -310,6 +330,9 @@ def inventory_report(
                 "memory_used_mib": g.memory_used_mib,
                 "memory_free_mib": g.memory_free_mib,
                 "utilization_pct": g.utilization_pct,
+                "temperature_c": g.temperature_c,
+                "health": g.health,
+                "health_reason": g.health_reason,
                 "claimed_by": claimed_by.get(g.id),
             }
             for g in inventory.gpus
@@ -337,7 +360,7 @@ def _print_inventory(report: Dict[str, Any]) -> None:
     elif not report["gpus"]:
         click.echo("GPUs    none (no nvidia-smi, or it lists no GPU)")
     else:
-        grid = table("GPU", "NAME", "MEMORY", "USED", "FREE", "UTIL", "CLAIMED BY", "UUID")
+        grid = table("GPU", "NAME", "MEMORY", "USED", "FREE", "UTIL", "TEMP", "HEALTH", "CLAIMED BY", "UUID")
         for g in report["gpus"]:
             grid.add_row(
                 g["id"],
@@ -346,6 +369,8 @@ def _print_inventory(report: Dict[str, Any]) -> None:
                 format_mib(g["memory_used_mib"]),
                 format_mib(g["memory_free_mib"]),
                 "-" if g["utilization_pct"] is None else f"{g['utilization_pct']}%",
+                "-" if g["temperature_c"] is None else f"{g['temperature_c']}C",
+                health_cell(g),
                 g["claimed_by"] or "-",
                 g["uuid"],
             )
@@ -414,7 +439,7 @@ def agents_cmd(include_gone: bool, as_json: bool, conn: Any, keys: Keys) -> None
             ",".join(capacity.get("queues") or []),
             f"{capacity.get('cpus', 0):g}",
             format_mib(capacity.get("memory_mib")),
-            ",".join(f"{g['id']}:{g['name']}" for g in gpus) or "-",
+            ",".join(gpu_summary(g) for g in gpus) or "-",
             " ".join(f"{j['job_id']}[{','.join(j['gpus'])}]" if j["gpus"] else j["job_id"] for j in jobs)
             or f"none of {capacity.get('max_jobs', '?')}",
             when(agent["beat_at"]),
