@@ -434,13 +434,9 @@ class Agent:
         running = self.supervisor.running_job_ids()
         try:
             held = [(job_id, e.gpus) for job_id, e in self.ledger.entries().items() if job_id in running]
-            ends = self.gpu_watch.jobs_to_end(self.inventory.gpus, held)
+            self.gpu_watch.end_jobs(self.inventory.gpus, held, self.supervisor.end_with)
         except redis.RedisError as exc:
             log.warning("jobs on failed GPUs not checked: %s", exc)
-            return
-        for job_id, outcome in ends.items():
-            log.warning("job %s: %s", job_id, outcome.message, extra={"job_id": job_id})
-            self.supervisor.end_with(job_id, outcome)
 
     def _note_gpus(self, inventory: HostInventory) -> None:
         self.status.gpu_problem = inventory.gpu_problem

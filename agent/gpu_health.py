@@ -38,7 +38,7 @@ import os
 import re
 import stat
 from dataclasses import replace
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import redis
 from launchbay.agent.job_run import Outcome
@@ -264,12 +264,12 @@ def failed_gpus(gpus: Sequence[GpuInfo]) -> Dict[str, str]:
 
 
 def gpu_failure_outcome(
-    record: Mapping[str, object], queue_config_for: Callable[[str], QueueConfig], why: str
+    record: Mapping[str, Any], queue_config_for: Callable[[str], QueueConfig], why: str
 ) -> Tuple[State, str]:
     """(state, message) for a job whose GPU failed: ``queued`` when the queue's retry policy says
     ``on_gpu_failed: requeue`` and the job was claimed at most ``max_requeues`` times, else ``failed``."""
     policy = retry_policy(queue_config_for, str(record.get("queue")))
-    attempts = int(record.get("attempts") or 1)  # type: ignore[call-overload]
+    attempts = int(record.get("attempts") or 1)
     if policy.on_gpu_failed == "requeue" and attempts <= policy.max_requeues:
         return State.QUEUED, f"{why}; put back in the queue (requeue {attempts} of {policy.max_requeues})"
     if policy.on_gpu_failed == "requeue":
@@ -340,3 +340,14 @@ class GpuWatch:
             ends[job_id] = Outcome(state, Reason.GPU_FAILED, message=message)
             self._ended.add(job_id)
         return ends
+
+    def end_jobs(
+        self,
+        gpus: Sequence[GpuInfo],
+        running: Iterable[Tuple[str, Sequence[str]]],
+        end_with: Callable[[str, Outcome], None],
+    ) -> None:
+        """Tell ``end_with`` (the supervisor) to end each job of :meth:`jobs_to_end`."""
+        for job_id, outcome in self.jobs_to_end(gpus, running).items():
+            log.warning("job %s: %s", job_id, outcome.message, extra={"job_id": job_id})
+            end_with(job_id, outcome)
