@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from launchbay.agent.gpu_health import apply_drain, bus_key, jobs_on_failed_gpus, parse_xids
+from launchbay.agent.gpu_health import apply_drain, bus_key, jobs_on_failed_gpus, parse_xids, read_kernel_log
 from launchbay.agent.inventory import InventoryProbe, capacity_json, capacity_of
 from test_control_support import FIXTURES, agent_settings
 
@@ -122,3 +122,9 @@ def test_only_jobs_on_an_unhealthy_gpu_are_hit(monkeypatch, tmp_path):
     gpus = apply_drain(InventoryProbe(agent_settings(tmp_path)).read().gpus, ["0"])
     hit = jobs_on_failed_gpus(gpus, [("on-drained", ["0"]), ("on-bad", ["1"]), ("cpu-only", [])])
     assert hit == {"on-bad": "GPU 1 became unhealthy (uncorrectable ECC errors: 2)"}
+
+
+def test_a_character_device_is_read_record_by_record_without_waiting_for_more():
+    # /dev/kmsg is a character device whose reads block at the end unless O_NONBLOCK; /dev/null is
+    # one too (it ends at once), so the device branch is exercised without the host's kernel log.
+    assert read_kernel_log("/dev/null") == ""
