@@ -5,12 +5,11 @@ Threads, each with one job:
 - main: reconcile after a restart, then on every wake-up: act on cancel requests, check Docker,
   reap lost agents, sweep orphans, and claim jobs one at a time until nothing more fits;
 - heartbeat: every ``heartbeat_interval_s`` (``heartbeat.py``);
-- inventory: re-reads CPUs, memory and GPUs every ``inventory_refresh_s``, and at once when an
-  operator drains a GPU (a GPU that disappears, is quarantined or drained gets no new jobs; a job
-  on a GPU that turned unhealthy ends with reason ``gpu_failed``, see ``gpu_health.py``);
-- events: listens on ``{ns}:events`` and wakes the main loop on ``enqueued`` (for a queue this agent
-  serves), ``released`` and ``cancel`` (for its jobs), so new work starts without waiting for the
-  poll timer, which is only the fallback;
+- inventory (``inventory_loop.py``): re-reads CPUs, memory and GPUs every ``inventory_refresh_s`` and
+  on ``gpu_drain`` (a GPU that disappears, is quarantined or drained gets no new jobs; a job on a GPU
+  that turned unhealthy ends with reason ``gpu_failed``, see ``gpu_health.py``);
+- events (``counters.EventListener``): wakes the main loop on ``enqueued``, ``released`` and
+  ``cancel``, and the inventory thread on ``gpu_drain``, so new work starts without waiting for the poll timer, which is only the fallback;
 - the supervisor's, one per job (``supervisor.py``), which call :meth:`Agent._release` at the end.
 
 Stopping: SIGTERM/SIGINT stop claiming; running containers are left running for the next agent
@@ -25,97 +24,45 @@ import json
 import logging
 import queue
 import threading
-import time
-from dataclasses import replace
 from typing import Any, Callable, Dict, Optional, Set
 
 import redis
 from launchbay.agent.claim import Claimer, ClaimPass, QueueReader
+from launchbay.agent.counters import Counters, EventListener, Every
 from launchbay.agent.gpu_health import GpuWatch
 from launchbay.agent.heartbeat import AgentStatus, Heartbeat
 from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
+from launchbay.agent.inventory_loop import InventoryLoop, read_inventory
 from launchbay.agent.ledger import Ledger, LedgerEntry
+from launchbay.agent.metrics_http import AgentMetrics
 from launchbay.agent.payload_dir import remove_stale_job_dirs
 from launchbay.agent.placement import Policy
-from launchbay.agent.reaper import Reaper, end_job, lock_ttl_for
+from launchbay.agent.reaper import Reaper, lock_ttl_for
 from launchbay.agent.reconcile import Reconciler
+from launchbay.agent.run_context import RunContext
 from launchbay.agent.runtime import ContainerInfo, Runtime
 from launchbay.agent.settings import AgentSettings
 from launchbay.agent.supervisor import JobSupervisor
-from launchbay.queue_config import rq_bridge
+from launchbay.queue_config import lifecycle
+from launchbay.queue_config.job import TERMINAL_STATES, Outcome, Reason, State, cancel_requested
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.matching import Capacity
-from launchbay.queue_config.records import TERMINAL_STATES, Reason, Records, State
 from launchbay.queue_config.store import QueueStore
 
 from launchbay.errors import DockerUnavailableError
 
 log = logging.getLogger(__name__)
 
-#: Counters the tests (and ``launchbay agents``) read: jobs claimed, ended by state, released...
-COUNTER_NAMES = (
-    "claimed",
-    "finished",
-    "failed",
-    "canceled",
-    "released",
-    "lost_races",
-    "adopted",
-    "requeued_unstarted",
-    "orphans_removed",
-    "reaped_jobs",
-)
 #: Claims tried in one pass before the loop looks at cancels and Docker again.
 MAX_CLAIMS_PER_PASS = 64
-
-
-class Counters:
-    """Thread-safe event counts."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values: Dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
-
-    def inc(self, name: str, by: int = 1) -> None:
-        with self._lock:
-            self._values[name] = self._values.get(name, 0) + by
-
-    def __getitem__(self, name: str) -> int:
-        with self._lock:
-            return self._values.get(name, 0)
-
-    def snapshot(self) -> Dict[str, int]:
-        with self._lock:
-            return dict(self._values)
 
 
 #: How long after an alive key's expiry the reaper looks (Redis expires keys lazily or within ~100 ms).
 REAP_AFTER_EXPIRY_S = 0.1
 
 
-class _Every:
-    """Says when something done every ``interval_s`` is due."""
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self._next = 0.0
-
-    def due(self) -> bool:
-        now = time.monotonic()
-        if now < self._next:
-            return False
-        self._next = now + self.interval_s
-        return True
-
-    def due_within(self, delay_s: float) -> None:
-        """Make the next time come no later than ``delay_s`` from now."""
-        self._next = min(self._next, time.monotonic() + max(0.0, delay_s))
-
-    def seconds_left(self) -> float:
-        return max(0.0, self._next - time.monotonic())
-
-
-SupervisorFactory = Callable[..., Any]
+SupervisorFactory = Callable[[RunContext], Any]
 
 
 class Agent:
@@ -145,7 +92,7 @@ class Agent:
         self.gpu_watch = GpuWatch(
             conn, self.keys, settings.agent_id, records=self.records, queue_config_for=self.store.get
         )
-        self.inventory: HostInventory = self._read_inventory()
+        self.inventory: HostInventory = read_inventory(self.probe, self.gpu_watch)
         self._gpu_uuids: Dict[str, str] = {}
         self._note_gpus(self.inventory)
         self.claimer = Claimer(conn, self.keys, agent_id=settings.agent_id, host=settings.host)
@@ -160,20 +107,27 @@ class Agent:
             queue_config_for=self.store.get,
             lock_ttl_s=lock_ttl_for(settings.reaper_interval_s),
         )
-        self.supervisor = supervisor_factory(
-            conn=conn,
+        self.supervisor = supervisor_factory(self._run_context())
+        self.reconciler = self._reconciler()
+        self._init_loop_state()
+
+    def _run_context(self) -> RunContext:
+        return RunContext(
+            conn=self.conn,
             keys=self.keys,
-            records=self.records,
-            agent_id=settings.agent_id,
-            host=settings.host,
-            runtime=runtime,
-            settings=settings,
+            agent_id=self.settings.agent_id,
+            host=self.settings.host,
+            runtime=self.runtime,
+            settings=self.settings,
             release=self._release,
             queue_config_for=self.store.get,
             record_inputs=self.store.record_inputs,
             gpu_uuid_for=self._gpu_uuids.get,
         )
-        self.reconciler = Reconciler(
+
+    def _reconciler(self) -> Reconciler:
+        conn, runtime, settings = self.conn, self.runtime, self.settings
+        return Reconciler(
             conn,
             self.records,
             self.ledger,
@@ -184,19 +138,27 @@ class Agent:
             queue_config_for=self.store.get,
             on_orphan=lambda job_id: self.counters.inc("orphans_removed"),
         )
+
+    def _init_loop_state(self) -> None:
+        settings = self.settings
         self._wake = threading.Event()
-        self._look_again = threading.Event()  # re-read the inventory now (an operator drained a GPU)
         self._stopping = threading.Event()  # no more claims
         self._closing = threading.Event()  # background threads end
         self._escalated = threading.Event()  # a second signal during drain
         self._drain = settings.drain
         self._cancels: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.listener = EventListener(
+            self.conn, self.keys, settings.queues, wake=self._wake, cancels=self._cancels, closing=self._closing
+        )
+        self.inventory_loop = InventoryLoop.of(self)
+        self.listener.agent_id, self.listener.on_drain = settings.agent_id, self.inventory_loop.look_again
         self._cancel_sent: Set[str] = set()
         self._reconciled = False
-        self._reap_timer = _Every(settings.reaper_interval_s)
-        self._sweep_timer = _Every(settings.reaper_interval_s)
+        self._reap_timer = Every(settings.reaper_interval_s)
+        self._sweep_timer = Every(settings.reaper_interval_s)
         self._threads: list = []
         self._last_error: Optional[str] = None
+        self.metrics = AgentMetrics(self)
 
     # -- what other parts read ------------------------------------------------------------------
 
@@ -218,6 +180,7 @@ class Agent:
             json.dumps(self.capacity_json(), sort_keys=True),
             extra={"agent_id": self.settings.agent_id},
         )
+        self.metrics.serve()
         self.heartbeat.beat()
         self._start_threads()
         try:
@@ -340,21 +303,20 @@ class Agent:
             extra={"job_id": job_id, "queue": entry.queue},
         )
         try:
-            execution_id = rq_bridge.mark_started(self.conn, job_id, worker_name=self.settings.agent_id)
-            self.records.update(job_id, rq_execution=execution_id)
+            lifecycle.record_rq_start(self.records, job_id, worker_name=self.settings.agent_id)
         except Exception as exc:  # RQ's mirror is for dashboards; the job runs without it
             log.warning("job %s: RQ does not show it as started: %s", job_id, exc, extra={"job_id": job_id})
         record = self.records.get(job_id) or {}
+        self.metrics.job_claimed(job_id, record)
         try:
             self.supervisor.start(record, entry)
         except Exception as exc:
             log.error("job %s could not be handed to the supervisor: %s", job_id, exc, exc_info=True)
-            end_job(
-                self.conn, self.records, job_id, record, State.FAILED, reason=Reason.CONTAINER_FAILED, message=str(exc)
-            )
+            outcome = Outcome(State.FAILED, Reason.CONTAINER_FAILED, message=str(exc))
+            lifecycle.end(self.records, job_id, outcome, rq_execution=record.get("rq_execution"))
             self._release(job_id)
             return
-        if record.get("cancel_requested") == "1":
+        if cancel_requested(record):
             self._cancels.put(job_id)
 
     def _release(self, job_id: str) -> None:
@@ -364,6 +326,7 @@ class Agent:
         self.counters.inc("released")
         if state in TERMINAL_STATES:
             self.counters.inc(state.value)
+        self.metrics.job_ended(job_id)
         self.ledger.release(job_id)
         self._cancel_sent.discard(job_id)
         self._wake.set()
@@ -385,96 +348,31 @@ class Agent:
     def _start_threads(self) -> None:
         for name, target in (
             ("heartbeat", self._heartbeat_loop),
-            ("inventory", self._inventory_loop),
-            ("events", self._events_loop),
+            ("inventory", self.inventory_loop.run),
+            ("events", self.listener.run),
         ):
             thread = threading.Thread(target=target, name=f"launchbay-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def _heartbeat_loop(self) -> None:
-        problem = None
-        while True:
-            try:
-                for job_id in self.heartbeat.beat():
-                    self._cancels.put(job_id)
-                    self._wake.set()
-                problem = None
-            except redis.RedisError as exc:
-                if str(exc) != problem:
-                    log.error("heartbeat failed: %s", exc)
-                problem = str(exc)
-            if self._closing.wait(self.settings.heartbeat_interval_s):
-                return
+        self.heartbeat.run_until(self._closing, self.settings.heartbeat_interval_s, on_cancel=self._on_cancel)
 
-    def _read_inventory(self) -> HostInventory:
-        inventory = self.probe.read()
-        return replace(inventory, gpus=self.gpu_watch.review(inventory.gpus))
+    def _on_cancel(self, job_id: str) -> None:
+        self._cancels.put(job_id)
+        self._wake.set()
 
-    def _inventory_loop(self) -> None:
-        while True:
-            self._look_again.wait(self.settings.inventory_refresh_s)
-            self._look_again.clear()
-            if self._closing.is_set():
-                return
-            try:
-                inventory = self._read_inventory()
-            except Exception:  # keep the last inventory rather than lose the thread
-                log.exception("reading the host inventory failed; keeping the previous one")
-                continue
-            changed = [(g.id, g.health) for g in inventory.gpus] != [(g.id, g.health) for g in self.inventory.gpus]
-            self.inventory = inventory
-            self._note_gpus(inventory)
-            self._end_jobs_on_failed_gpus()
-            if changed:
-                log.warning("GPUs now: [%s]", ",".join(f"{g.id}:{g.health}" for g in inventory.gpus))
-                self._wake.set()
-
-    def _end_jobs_on_failed_gpus(self) -> None:
-        running = self.supervisor.running_job_ids()
-        try:
-            held = [(job_id, e.gpus) for job_id, e in self.ledger.entries().items() if job_id in running]
-            self.gpu_watch.end_jobs(self.inventory.gpus, held, self.supervisor.end_with)
-        except redis.RedisError as exc:
-            log.warning("jobs on failed GPUs not checked: %s", exc)
+    def _on_inventory(self, inventory: HostInventory, changed: bool) -> None:
+        self.inventory = inventory
+        self._note_gpus(inventory)
+        if changed:
+            self._wake.set()
 
     def _note_gpus(self, inventory: HostInventory) -> None:
         self.status.gpu_problem = inventory.gpu_problem
         for gpu in inventory.gpus:
             if gpu.uuid:
                 self._gpu_uuids[gpu.id] = gpu.uuid
-
-    def _events_loop(self) -> None:
-        while not self._closing.is_set():
-            pubsub = self.conn.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(self.keys.events)
-                self._wake.set()  # whatever was published while we were not listening
-                while not self._closing.is_set():
-                    message = pubsub.get_message(timeout=0.5)
-                    if message is not None:
-                        self._on_event(message.get("data"))
-            except redis.RedisError as exc:
-                log.debug("event listener reconnecting: %s", exc)
-                self._closing.wait(1.0)
-            finally:
-                pubsub.close()
-
-    def _on_event(self, data: Any) -> None:
-        try:
-            event = json.loads(data)
-        except (TypeError, ValueError):
-            return
-        if not isinstance(event, dict):
-            return
-        kind = event.get("type")
-        if (kind == "enqueued" and event.get("queue") in self.settings.queues) or kind == "released":
-            self._wake.set()
-        elif kind == "gpu_drain" and event.get("agent") == self.settings.agent_id:
-            self._look_again.set()
-        elif kind == "cancel" and event.get("job_id"):
-            self._cancels.put(str(event["job_id"]))
-            self._wake.set()
 
     # -- stopping ----------------------------------------------------------------------------------
 
@@ -490,7 +388,8 @@ class Agent:
         else:
             self.status.state = "stopped"
         self._closing.set()
-        self._look_again.set()
+        self.inventory_loop.look_again()
+        self.metrics.close()
         for thread in self._threads:
             thread.join(timeout=5)
         try:

@@ -32,7 +32,6 @@ drained GPU gets no new job; the job already on it runs to its end.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import re
@@ -41,12 +40,15 @@ from dataclasses import replace
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import redis
-from launchbay.agent.job_run import Outcome
 from launchbay.agent.reaper import retry_policy
+from launchbay.queue_config import events
+from launchbay.queue_config.job import Outcome, Reason, State
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.matching import GPU_DRAINED, GPU_OK, GPU_UNHEALTHY, GpuInfo
 from launchbay.queue_config.models import QueueConfig
-from launchbay.queue_config.records import Reason, Records, State
+
+from launchbay.text import as_text
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +238,7 @@ def apply_drain(gpus: Sequence[GpuInfo], drained: Iterable[str]) -> List[GpuInfo
 
 
 def drained_gpus(conn: redis.Redis, keys: Keys, agent_id: str) -> Set[str]:
-    return {m.decode() if isinstance(m, bytes) else str(m) for m in conn.smembers(keys.agent_drained_gpus(agent_id))}
+    return {as_text(m) for m in conn.smembers(keys.agent_drained_gpus(agent_id))}
 
 
 def set_drained(
@@ -250,9 +252,9 @@ def set_drained(
         if undrain:
             pipe.srem(key, *undrain)
         pipe.smembers(key)
-        pipe.publish(keys.events, json.dumps({"type": "gpu_drain", "agent": agent_id}, sort_keys=True))
+        events.publish(pipe, keys, events.GpuDrain(agent_id))
         replies = pipe.execute()
-    return {m.decode() if isinstance(m, bytes) else str(m) for m in replies[-2]}
+    return {as_text(m) for m in replies[-2]}
 
 
 # -- jobs on a GPU that failed ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional
@@ -24,6 +25,7 @@ from launchbay.queue_config import rq_bridge
 from launchbay.queue_config.keys import Keys
 
 from launchbay import __version__
+from launchbay.text import as_text
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,6 @@ class AgentStatus:
             "gpu_problem": self.gpu_problem or "",
             "started_at": repr(self.started_at),
         }
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Heartbeat:
@@ -73,6 +71,24 @@ class Heartbeat:
     def write_status(self) -> None:
         """Write the agent hash and capacity without renewing the alive key (the final word on stopping)."""
         self._write(alive=False)
+
+    def run_until(self, closing: threading.Event, interval_s: float, *, on_cancel: Callable[[str], None]) -> None:
+        """Beat every ``interval_s`` until ``closing`` is set; ``on_cancel`` gets each job a user asked to cancel.
+
+        A Redis error is logged once (until it changes or goes away) and the next beat tries again.
+        """
+        problem = None
+        while True:
+            try:
+                for job_id in self.beat():
+                    on_cancel(job_id)
+                problem = None
+            except redis.RedisError as exc:
+                if str(exc) != problem:
+                    log.error("heartbeat failed: %s", exc)
+                problem = str(exc)
+            if closing.wait(interval_s):
+                return
 
     def beat(self) -> List[str]:
         """One heartbeat; returns the ids of this agent's jobs whose cancel was requested."""
@@ -105,7 +121,7 @@ class Heartbeat:
             pipe.execute()
 
     def _touch_running_jobs(self) -> List[str]:
-        job_ids = [_text(j) for j in self.conn.hkeys(self.keys.agent_ledger(self.settings.agent_id))]
+        job_ids = [as_text(j) for j in self.conn.hkeys(self.keys.agent_ledger(self.settings.agent_id))]
         if not job_ids:
             return []
         with self.conn.pipeline(transaction=False) as pipe:
@@ -115,12 +131,12 @@ class Heartbeat:
         cancels = []
         with self.conn.pipeline(transaction=False) as pipe:
             for job_id, (execution, cancel, owner) in zip(job_ids, replies):
-                if owner is not None and _text(owner) != self.settings.agent_id:
+                if owner is not None and as_text(owner) != self.settings.agent_id:
                     continue
                 if cancel == b"1":
                     cancels.append(job_id)
                 if execution:
-                    self._rq_heartbeat(job_id, _text(execution), pipe)
+                    self._rq_heartbeat(job_id, as_text(execution), pipe)
             pipe.execute()
         return cancels
 

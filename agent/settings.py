@@ -83,6 +83,8 @@ class AgentSettings(BaseModel):
     kernel_log: str = Field(
         default="/dev/kmsg", description="kernel log read for NVIDIA XID errors (a file or /dev/kmsg); '' = none"
     )
+    metrics_port: Optional[int] = Field(default=None, ge=0, le=65535, description="serve /metrics here; None = off")
+    metrics_host: str = Field(default="127.0.0.1", min_length=1, description="address /metrics binds to")
 
     @model_validator(mode="before")
     @classmethod

@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import click
-import redis
-from launchbay.agent.gpu_health import apply_drain, drained_gpus
-from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
-from launchbay.agent.ledger import Ledger, LedgerEntry, decode_entries
-from launchbay.agent.placement import free_capacity
 from launchbay.agent.settings import CONFIG_ENV, ENV_PREFIX, AgentSettings, parse_labels, resolve_settings
-from launchbay.cli.gpu_cmds import drain_options, gpu_summary, health_cell, run_drain
+from launchbay.cli.gpu_cmds import drain_options, gpu_summary, run_drain
+from launchbay.cli.metrics_cmds import metrics_options
 from launchbay.cli.queue_cmds import json_option, note, print_json, print_table, table, uses_redis, when
+from launchbay.queue_config.agents import read_agents
 from launchbay.queue_config.connection import URL_ENV, connect, redact_url, redis_errors_translated, resolve_url
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.units import format_mib
@@ -101,7 +96,7 @@ def _flags(**given: Any) -> Dict[str, Any]:
     return flags
 
 
-def _settings(config_file: Optional[Path], **given: Any) -> AgentSettings:
+def load_settings(config_file: Optional[Path], **given: Any) -> AgentSettings:
     return resolve_settings(_flags(**given), config_file=config_file)
 
 
@@ -144,6 +139,7 @@ def _settings(config_file: Optional[Path], **given: Any) -> AgentSettings:
     default=None,
     help=_help("Log one JSON object per line", "json_logs", "text"),
 )
+@metrics_options
 @click.option(
     "--check",
     is_flag=True,
@@ -184,8 +180,8 @@ def agent_cmd(
     from launchbay.agent.daemon import Agent
     from launchbay.agent.runtime import DockerRuntime
 
-    settings = _settings(config_file, **given)
-    _configure_logging(settings.json_logs)
+    settings = load_settings(config_file, **given)
+    configure_logging(settings.json_logs)
     if drain_gpus or undrain_gpus:
         run_drain(settings, drain_gpus, undrain_gpus, as_json=as_json)
         return
@@ -246,7 +242,7 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(data, sort_keys=True)
 
 
-def _configure_logging(json_logs: bool, *, fmt: str = "%(asctime)s %(levelname)s %(message)s") -> None:
+def configure_logging(json_logs: bool, *, fmt: str = "%(asctime)s %(levelname)s %(message)s") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if json_logs else logging.Formatter(fmt))
     root = logging.getLogger()
@@ -255,164 +251,6 @@ def _configure_logging(json_logs: bool, *, fmt: str = "%(asctime)s %(levelname)s
 
 
 # -- launchbay inventory ------------------------------------------------------------------------------
-
-
-@click.command("inventory")
-@agent_options
-@click.option(
-    "--redis-url",
-    metavar="URL",
-    help="Read this host's agent ledger from this Redis, to show what is free [default: "
-    f"${_env('redis_url')} or ${URL_ENV} when set, else the ledger is not read]",
-)
-@json_option
-def inventory_cmd(config_file: Optional[Path], redis_url: Optional[str], as_json: bool, **given: Any) -> None:
-    """Show what this host has (CPUs, memory, GPUs from nvidia-smi) and what is free for new jobs."""
-    settings = _settings(config_file, **given)
-    _configure_logging(False, fmt="%(levelname)s: %(message)s")
-    inventory = InventoryProbe(settings).read()
-    ledger, drained = _read_ledger(settings, redis_url)
-    inventory = replace(inventory, gpus=tuple(apply_drain(inventory.gpus, drained)))
-    report = inventory_report(settings, inventory, ledger)
-    if as_json:
-        print_json(report)
-        return
-    _print_inventory(report)
-
-
-def _read_ledger(
-    settings: AgentSettings, redis_url: Optional[str]
-) -> Tuple[Optional[Dict[str, LedgerEntry]], Set[str]]:
-    """The agent's ledger (None when no Redis is given or it cannot be read) and its drained GPUs."""
-    url = redis_url or settings.redis_url
-    if not url and not os.environ.get(URL_ENV):
-        return None, set()  # do not start a private Redis just to read an empty ledger
-    try:
-        conn = connect(url)
-        with redis_errors_translated(resolve_url(url)):
-            keys = Keys.from_env()
-            return Ledger(conn, keys, settings.agent_id).entries(), drained_gpus(conn, keys, settings.agent_id)
-    except Exception as exc:  # the inventory is still worth showing without the ledger
-        note(f"note: the agent's ledger could not be read ({exc}); claimed resources are not subtracted")
-        return None, set()
-
-
-def inventory_report(
-    settings: AgentSettings, inventory: HostInventory, ledger: Optional[Dict[str, LedgerEntry]]
-) -> Dict[str, Any]:
-    """Everything ``launchbay inventory`` shows, as one JSON-ready dict."""
-    capacity = capacity_of(settings, inventory)
-    entries = list((ledger or {}).values())
-    free = free_capacity(capacity, entries)
-    claimed_by = {gpu: entry.job_id for entry in entries for gpu in entry.gpus}
-    return {
-        "agent_id": settings.agent_id,
-        "host": inventory.host,
-        "cpus_total": inventory.cpus,
-        "memory_total_mib": inventory.memory_mib,
-        "memory_available_mib": inventory.memory_available_mib,
-        "reserve_cpus": settings.reserve_cpus,
-        "reserve_memory_mib": settings.reserve_memory_mib,
-        "capacity": capacity_json(settings, inventory),
-        "ledger_read": ledger is not None,
-        "free": {
-            "cpus": round(free.cpus, 6),
-            "memory_mib": free.memory_mib,
-            "slots": free.slots,
-            "gpus": [g.id for g in free.gpus],
-        },
-        "gpus": [
-            {
-                "id": g.id,
-                "uuid": g.uuid,
-                "name": g.name,
-                "memory_total_mib": g.memory_total_mib,
-                "memory_used_mib": g.memory_used_mib,
-                "memory_free_mib": g.memory_free_mib,
-                "utilization_pct": g.utilization_pct,
-                "temperature_c": g.temperature_c,
-                "health": g.health,
-                "health_reason": g.health_reason,
-                "claimed_by": claimed_by.get(g.id),
-            }
-            for g in inventory.gpus
-        ],
-        "gpu_problem": inventory.gpu_problem,
-    }
-
-
-def _print_inventory(report: Dict[str, Any]) -> None:
-    capacity, free = report["capacity"], report["free"]
-    click.echo(f"host {report['host']} (agent id {report['agent_id']})")
-    click.echo(
-        f"CPUs    {report['cpus_total']:g} total, {report['reserve_cpus']:g} kept back, "
-        f"{capacity['cpus']:g} for jobs, {free['cpus']:g} free"
-    )
-    click.echo(
-        f"memory  {format_mib(report['memory_total_mib'])} total "
-        f"({format_mib(report['memory_available_mib'])} available now), "
-        f"{format_mib(report['reserve_memory_mib'])} kept back, {format_mib(capacity['memory_mib'])} for jobs, "
-        f"{format_mib(free['memory_mib'])} free"
-    )
-    click.echo(f"jobs    {capacity['max_jobs']} at most, {free['slots']} slots free")
-    if report["gpu_problem"]:
-        click.echo(f"GPUs    none usable: {report['gpu_problem']}")
-    elif not report["gpus"]:
-        click.echo("GPUs    none (no nvidia-smi, or it lists no GPU)")
-    else:
-        grid = table("GPU", "NAME", "MEMORY", "USED", "FREE", "UTIL", "TEMP", "HEALTH", "CLAIMED BY", "UUID")
-        for g in report["gpus"]:
-            grid.add_row(
-                g["id"],
-                g["name"],
-                format_mib(g["memory_total_mib"]),
-                format_mib(g["memory_used_mib"]),
-                format_mib(g["memory_free_mib"]),
-                "-" if g["utilization_pct"] is None else f"{g['utilization_pct']}%",
-                "-" if g["temperature_c"] is None else f"{g['temperature_c']}C",
-                health_cell(g),
-                g["claimed_by"] or "-",
-                g["uuid"],
-            )
-        print_table(grid)
-    if not report["ledger_read"]:
-        note("note: no Redis given (--redis-url), so resources claimed by a running agent are not subtracted")
-
-
-# -- launchbay agents ---------------------------------------------------------------------------------
-
-
-def read_agents(conn: redis.Redis, keys: Keys, *, include_gone: bool = False) -> List[Dict[str, Any]]:
-    """Every registered agent (live ones only unless ``include_gone``) with capacity, status and jobs."""
-    agent_ids = sorted(a.decode() for a in conn.smembers(keys.agents))
-    with conn.pipeline(transaction=False) as pipe:
-        for agent_id in agent_ids:
-            pipe.exists(keys.agent_alive(agent_id))
-            pipe.get(keys.agent_capacity(agent_id))
-            pipe.hgetall(keys.agent(agent_id))
-            pipe.hgetall(keys.agent_ledger(agent_id))
-        replies = pipe.execute()
-    agents = []
-    for index, agent_id in enumerate(agent_ids):
-        alive, capacity_raw, info_raw, ledger_raw = replies[index * 4 : index * 4 + 4]
-        if not alive and not include_gone:
-            continue
-        info = {k.decode(): v.decode() for k, v in info_raw.items()}
-        agents.append(
-            {
-                "agent_id": agent_id,
-                "alive": bool(alive),
-                "status": info.get("status", "unknown") if alive else "gone",
-                "host": info.get("host"),
-                "docker": info.get("docker"),
-                "gpu_problem": info.get("gpu_problem") or None,
-                "beat_at": float(info["beat_at"]) if info.get("beat_at") else None,
-                "counters": json.loads(info.get("counters") or "{}"),
-                "capacity": json.loads(capacity_raw) if capacity_raw else None,
-                "jobs": [json.loads(e.to_json()) for e in decode_entries(ledger_raw).values()],
-            }
-        )
-    return agents
 
 
 @click.command("agents")
@@ -449,5 +287,4 @@ def agents_cmd(include_gone: bool, as_json: bool, conn: Any, keys: Keys) -> None
 
 def register(group: click.Group) -> None:
     group.add_command(agent_cmd)
-    group.add_command(inventory_cmd)
     group.add_command(agents_cmd)

@@ -118,6 +118,8 @@ def parse_gpus(value: object) -> Dict[str, Any]:
 
 GPU_MODES = ("device_request", "nvidia_runtime_env", "env_only")
 PRIORITIES = ("high", "normal", "low")
+#: Docker option names people may also write, and the field each means (``shm_size: 2g``).
+DOCKER_OPTION_ALIASES = {"shm_size": "shm_size_mib"}
 
 
 class Mount(_Strict):
@@ -158,7 +160,7 @@ class DockerOptions(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _acceptrename_unit_keys(cls, data: Any) -> Any:
-        return rename_unit_keys(data, {"shm_size": ("shm_size_mib", parse_size_mib)})
+        return rename_unit_keys(data, {alias: (name, parse_size_mib) for alias, name in DOCKER_OPTION_ALIASES.items()})
 
     @field_validator("env", mode="before")
     @classmethod
@@ -220,7 +222,7 @@ class QueueConfig(_Strict):
     def _known_options(cls, value: List[str]) -> List[str]:
         names = []
         for option in value:
-            option = {"shm_size": "shm_size_mib"}.get(option, option)
+            option = DOCKER_OPTION_ALIASES.get(option, option)
             if option not in DOCKER_OPTION_NAMES:
                 raise ValueError(f"unknown docker option {option!r}; known: {', '.join(DOCKER_OPTION_NAMES)}")
             names.append(option)

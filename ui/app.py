@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 import redis
 from flask import Flask, Response, redirect, render_template, request
+from launchbay.queue_config.fleet_metrics import queue_registry
 from launchbay.queue_config.keys import Keys
 
 from launchbay.errors import NotFoundError, RedisUnavailableError, UserError
@@ -41,7 +42,8 @@ def create_app(
     app = Flask(__name__)
     app.config["SECRET_KEY"] = os.urandom(32)  # signs the flash messages; new each start
     app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
-    app.extensions[EXTENSION] = Settings(conn, keys or Keys.from_env(), token or None, bind_host)
+    keys = keys or Keys.from_env()
+    app.extensions[EXTENSION] = Settings(conn, keys, token or None, bind_host, queue_registry(conn, keys))
     app.before_request(_check_request)
     app.after_request(_protect_response)
     _register_error_pages(app)
