@@ -70,6 +70,7 @@ class Reason(str, Enum):
     REQUEUED_AGENT_LOST = "requeued_agent_lost"  # put back in the queue after its agent was lost
     CANCELED_BY_USER = "canceled_by_user"
     DOCKER_UNAVAILABLE = "docker_unavailable"  # the engine went away and the container with it
+    PREEMPTED = "preempted"  # stopped for a higher-priority job and put back at the front of its queue
 
     def __str__(self) -> str:
         return self.value

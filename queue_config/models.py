@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
 import yaml
+from launchbay.queue_config.sharing import FairShareConfig, PreemptionConfig, check_grace
 from launchbay.queue_config.units import parse_duration_s, parse_size_mib, rename_unit_keys
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -204,11 +205,18 @@ class QueueConfig(_Strict):
     docker: DockerOptions = Field(default_factory=DockerOptions)
     submitter_may_set: List[str] = Field(default_factory=list)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    preemption: PreemptionConfig = Field(default_factory=PreemptionConfig)
+    fair_share: FairShareConfig = Field(default_factory=FairShareConfig)
 
     @model_validator(mode="before")
     @classmethod
     def _accept_duration(cls, data: Any) -> Any:
         return rename_unit_keys(data, {"default_max_runtime": ("default_max_runtime_s", parse_duration_s)})
+
+    @model_validator(mode="after")
+    def _grace_within_runtime(self) -> QueueConfig:
+        check_grace(self.preemption, self.limits.max_runtime_s or self.default_max_runtime_s)
+        return self
 
     @field_validator("name")
     @classmethod
