@@ -39,6 +39,7 @@ from launchbay.agent.reconcile import Reconciler
 from launchbay.agent.run_context import RunContext
 from launchbay.agent.runtime import ContainerInfo, Runtime
 from launchbay.agent.settings import AgentSettings
+from launchbay.agent.sharing import with_usage
 from launchbay.agent.supervisor import JobSupervisor
 from launchbay.queue_config import lifecycle
 from launchbay.queue_config.job import TERMINAL_STATES, Outcome, Reason, State, cancel_requested
@@ -265,7 +266,8 @@ class Agent:
 
     def _claim_pass(self) -> int:
         """Claim jobs one at a time until none fits (or lost races leave none to try)."""
-        claims = ClaimPass(self.claimer, self.reader, policy=self.policy, skip=self.supervisor.running_job_ids())
+        policy = with_usage(self.policy, self.conn, self.keys, self.store.get, self.settings.queues)
+        claims = ClaimPass(self.claimer, self.reader, policy=policy, skip=self.supervisor.running_job_ids())
         claimed = 0
         try:
             for _ in range(MAX_CLAIMS_PER_PASS):

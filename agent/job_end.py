@@ -9,6 +9,7 @@ the resources are released (``ctx.release``, then a ``released`` event).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, TypeVar
 
@@ -16,6 +17,7 @@ import redis
 from launchbay.agent.logs import JobLog
 from launchbay.agent.payload_dir import JobOutputs, PayloadPaths, read_outputs, remove_job_dir
 from launchbay.agent.run_context import RunContext
+from launchbay.agent.sharing import record_usage
 from launchbay.queue_config import events, lifecycle
 from launchbay.queue_config.job import TERMINAL_STATES, Outcome, State
 from launchbay.queue_config.logstream import is_eof
@@ -64,6 +66,7 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
         run.log.close()
         return
     if won:
+        record_usage(ctx.conn, ctx.keys, ctx.queue_config_for, run.record, time.time())
         logger.info("job %s %s %s", run.job_id, outcome.state.value, outcome.message, extra={"job_id": run.job_id})
         run.log.close()  # lifecycle.end wrote the eof
     else:

@@ -55,7 +55,7 @@ class Candidate:
 
     def order_key(self, policy: Optional[Policy] = None) -> Tuple[int, int, float, float, int, str]:
         policy = policy or Policy()
-        usage = policy.usage.get(self.submitter, 0.0) if policy.usage else 0.0
+        usage = policy.usage.get(self.queue, {}).get(self.submitter, 0.0) if policy.usage else 0.0
         credit = policy.long_job_credit * (self.max_runtime_s or 0)
         rank = PRIORITY_ORDER.get(self.priority, 1)
         return (self.queue_rank, rank, usage, self.queued_at - credit, self.position, self.job_id)
@@ -68,8 +68,8 @@ class Policy:
     reserve_after_s: float = 300.0
     #: Seconds of waiting credited per second of ``max_runtime`` (0: plain FIFO within a user).
     long_job_credit: float = 0.5
-    #: Fair share: each user's decayed usage divided by their weight (queue_config/usage.py).
-    usage: Mapping[str, float] = field(default_factory=dict)
+    #: Fair share: ``{queue: {user: decayed usage / weight}}`` (queue_config/usage.py); empty: FIFO.
+    usage: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

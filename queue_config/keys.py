@@ -23,6 +23,8 @@ key                                    type    TTL          written by
 {ns}:events                            PUBSUB  -            CLI and agents: wake-up messages
                                                             (events.py)
 {ns}:reaper:lock                       STRING  a few s      agent: SET NX EX, one reaper at a time
+{ns}:usage:{queue}                     HASH    none         agent at a job's end (usage.py):
+                                                            <user>:gpu_s, :cpu_s, :at (fair share)
 =====================================  ======  ===========  ================================
 
 ``tests/test_keys.py`` pins these shapes.
@@ -96,3 +98,6 @@ class Keys:
     @property
     def reaper_lock(self) -> str:
         return self._k("reaper", "lock")
+
+    def usage(self, queue: str) -> str:
+        return self._k("usage", queue)

@@ -272,7 +272,7 @@ def test_fair_share_puts_the_user_with_less_usage_first_within_a_priority_only()
     flood = [Candidate(f"f{i}", "q", Request(cpus=1), NOW - 100, position=i, submitter="ann") for i in range(5)]
     steady = Candidate("s0", "q", Request(cpus=1), NOW, position=5, submitter="bob")
     urgent = Candidate("h0", "q", Request(cpus=1), NOW, position=6, priority="high", submitter="ann")
-    policy = Policy(usage={"ann": 5000.0, "bob": 10.0})
+    policy = Policy(usage={"q": {"ann": 5000.0, "bob": 10.0}})
     assert [c.job_id for c in claim_order([*flood, steady], host(), [], NOW, policy, limit=2)] == ["s0", "f0"]
     assert select([*flood, steady, urgent], host(), [], NOW, policy).job_id == "h0"
     assert select([*flood, steady], host(), [], NOW).job_id == "f0"  # no usage known: FIFO
