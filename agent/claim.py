@@ -259,6 +259,11 @@ class ClaimPass:
         self._snapshot: Optional[Snapshot] = None
         self._stale = False
 
+    @property
+    def snapshot(self) -> Optional[Snapshot]:
+        """The read the pass works from (with its own claims in its ledger), None before the first."""
+        return self._snapshot
+
     def next(self, capacity: Capacity, now: Optional[float] = None) -> Optional[Tuple[LedgerEntry, Decision]]:
         """Claim the next job that fits; its ledger entry and placement decision, or None."""
         now = time.time() if now is None else now

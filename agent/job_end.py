@@ -19,7 +19,7 @@ from launchbay.agent.payload_dir import JobOutputs, PayloadPaths, read_outputs, 
 from launchbay.agent.run_context import RunContext
 from launchbay.agent.sharing import record_usage
 from launchbay.queue_config import events, lifecycle
-from launchbay.queue_config.job import TERMINAL_STATES, Outcome, State
+from launchbay.queue_config.job import TERMINAL_STATES, Outcome, Reason, State
 from launchbay.queue_config.logstream import is_eof
 
 from launchbay.errors import LaunchbayError
@@ -51,16 +51,7 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
         run.log.note(f"{outcome.state.value} ({outcome.reason.value if outcome.reason else ''}): {outcome.message}")
     run.log.flush()
     try:
-        won = retry(
-            lambda: lifecycle.end(
-                ctx.records,
-                run.job_id,
-                outcome,
-                rq_execution=run.record.get("rq_execution"),
-                eof_once=False,
-                effective_config=outputs.effective_config,
-            )
-        )
+        won = retry(lambda: _record(ctx, run, outcome, outputs))
     except redis.RedisError as exc:
         logger.error("job %s: cannot record its end (%s); its container is kept for adoption", run.job_id, exc)
         run.log.close()
@@ -68,12 +59,26 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
     if won:
         record_usage(ctx.conn, ctx.keys, ctx.queue_config_for, run.record, time.time())
         logger.info("job %s %s %s", run.job_id, outcome.state.value, outcome.message, extra={"job_id": run.job_id})
-        run.log.close()  # lifecycle.end wrote the eof
+        run.log.close()  # lifecycle.end wrote the eof (a preempted job's log goes on with its next run)
     else:
         run.log.close(eof=_eof_for(run.log, retry(lambda: ctx.records.state(run.job_id))))
     _remove_container(ctx, run)
     if run.paths is not None:
         remove_job_dir(run.paths)
+
+
+def _record(ctx: RunContext, run: RunLeftovers, outcome: Outcome, outputs: JobOutputs) -> bool:
+    """The end through ``lifecycle.end``, or a preempted job put back (``lifecycle.put_back_preempted``)."""
+    if outcome.reason == Reason.PREEMPTED:
+        return lifecycle.put_back_preempted(ctx.records, run.job_id, run.record, outcome.message)
+    return lifecycle.end(
+        ctx.records,
+        run.job_id,
+        outcome,
+        rq_execution=run.record.get("rq_execution"),
+        eof_once=False,
+        effective_config=outputs.effective_config,
+    )
 
 
 def _record_inputs(ctx: RunContext, run: RunLeftovers, outputs: JobOutputs) -> None:

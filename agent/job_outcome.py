@@ -7,6 +7,7 @@ its output in, the outcome out. The table of ends is in ``docs/runtime.md``.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from launchbay.agent.ledger import LedgerEntry
@@ -19,6 +20,12 @@ _EXEC_FAILED = re.compile(r"^\[FATAL tini \(\d+\)\] (exec .* failed: .*)$")
 _EXEC_EXIT_CODES = (126, 127)
 #: 128 + SIGKILL, 128 + SIGTERM: how a container stopped from outside exits.
 SIGNAL_EXIT_CODES = (137, 143)
+
+
+#: A preempted job's end: not an end, it goes back to the front of its queue (job_end puts it back).
+PREEMPTED = Outcome(
+    State.QUEUED, Reason.PREEMPTED, None, "stopped for a higher-priority job; queued again at the front"
+)
 
 
 def canceled(message: str = "canceled by user", exit_code: Optional[int] = None) -> Outcome:
@@ -45,6 +52,8 @@ def exit_outcome(
     code = status.exit_code
     if stop_reason == "cancel":
         return canceled(exit_code=code)
+    if stop_reason == "preempt":
+        return PREEMPTED if code is None else replace(PREEMPTED, exit_code=code)
     if stop_reason == "timeout":
         limit = alloc.max_runtime_s or record.get("max_runtime_s")
         return failed(Reason.TIMEOUT, f"ran longer than its max_runtime of {limit} s and was stopped", code)

@@ -76,7 +76,8 @@ class JobRun:
         self.container_id: Optional[str] = adopted.container_id if adopted else None
         self.paths: Optional[PayloadPaths] = None
         self.deadline: Optional[float] = None  # time.monotonic() when max_runtime is up
-        self.stop_reason: Optional[str] = None  # "cancel" or "timeout" once a stop was decided
+        self.stop_reason: Optional[str] = None  # "cancel", "preempt" or "timeout" once a stop was decided
+        self._preempt_grace_s: Optional[float] = None  # set: the cancel is a preemption, with this grace
         self._stop_sent = False
         self._cancel = threading.Event()
         self._detached = threading.Event()
@@ -101,7 +102,9 @@ class JobRun:
     def join(self, timeout_s: Optional[float]) -> None:
         self._thread.join(timeout_s)
 
-    def request_cancel(self) -> None:
+    def request_cancel(self, preempt_grace_s: Optional[float] = None) -> None:
+        """Stop the job: canceled by its user, or (``preempt_grace_s`` given) preempted and put back."""
+        self._preempt_grace_s = preempt_grace_s
         self._cancel.set()
         self._inbox.put(("wake", None))
 
@@ -292,13 +295,14 @@ class JobRun:
     def _apply_stop_rules(self) -> None:
         if self.stop_reason is None:
             if self._cancel.is_set():
-                self.stop_reason = "cancel"
+                self.stop_reason = "cancel" if self._preempt_grace_s is None else "preempt"
             elif self.deadline is not None and time.monotonic() >= self.deadline:
                 self.stop_reason = "timeout"
         if self.stop_reason is None or self._stop_sent:
             return
         try:
-            self.ctx.runtime.stop(self.container_id, self.ctx.settings.stop_grace_s)
+            grace = self.ctx.settings.stop_grace_s if self._preempt_grace_s is None else self._preempt_grace_s
+            self.ctx.runtime.stop(self.container_id, grace)
             self._stop_sent = True
         except ContainerGoneError:
             self._stop_sent = True

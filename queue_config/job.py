@@ -77,7 +77,7 @@ class Reason(str, Enum):
 
 
 JSON_FIELDS = frozenset({"spec", "request", "constraints", "run_config", "file_overrides", "gpus", "effective_config"})
-INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s"})
+INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s", "preemptions"})
 #: Added by :func:`from_hash`: the names of the fields whose stored value could not be read.
 UNREADABLE_FIELDS = "unreadable_fields"
 CANCEL_REQUESTED = "cancel_requested"

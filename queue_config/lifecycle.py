@@ -298,6 +298,16 @@ def put_back(records: Records, job_id: str, record: Dict[str, Any], **fields: An
     return True
 
 
+def put_back_preempted(records: Records, job_id: str, record: Dict[str, Any], message: str) -> bool:
+    """A preempted job back at the front of its queue: reason ``preempted``, ``preemptions`` + 1, and
+    its first ``queued_at`` kept, so that it keeps its place in the queue's order (agent/placement.py)."""
+    fields: Dict[str, Any] = {"reason": Reason.PREEMPTED, "message": message}
+    fields["preemptions"] = int(record.get("preemptions") or 0) + 1
+    if record.get("queued_at"):
+        fields["queued_at"] = record["queued_at"]
+    return put_back(records, job_id, record, **fields)
+
+
 # -- what a person does: cancel, requeue --------------------------------------------------------------
 
 
