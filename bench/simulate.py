@@ -17,6 +17,11 @@ Targets: makespan within 10% of the bound; GPU utilization (GPU time / (GPUs x m
 least 1.2 x FIFO's; 8-GPU jobs' mean wait at most 1.5 x their mean wait under FIFO; no job waiting
 more than 2 x its FIFO wait + 600 s.
 
+Users (bench/fairshare.py): a generated trace where one user floods and two submit steadily, run
+with fair share (usage kept as the agent keeps it) and under strict FIFO; each user's GPU-hours
+over the busy period against their max-min fair share (Jain's index >= 0.95) and the steady users'
+median wait (<= 0.5 x FIFO's).
+
     .venv/bin/python bench/simulate.py [TRACE.csv] [--json]
     TRACE.csv columns: job_id,submit_s,gpus,cpus,memory_gib,runtime_s,max_runtime_s
 """
