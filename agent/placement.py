@@ -70,6 +70,9 @@ class Policy:
     long_job_credit: float = 0.5
     #: Fair share: ``{queue: {user: decayed usage / weight}}`` (queue_config/usage.py); empty: FIFO.
     usage: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    #: Jobs that, as the head, let nothing behind them start (a ``high`` job that preempted for its
+    #: room: the freed resources must not go to the jobs behind it, its victims included).
+    hold_for: frozenset = frozenset()
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,8 @@ def _select_ordered(
             if gpus is not None:
                 return _decision(candidate, gpus, backfilled=False)
             head = candidate
+            if candidate.job_id in policy.hold_for:
+                return None  # it preempted for its room: nothing behind it starts before it does
             if now - candidate.queued_at >= policy.reserve_after_s:
                 reservation = reserve(candidate, capacity, running, now)
             continue

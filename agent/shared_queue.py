@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Callable, Dict, Optional, Protocol, Set
 
 import redis
@@ -58,9 +59,11 @@ class SharedQueue:
         self.stop = supervisor.preempt
         self.running = supervisor.running_job_ids
         self.stopping: Set[str] = set()  # victims of the last preemption not ended yet
+        self.holding: Optional[str] = None  # the high job they make room for, until it is claimed
 
     def policy(self) -> Policy:
-        return with_usage(self.base, self.conn, self.keys, self.config_for, self.queues)
+        held = frozenset({self.holding}) if self.holding else frozenset()
+        return replace(with_usage(self.base, self.conn, self.keys, self.config_for, self.queues), hold_for=held)
 
     def claim_pass(self, claimer: Claimer, reader: QueueReader) -> ClaimPass:
         """A claim pass with this pass's fair-share order, skipping the jobs this agent runs."""
@@ -78,6 +81,8 @@ class SharedQueue:
         self.stopping &= self.running()
         if snapshot is None or self.stopping:
             return
+        if self.holding not in {c.job_id for c in snapshot.candidates if c.job_id not in claims.skip}:
+            self.holding = None  # claimed (here or elsewhere), canceled, or no longer read
         now = time.time() if now is None else now
         waiting = [
             c
@@ -107,6 +112,7 @@ class SharedQueue:
         for victim in chosen.victims:
             self.stop(victim, rules[queue_of[victim]].grace_s)
         self.stopping = set(chosen.victims)
+        self.holding = job.job_id
 
     def _priorities(self, job_ids: list) -> Dict[str, str]:
         with self.conn.pipeline(transaction=False) as pipe:

@@ -276,3 +276,10 @@ def test_fair_share_puts_the_user_with_less_usage_first_within_a_priority_only()
     assert [c.job_id for c in claim_order([*flood, steady], host(), [], NOW, policy, limit=2)] == ["s0", "f0"]
     assert select([*flood, steady, urgent], host(), [], NOW, policy).job_id == "h0"
     assert select([*flood, steady], host(), [], NOW).job_id == "f0"  # no usage known: FIFO
+
+
+def test_nothing_starts_ahead_of_a_held_head_job():
+    running = [Running("victim", 0, 0, ("0", "1"), NOW - 100, None)]  # still stopping
+    candidates = [job("urgent", gpus=4, position=0), job("small", gpus=1, position=1)]
+    assert select(candidates, host(), running, NOW).job_id == "small"  # plain backfill
+    assert select(candidates, host(), running, NOW, Policy(hold_for=frozenset({"urgent"}))) is None

@@ -49,6 +49,7 @@ def test_a_high_job_preempts_the_two_youngest_low_jobs_which_run_again(redis_con
         wait_for(lambda: record(redis_conn, job_id).get("state") == "finished", what="the victim ran again")  # noqa: B023
         rec = record(redis_conn, job_id)
         assert rec["attempts"] == 2 and rec["preemptions"] == 1 and rec.get("reason") is None
+        assert rec["starting_at"] > record(redis_conn, urgent)["starting_at"]  # the room went to the high job
     assert record(redis_conn, old).get("attempts") == 1  # the oldest one was spared
 
 
