@@ -84,16 +84,17 @@ class SharedQueue:
         if self.holding not in {c.job_id for c in snapshot.candidates if c.job_id not in claims.skip}:
             self.holding = None  # claimed (here or elsewhere), canceled, or no longer read
         now = time.time() if now is None else now
-        waiting = [
-            c
-            for c in ordered(snapshot.candidates, self.base)
-            if c.priority == "high" and c.job_id not in claims.skip and self._preemption(c.queue).enabled
+        high = [
+            c for c in ordered(snapshot.candidates, self.base) if c.priority == "high" and c.job_id not in claims.skip
         ]
-        waiting = [c for c in waiting if could_ever_fit(c.request, c.constraints, capacity)]
+        if not high:
+            return  # the common case: no config read, no Redis call
+        queues = {c.queue for c in high} | {e.queue for e in snapshot.running}
+        rules: Dict[str, PreemptionConfig] = {queue: self._preemption(queue) for queue in queues}
+        waiting = [c for c in high if rules[c.queue].enabled and could_ever_fit(c.request, c.constraints, capacity)]
         if not waiting:
             return
         priorities = self._priorities([entry.job_id for entry in snapshot.running])
-        rules: Dict[str, PreemptionConfig] = {e.queue: self._preemption(e.queue) for e in snapshot.running}
         running = [
             Running(
                 e,
