@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import redis
 from launchbay.agent.logs import JobLog
+from launchbay.agent.metrics import JobMetrics
 from launchbay.agent.payload_dir import JobOutputs, PayloadPaths, read_outputs, remove_job_dir
 from launchbay.agent.run_context import RunContext
 from launchbay.agent.sharing import record_usage
@@ -39,19 +40,21 @@ class RunLeftovers:
     paths: Optional[PayloadPaths]
     container_id: Optional[str]
     stop_reason: Optional[str]  # "lost" when the job had been taken away from this agent
+    metrics: Optional[JobMetrics] = None
 
 
 def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Callable[[Callable[[], T]], T]) -> None:
     """Record ``outcome`` (``retry`` runs a Redis call through an outage), then clean up after the job."""
     outputs = read_outputs(run.paths) if run.paths else JobOutputs()
-    for problem in outputs.problems:
+    summary, metrics_problems = _finish_metrics(run)
+    for problem in outputs.problems + metrics_problems:
         run.log.note(problem)
     _record_inputs(ctx, run, outputs)
     if outcome.state != State.FINISHED and run.stop_reason != "lost":
         run.log.note(f"{outcome.state.value} ({outcome.reason.value if outcome.reason else ''}): {outcome.message}")
     run.log.flush()
     try:
-        won = retry(lambda: _record(ctx, run, outcome, outputs))
+        won = retry(lambda: _record(ctx, run, outcome, outputs, summary))
     except redis.RedisError as exc:
         logger.error("job %s: cannot record its end (%s); its container is kept for adoption", run.job_id, exc)
         run.log.close()
@@ -67,7 +70,9 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
         remove_job_dir(run.paths)
 
 
-def _record(ctx: RunContext, run: RunLeftovers, outcome: Outcome, outputs: JobOutputs) -> bool:
+def _record(
+    ctx: RunContext, run: RunLeftovers, outcome: Outcome, outputs: JobOutputs, summary: Optional[Dict[str, Any]]
+) -> bool:
     """The end through ``lifecycle.end``, or a preempted job put back (``lifecycle.put_back_preempted``)."""
     if outcome.reason == Reason.PREEMPTED:
         return lifecycle.put_back_preempted(ctx.records, run.job_id, run.record, outcome.message)
@@ -78,7 +83,16 @@ def _record(ctx: RunContext, run: RunLeftovers, outcome: Outcome, outputs: JobOu
         rq_execution=run.record.get("rq_execution"),
         eof_once=False,
         effective_config=outputs.effective_config,
+        summary=summary,
     )
+
+
+def _finish_metrics(run: RunLeftovers) -> Tuple[Optional[Dict[str, Any]], List[str]]:
+    """The rest of metrics.jsonl into its stream; summary.json for the record, and what went wrong reading them."""
+    if run.metrics is None or run.paths is None:
+        return None, []
+    run.metrics.finish(run.paths.output_dir)
+    return run.metrics.summary, list(run.metrics.problems)
 
 
 def _record_inputs(ctx: RunContext, run: RunLeftovers, outputs: JobOutputs) -> None:

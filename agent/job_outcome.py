@@ -36,6 +36,11 @@ def failed(reason: Reason, message: str, exit_code: Optional[int] = None) -> Out
     return Outcome(State.FAILED, reason, exit_code, message)
 
 
+def gone(message: str, *, engine: bool) -> Outcome:
+    """The container disappeared: with its engine (``docker_unavailable``) or removed by someone."""
+    return failed(Reason.DOCKER_UNAVAILABLE if engine else Reason.CONTAINER_FAILED, message)
+
+
 def exit_outcome(
     status: ExitStatus,
     *,

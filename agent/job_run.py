@@ -19,10 +19,11 @@ from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union
 import redis
 from launchbay.agent import job_end
 from launchbay.agent.container_spec import build_container_spec, record_problem
-from launchbay.agent.job_outcome import SIGNAL_EXIT_CODES, canceled, exit_outcome, failed
+from launchbay.agent.job_outcome import SIGNAL_EXIT_CODES, canceled, exit_outcome, failed, gone
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.log_pump import LogPump
 from launchbay.agent.logs import LOG_FILE_LABEL, LOG_STREAM_LABEL, JobLog
+from launchbay.agent.metrics import JobMetrics
 from launchbay.agent.payload_dir import PayloadPaths, payload_paths, prepare_payload
 from launchbay.agent.run_context import RunContext
 from launchbay.agent.runtime import ContainerGoneError, ContainerInfo, ExitStatus, PullInterruptedError
@@ -77,7 +78,7 @@ class JobRun:
         self.paths: Optional[PayloadPaths] = None
         self.deadline: Optional[float] = None  # time.monotonic() when max_runtime is up
         self.stop_reason: Optional[str] = None  # "cancel", "preempt" or "timeout" once a stop was decided
-        self._preempt_grace_s: Optional[float] = None  # set: the cancel is a preemption, with this grace
+        self._cancel_kind, self._stop_grace_s = "cancel", ctx.settings.stop_grace_s  # or "preempt", its grace
         self._stop_sent = False
         self._cancel = threading.Event()
         self._detached = threading.Event()
@@ -92,6 +93,7 @@ class JobRun:
             cap_bytes=ctx.settings.log_cap_bytes,
             file_cap_bytes=ctx.log_file_cap_bytes,
         )
+        self.metrics = JobMetrics.for_job(ctx, self.job_id)
         self._thread = threading.Thread(target=self._main, name=f"job-{self.job_id}", daemon=True)
 
     # -- control, from other threads ---------------------------------------------------------------
@@ -103,8 +105,8 @@ class JobRun:
         self._thread.join(timeout_s)
 
     def request_cancel(self, preempt_grace_s: Optional[float] = None) -> None:
-        """Stop the job: canceled by its user, or (``preempt_grace_s`` given) preempted and put back."""
-        self._preempt_grace_s = preempt_grace_s
+        if preempt_grace_s is not None:  # preempted: put back after the stop, with its queue's grace
+            self._cancel_kind, self._stop_grace_s = "preempt", preempt_grace_s
         self._cancel.set()
         self._inbox.put(("wake", None))
 
@@ -123,6 +125,7 @@ class JobRun:
             outcome = failed(Reason.CONTAINER_FAILED, f"the agent failed running the job: {exc}")
         try:
             if outcome is None:
+                self.metrics.stop()
                 self.log.close()  # detached: what was copied stays, without an eof
             else:
                 job_end.record_end(self.ctx, self._leftovers(), outcome, self._redis)
@@ -134,7 +137,9 @@ class JobRun:
             self.on_done(self.job_id)
 
     def _leftovers(self) -> job_end.RunLeftovers:
-        return job_end.RunLeftovers(self.job_id, self.record, self.log, self.paths, self.container_id, self.stop_reason)
+        return job_end.RunLeftovers(
+            self.job_id, self.record, self.log, self.paths, self.container_id, self.stop_reason, self.metrics
+        )
 
     def _launch(self) -> Optional[Outcome]:
         if self._cancel_requested():
@@ -255,7 +260,7 @@ class JobRun:
                 exit_status = value
             elif kind == "gone":
                 self._stop_pump()
-                return self._gone(f"container {self.container_id[:12]} was removed outside launchbay", engine=False)
+                return gone(f"container {self.container_id[:12]} was removed outside launchbay", engine=False)
             elif kind == "engine_down":
                 answer = self._await_engine()
                 if answer is None or isinstance(answer, Outcome):
@@ -270,6 +275,9 @@ class JobRun:
     def _start_helpers(self, *, skip_lines: int) -> None:
         self._stop_pump()
         self._pump = LogPump(self.ctx.runtime, self.container_id, self.log, skip_lines=skip_lines).start()
+        if self.paths is not None:  # an adopted container that never started has sent nothing yet
+            adopted_running = self.adopted is not None and self.adopted.status != "created"
+            self.metrics.start(self.paths.output_dir, resume=adopted_running)
         threading.Thread(target=self._wait_loop, name=f"wait-{self.job_id}", daemon=True).start()
 
     def _wait_loop(self) -> None:
@@ -295,14 +303,13 @@ class JobRun:
     def _apply_stop_rules(self) -> None:
         if self.stop_reason is None:
             if self._cancel.is_set():
-                self.stop_reason = "cancel" if self._preempt_grace_s is None else "preempt"
+                self.stop_reason = self._cancel_kind
             elif self.deadline is not None and time.monotonic() >= self.deadline:
                 self.stop_reason = "timeout"
         if self.stop_reason is None or self._stop_sent:
             return
         try:
-            grace = self.ctx.settings.stop_grace_s if self._preempt_grace_s is None else self._preempt_grace_s
-            self.ctx.runtime.stop(self.container_id, grace)
+            self.ctx.runtime.stop(self.container_id, self._stop_grace_s)
             self._stop_sent = True
         except ContainerGoneError:
             self._stop_sent = True
@@ -322,7 +329,7 @@ class JobRun:
                     self._ended_with_engine = True
                     return self.ctx.runtime.inspect_exit(self.container_id)
                 except ContainerGoneError:
-                    return self._gone(
+                    return gone(
                         f"the Docker engine went away and container {self.container_id[:12]} with it", engine=True
                     )
                 except DockerUnavailableError:
@@ -330,9 +337,6 @@ class JobRun:
             self._detached.wait(delay)
             delay = min(delay * 2, ENGINE_RETRY_MAX_S)
         return None
-
-    def _gone(self, message: str, *, engine: bool) -> Outcome:
-        return failed(Reason.DOCKER_UNAVAILABLE if engine else Reason.CONTAINER_FAILED, message)
 
     def _stop_pump(self) -> None:
         if self._pump is not None:

@@ -43,6 +43,7 @@ HUMAN_NAMES = {
     "grace_s": "grace",
     "min_runtime_before_preempt_s": "min_runtime_before_preempt",
     "half_life_s": "half_life",
+    "metrics_cap_bytes": "metrics_cap",
 }
 
 # Model -> (doc, the header of the table that lists its fields). Each field is the first cell of a row.
