@@ -30,6 +30,7 @@ from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import ClaimScript
 from launchbay.queue_config.matching import Capacity, Request
 
+from launchbay.errors import RedisUnavailableError
 from launchbay.text import as_text
 
 log = logging.getLogger(__name__)
@@ -230,6 +231,18 @@ class Claimer:
         )
         return ClaimResult(claimed=claimed, why=why, index=index - 1 if claimed else index)
 
+    def replicated(self, job_id: str) -> bool:
+        """Whether a replica confirmed the claim of ``job_id`` (over ``redis+sentinel://``; else always).
+
+        An unconfirmed claim is not launched: the sweep puts it back in its queue (docs/multi-host.md).
+        """
+        try:
+            self._script.confirm(job_id)
+        except (RedisUnavailableError, redis.RedisError) as exc:
+            log.warning("job %s not started: %s", job_id, exc, extra={"job_id": job_id})
+            return False
+        return True
+
 
 class ClaimPass:
     """One pass of claims over one read of the queues (by ``reader``), as the agent's main loop runs it.
@@ -256,6 +269,7 @@ class ClaimPass:
         self.skip = set(skip)
         self.reads = 0
         self.lost_races = 0
+        self.claimed = 0
         self._snapshot: Optional[Snapshot] = None
         self._stale = False
 
@@ -290,4 +304,5 @@ class ClaimPass:
                 continue
             entry = entries[result.index]
             self._snapshot.running.append(entry)
+            self.claimed += 1
             return entry, decisions[result.index]

@@ -266,7 +266,6 @@ class Agent:
     def _claim_pass(self) -> int:
         """Claim jobs one at a time until none fits (or lost races leave none to try)."""
         claims = self.shared.claim_pass(self.claimer, self.reader)
-        claimed = 0
         try:
             for _ in range(MAX_CLAIMS_PER_PASS):
                 if self._stopping.is_set():
@@ -275,16 +274,17 @@ class Agent:
                 if got is None:
                     break
                 entry, decision = got
-                claimed += 1
                 self._launch(entry, backfilled=decision.backfilled)
             self.shared.after_pass(claims, self.capacity())
         finally:
             self.counters.inc("lost_races", claims.lost_races)
-        return claimed
+        return claims.claimed
 
     def _launch(self, entry: LedgerEntry, *, backfilled: bool) -> None:
         self.counters.inc("claimed")
         job_id = entry.job_id
+        if not self.claimer.replicated(job_id):
+            return  # not launched; the sweep settles the claim (back to the front of its queue)
         log.info(
             "claimed job %s from %s: %g CPUs, %d MiB, GPUs [%s]%s",
             job_id,

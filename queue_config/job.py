@@ -72,6 +72,7 @@ class Reason(str, Enum):
     CANCELED_BY_USER = "canceled_by_user"
     DOCKER_UNAVAILABLE = "docker_unavailable"  # the engine went away and the container with it
     PREEMPTED = "preempted"  # stopped for a higher-priority job and put back at the front of its queue
+    SECRET_MISSING = "secret_missing"  # a secret of the queue could not be read on the agent's host
 
     def __str__(self) -> str:
         return self.value

@@ -27,6 +27,9 @@ key                                    type    TTL          written by
 {ns}:reaper:lock                       STRING  a few s      agent: SET NX EX, one reaper at a time
 {ns}:usage:{queue}                     HASH    none         agent at a job's end (usage.py):
                                                             <user>:gpu_s, :cpu_s, :at (fair share)
+{ns}:replication-probe                 PUBSUB  -            agents over redis+sentinel://, after a claim
+                                                            (lifecycle): a write WAIT can count; no
+                                                            one listens
 =====================================  ======  ===========  ================================
 
 ``tests/test_keys.py`` pins these shapes.
@@ -106,3 +109,7 @@ class Keys:
 
     def usage(self, queue: str) -> str:
         return self._k("usage", queue)
+
+    @property
+    def replication_probe(self) -> str:
+        return self._k("replication-probe")

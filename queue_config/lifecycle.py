@@ -12,7 +12,8 @@ Who calls what:
 
 ===============================  =======================================================
 :func:`enqueue`                  the client (``client/enqueue.py``)
-:class:`ClaimScript`             the agent's claimer (``agent/claim.py``)
+:class:`ClaimScript`             the agent's claimer (``agent/claim.py``); ``confirm`` after a
+                                 claim over ``redis+sentinel://``
 :func:`record_rq_start`          the agent, right after a claim
 :func:`mark_running`             the agent's job runner, once the container started
 :func:`end`                      the job runner, the reaper, reconcile, the daemon (a hand-over
@@ -31,7 +32,7 @@ from importlib import resources
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import redis
-from launchbay.queue_config import events, logstream, rq_bridge
+from launchbay.queue_config import connection, events, logstream, rq_bridge
 from launchbay.queue_config.job import (
     ACTIVE_STATES,
     CANCEL_REQUESTED,
@@ -161,7 +162,10 @@ def enqueue(
 ) -> None:
     """Write the record (``queued``) and the RQ job in one MULTI, then wake the agents serving its queue.
 
-    ``also(pipe)`` adds the caller's own writes to the same transaction.
+    ``also(pipe)`` adds the caller's own writes to the same transaction. Over a ``redis+sentinel://``
+    URL the wake-up is the write that replicas must confirm (:func:`connection.confirm_replicated`):
+    replication is in order, so a replica that has it has the job. Raises RedisUnavailableError when
+    too few do, rather than acknowledge a job a failover could lose.
     """
     with conn.pipeline() as pipe:
         pipe.multi()  # rq joins an explicit transaction instead of starting its own
@@ -178,7 +182,12 @@ def enqueue(
         if also is not None:
             also(pipe)
         pipe.execute()
-    events.publish(conn, keys, events.Enqueued(fields["queue"]))
+    connection.confirm_replicated(
+        conn,
+        lambda pipe: events.publish(pipe, keys, events.Enqueued(fields["queue"])),
+        lambda pipe: pipe.exists(keys.job(job_id)),
+        f"job {job_id}",
+    )
 
 
 #: One candidate of a claim: (job id, its RQ queue's name, its ledger JSON, its GPU ids).
@@ -210,6 +219,23 @@ class ClaimScript:
             args += [job_id, allocation, to_hash({"gpus": list(gpu_ids)})["gpus"]]
         ok, why, index = self._script(keys=keys, args=args)
         return int(ok) == 1, as_text(why), int(index)
+
+    def confirm(self, job_id: str) -> None:
+        """Wait until the replicas a ``redis+sentinel://`` URL asks for have this agent's claim of ``job_id``.
+
+        A claim a failover loses leaves the job queued on the new master, where it would run a second
+        time. Returns at once for other URLs; raises RedisUnavailableError (or a RedisError) when the
+        claim is not confirmed: the caller must not start the job (the sweep puts it back).
+        """
+        if not connection.wait_replicas(self.conn):
+            return
+        ledger = self.keys.agent_ledger(self.agent_id)
+        connection.confirm_replicated(
+            self.conn,
+            lambda pipe: pipe.publish(self.keys.replication_probe, job_id),  # a write WAIT can count
+            lambda pipe: pipe.hexists(ledger, job_id),
+            f"the claim of job {job_id}",
+        )
 
 
 def record_rq_start(records: Records, job_id: str, *, worker_name: str) -> None:
@@ -303,13 +329,10 @@ def put_back(records: Records, job_id: str, record: Dict[str, Any], **fields: An
 
 
 def put_back_preempted(records: Records, job_id: str, record: Dict[str, Any], message: str) -> bool:
-    """A preempted job back at the front of its queue: reason ``preempted``, ``preemptions`` + 1, and
-    its first ``queued_at`` kept, so that it keeps its place in the queue's order (agent/placement.py)."""
-    fields: Dict[str, Any] = {"reason": Reason.PREEMPTED, "message": message}
-    fields["preemptions"] = int(record.get("preemptions") or 0) + 1
-    if record.get("queued_at"):
-        fields["queued_at"] = record["queued_at"]
-    return put_back(records, job_id, record, **fields)
+    """A preempted job back at the front of its queue: reason preempted, preemptions + 1, queued_at kept."""
+    times = int(record.get("preemptions") or 0) + 1
+    kept = {"queued_at": record["queued_at"]} if record.get("queued_at") else {}
+    return put_back(records, job_id, record, reason=Reason.PREEMPTED, message=message, preemptions=times, **kept)
 
 
 # -- what a person does: cancel, requeue --------------------------------------------------------------

@@ -1,9 +1,8 @@
 """Job specs, resource requests and queue configs (pydantic v2), with loaders whose errors name
-the file and the field.
-
-Sizes and durations are accepted as people write them (``16GiB``, ``2h``) and stored normalized,
-with the unit in the field name (``memory_mib``, ``max_runtime_s``). Unknown fields are refused,
-so a misspelt option is an error instead of being silently ignored.
+the file and the field. Sizes and durations are accepted as people write them (``16GiB``, ``2h``)
+and stored normalized, with the unit in the field name (``memory_mib``, ``max_runtime_s``).
+Unknown fields are refused, so a misspelt option is an error instead of being silently ignored.
+The options of a shared queue (``preemption``, ``fair_share``) live in ``sharing.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +13,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
 import yaml
-from launchbay.queue_config.sharing import FairShareConfig, PreemptionConfig, check_grace
+from launchbay.queue_config.inputs_decl import InputsDeclaration
+from launchbay.queue_config.secrets import SecretSource
+from launchbay.queue_config.sharing import SharingOptions
 from launchbay.queue_config.units import parse_duration_s, parse_size_mib, rename_unit_keys
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -26,6 +27,8 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 #: The most values a YAML document may expand to once its aliases are followed (see :func:`load_yaml`).
 MAX_YAML_VALUES = 1_000_000
+#: Env names a queue secret may not take: launchbay's payload and W&B Launch's contract own them.
+RESERVED_ENV_PREFIXES = ("LAUNCHBAY_", "WANDB_CONFIG", "WANDB_LAUNCH")
 #: The deepest nesting of mappings and lists a file or value may have.
 MAX_NESTING = 100
 
@@ -194,7 +197,7 @@ class QueueLimits(Resources):
         return rename_unit_keys(data, {"max_runtime": ("max_runtime_s", parse_duration_s)})
 
 
-class QueueConfig(_Strict):
+class QueueConfig(SharingOptions, _Strict):
     """A queue: where jobs wait, with its defaults, limits and container options."""
 
     name: str
@@ -205,18 +208,15 @@ class QueueConfig(_Strict):
     docker: DockerOptions = Field(default_factory=DockerOptions)
     submitter_may_set: List[str] = Field(default_factory=list)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    preemption: PreemptionConfig = Field(default_factory=PreemptionConfig)
-    fair_share: FairShareConfig = Field(default_factory=FairShareConfig)
+    #: Hand every container W&B Launch's own env contract (WANDB_LAUNCH, WANDB_CONFIG...).
+    wandb_env: bool = True
+    #: Env var name in the container -> where the agent reads the value on its host.
+    secrets: Dict[str, SecretSource] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
     def _accept_duration(cls, data: Any) -> Any:
         return rename_unit_keys(data, {"default_max_runtime": ("default_max_runtime_s", parse_duration_s)})
-
-    @model_validator(mode="after")
-    def _grace_within_runtime(self) -> QueueConfig:
-        check_grace(self.preemption, self.limits.max_runtime_s or self.default_max_runtime_s)
-        return self
 
     @field_validator("name")
     @classmethod
@@ -234,6 +234,16 @@ class QueueConfig(_Strict):
             names.append(option)
         return names
 
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: Dict[str, SecretSource]) -> Dict[str, SecretSource]:
+        for name in value:
+            if not ENV_NAME_RE.match(name):
+                raise ValueError(f"secret name {name!r} is not a valid variable name")
+            if name.startswith(RESERVED_ENV_PREFIXES):
+                raise ValueError(f"secret name {name!r} would replace one of launchbay's or W&B Launch's variables")
+        return value
+
 
 class JobSpec(_Strict):
     """What to run: image, command and defaults. Overrides and resources can change at enqueue."""
@@ -248,6 +258,8 @@ class JobSpec(_Strict):
     max_runtime_s: Optional[int] = Field(default=None, gt=0)
     constraints: Dict[str, str] = Field(default_factory=dict)
     docker: DockerOptions = Field(default_factory=DockerOptions)
+    #: The launch inputs, for jobs that have not recorded any (see queue_config/inputs_decl.py).
+    inputs: Optional[InputsDeclaration] = None
 
     @model_validator(mode="before")
     @classmethod

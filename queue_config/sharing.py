@@ -66,6 +66,22 @@ class FairShareConfig(_Strict):
         return value
 
 
+class SharingOptions(_Strict):
+    """The queue options of a shared queue, mixed into ``QueueConfig`` (models.py): ``preemption``,
+    ``fair_share``, and the check of the grace against the queue's max runtime."""
+
+    preemption: PreemptionConfig = Field(default_factory=PreemptionConfig)
+    fair_share: FairShareConfig = Field(default_factory=FairShareConfig)
+
+    @model_validator(mode="after")
+    def _grace_within_runtime(self) -> SharingOptions:
+        limits = getattr(self, "limits", None)
+        check_grace(
+            self.preemption, getattr(limits, "max_runtime_s", None) or getattr(self, "default_max_runtime_s", None)
+        )
+        return self
+
+
 def decayed(usage: float, since_s: float, half_life_s: float) -> float:
     """``usage`` recorded ``since_s`` seconds ago, as it counts now."""
     return usage * 0.5 ** (max(0.0, since_s) / half_life_s)

@@ -19,6 +19,7 @@ def test_key_shapes_are_pinned():
     assert k.events == "launchbay:events"
     assert k.reaper_lock == "launchbay:reaper:lock"
     assert k.usage("gpu") == "launchbay:usage:gpu"
+    assert k.replication_probe == "launchbay:replication-probe"
 
 
 def test_namespace_is_configurable():
