@@ -19,6 +19,7 @@ def test_key_shapes_are_pinned():
     assert k.agent_drained_gpus("h1") == "launchbay:agent:h1:drained_gpus"
     assert k.events == "launchbay:events"
     assert k.reaper_lock == "launchbay:reaper:lock"
+    assert k.usage("gpu") == "launchbay:usage:gpu"
     assert k.replication_probe == "launchbay:replication-probe"
 
 
