@@ -41,7 +41,7 @@ OUTPUT_FILE_LIMIT_BYTES = 1 << 20
 INPUTS_DIR_MODE = 0o755
 INPUTS_FILE_MODE = 0o644
 OUTPUT_DIR_MODE = 0o777
-_SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+_SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}\Z")
 
 
 @dataclass(frozen=True)

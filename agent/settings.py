@@ -28,7 +28,7 @@ ENV_PREFIX = "LAUNCHBAY_AGENT_"
 #: The env var naming the config file (``--config``); not a setting itself.
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 DEFAULT_LOG_CAP_BYTES = 8 << 20
-AGENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+AGENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 
 # Human spellings accepted in every source, turned into the field with the unit in its name.
 _SIZE_ALIASES = {

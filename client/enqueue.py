@@ -16,7 +16,15 @@ import redis
 from launchbay.queue_config import control, rq_bridge
 from launchbay.queue_config.connection import connect
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.models import PRIORITIES, JobSpec, QueueConfig, Resources, load_job_spec, parse_model
+from launchbay.queue_config.models import (
+    PRIORITIES,
+    JobSpec,
+    QueueConfig,
+    Resources,
+    check_finite,
+    load_job_spec,
+    parse_model,
+)
 from launchbay.queue_config.records import Records
 from launchbay.queue_config.store import QueueStore
 
@@ -107,6 +115,7 @@ def enqueue(
     fields = _build_record(job_spec, queue_config, asked, asked_runtime_s, priority)
     fields["run_config"] = merge_trees(job_spec.config, overrides or {}, what="overrides")
     fields["file_overrides"] = {path: dict(tree) for path, tree in (file_overrides or {}).items()}
+    _check_finite(fields)
     check_overrides(job_spec.name, store.get_inputs(job_spec.name), fields["run_config"], fields["file_overrides"])
     notes = _notes(conn, keys, store, queue, fields)
     job_id = uuid.uuid4().hex[:JOB_ID_HEX_DIGITS]
@@ -136,6 +145,15 @@ def _build_record(
         "constraints": spec.constraints,
         "max_runtime_s": max_runtime_s,
     }
+
+
+def _check_finite(fields: Dict[str, Any]) -> None:
+    try:
+        check_finite(fields["run_config"], "overrides")
+        for path, tree in fields["file_overrides"].items():
+            check_finite(tree, f"overrides of {path}")
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from exc
 
 
 def _notes(conn: redis.Redis, keys: Keys, store: QueueStore, queue: str, fields: Dict[str, Any]) -> List[str]:

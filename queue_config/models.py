@@ -9,24 +9,28 @@ so a misspelt option is an error instead of being silently ignored.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
 import yaml
+from launchbay.queue_config.submitter_policy import normalize_allow_list, normalize_path
 from launchbay.queue_config.units import parse_duration_s, parse_size_mib, rename_unit_keys
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from launchbay.errors import ConfigError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 #: The most values a YAML document may expand to once its aliases are followed (see :func:`load_yaml`).
 MAX_YAML_VALUES = 1_000_000
 #: The deepest nesting of mappings and lists a file or value may have.
 MAX_NESTING = 100
+#: The smallest CPU request (Docker's smallest ``--cpus``).
+MIN_CPUS = 0.01
 
 
 class _Strict(BaseModel):
@@ -57,7 +61,8 @@ def _check_env(env: Dict[str, Any]) -> Dict[str, str]:
 class Resources(_Strict):
     """A resource request, or a queue's limits. ``None`` means "not set" (a default or no limit applies)."""
 
-    cpus: Optional[float] = Field(default=None, gt=0, le=4096)
+    # Docker's smallest CPU limit is 0.01; a smaller request would round to NanoCpus=0, which is "no limit".
+    cpus: Optional[float] = Field(default=None, ge=MIN_CPUS, le=4096)
     memory_mib: Optional[int] = Field(default=None, gt=0)
     gpus: Optional[int] = Field(default=None, ge=0, le=64)
     gpu_model: Optional[str] = None
@@ -94,7 +99,7 @@ class Resources(_Strict):
         }
 
 
-_GPUS_RE = re.compile(r"^(?:(?P<model>[^:]+):)?(?P<count>\d+)$")
+_GPUS_RE = re.compile(r"^(?:(?P<model>[^:]+):)?(?P<count>\d+)\Z")
 
 
 def parse_gpus(value: object) -> Dict[str, Any]:
@@ -132,7 +137,7 @@ class Mount(_Strict):
     def _absolute(cls, value: str) -> str:
         if not value.startswith("/") or "\x00" in value or ":" in value:
             raise ValueError(f"mount path {value!r} must be absolute and contain no ':'")
-        return value
+        return normalize_path(value)  # //launchbay/inputs and /a/../launchbay are /launchbay/...
 
 
 class DockerOptions(_Strict):
@@ -200,7 +205,7 @@ class QueueConfig(_Strict):
     default_max_runtime_s: Optional[int] = Field(default=None, gt=0)
     limits: QueueLimits = Field(default_factory=QueueLimits)
     docker: DockerOptions = Field(default_factory=DockerOptions)
-    submitter_may_set: List[str] = Field(default_factory=list)
+    submitter_may_set: Dict[str, Optional[List[Any]]] = Field(default_factory=dict)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
     @model_validator(mode="before")
@@ -213,16 +218,11 @@ class QueueConfig(_Strict):
     def _name(cls, value: str) -> str:
         return _check_name(value, "queue name")
 
-    @field_validator("submitter_may_set")
+    @field_validator("submitter_may_set", mode="before")
     @classmethod
-    def _known_options(cls, value: List[str]) -> List[str]:
-        names = []
-        for option in value:
-            option = {"shm_size": "shm_size_mib"}.get(option, option)
-            if option not in DOCKER_OPTION_NAMES:
-                raise ValueError(f"unknown docker option {option!r}; known: {', '.join(DOCKER_OPTION_NAMES)}")
-            names.append(option)
-        return names
+    def _known_options(cls, value: Any) -> Any:
+        # {option: [allowed values] | any}, or the older list of option names (submitter_policy.py)
+        return normalize_allow_list(value, DOCKER_OPTION_NAMES)
 
 
 class JobSpec(_Strict):
@@ -276,6 +276,12 @@ class JobSpec(_Strict):
     @classmethod
     def _env(cls, value: Any) -> Any:
         return _check_env(value) if isinstance(value, dict) else value
+
+    @field_validator("config")
+    @classmethod
+    def _config_is_json(cls, value: Dict[str, Any]) -> Dict[str, Any]:
+        check_finite(value, "config")
+        return value
 
     @field_validator("constraints", mode="before")
     @classmethod
@@ -362,6 +368,20 @@ def check_shape(data: Any, *, max_values: Optional[int]) -> None:
             raise ValueError(f"nested deeper than {MAX_NESTING} levels")
         children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
         stack.extend((child, depth + 1) for child in children)
+
+
+def check_finite(tree: Any, what: str) -> None:
+    """Refuse (ValueError) NaN and infinity anywhere in ``tree``: JSON has neither, so they cannot
+    travel to the job the same way from a spec, ``--set`` and the API (one would become null, another
+    a non-standard ``NaN`` token)."""
+    stack: List[Any] = [((), tree)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            where = ".".join(str(p) for p in path) or "(top level)"
+            raise ValueError(f"{what}: {where} is {node}; JSON has no NaN or infinity: use a number or quote it")
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        stack.extend(((*path, key), child) for key, child in children)
 
 
 def _unreadable_structure(exc: BaseException) -> str:
