@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import redis
 from launchbay.queue_config.keys import Keys
@@ -53,14 +53,15 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def decode_entries(raw: Mapping[Any, Any]) -> Dict[str, LedgerEntry]:
-    """An HGETALL of a ledger as entries by job id (an unreadable entry is skipped)."""
+def decode_entries(raw: Mapping[Any, Any], *, skipped: Optional[List[str]] = None) -> Dict[str, LedgerEntry]:
+    """An HGETALL of a ledger as entries by job id; an unreadable entry is skipped (its id added to ``skipped``)."""
     entries = {}
     for job_id, value in raw.items():
         try:
             entries[_text(job_id)] = LedgerEntry.from_json(value)
-        except (ValueError, KeyError, TypeError):
-            continue
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            if skipped is not None:
+                skipped.append(_text(job_id))
     return entries
 
 

@@ -3,7 +3,8 @@
 ``<state_dir>/jobs/<job_id>/inputs`` holds ``run_config.json`` and ``file_overrides.json`` (folder
 0755, files 0644) and is mounted read-only at ``INPUTS_MOUNT``; ``<state_dir>/jobs/<job_id>/output``
 (0777, so images that run as a non-root user can write) is mounted writable at ``OUTPUT_MOUNT``,
-where the SDK writes ``inputs.json`` and ``config.json``. The same payload also travels in env
+where the SDK writes ``inputs.json`` and ``config.json``; ``<state_dir>/jobs`` is 0700, so no
+other local user reaches what a job wrote there (a setuid-root file). The same payload also travels in env
 vars, unless a value is larger than :data:`ENV_VALUE_LIMIT_BYTES`: then only the file carries it
 (the SDK prefers files anyway).
 
@@ -41,6 +42,8 @@ OUTPUT_FILE_LIMIT_BYTES = 1 << 20
 INPUTS_DIR_MODE = 0o755
 INPUTS_FILE_MODE = 0o644
 OUTPUT_DIR_MODE = 0o777
+#: ``<state_dir>/jobs``: the agent's user only (the containers reach their folders through their mounts).
+JOBS_DIR_MODE = 0o700
 _SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}\Z")
 
 
@@ -85,6 +88,9 @@ def prepare_payload(
         shutil.rmtree(paths.job_dir)
     paths.inputs_dir.mkdir(parents=True)
     paths.output_dir.mkdir()
+    # Only the agent's user may pass: a job can chmod 4755 what it writes to its output folder
+    # (as root in the container, root on the host), and no other local user must reach that file.
+    paths.job_dir.parent.chmod(JOBS_DIR_MODE)
     env = {}
     for name, env_name, value in (
         (RUN_CONFIG_FILE, ENV_RUN_CONFIG, run_config or {}),

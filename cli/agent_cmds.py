@@ -381,6 +381,7 @@ def read_agents(conn: redis.Redis, keys: Keys, *, include_gone: bool = False) ->
                 "host": info.get("host"),
                 "docker": info.get("docker"),
                 "gpu_problem": info.get("gpu_problem") or None,
+                "ledger_problem": info.get("ledger_problem") or None,
                 "beat_at": float(info["beat_at"]) if info.get("beat_at") else None,
                 "counters": json.loads(info.get("counters") or "{}"),
                 "capacity": json.loads(capacity_raw) if capacity_raw else None,
@@ -410,7 +411,9 @@ def agents_cmd(include_gone: bool, as_json: bool, conn: Any, keys: Keys) -> None
         jobs = agent["jobs"]
         grid.add_row(
             agent["agent_id"],
-            agent["status"] + ("" if agent["docker"] != "down" else " (docker down)"),
+            agent["status"]
+            + ("" if agent["docker"] != "down" else " (docker down)")
+            + (f" ({agent['ledger_problem']})" if agent["ledger_problem"] else ""),
             ",".join(capacity.get("queues") or []),
             f"{capacity.get('cpus', 0):g}",
             format_mib(capacity.get("memory_mib")),

@@ -8,12 +8,12 @@ half there. The CLI's ``launchbay enqueue`` is a thin layer over :func:`enqueue`
 from __future__ import annotations
 
 import re
-import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import redis
 from launchbay.queue_config import control, rq_bridge
+from launchbay.queue_config.acl import new_job_id, owner_of_connection
 from launchbay.queue_config.connection import connect
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import (
@@ -37,8 +37,6 @@ from .inputs_check import check_overrides
 from .overrides import merge_trees
 
 SpecArg = Union[JobSpec, Mapping[str, Any], str, Path]
-#: Job ids are 16 hex digits (64 random bits): short enough to type, far from colliding.
-JOB_ID_HEX_DIGITS = 16
 
 
 def load_spec(spec: SpecArg) -> JobSpec:
@@ -118,7 +116,7 @@ def enqueue(
     _check_finite(fields)
     check_overrides(job_spec.name, store.get_inputs(job_spec.name), fields["run_config"], fields["file_overrides"])
     notes = _notes(conn, keys, store, queue, fields)
-    job_id = uuid.uuid4().hex[:JOB_ID_HEX_DIGITS]
+    job_id = new_job_id(owner_of_connection(conn))  # a named Redis user's jobs are NAME_<hex>: its ACL role
     _write(conn, keys, store, job_id, fields)
     control.publish(conn, keys, {"type": "enqueued", "queue": queue})
     return JobHandle(job_id, conn, keys, notes=notes)

@@ -22,7 +22,7 @@ import redis
 import redis.sentinel
 from launchbay.queue_config import local_redis
 
-from launchbay.errors import ConfigError, RedisUnavailableError
+from launchbay.errors import ConfigError, PermissionDeniedError, RedisUnavailableError
 
 URL_ENV = "LAUNCHBAY_REDIS_URL"
 SENTINEL_SCHEME = "redis+sentinel"
@@ -173,6 +173,16 @@ def redis_errors_translated(url: str) -> Iterator[None]:
             f"Check --redis-url or {URL_ENV}, or unset both to use a private local server"
         ) from exc
     except redis.ResponseError as exc:
+        if "NOPERM" in str(exc) or isinstance(exc, redis.exceptions.NoPermissionError):
+            raise PermissionDeniedError(
+                f"Redis at {shown} refused this to its user: {_noperm_detail(exc)}; the user's role does not "
+                "allow it (roles and their rights: `launchbay acl`, docs/security.md)"
+            ) from exc
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
             raise ConfigError(f"Redis at {shown} refused the credentials ({exc}); check the URL") from exc
         raise
+
+
+def _noperm_detail(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.removeprefix("NOPERM ").rstrip(".")

@@ -64,7 +64,12 @@ class QueueStore:
         if raw is None:
             raise NotFoundError(self._unknown_queue_message(name))
         # A config stored by an older launchbay may no longer validate; say so instead of a traceback.
-        return parse_model(QueueConfig, json.loads(raw), source=f"queue {name!r} as stored (re-apply its file)")
+        source = f"queue {name!r} as stored (re-apply its file)"
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):  # written by hand: not JSON, not UTF-8, nested without end
+            raise ConfigError(f"{source}: its config in Redis is not JSON") from None
+        return parse_model(QueueConfig, data, source=source)
 
     def _unknown_queue_message(self, name: str) -> str:
         names = self.names()
