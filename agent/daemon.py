@@ -32,6 +32,7 @@ from launchbay.agent.claim import Claimer, ClaimPass, QueueReader
 from launchbay.agent.heartbeat import AgentStatus, Heartbeat
 from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
 from launchbay.agent.ledger import Ledger, LedgerEntry
+from launchbay.agent.log_files import PRUNE_INTERVAL_S, prune_log_files
 from launchbay.agent.payload_dir import remove_stale_job_dirs
 from launchbay.agent.placement import Policy
 from launchbay.agent.reaper import Reaper, end_job, lock_ttl_for
@@ -188,6 +189,7 @@ class Agent:
         self._reconciled = False
         self._reap_timer = _Every(settings.reaper_interval_s)
         self._sweep_timer = _Every(settings.reaper_interval_s)
+        self._prune_timer = _Every(PRUNE_INTERVAL_S)
         self._threads: list = []
         self._last_error: Optional[str] = None
 
@@ -250,6 +252,8 @@ class Agent:
                 self._reconcile_on_start()
             elif self._sweep_timer.due():
                 self.reconciler.sweep()
+            if self._prune_timer.due():
+                prune_log_files(self.settings.state_dir, keep=self.ledger.entries())
             claimed = 0 if self._stopping.is_set() else self._claim_pass()
             self._last_error = None
             return claimed

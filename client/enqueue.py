@@ -7,6 +7,7 @@ half there. The CLI's ``launchbay enqueue`` is a thin layer over :func:`enqueue`
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
@@ -17,11 +18,14 @@ from launchbay.queue_config.acl import new_job_id, owner_of_connection
 from launchbay.queue_config.connection import connect
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import (
+    MAX_NESTING,
+    MAX_YAML_VALUES,
     PRIORITIES,
     JobSpec,
     QueueConfig,
     Resources,
     check_finite,
+    check_shape,
     load_job_spec,
     parse_model,
 )
@@ -34,7 +38,7 @@ from . import policy
 from .fit import fit_notes
 from .handle import JobHandle
 from .inputs_check import check_overrides
-from .overrides import merge_trees
+from .overrides import MAX_OVERRIDES_BYTES, merge_trees
 
 SpecArg = Union[JobSpec, Mapping[str, Any], str, Path]
 
@@ -111,9 +115,10 @@ def enqueue(
     store = QueueStore(conn, keys)
     queue_config = store.get(queue)
     fields = _build_record(job_spec, queue_config, asked, asked_runtime_s, priority)
+    _check_payload({"run_config": dict(overrides or {}), "file_overrides": dict(file_overrides or {})})
     fields["run_config"] = merge_trees(job_spec.config, overrides or {}, what="overrides")
     fields["file_overrides"] = {path: dict(tree) for path, tree in (file_overrides or {}).items()}
-    _check_finite(fields)
+    _check_payload(fields)
     check_overrides(job_spec.name, store.get_inputs(job_spec.name), fields["run_config"], fields["file_overrides"])
     notes = _notes(conn, keys, store, queue, fields)
     job_id = new_job_id(owner_of_connection(conn))  # a named Redis user's jobs are NAME_<hex>: its ACL role
@@ -145,13 +150,20 @@ def _build_record(
     }
 
 
-def _check_finite(fields: Dict[str, Any]) -> None:
+def _check_payload(fields: Dict[str, Any]) -> None:
+    """Overrides must be JSON as the job will get it: finite numbers, nesting and size within the limits."""
     try:
         check_finite(fields["run_config"], "overrides")
         for path, tree in fields["file_overrides"].items():
             check_finite(tree, f"overrides of {path}")
-    except ValueError as exc:
-        raise ValidationError(str(exc)) from exc
+        payload = {"run_config": fields["run_config"], "file_overrides": fields["file_overrides"]}
+        check_shape(payload, max_values=MAX_YAML_VALUES)
+        size = len(json.dumps(payload))
+    except (ValueError, RecursionError) as exc:
+        problem = f"nested deeper than {MAX_NESTING} levels" if isinstance(exc, RecursionError) else str(exc)
+        raise ValidationError(problem if problem.startswith("overrides") else f"overrides: {problem}") from exc
+    if size > MAX_OVERRIDES_BYTES:
+        raise ValidationError(f"overrides: {size >> 20} MiB of JSON; at most {MAX_OVERRIDES_BYTES >> 20} MiB")
 
 
 def _notes(conn: redis.Redis, keys: Keys, store: QueueStore, queue: str, fields: Dict[str, Any]) -> List[str]:
