@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 
 import pytest
 import redis
@@ -151,3 +152,9 @@ def test_an_agent_runs_a_submitters_job_and_the_submitter_follows_it_with_no_ref
     root = redis.Redis(port=roles_redis.port, username="root", password=ROOT_PASSWORD)
     denied = [(entry["username"], entry["reason"], entry["object"]) for entry in root.acl_log()]
     assert denied == [], f"a role was refused something it needs: {denied}"
+
+
+def test_the_role_lines_in_docs_security_md_are_what_launchbay_acl_prints(redis_url):
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    printed = cli(redis_url, "acl", "--submitter", "alice").stdout.splitlines()
+    assert printed and all(line in docs for line in printed), "docs/security.md shows other ACL lines"
