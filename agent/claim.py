@@ -20,20 +20,21 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import redis
 from launchbay.agent.ledger import LedgerEntry, decode_entries
 from launchbay.agent.placement import Candidate, Decision, Policy, claim_order
 from launchbay.queue_config import rq_bridge
+from launchbay.queue_config.job import is_waiting
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import ClaimScript
 from launchbay.queue_config.matching import Capacity, Request, could_ever_fit
-from launchbay.queue_config.records import encode_fields
+
+from launchbay.text import as_text
 
 log = logging.getLogger(__name__)
 
-CLAIM_SCRIPT = resources.files("launchbay.agent").joinpath("claim.lua").read_text(encoding="utf-8")
 RECORD_FIELDS = (
     "state",
     "queue",
@@ -44,10 +45,6 @@ RECORD_FIELDS = (
     "max_runtime_s",
     "cancel_requested",
 )
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,7 @@ def _sane(request: Request) -> Request:
 
 
 def _fields(names: Sequence[str], values: Sequence[Any]) -> Dict[str, Optional[str]]:
-    return dict(zip(names, (None if v is None else _text(v) for v in values)))
+    return dict(zip(names, (None if v is None else as_text(v) for v in values)))
 
 
 #: What placement needs of a queued record that does not change while it waits:
@@ -108,11 +105,6 @@ def _parse(job_id: str, queue: str, fields: Mapping[str, Optional[str]]) -> Opti
         _warn_unreadable(job_id, str(exc))
         return None
     return request, queued_at, constraints, max_runtime, fields["priority"] or "normal"
-
-
-def _waiting(fields: Mapping[str, Optional[str]]) -> bool:
-    """Queued, and nobody asked to cancel it."""
-    return fields["state"] == "queued" and fields["cancel_requested"] != "1"
 
 
 #: What is read again on every pass for a job whose record was read before: the rest of a queued
@@ -171,7 +163,7 @@ class QueueReader:
         listed, full = [], []
         for rank, (queue, paused, ids) in enumerate(zip(self.queues, replies[0::2], replies[1::2])):
             if paused != b"1":
-                listed += [(queue, rank, position, _text(job_id)) for position, job_id in enumerate(ids)]
+                listed += [(queue, rank, position, as_text(job_id)) for position, job_id in enumerate(ids)]
                 if len(ids) >= windows[queue]:
                     full.append(queue)
         with self.conn.pipeline(transaction=False) as pipe:
@@ -193,7 +185,7 @@ class QueueReader:
             else:
                 fields = _fields(RECORD_FIELDS, values)
                 known[key] = (fields["queued_at"], _parse(job_id, queue, fields))
-            live[key] = _waiting(fields)
+            live[key] = is_waiting(fields)
         if stale:
             with self.conn.pipeline(transaction=False) as pipe:
                 for job_id, _ in stale:
@@ -201,7 +193,7 @@ class QueueReader:
                 for (job_id, queue), values in zip(stale, pipe.execute()):
                     fields = _fields(RECORD_FIELDS, values)
                     known[(job_id, queue)] = (fields["queued_at"], _parse(job_id, queue, fields))
-                    live[(job_id, queue)] = _waiting(fields)
+                    live[(job_id, queue)] = is_waiting(fields)
         self._known = known
         candidates = []
         for queue, rank, position, job_id in listed:
@@ -232,14 +224,14 @@ def ledger_entry(decision: Decision, claimed_at: float) -> LedgerEntry:
 
 
 class Claimer:
-    """Runs ``claim.lua`` for one agent."""
+    """Claims for one agent through ``lifecycle.ClaimScript`` (``claim.lua``)."""
 
     def __init__(self, conn: redis.Redis, keys: Keys, *, agent_id: str, host: str) -> None:
         self.conn = conn
         self.keys = keys
         self.agent_id = agent_id
         self.host = host
-        self._script = conn.register_script(CLAIM_SCRIPT)
+        self._script = ClaimScript(conn, keys, agent_id=agent_id, host=host)
 
     def claim(self, entry: LedgerEntry, capacity: Capacity, *, now: Optional[float] = None) -> ClaimResult:
         """Claim ``entry.job_id`` with the allocation ``entry`` if Redis still agrees it is free to take."""
@@ -252,22 +244,15 @@ class Claimer:
         if not entries:
             raise ValueError("claim_first needs at least one candidate")
         now = time.time() if now is None else now
-        keys = [self.keys.agent_ledger(self.agent_id)]
-        args = [
-            repr(float(capacity.cpus)),
-            str(int(capacity.memory_mib)),
-            str(int(capacity.slots)),
-            json.dumps([g.id for g in capacity.gpus]),
-            repr(now),
-            self.agent_id,
-            self.host,
-        ]
-        for entry in entries:
-            keys += [rq_bridge.rq_queue(self.conn, entry.queue).key, self.keys.job(entry.job_id)]
-            args += [entry.job_id, entry.to_json(), encode_fields({"gpus": list(entry.gpus)})["gpus"]]
-        ok, why, index = self._script(keys=keys, args=args)
-        claimed = int(ok) == 1
-        return ClaimResult(claimed=claimed, why=_text(why), index=int(index) - 1 if claimed else int(index))
+        claimed, why, index = self._script(
+            [(entry.job_id, entry.queue, entry.to_json(), entry.gpus) for entry in entries],
+            cpus=capacity.cpus,
+            memory_mib=capacity.memory_mib,
+            slots=capacity.slots,
+            gpus=json.dumps([g.id for g in capacity.gpus]),
+            now=now,
+        )
+        return ClaimResult(claimed=claimed, why=why, index=index - 1 if claimed else index)
 
 
 class ClaimPass:

@@ -18,13 +18,14 @@ an argv list handed to docker as is, never through a shell; the image's ENTRYPOI
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from docker.types import DeviceRequest, Mount
 from launchbay.agent.payload_dir import PayloadPaths
 from launchbay.agent.runtime import AGENT_ID_LABEL, JOB_ID_LABEL, MANAGED_LABEL, QUEUE_LABEL
-from launchbay.queue_config.models import ENV_NAME_RE, MIN_CPUS, DockerOptions, QueueConfig
-from launchbay.queue_config.records import UNREADABLE_FIELDS
+from launchbay.queue_config.agents import AllocationLike
+from launchbay.queue_config.job import UNREADABLE_FIELDS
+from launchbay.queue_config.models import DOCKER_OPTION_ALIASES, ENV_NAME_RE, MIN_CPUS, DockerOptions, QueueConfig
 from launchbay.queue_config.submitter_policy import normalize_path, value_problems
 from launchbay.sdk.payload import (
     ENV_FILE_OVERRIDES,
@@ -46,16 +47,6 @@ _LIST_OPTIONS = ("mounts", "cap_add", "devices")
 _PAYLOAD_ROOT = INPUTS_MOUNT.rsplit("/", 1)[0]
 
 Warn = Callable[[str], None]
-
-
-class _AllocationLike(Protocol):
-    """What the builder reads from an allocation (a ``launchbay.agent.ledger.LedgerEntry``)."""
-
-    job_id: str
-    queue: str
-    cpus: float
-    memory_mib: int
-    gpus: Tuple[str, ...]
 
 
 def _ignore(_message: str) -> None:
@@ -91,8 +82,9 @@ def record_problem(record: Mapping[str, Any]) -> Optional[str]:
 def submitter_options(record: Mapping[str, Any], queue: QueueConfig, warn: Warn = _ignore) -> Dict[str, Any]:
     """The submitter's ``spec.docker`` fields that ``queue`` allows, validated; the rest dropped with a warning."""
     requested = dict((record.get("spec") or {}).get("docker") or {})
-    if "shm_size" in requested and "shm_size_mib" not in requested:
-        requested["shm_size_mib"] = requested.pop("shm_size")
+    for alias, name in DOCKER_OPTION_ALIASES.items():
+        if alias in requested and name not in requested:
+            requested[name] = requested.pop(alias)
     allowed = queue.submitter_may_set
     kept = {}
     for name in sorted(requested):
@@ -193,7 +185,7 @@ def _host_options(options: DockerOptions) -> Dict[str, Any]:
     return kwargs
 
 
-def _limits(alloc: _AllocationLike) -> Dict[str, Any]:
+def _limits(alloc: AllocationLike) -> Dict[str, Any]:
     kwargs: Dict[str, Any] = {}
     if alloc.cpus and alloc.cpus > 0:
         # Never below Docker's floor: NanoCpus=0 means unlimited (a record may bypass the client's check).
@@ -208,7 +200,7 @@ def _limits(alloc: _AllocationLike) -> Dict[str, Any]:
 def build_container_spec(
     record: Mapping[str, Any],
     queue: QueueConfig,
-    alloc: _AllocationLike,
+    alloc: AllocationLike,
     *,
     agent_id: str,
     payload: PayloadPaths,

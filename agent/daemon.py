@@ -7,9 +7,8 @@ Threads, each with one job:
 - heartbeat: every ``heartbeat_interval_s`` (``heartbeat.py``);
 - inventory: re-reads CPUs, memory and GPUs every ``inventory_refresh_s`` (a GPU that disappears
   gets no new jobs);
-- events: listens on ``{ns}:events`` and wakes the main loop on ``enqueued`` (for a queue this agent
-  serves), ``released`` and ``cancel`` (for its jobs), so new work starts without waiting for the
-  poll timer, which is only the fallback;
+- events (``counters.EventListener``): wakes the main loop on ``enqueued``, ``released`` and
+  ``cancel``, so new work starts without waiting for the poll timer, which is only the fallback;
 - the supervisor's, one per job (``supervisor.py``), which call :meth:`Agent._release` at the end.
 
 Stopping: SIGTERM/SIGINT stop claiming; running containers are left running for the next agent
@@ -24,96 +23,45 @@ import json
 import logging
 import queue
 import threading
-import time
 from typing import Any, Callable, Dict, Optional, Set
 
 import redis
 from launchbay.agent.claim import Claimer, ClaimPass, QueueReader
+from launchbay.agent.counters import Counters, EventListener, Every
+from launchbay.agent.engine_health import EngineHealth
 from launchbay.agent.heartbeat import AgentStatus, Heartbeat
 from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
 from launchbay.agent.ledger import Ledger, LedgerEntry
 from launchbay.agent.log_files import PRUNE_INTERVAL_S, prune_log_files
+from launchbay.agent.metrics_http import AgentMetrics
 from launchbay.agent.payload_dir import remove_stale_job_dirs
 from launchbay.agent.placement import Policy
-from launchbay.agent.reaper import Reaper, end_job, lock_ttl_for
+from launchbay.agent.reaper import Reaper, lock_ttl_for
 from launchbay.agent.reconcile import Reconciler
+from launchbay.agent.run_context import RunContext
 from launchbay.agent.runtime import ContainerInfo, Runtime
 from launchbay.agent.settings import AgentSettings
 from launchbay.agent.supervisor import JobSupervisor
-from launchbay.queue_config import rq_bridge
+from launchbay.queue_config import lifecycle
+from launchbay.queue_config.job import TERMINAL_STATES, Outcome, Reason, State, cancel_requested
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.matching import Capacity
-from launchbay.queue_config.records import TERMINAL_STATES, Reason, Records, State
 from launchbay.queue_config.store import QueueStore
 
 from launchbay.errors import DockerUnavailableError
 
 log = logging.getLogger(__name__)
 
-#: Counters the tests (and ``launchbay agents``) read: jobs claimed, ended by state, released...
-COUNTER_NAMES = (
-    "claimed",
-    "finished",
-    "failed",
-    "canceled",
-    "released",
-    "lost_races",
-    "adopted",
-    "requeued_unstarted",
-    "orphans_removed",
-    "reaped_jobs",
-)
 #: Claims tried in one pass before the loop looks at cancels and Docker again.
 MAX_CLAIMS_PER_PASS = 64
-
-
-class Counters:
-    """Thread-safe event counts."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values: Dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
-
-    def inc(self, name: str, by: int = 1) -> None:
-        with self._lock:
-            self._values[name] = self._values.get(name, 0) + by
-
-    def __getitem__(self, name: str) -> int:
-        with self._lock:
-            return self._values.get(name, 0)
-
-    def snapshot(self) -> Dict[str, int]:
-        with self._lock:
-            return dict(self._values)
 
 
 #: How long after an alive key's expiry the reaper looks (Redis expires keys lazily or within ~100 ms).
 REAP_AFTER_EXPIRY_S = 0.1
 
 
-class _Every:
-    """Says when something done every ``interval_s`` is due."""
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self._next = 0.0
-
-    def due(self) -> bool:
-        now = time.monotonic()
-        if now < self._next:
-            return False
-        self._next = now + self.interval_s
-        return True
-
-    def due_within(self, delay_s: float) -> None:
-        """Make the next time come no later than ``delay_s`` from now."""
-        self._next = min(self._next, time.monotonic() + max(0.0, delay_s))
-
-    def seconds_left(self) -> float:
-        return max(0.0, self._next - time.monotonic())
-
-
-SupervisorFactory = Callable[..., Any]
+SupervisorFactory = Callable[[RunContext], Any]
 
 
 class Agent:
@@ -155,20 +103,27 @@ class Agent:
             queue_config_for=self.store.get,
             lock_ttl_s=lock_ttl_for(settings.reaper_interval_s),
         )
-        self.supervisor = supervisor_factory(
-            conn=conn,
+        self.supervisor = supervisor_factory(self._run_context())
+        self.reconciler = self._reconciler()
+        self._init_loop_state()
+
+    def _run_context(self) -> RunContext:
+        return RunContext(
+            conn=self.conn,
             keys=self.keys,
-            records=self.records,
-            agent_id=settings.agent_id,
-            host=settings.host,
-            runtime=runtime,
-            settings=settings,
+            agent_id=self.settings.agent_id,
+            host=self.settings.host,
+            runtime=self.runtime,
+            settings=self.settings,
             release=self._release,
             queue_config_for=self.store.get,
             record_inputs=self.store.record_inputs,
             gpu_uuid_for=self._gpu_uuids.get,
         )
-        self.reconciler = Reconciler(
+
+    def _reconciler(self) -> Reconciler:
+        conn, runtime, settings = self.conn, self.runtime, self.settings
+        return Reconciler(
             conn,
             self.records,
             self.ledger,
@@ -179,19 +134,27 @@ class Agent:
             queue_config_for=self.store.get,
             on_orphan=lambda job_id: self.counters.inc("orphans_removed"),
         )
+
+    def _init_loop_state(self) -> None:
+        settings = self.settings
         self._wake = threading.Event()
         self._stopping = threading.Event()  # no more claims
         self._closing = threading.Event()  # background threads end
         self._escalated = threading.Event()  # a second signal during drain
         self._drain = settings.drain
         self._cancels: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.listener = EventListener(
+            self.conn, self.keys, self.settings.queues, wake=self._wake, cancels=self._cancels, closing=self._closing
+        )
         self._cancel_sent: Set[str] = set()
         self._reconciled = False
-        self._reap_timer = _Every(settings.reaper_interval_s)
-        self._sweep_timer = _Every(settings.reaper_interval_s)
-        self._prune_timer = _Every(PRUNE_INTERVAL_S)
+        self._reap_timer = Every(settings.reaper_interval_s)
+        self._sweep_timer = Every(settings.reaper_interval_s)
+        self._prune_timer = Every(PRUNE_INTERVAL_S)
         self._threads: list = []
         self._last_error: Optional[str] = None
+        self.metrics = AgentMetrics(self)
+        self.engine = EngineHealth(self.runtime, self.status, self._stopping)
 
     # -- what other parts read ------------------------------------------------------------------
 
@@ -213,6 +176,7 @@ class Agent:
             json.dumps(self.capacity_json(), sort_keys=True),
             extra={"agent_id": self.settings.agent_id},
         )
+        self.metrics.serve()
         self.heartbeat.beat()
         self._start_threads()
         try:
@@ -246,7 +210,7 @@ class Agent:
             if self._reap_timer.due():
                 self._reap()
             self._handle_cancels()
-            if not self._docker_ok():
+            if not self.engine.check():
                 return 0
             if not self._reconciled:
                 self._reconcile_on_start()
@@ -269,18 +233,6 @@ class Agent:
         if message != self._last_error:
             log.error("agent loop: %s (will retry)", message, exc_info=exc_info)
         self._last_error = message
-
-    def _docker_ok(self) -> bool:
-        healthy = self.runtime.ping()
-        was = self.status.docker
-        self.status.docker = "up" if healthy else "down"
-        if not self._stopping.is_set():
-            self.status.state = "healthy" if healthy else "unhealthy"
-        if healthy and was == "down":
-            log.warning("the Docker engine answers again; claiming resumes")
-        elif not healthy and was != "down":
-            log.error("the Docker engine does not answer; claiming nothing until it does")
-        return healthy
 
     def _reap(self) -> None:
         for outcomes in self.reaper.run_once().values():
@@ -337,21 +289,20 @@ class Agent:
             extra={"job_id": job_id, "queue": entry.queue},
         )
         try:
-            execution_id = rq_bridge.mark_started(self.conn, job_id, worker_name=self.settings.agent_id)
-            self.records.update(job_id, rq_execution=execution_id)
+            lifecycle.record_rq_start(self.records, job_id, worker_name=self.settings.agent_id)
         except Exception as exc:  # RQ's mirror is for dashboards; the job runs without it
             log.warning("job %s: RQ does not show it as started: %s", job_id, exc, extra={"job_id": job_id})
         record = self.records.get(job_id) or {}
+        self.metrics.job_claimed(job_id, record)
         try:
             self.supervisor.start(record, entry)
         except Exception as exc:
             log.error("job %s could not be handed to the supervisor: %s", job_id, exc, exc_info=True)
-            end_job(
-                self.conn, self.records, job_id, record, State.FAILED, reason=Reason.CONTAINER_FAILED, message=str(exc)
-            )
+            outcome = Outcome(State.FAILED, Reason.CONTAINER_FAILED, message=str(exc))
+            lifecycle.end(self.records, job_id, outcome, rq_execution=record.get("rq_execution"))
             self._release(job_id)
             return
-        if record.get("cancel_requested") == "1":
+        if cancel_requested(record):
             self._cancels.put(job_id)
 
     def _release(self, job_id: str) -> None:
@@ -361,6 +312,7 @@ class Agent:
         self.counters.inc("released")
         if state in TERMINAL_STATES:
             self.counters.inc(state.value)
+        self.metrics.job_ended(job_id)
         self.ledger.release(job_id)
         self._cancel_sent.discard(job_id)
         self._wake.set()
@@ -383,26 +335,18 @@ class Agent:
         for name, target in (
             ("heartbeat", self._heartbeat_loop),
             ("inventory", self._inventory_loop),
-            ("events", self._events_loop),
+            ("events", self.listener.run),
         ):
             thread = threading.Thread(target=target, name=f"launchbay-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def _heartbeat_loop(self) -> None:
-        problem = None
-        while True:
-            try:
-                for job_id in self.heartbeat.beat():
-                    self._cancels.put(job_id)
-                    self._wake.set()
-                problem = None
-            except redis.RedisError as exc:
-                if str(exc) != problem:
-                    log.error("heartbeat failed: %s", exc)
-                problem = str(exc)
-            if self._closing.wait(self.settings.heartbeat_interval_s):
-                return
+        self.heartbeat.run_until(self._closing, self.settings.heartbeat_interval_s, on_cancel=self._on_cancel)
+
+    def _on_cancel(self, job_id: str) -> None:
+        self._cancels.put(job_id)
+        self._wake.set()
 
     def _inventory_loop(self) -> None:
         while not self._closing.wait(self.settings.inventory_refresh_s):
@@ -424,36 +368,6 @@ class Agent:
             if gpu.uuid:
                 self._gpu_uuids[gpu.id] = gpu.uuid
 
-    def _events_loop(self) -> None:
-        while not self._closing.is_set():
-            pubsub = self.conn.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(self.keys.events)
-                self._wake.set()  # whatever was published while we were not listening
-                while not self._closing.is_set():
-                    message = pubsub.get_message(timeout=0.5)
-                    if message is not None:
-                        self._on_event(message.get("data"))
-            except redis.RedisError as exc:
-                log.debug("event listener reconnecting: %s", exc)
-                self._closing.wait(1.0)
-            finally:
-                pubsub.close()
-
-    def _on_event(self, data: Any) -> None:
-        try:
-            event = json.loads(data)
-        except (TypeError, ValueError):
-            return
-        if not isinstance(event, dict):
-            return
-        kind = event.get("type")
-        if (kind == "enqueued" and event.get("queue") in self.settings.queues) or kind == "released":
-            self._wake.set()
-        elif kind == "cancel" and event.get("job_id"):
-            self._cancels.put(str(event["job_id"]))
-            self._wake.set()
-
     # -- stopping ----------------------------------------------------------------------------------
 
     def _shutdown(self, *, drain: bool) -> None:
@@ -468,6 +382,7 @@ class Agent:
         else:
             self.status.state = "stopped"
         self._closing.set()
+        self.metrics.close()
         for thread in self._threads:
             thread.join(timeout=5)
         try:

@@ -14,17 +14,19 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import redis
-from launchbay.agent.ledger import decode_entries
 from launchbay.agent.settings import AgentSettings
 from launchbay.queue_config import rq_bridge
+from launchbay.queue_config.agents import decode_entries
 from launchbay.queue_config.keys import Keys
 
 from launchbay import __version__
+from launchbay.text import as_text
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +50,6 @@ class AgentStatus:
             "ledger_problem": self.ledger_problem or "",
             "started_at": repr(self.started_at),
         }
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Heartbeat:
@@ -78,12 +76,30 @@ class Heartbeat:
         """Write the agent hash and capacity without renewing the alive key (the final word on stopping)."""
         self._write(alive=False)
 
+    def run_until(self, closing: threading.Event, interval_s: float, *, on_cancel: Callable[[str], None]) -> None:
+        """Beat every ``interval_s`` until ``closing`` is set; ``on_cancel`` gets each job a user asked to cancel.
+
+        A Redis error is logged once (until it changes or goes away) and the next beat tries again.
+        """
+        problem = None
+        while True:
+            try:
+                for job_id in self.beat():
+                    on_cancel(job_id)
+                problem = None
+            except redis.RedisError as exc:
+                if str(exc) != problem:
+                    log.error("heartbeat failed: %s", exc)
+                problem = str(exc)
+            if closing.wait(interval_s):
+                return
+
     def beat(self) -> List[str]:
         """One heartbeat; returns the ids of this agent's jobs whose cancel was requested."""
         raw = self.conn.hgetall(self.keys.agent_ledger(self.settings.agent_id))
         self._check_ledger(raw)
         self._write(alive=True)
-        return self._touch_running_jobs([_text(job_id) for job_id in raw])
+        return self._touch_running_jobs([as_text(job_id) for job_id in raw])
 
     def _check_ledger(self, raw: Mapping[Any, Any]) -> None:
         skipped: List[str] = []
@@ -128,12 +144,12 @@ class Heartbeat:
         cancels = []
         with self.conn.pipeline(transaction=False) as pipe:
             for job_id, (execution, cancel, owner) in zip(job_ids, replies):
-                if owner is not None and _text(owner) != self.settings.agent_id:
+                if owner is not None and as_text(owner) != self.settings.agent_id:
                     continue
                 if cancel == b"1":
                     cancels.append(job_id)
                 if execution:
-                    self._rq_heartbeat(job_id, _text(execution), pipe)
+                    self._rq_heartbeat(job_id, as_text(execution), pipe)
             pipe.execute()
         return cancels
 

@@ -8,61 +8,11 @@ the ledger of a lost agent. The ledger, not the containers, is what placement co
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, fields
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Dict, Optional
 
 import redis
+from launchbay.queue_config.agents import LedgerEntry, decode_entries
 from launchbay.queue_config.keys import Keys
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """One claimed job's allocation; ``claimed_at`` epoch seconds, ``max_runtime_s`` None = no limit."""
-
-    job_id: str
-    queue: str
-    cpus: float
-    memory_mib: int
-    gpus: Tuple[str, ...]
-    claimed_at: float
-    max_runtime_s: Optional[int] = None
-
-    def to_json(self) -> str:
-        # Built by hand rather than with dataclasses.asdict, which deep-copies: this runs on every claim.
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["gpus"] = list(self.gpus)
-        return json.dumps(data, sort_keys=True, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, raw: Any) -> LedgerEntry:
-        data: Mapping[str, Any] = json.loads(raw)
-        max_runtime = data.get("max_runtime_s")
-        return cls(
-            job_id=str(data["job_id"]),
-            queue=str(data.get("queue") or ""),
-            cpus=float(data.get("cpus") or 0.0),
-            memory_mib=int(data.get("memory_mib") or 0),
-            gpus=tuple(str(g) for g in data.get("gpus") or ()),
-            claimed_at=float(data.get("claimed_at") or 0.0),
-            max_runtime_s=int(max_runtime) if max_runtime is not None else None,
-        )
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def decode_entries(raw: Mapping[Any, Any], *, skipped: Optional[List[str]] = None) -> Dict[str, LedgerEntry]:
-    """An HGETALL of a ledger as entries by job id; an unreadable entry is skipped (its id added to ``skipped``)."""
-    entries = {}
-    for job_id, value in raw.items():
-        try:
-            entries[_text(job_id)] = LedgerEntry.from_json(value)
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-            if skipped is not None:
-                skipped.append(_text(job_id))
-    return entries
 
 
 class Ledger:

@@ -25,23 +25,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from launchbay.queue_config.agents import AllocationLike, free_capacity
 from launchbay.queue_config.matching import CPU_EPSILON, Capacity, GpuInfo, Request, could_ever_fit, fit
 
 PRIORITY_ORDER = {"high": 0, "normal": 1, "low": 2}
 NEVER = math.inf
-
-
-class AllocationLike(Protocol):
-    """What placement needs to know about a running job (a ledger entry)."""
-
-    job_id: str
-    cpus: float
-    memory_mib: int
-    gpus: Tuple[str, ...]
-    claimed_at: float
-    max_runtime_s: Optional[int]
 
 
 @dataclass(frozen=True)
@@ -107,17 +97,6 @@ class Reservation:
 def expected_end(alloc: AllocationLike) -> float:
     """``claimed_at + max_runtime_s``; ``NEVER`` when the job has no max runtime."""
     return NEVER if alloc.max_runtime_s is None else alloc.claimed_at + alloc.max_runtime_s
-
-
-def free_capacity(capacity: Capacity, running: Iterable[AllocationLike]) -> Capacity:
-    """``capacity`` less what the running jobs hold."""
-    running = list(running)
-    return capacity.without(
-        sum(a.cpus for a in running),
-        sum(a.memory_mib for a in running),
-        [g for a in running for g in a.gpus],
-        slots=len(running),
-    )
 
 
 def ordered(candidates: Iterable[Candidate]) -> List[Candidate]:

@@ -12,23 +12,21 @@ containers are orphans: it stops and removes them (``reconcile.py``).
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any, Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import redis
 from launchbay.agent.ledger import Ledger
-from launchbay.queue_config import rq_bridge
+from launchbay.queue_config import lifecycle
+from launchbay.queue_config.job import JobRecord, Outcome, Reason, State
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.models import QueueConfig, RetryPolicy
-from launchbay.queue_config.records import ACTIVE_STATES, Reason, Records, State
 
 from launchbay.errors import LaunchbayError
+from launchbay.text import as_text
 
 log = logging.getLogger(__name__)
-
-#: Fields that describe one run; a job put back in its queue starts without them.
-RUN_FIELDS = ("agent", "host", "gpus", "container", "rq_execution", "exit_code", "starting_at", "running_at")
 
 _RELEASE_LOCK_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -36,14 +34,6 @@ return 0
 """
 
 QueueConfigFor = Callable[[str], QueueConfig]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def publish(conn: redis.Redis, keys: Keys, message: Dict[str, Any]) -> None:
-    conn.publish(keys.events, json.dumps(message, sort_keys=True))
 
 
 def retry_policy(queue_config_for: QueueConfigFor, queue: str) -> RetryPolicy:
@@ -54,54 +44,7 @@ def retry_policy(queue_config_for: QueueConfigFor, queue: str) -> RetryPolicy:
         return RetryPolicy()
 
 
-def put_back(conn: redis.Redis, records: Records, job_id: str, record: Dict[str, Any], **fields: Any) -> bool:
-    """Move an active job back to ``queued`` at the front of its RQ queue; False if its state moved on."""
-    cleared = dict.fromkeys(RUN_FIELDS)
-    if not records.transition(job_id, State.QUEUED, allowed_from=ACTIVE_STATES, **{**cleared, **fields}):
-        return False
-    rq_bridge.requeue(conn, job_id, at_front=True, execution_id=record.get("rq_execution"))
-    publish(conn, records.keys, {"type": "enqueued", "queue": record.get("queue")})
-    return True
-
-
-def end_job(
-    conn: redis.Redis, records: Records, job_id: str, record: Dict[str, Any], state: State, **fields: Any
-) -> bool:
-    """Move an active job to a terminal state, mirrored into RQ, with ``eof`` on its log; False if it moved on."""
-    if not records.transition(job_id, state, allowed_from=ACTIVE_STATES, **fields):
-        return False
-    complete_end(conn, records, job_id, record, state, message=str(fields.get("message") or ""))
-    return True
-
-
-def complete_end(
-    conn: redis.Redis, records: Records, job_id: str, record: Dict[str, Any], state: State, *, message: str = ""
-) -> None:
-    """What follows an end already in the record: RQ's copy, ``eof`` on the log, the expiry.
-
-    Safe to run twice: an agent killed half way through it runs it again after its restart
-    (``reconcile.py``), so ``rq info`` never keeps showing a job as started that ended.
-    """
-    try:
-        rq_bridge.mark_ended(conn, job_id, record.get("rq_execution"), state=state.value, message=message)
-    except Exception as exc:  # RQ's copy may have expired; the record is what people read
-        log.warning("job %s: could not mirror %s into RQ: %s", job_id, state.value, exc, extra={"job_id": job_id})
-    last = conn.xrevrange(records.keys.job_log(job_id), count=1)
-    with conn.pipeline(transaction=False) as pipe:
-        if not (last and b"eof" in last[0][1]):
-            pipe.xadd(records.keys.job_log(job_id), {"eof": state.value})
-        expire_ended(pipe, records.keys, job_id)
-        pipe.execute()
-
-
-def expire_ended(pipe: Any, keys: Keys, job_id: str) -> None:
-    """An ended record and its log live as long as RQ keeps the job's result, as everywhere else."""
-    pipe.expire(keys.job(job_id), rq_bridge.RESULT_TTL_S)
-    pipe.expire(keys.job_log(job_id), rq_bridge.RESULT_TTL_S)
-
-
 def resolve_lost_job(
-    conn: redis.Redis,
     records: Records,
     job_id: str,
     *,
@@ -114,22 +57,26 @@ def resolve_lost_job(
     Returns ``"requeued"``, ``"failed"``, ``"canceled"`` or ``"skipped"`` (the job is not active
     for ``owner`` any more, so there is nothing to do).
     """
-    record = records.get(job_id)
-    if not record or record.get("state") not in {s.value for s in ACTIVE_STATES} or record.get("agent") != owner:
+    record = records.load(job_id)
+    if record is None or not record.active or record.agent != owner:
         return "skipped"
-    if record.get("cancel_requested") == "1":
-        done = end_job(conn, records, job_id, record, State.CANCELED, reason=Reason.CANCELED_BY_USER, message=why)
+    if record.cancel_requested:
+        done = _end(records, record, Outcome(State.CANCELED, Reason.CANCELED_BY_USER, message=why))
         return "canceled" if done else "skipped"
-    policy = retry_policy(queue_config_for, str(record.get("queue")))
-    attempts = int(record.get("attempts") or 1)
+    policy = retry_policy(queue_config_for, record.queue)
+    attempts = record.attempts or 1
     if policy.on_agent_lost == "requeue" and attempts <= policy.max_requeues:
         message = f"{why}; put back in the queue (requeue {attempts} of {policy.max_requeues})"
-        done = put_back(conn, records, job_id, record, reason=Reason.REQUEUED_AGENT_LOST, message=message)
+        done = lifecycle.put_back(records, job_id, record.fields, reason=Reason.REQUEUED_AGENT_LOST, message=message)
         return "requeued" if done else "skipped"
     if policy.on_agent_lost == "requeue":
         why += f"; not requeued again: claimed {attempts} times, max_requeues is {policy.max_requeues}"
-    done = end_job(conn, records, job_id, record, State.FAILED, reason=Reason.AGENT_LOST, message=why)
+    done = _end(records, record, Outcome(State.FAILED, Reason.AGENT_LOST, message=why))
     return "failed" if done else "skipped"
+
+
+def _end(records: Records, record: JobRecord, outcome: Outcome) -> bool:
+    return lifecycle.end(records, record.id, outcome, rq_execution=record.rq_execution)
 
 
 class Reaper:
@@ -168,7 +115,7 @@ class Reaper:
 
     def lost_agents(self) -> List[str]:
         """Agents whose alive key is gone; also notes in :attr:`next_expiry_s` when the next one may go."""
-        agent_ids = sorted(_text(a) for a in self.conn.smembers(self.keys.agents) if _text(a) != self.agent_id)
+        agent_ids = sorted(as_text(a) for a in self.conn.smembers(self.keys.agents) if as_text(a) != self.agent_id)
         ttls_ms = self._alive_ttls_ms(agent_ids)
         # As PTTL answers: -2 the key is gone, -1 it has no expiry (or is not known), else milliseconds left.
         left = [ms / 1000.0 for ms in ttls_ms if ms >= 0]
@@ -201,7 +148,7 @@ class Reaper:
         for job_id in ledger.entries():
             why = f"agent {lost_id} stopped heartbeating"
             outcomes[job_id] = resolve_lost_job(
-                self.conn, self.records, job_id, owner=lost_id, queue_config_for=self.queue_config_for, why=why
+                self.records, job_id, owner=lost_id, queue_config_for=self.queue_config_for, why=why
             )
             ledger.release(job_id)
         self._forget(lost_id, ledger)

@@ -27,14 +27,13 @@ from typing import Any, Callable, Dict, Optional, Set
 
 import redis
 from launchbay.agent.ledger import Ledger, LedgerEntry
-from launchbay.agent.reaper import QueueConfigFor, complete_end, put_back, resolve_lost_job
+from launchbay.agent.reaper import QueueConfigFor, resolve_lost_job
 from launchbay.agent.runtime import ContainerInfo, Runtime
-from launchbay.queue_config.records import ACTIVE_STATES, TERMINAL_STATES, Records, State
+from launchbay.queue_config import lifecycle
+from launchbay.queue_config.job import State, is_active, is_terminal, state_of
+from launchbay.queue_config.lifecycle import Records
 
 log = logging.getLogger(__name__)
-
-ACTIVE = {s.value for s in ACTIVE_STATES}
-TERMINAL = {s.value for s in TERMINAL_STATES}
 
 
 class Reconciler:
@@ -67,7 +66,7 @@ class Reconciler:
         """The record says this agent runs the job in this container, and the ledger agrees."""
         if not record or entry is None:
             return False
-        if record.get("state") not in ACTIVE or record.get("agent") != self.agent_id:
+        if not is_active(record) or record.get("agent") != self.agent_id:
             return False
         return not record.get("container") or record.get("container") == container_id
 
@@ -95,9 +94,8 @@ class Reconciler:
         self, job_id: str, entry: LedgerEntry, *, why: str = "", record: Optional[Dict[str, Any]] = None
     ) -> str:
         record = record if record is not None else self.records.get(job_id)
-        state = record.get("state") if record else None
-        if record and state in ACTIVE and record.get("agent") == self.agent_id:
-            if state == State.STARTING.value and put_back(self.conn, self.records, job_id, record):
+        if is_active(record) and record.get("agent") == self.agent_id:
+            if state_of(record) == State.STARTING and lifecycle.put_back(self.records, job_id, record):
                 self.ledger.release(job_id)
                 log.info(
                     "job %s was claimed but never started; put back in its queue", job_id, extra={"job_id": job_id}
@@ -105,7 +103,7 @@ class Reconciler:
                 return "requeued"
             why = why or f"agent {self.agent_id} restarted and the job's container was gone"
             outcome = resolve_lost_job(
-                self.conn, self.records, job_id, owner=self.agent_id, queue_config_for=self.queue_config_for, why=why
+                self.records, job_id, owner=self.agent_id, queue_config_for=self.queue_config_for, why=why
             )
             self.ledger.release(job_id)
             return outcome
@@ -115,9 +113,12 @@ class Reconciler:
 
     def _complete_interrupted_end(self, job_id: str, record: Optional[Dict[str, Any]]) -> None:
         """This agent recorded the job's end, then died before RQ, the log's eof and the expiry were written."""
-        if record and record.get("state") in TERMINAL and record.get("agent") == self.agent_id:
-            state = State(record["state"])
-            complete_end(self.conn, self.records, job_id, record, state, message=str(record.get("message") or ""))
+        state = state_of(record)
+        if record and is_terminal(record) and record.get("agent") == self.agent_id:
+            message = str(record.get("message") or "")
+            lifecycle.complete_end(
+                self.records, job_id, state, rq_execution=record.get("rq_execution"), message=message
+            )
 
     def _remove_orphan(self, container: ContainerInfo, record: Optional[Dict[str, Any]]) -> None:
         state = record.get("state") if record else "no record"
@@ -164,7 +165,7 @@ class Reconciler:
     def _taken_away(self, container: ContainerInfo, record: Optional[Dict[str, Any]], entries: Dict) -> bool:
         if record is None or (record.get("agent") not in (None, self.agent_id)):
             return True
-        if record.get("state") == State.QUEUED.value:
+        if state_of(record) == State.QUEUED:
             return True
         return container.running and container.job_id not in entries
 
@@ -175,10 +176,10 @@ class Reconciler:
             if job_id in tracked:
                 continue
             record = self.records.get(job_id)
-            if record is None or record.get("state") in TERMINAL or record.get("agent") != self.agent_id:
+            if record is None or is_terminal(record) or record.get("agent") != self.agent_id:
                 self._complete_interrupted_end(job_id, record)
                 self.ledger.release(job_id)
-            elif record.get("state") in ACTIVE:
+            elif is_active(record):
                 why = f"agent {self.agent_id} lost track of the job and found no container for it"
                 settled[job_id] = self._settle_entry(job_id, entry, why=why, record=record)
         return settled

@@ -32,7 +32,7 @@ from launchbay.agent.runtime import (
     LogChunk,
     ProgressCallback,
 )
-from launchbay.queue_config.records import Reason
+from launchbay.queue_config.job import Reason
 
 from launchbay.errors import DockerUnavailableError, JobRunError
 

@@ -80,6 +80,8 @@ class AgentSettings(BaseModel):
     drain: bool = Field(default=False, description="on SIGTERM wait for running jobs instead of leaving them")
     json_logs: bool = Field(default=False, description="one JSON object per log line")
     nvidia_smi: str = Field(default="nvidia-smi", description="the nvidia-smi executable (name on PATH or path)")
+    metrics_port: Optional[int] = Field(default=None, ge=0, le=65535, description="serve /metrics here; None = off")
+    metrics_host: str = Field(default="127.0.0.1", min_length=1, description="address /metrics binds to")
 
     @model_validator(mode="before")
     @classmethod

@@ -11,17 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set
+from typing import Any, Dict, List, Mapping, Optional, Set
 
-import redis
 from launchbay.agent.job_run import JobRun
 from launchbay.agent.ledger import LedgerEntry
-from launchbay.agent.runtime import ContainerInfo, Runtime
-from launchbay.agent.settings import AgentSettings
-from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.models import QueueConfig
-from launchbay.queue_config.records import Records
+from launchbay.agent.run_context import RunContext
+from launchbay.agent.runtime import ContainerInfo
 
 logger = logging.getLogger(__name__)
 
@@ -32,47 +27,16 @@ DETACH_JOIN_S = 15.0
 class JobSupervisor:
     """Every job this agent runs, each on its own thread.
 
-    ``release(job_id)`` is called exactly once per job, after its end is recorded, whatever the
+    ``ctx.release(job_id)`` is called exactly once per job, after its end is recorded, whatever the
     end (finished, failed, canceled, or a job the agent could not start); then a
     ``{"type": "released", "agent": agent_id}`` event is published. It is not called for jobs
     left running by :meth:`detach_all`: their resources stay reserved for the agent that adopts them.
     """
 
-    def __init__(
-        self,
-        *,
-        conn: redis.Redis,
-        keys: Keys,
-        records: Records,
-        agent_id: str,
-        host: str,
-        runtime: Runtime,
-        settings: AgentSettings,
-        release: Callable[[str], None],
-        queue_config_for: Callable[[str], QueueConfig],
-        record_inputs: Callable[[str, dict, str], None],
-        gpu_uuid_for: Callable[[str], Optional[str]],
-        log_file_cap_bytes: Optional[int] = None,
-    ) -> None:
-        self.conn = conn
-        self.keys = keys
-        self.records = records
-        self.agent_id = agent_id
-        self.host = host
-        self.runtime = runtime
-        self.settings = settings
-        self.release = release
-        self.queue_config_for = queue_config_for
-        self.record_inputs = record_inputs
-        self.gpu_uuid_for = gpu_uuid_for
-        #: The per-job log file cap; None = four times ``settings.log_cap_bytes``.
-        self.log_file_cap_bytes = log_file_cap_bytes
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
         self._runs: Dict[str, JobRun] = {}
         self._lock = threading.Lock()
-
-    @property
-    def state_dir(self) -> Path:
-        return Path(self.settings.state_dir)
 
     def start(self, record: Mapping[str, Any], alloc: LedgerEntry) -> None:
         """Run a claimed job (record in state ``starting``) on a new thread; returns at once.
@@ -81,7 +45,7 @@ class JobSupervisor:
         """
         if alloc.job_id in self.running_job_ids():
             raise ValueError(f"job {alloc.job_id} is already running on this agent")
-        self._begin(JobRun(self, dict(record), alloc))
+        self._begin(JobRun(self.ctx, dict(record), alloc, on_done=self._forget))
 
     def adopt(self, container_info: ContainerInfo, alloc: LedgerEntry) -> None:
         """See a container left by an earlier agent process through to its end; returns at once.
@@ -92,7 +56,7 @@ class JobSupervisor:
             if alloc.job_id in self._runs:
                 logger.info("job %s is already watched; not adopting it twice", alloc.job_id)
                 return
-        self._begin(JobRun(self, None, alloc, adopted=container_info))
+        self._begin(JobRun(self.ctx, None, alloc, on_done=self._forget, adopted=container_info))
 
     def cancel(self, job_id: str) -> None:
         """Stop the job's container (SIGTERM, ``stop_grace_s``, SIGKILL) and record it canceled by the user."""
@@ -127,7 +91,7 @@ class JobSupervisor:
         for run in runs:
             run.join(DETACH_JOIN_S)
 
-    # -- used by JobRun ----------------------------------------------------------------------------
+    # -- bookkeeping ----------------------------------------------------------------------------
 
     def _begin(self, run: JobRun) -> None:
         with self._lock:

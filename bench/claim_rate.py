@@ -36,8 +36,8 @@ from launchbay.agent.placement import Policy
 from launchbay.agent.settings import AgentSettings
 from launchbay.queue_config import rq_bridge
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.matching import Capacity
-from launchbay.queue_config.records import Records
 
 CLAIMERS = 8
 CLAIMS_PER_CLAIMER = 100

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import click
-import redis
 from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
-from launchbay.agent.ledger import Ledger, LedgerEntry, decode_entries
-from launchbay.agent.placement import free_capacity
+from launchbay.agent.ledger import Ledger, LedgerEntry
 from launchbay.agent.settings import CONFIG_ENV, ENV_PREFIX, AgentSettings, parse_labels, resolve_settings
+from launchbay.cli.metrics_cmds import metrics_options
 from launchbay.cli.queue_cmds import json_option, note, print_json, print_table, table, uses_redis, when
+from launchbay.queue_config.agents import free_capacity, read_agents
 from launchbay.queue_config.connection import URL_ENV, connect, redact_url, redis_errors_translated, resolve_url
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.units import format_mib
@@ -141,6 +141,7 @@ def _settings(config_file: Optional[Path], **given: Any) -> AgentSettings:
     default=None,
     help=_help("Log one JSON object per line", "json_logs", "text"),
 )
+@metrics_options
 @click.option(
     "--check",
     is_flag=True,
@@ -355,40 +356,6 @@ def _print_inventory(report: Dict[str, Any]) -> None:
 
 
 # -- launchbay agents ---------------------------------------------------------------------------------
-
-
-def read_agents(conn: redis.Redis, keys: Keys, *, include_gone: bool = False) -> List[Dict[str, Any]]:
-    """Every registered agent (live ones only unless ``include_gone``) with capacity, status and jobs."""
-    agent_ids = sorted(a.decode() for a in conn.smembers(keys.agents))
-    with conn.pipeline(transaction=False) as pipe:
-        for agent_id in agent_ids:
-            pipe.exists(keys.agent_alive(agent_id))
-            pipe.get(keys.agent_capacity(agent_id))
-            pipe.hgetall(keys.agent(agent_id))
-            pipe.hgetall(keys.agent_ledger(agent_id))
-        replies = pipe.execute()
-    agents = []
-    for index, agent_id in enumerate(agent_ids):
-        alive, capacity_raw, info_raw, ledger_raw = replies[index * 4 : index * 4 + 4]
-        if not alive and not include_gone:
-            continue
-        info = {k.decode(): v.decode() for k, v in info_raw.items()}
-        agents.append(
-            {
-                "agent_id": agent_id,
-                "alive": bool(alive),
-                "status": info.get("status", "unknown") if alive else "gone",
-                "host": info.get("host"),
-                "docker": info.get("docker"),
-                "gpu_problem": info.get("gpu_problem") or None,
-                "ledger_problem": info.get("ledger_problem") or None,
-                "beat_at": float(info["beat_at"]) if info.get("beat_at") else None,
-                "counters": json.loads(info.get("counters") or "{}"),
-                "capacity": json.loads(capacity_raw) if capacity_raw else None,
-                "jobs": [json.loads(e.to_json()) for e in decode_entries(ledger_raw).values()],
-            }
-        )
-    return agents
 
 
 @click.command("agents")

@@ -16,9 +16,9 @@ from launchbay.client import JobHandle, adhoc_spec, enqueue, get_job, list_jobs,
 from launchbay.client.fit import describe_request
 from launchbay.client.inputs_check import section_rows
 from launchbay.client.overrides import parse_file_options, parse_set_options
+from launchbay.queue_config.job import State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import PRIORITIES, JobSpec
-from launchbay.queue_config.records import State
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.units import format_duration
 
@@ -232,7 +232,7 @@ def logs_cmd(job_id: str, follow: bool, as_json: bool, conn: Any, keys: Keys) ->
 def cancel_cmd(job_id: str, conn: Any, keys: Keys) -> None:
     """Cancel a job: at once if still queued, else ask its agent to stop it."""
     result = get_job(job_id, conn=conn, keys=keys).cancel()
-    if result == "canceled":
+    if result == State.CANCELED:
         click.echo(f"job {job_id} canceled")
     else:
         click.echo(f"job {job_id}: cancel requested; the agent stops it")

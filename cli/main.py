@@ -65,9 +65,9 @@ def cli() -> None:
 
 
 # Imported after the group exists: each command module registers its commands on it.
-from launchbay.cli import acl_cmds, agent_cmds, job_cmds, queue_cmds, ui_cmds  # noqa: E402
+from launchbay.cli import acl_cmds, agent_cmds, job_cmds, metrics_cmds, queue_cmds, ui_cmds  # noqa: E402
 
-for _module in (queue_cmds, job_cmds, agent_cmds, ui_cmds, acl_cmds):
+for _module in (queue_cmds, job_cmds, agent_cmds, ui_cmds, metrics_cmds, acl_cmds):
     _module.register(cli)
 
 

@@ -15,10 +15,11 @@ from typing import Any, Callable, Dict, Optional
 import click
 import yaml
 from launchbay.queue_config.connection import connect, redis_errors_translated, resolve_url
+from launchbay.queue_config.job import ACTIVE_STATES, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import QueueConfig, load_queue_config
 from launchbay.queue_config.store import QueueStore
-from launchbay.queue_config.units import format_duration, format_mib
+from launchbay.queue_config.units import describe_limits
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -103,16 +104,8 @@ def when(epoch_s: Optional[float]) -> str:
 
 
 def limits_text(config: QueueConfig) -> str:
-    limits = config.limits
-    parts = [
-        f"cpus<={limits.cpus:g}" if limits.cpus is not None else "",
-        f"memory<={format_mib(limits.memory_mib)}" if limits.memory_mib is not None else "",
-        f"gpus<={limits.gpus}" if limits.gpus is not None else "",
-        f"gpu_model={limits.gpu_model}" if limits.gpu_model else "",
-        f"gpu_memory<={format_mib(limits.gpu_memory_mib)}" if limits.gpu_memory_mib is not None else "",
-        f"runtime<={format_duration(limits.max_runtime_s)}" if limits.max_runtime_s is not None else "",
-    ]
-    return " ".join(p for p in parts if p) or "none"
+    """``cpus<=32 memory<=256GiB ...`` for the queue table ("none" when the queue sets no limit)."""
+    return describe_limits(config.limits, terse=True)
 
 
 def queue_summary(store: QueueStore, config: QueueConfig) -> Dict[str, Any]:
@@ -158,11 +151,11 @@ def list_cmd(as_json: bool, conn: Any, keys: Keys) -> None:
     for summary in summaries:
         jobs = summary["jobs"]
         config = QueueConfig.model_validate(summary["config"])
-        running = jobs.get("starting", 0) + jobs.get("running", 0)
+        running = sum(jobs.get(state.value, 0) for state in ACTIVE_STATES)
         grid.add_row(
             config.name,
             "yes" if summary["paused"] else "no",
-            str(jobs.get("queued", 0)),
+            str(jobs.get(State.QUEUED.value, 0)),
             str(running),
             limits_text(config),
             config.description,
@@ -199,8 +192,8 @@ def show_cmd(name: str, as_json: bool, conn: Any, keys: Keys) -> None:
 def delete_cmd(name: str, force: bool, conn: Any, keys: Keys) -> None:
     """Delete a queue; refused while it has queued or running jobs unless --force."""
     counts = QueueStore(conn, keys).delete(name, force=force)
-    queued = counts.get("queued", 0)
-    active = counts.get("starting", 0) + counts.get("running", 0)
+    queued = counts.get(State.QUEUED.value, 0)
+    active = sum(counts.get(state.value, 0) for state in ACTIVE_STATES)
     extra = f" (canceled {queued} queued jobs, asked agents to stop {active})" if queued or active else ""
     click.echo(f"queue {name!r} deleted{extra}")
 

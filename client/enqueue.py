@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import redis
-from launchbay.queue_config import control, rq_bridge
+from launchbay.queue_config import lifecycle
 from launchbay.queue_config.acl import new_job_id, owner_of_connection
 from launchbay.queue_config.connection import connect
 from launchbay.queue_config.keys import Keys
@@ -29,7 +29,6 @@ from launchbay.queue_config.models import (
     load_job_spec,
     parse_model,
 )
-from launchbay.queue_config.records import Records
 from launchbay.queue_config.store import QueueStore
 
 from launchbay.errors import ValidationError
@@ -123,7 +122,6 @@ def enqueue(
     notes = _notes(conn, keys, store, queue, fields)
     job_id = new_job_id(owner_of_connection(conn))  # a named Redis user's jobs are NAME_<hex>: its ACL role
     _write(conn, keys, store, job_id, fields)
-    control.publish(conn, keys, {"type": "enqueued", "queue": queue})
     return JobHandle(job_id, conn, keys, notes=notes)
 
 
@@ -175,17 +173,12 @@ def _notes(conn: redis.Redis, keys: Keys, store: QueueStore, queue: str, fields:
 
 def _write(conn: redis.Redis, keys: Keys, store: QueueStore, job_id: str, fields: Dict[str, Any]) -> None:
     meta = {"launchbay": {key: fields[key] for key in ("name", "priority", "request", "constraints", "max_runtime_s")}}
-    with conn.pipeline() as pipe:
-        pipe.multi()  # rq joins an explicit transaction instead of starting its own
-        Records(conn, keys).create(job_id, fields, pipeline=pipe)
-        rq_bridge.enqueue(
-            conn,
-            fields["queue"],
-            job_id,
-            meta=meta,
-            description=f"launchbay job {fields['name']} ({fields['spec']['image']})",
-            at_front=fields["priority"] == "high",
-            pipeline=pipe,
-        )
-        store.add_jobdef_name(fields["name"], pipeline=pipe)
-        pipe.execute()
+    lifecycle.enqueue(
+        conn,
+        keys,
+        job_id,
+        fields,
+        meta=meta,
+        description=f"launchbay job {fields['name']} ({fields['spec']['image']})",
+        also=lambda pipe: store.add_jobdef_name(fields["name"], pipeline=pipe),
+    )

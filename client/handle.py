@@ -12,9 +12,10 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TypeVar
 
 import redis
-from launchbay.queue_config import control
+from launchbay.queue_config import lifecycle, logstream
+from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.records import TERMINAL_STATES, Records, State
+from launchbay.queue_config.lifecycle import Records
 
 from launchbay.errors import NotFoundError
 
@@ -112,11 +113,11 @@ class JobHandle:
 
     def cancel(self) -> str:
         """``"canceled"`` if it was still queued, ``"cancel_requested"`` if an agent has it (it stops it)."""
-        return control.cancel_job(self.conn, self.keys, self.id)
+        return lifecycle.cancel(self.conn, self.keys, self.id)
 
     def requeue(self) -> Dict[str, Any]:
         """Put an ended job back in its queue; returns the new record."""
-        return control.requeue_job(self.conn, self.keys, self.id)
+        return lifecycle.requeue(self.conn, self.keys, self.id)
 
     # -- log stream -----------------------------------------------------------------------
 
@@ -125,11 +126,10 @@ class JobHandle:
         reply = self.conn.xread({self.keys.job_log(self.id): last_id}, count=LOG_BATCH, block=block_ms)
         lines, ended = [], False
         for _stream, entries in reply or []:
-            for entry_id, fields in entries:
-                last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                ended = ended or b"eof" in fields
-                if b"line" in fields:
-                    lines.append(fields[b"line"].decode("utf-8", errors="replace"))
+            batch = logstream.parse(entries)
+            last_id = batch.last_id or last_id
+            lines += batch.lines
+            ended = ended or any(logstream.is_eof(fields) for _entry_id, fields in entries)
         return last_id, lines, ended
 
     def _all_lines(self) -> Iterator[str]:
@@ -140,9 +140,7 @@ class JobHandle:
         key = self.keys.job_log(self.id)
         while True:
             entries = self.conn.xrange(key, min=start, max="+", count=LOG_BATCH)
-            for _entry_id, fields in entries:
-                if b"line" in fields:
-                    yield fields[b"line"].decode("utf-8", errors="replace")
+            yield from logstream.parse(entries).lines
             if len(entries) < LOG_BATCH:
                 return
             start = f"({entries[-1][0].decode()}"

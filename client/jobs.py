@@ -6,8 +6,8 @@ from typing import Any, Dict, List, Optional
 
 import redis
 from launchbay.queue_config.connection import connect
+from launchbay.queue_config.job import State, from_hash
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.records import State, decode_fields
 from launchbay.queue_config.store import QueueStore
 
 from launchbay.errors import ValidationError
@@ -64,7 +64,7 @@ def _newest_in_queue(
                 pipe.hgetall(keys.job(job_id.decode()))
             raws = pipe.execute()
         for raw in raws:
-            record = decode_fields(raw) if raw else None  # an expired record leaves its id behind
+            record = from_hash(raw) if raw else None  # an expired record leaves its id behind
             if record and (state is None or record.get("state") == state):
                 found.append(record)
         start += PAGE_SIZE

@@ -1,22 +1,126 @@
-"""The client's read-only view of the agents: who is alive and what each could hand out.
+"""The one reader of agent state (used by ``launchbay agents``, the UI and enqueue's fit notes), and
+the ledger entry format it shares with the agent.
 
-Agents write ``{ns}:agent:{id}:capacity`` (JSON, see docs/architecture.md) and keep
-``{ns}:agent:{id}:alive`` set with a TTL; an agent whose ``alive`` key expired is gone, whatever
-its capacity key still says.
+Agents write ``{ns}:agent:{id}:capacity`` (JSON, see docs/architecture.md), their hash
+``{ns}:agent:{id}`` (status, host, counters...) and ledger ``{ns}:agent:{id}:ledger`` (job id ->
+:class:`LedgerEntry` JSON), and keep ``{ns}:agent:{id}:alive`` set with a TTL; an agent whose
+``alive`` key expired is gone, whatever its other keys still say.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass, fields
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Tuple
 
 import redis
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.matching import Capacity
 from launchbay.queue_config.units import format_mib
 
+from launchbay.text import as_text
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One claimed job's allocation; ``claimed_at`` epoch seconds, ``max_runtime_s`` None = no limit."""
+
+    job_id: str
+    queue: str
+    cpus: float
+    memory_mib: int
+    gpus: Tuple[str, ...]
+    claimed_at: float
+    max_runtime_s: Optional[int] = None
+
+    def to_json(self) -> str:
+        # Built by hand rather than with dataclasses.asdict, which deep-copies: this runs on every claim.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["gpus"] = list(self.gpus)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: Any) -> LedgerEntry:
+        data: Mapping[str, Any] = json.loads(raw)
+        max_runtime = data.get("max_runtime_s")
+        return cls(
+            job_id=str(data["job_id"]),
+            queue=str(data.get("queue") or ""),
+            cpus=float(data.get("cpus") or 0.0),
+            memory_mib=int(data.get("memory_mib") or 0),
+            gpus=tuple(str(g) for g in data.get("gpus") or ()),
+            claimed_at=float(data.get("claimed_at") or 0.0),
+            max_runtime_s=int(max_runtime) if max_runtime is not None else None,
+        )
+
+
+def decode_entries(raw: Mapping[Any, Any], *, skipped: Optional[List[str]] = None) -> Dict[str, LedgerEntry]:
+    """An HGETALL of a ledger as entries by job id; an unreadable entry is skipped (its id added to ``skipped``)."""
+    entries = {}
+    for job_id, value in raw.items():
+        try:
+            entries[as_text(job_id)] = LedgerEntry.from_json(value)
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            if skipped is not None:
+                skipped.append(as_text(job_id))
+    return entries
+
+
+class AllocationLike(Protocol):
+    """A running job's allocation as placement and the container builder read it (a :class:`LedgerEntry`)."""
+
+    job_id: str
+    queue: str
+    cpus: float
+    memory_mib: int
+    gpus: Tuple[str, ...]
+    claimed_at: float
+    max_runtime_s: Optional[int]
+
+
+def free_capacity(capacity: Capacity, running: Iterable[AllocationLike]) -> Capacity:
+    """``capacity`` less what the running jobs hold."""
+    running = list(running)
+    return capacity.without(
+        sum(a.cpus for a in running),
+        sum(a.memory_mib for a in running),
+        [g for a in running for g in a.gpus],
+        slots=len(running),
+    )
+
+
+def read_agents(conn: redis.Redis, keys: Keys, *, include_gone: bool = False) -> List[Dict[str, Any]]:
+    """Every registered agent (live ones only unless ``include_gone``) with capacity, status and jobs."""
+    agent_ids = sorted(as_text(a) for a in conn.smembers(keys.agents))
+    with conn.pipeline(transaction=False) as pipe:
+        for agent_id in agent_ids:
+            pipe.exists(keys.agent_alive(agent_id))
+            pipe.get(keys.agent_capacity(agent_id))
+            pipe.hgetall(keys.agent(agent_id))
+            pipe.hgetall(keys.agent_ledger(agent_id))
+        replies = pipe.execute()
+    agents = []
+    for index, agent_id in enumerate(agent_ids):
+        alive, capacity_raw, info_raw, ledger_raw = replies[index * 4 : index * 4 + 4]
+        if not alive and not include_gone:
+            continue
+        info = {as_text(k): as_text(v) for k, v in info_raw.items()}
+        agents.append(
+            {
+                "agent_id": agent_id,
+                "alive": bool(alive),
+                "status": info.get("status", "unknown") if alive else "gone",
+                "host": info.get("host"),
+                "docker": info.get("docker"),
+                "gpu_problem": info.get("gpu_problem") or None,
+                "ledger_problem": info.get("ledger_problem") or None,
+                "beat_at": float(info["beat_at"]) if info.get("beat_at") else None,
+                "counters": json.loads(info.get("counters") or "{}"),
+                "capacity": _parse_capacity(capacity_raw),
+                "jobs": [json.loads(e.to_json()) for e in decode_entries(ledger_raw).values()],
+            }
+        )
+    return agents
 
 
 def live_agents(conn: redis.Redis, keys: Optional[Keys] = None) -> List[Dict[str, Any]]:
@@ -25,19 +129,12 @@ def live_agents(conn: redis.Redis, keys: Optional[Keys] = None) -> List[Dict[str
     An agent that is alive but has not written a readable capacity yet is left out: there is
     nothing to match a request against.
     """
-    keys = keys or Keys.from_env()
-    agent_ids = sorted(_text(a) for a in conn.smembers(keys.agents))
-    with conn.pipeline(transaction=False) as pipe:
-        for agent_id in agent_ids:
-            pipe.exists(keys.agent_alive(agent_id))
-            pipe.get(keys.agent_capacity(agent_id))
-        replies = pipe.execute()
-    agents = []
-    for agent_id, alive, raw in zip(agent_ids, replies[0::2], replies[1::2]):
-        capacity = _parse_capacity(raw) if alive else None
-        if capacity is not None:
-            agents.append({**capacity, "agent_id": capacity.get("agent_id") or agent_id})
-    return agents
+    found = read_agents(conn, keys or Keys.from_env())
+    return [
+        {**agent["capacity"], "agent_id": agent["capacity"].get("agent_id") or agent["agent_id"]}
+        for agent in found
+        if agent["capacity"] is not None
+    ]
 
 
 def _parse_capacity(raw: Optional[bytes]) -> Optional[Dict[str, Any]]:

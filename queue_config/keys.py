@@ -10,9 +10,10 @@ key                                    type    TTL          written by
 {ns}:queue:{name}                      HASH    none         CLI: config (JSON), paused, updated_at
 {ns}:jobdefs                           SET     none         CLI enqueue (job names)
 {ns}:jobdef:{name}                     STRING  none         agent: recorded inputs.json + run id
-{ns}:job:{id}                          HASH    result TTL   CLI creates, agent advances:
+{ns}:job:{id}                          HASH    result TTL   lifecycle.py only (fields: job.py):
                                                             state, reason, timestamps, gpus...
-{ns}:job:{id}:log                      STREAM  result TTL   agent: container output, capped
+{ns}:job:{id}:log                      STREAM  result TTL   agent: container output, capped;
+                                                            lifecycle: eof (logstream.py)
 {ns}:jobs:{queue}                      ZSET    none         CLI: job ids by enqueue time
 {ns}:agents                            SET     none         agent: ids ever registered
 {ns}:agent:{id}                        HASH    none         agent: host, labels, inventory
@@ -20,6 +21,7 @@ key                                    type    TTL          written by
 {ns}:agent:{id}:ledger                 HASH    none         claim script: job id -> allocation
 {ns}:agent:{id}:capacity               STRING  none         agent: JSON of what may be claimed
 {ns}:events                            PUBSUB  -            CLI and agents: wake-up messages
+                                                            (events.py)
 {ns}:reaper:lock                       STRING  a few s      agent: SET NX EX, one reaper at a time
 =====================================  ======  ===========  ================================
 

@@ -123,6 +123,8 @@ def parse_gpus(value: object) -> Dict[str, Any]:
 
 GPU_MODES = ("device_request", "nvidia_runtime_env", "env_only")
 PRIORITIES = ("high", "normal", "low")
+#: Docker option names people may also write, and the field each means (``shm_size: 2g``).
+DOCKER_OPTION_ALIASES = {"shm_size": "shm_size_mib"}
 
 
 class Mount(_Strict):
@@ -163,7 +165,7 @@ class DockerOptions(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _acceptrename_unit_keys(cls, data: Any) -> Any:
-        return rename_unit_keys(data, {"shm_size": ("shm_size_mib", parse_size_mib)})
+        return rename_unit_keys(data, {alias: (name, parse_size_mib) for alias, name in DOCKER_OPTION_ALIASES.items()})
 
     @field_validator("env", mode="before")
     @classmethod
@@ -222,7 +224,7 @@ class QueueConfig(_Strict):
     @classmethod
     def _known_options(cls, value: Any) -> Any:
         # {option: [allowed values] | any}, or the older list of option names (submitter_policy.py)
-        return normalize_allow_list(value, DOCKER_OPTION_NAMES)
+        return normalize_allow_list(value, DOCKER_OPTION_NAMES, DOCKER_OPTION_ALIASES)
 
 
 class JobSpec(_Strict):

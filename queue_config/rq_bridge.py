@@ -3,8 +3,10 @@ our jobs correctly.
 
 launchbay jobs are real RQ jobs (JSON serializer) in real RQ queues, but no RQ worker runs them:
 an agent claims them with its own atomic script and runs them in containers. This module is the
-only place that writes RQ's structures, and it does so through rq's classes (Queue, Job,
-Execution, the registries), never by key name. rq is pinned below 3.0 because ``Execution`` is
+only Python module that writes RQ's structures, and it does so through rq's classes (Queue, Job,
+Execution, the registries), never by key name. The one other writer is the claim script
+(``queue_config/claim.lua``, run by ``lifecycle.ClaimScript``), which takes a claimed job out of its
+RQ queue list (LREM) in the same atomic step as the claim. rq is pinned below 3.0 because ``Execution`` is
 not a stable public API across majors.
 """
 
@@ -14,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Mapping, Optional
 
 import redis
+from launchbay.queue_config.job import State
 from rq import Queue
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -94,22 +97,22 @@ def heartbeat(conn: redis.Redis, job_id: str, execution_id: str, *, pipeline: An
         pipe.execute()
 
 
-def mark_ended(conn: redis.Redis, job_id: str, execution_id: Optional[str], *, state: str, message: str = "") -> None:
+def mark_ended(conn: redis.Redis, job_id: str, execution_id: Optional[str], *, state: State, message: str = "") -> None:
     """Move the RQ job to its finished, failed or canceled registry and drop its started entry."""
     job = fetch(conn, job_id)
     with conn.pipeline() as pipe:
         if execution_id:
             Execution(execution_id, job_id, connection=conn).delete(job, pipe)
         job.ended_at = datetime.now(timezone.utc)
-        if state == "finished":
+        if state == State.FINISHED:
             job.set_status(JobStatus.FINISHED, pipeline=pipe)
             FinishedJobRegistry(job.origin, conn, serializer=JSONSerializer).add(job, ttl=RESULT_TTL_S, pipeline=pipe)
-        elif state == "failed":
+        elif state == State.FAILED:
             job.set_status(JobStatus.FAILED, pipeline=pipe)
             FailedJobRegistry(job.origin, conn, serializer=JSONSerializer).add(
                 job, ttl=FAILURE_TTL_S, exc_string=message, pipeline=pipe
             )
-        elif state == "canceled":
+        elif state == State.CANCELED:
             job.set_status(JobStatus.CANCELED, pipeline=pipe)
             CanceledJobRegistry(job.origin, conn, serializer=JSONSerializer).add(job, pipeline=pipe)
         else:

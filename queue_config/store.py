@@ -15,19 +15,16 @@ from collections import Counter
 from typing import Any, Dict, List, Literal, Optional
 
 import redis
-from launchbay.queue_config import control, rq_bridge
+from launchbay.queue_config import events, lifecycle, rq_bridge
+from launchbay.queue_config.job import ACTIVE_STATES, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import QueueConfig, parse_model
 from launchbay.queue_config.recorded_inputs import check_recorded_inputs
-from launchbay.queue_config.records import ACTIVE_STATES, State
 
 from launchbay.errors import ConfigError, NotFoundError, UserError
+from launchbay.text import as_text
 
 ApplyResult = Literal["created", "updated", "unchanged"]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _config_json(config: QueueConfig) -> str:
@@ -49,7 +46,7 @@ class QueueStore:
         key = self.keys.queue(config.name)
         new = _config_json(config)
         old = self.conn.hget(key, "config")
-        if old is not None and _text(old) == new:
+        if old is not None and as_text(old) == new:
             return "unchanged"
         with self.conn.pipeline() as pipe:
             pipe.hset(key, mapping={"config": new, "updated_at": repr(time.time())})
@@ -78,7 +75,7 @@ class QueueStore:
         return f"unknown queue {name!r}; known queues: {', '.join(names)}"
 
     def names(self) -> List[str]:
-        return sorted(_text(n) for n in self.conn.smembers(self.keys.queues))
+        return sorted(as_text(n) for n in self.conn.smembers(self.keys.queues))
 
     def list(self) -> List[QueueConfig]:
         """Every queue's config, sorted by name."""
@@ -93,9 +90,9 @@ class QueueStore:
         ids = self.conn.zrange(self.keys.queue_jobs(name), 0, -1)
         with self.conn.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hget(self.keys.job(_text(job_id)), "state")
+                pipe.hget(self.keys.job(as_text(job_id)), "state")
             states = pipe.execute()
-        return dict(Counter(_text(s) for s in states if s is not None))
+        return dict(Counter(as_text(s) for s in states if s is not None))
 
     def delete(self, name: str, *, force: bool = False) -> Dict[str, int]:
         """Remove a queue. Refused while it has queued or claimed jobs, unless ``force``.
@@ -123,7 +120,7 @@ class QueueStore:
 
     def _cancel_open_jobs(self, name: str) -> None:
         for job_id in self.conn.zrange(self.keys.queue_jobs(name), 0, -1):
-            control.cancel_job(self.conn, self.keys, _text(job_id), missing_ok=True, terminal_ok=True)
+            lifecycle.cancel(self.conn, self.keys, as_text(job_id), missing_ok=True, terminal_ok=True)
 
     def pause(self, name: str) -> None:
         """Stop agents from claiming the queue's jobs; enqueue still accepts them."""
@@ -131,7 +128,7 @@ class QueueStore:
 
     def resume(self, name: str) -> None:
         self._set_paused(name, False)
-        self.conn.publish(self.keys.events, json.dumps({"type": "enqueued", "queue": name}))
+        events.publish(self.conn, self.keys, events.Enqueued(name))
 
     def is_paused(self, name: str) -> bool:
         return self.conn.hget(self.keys.queue(name), "paused") == b"1"
@@ -191,7 +188,7 @@ class QueueStore:
 
     def list_jobdefs(self) -> List[Dict[str, Any]]:
         """One entry per known job name: ``{"name", "recorded", "job_id", "recorded_at"}``, by name."""
-        names = sorted(_text(n) for n in self.conn.smembers(self.keys.jobdefs))
+        names = sorted(as_text(n) for n in self.conn.smembers(self.keys.jobdefs))
         entries = []
         for name in names:
             try:

@@ -23,7 +23,6 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 #: Options whose ``host`` or ``container:<name>`` value gives a job the host's (or another job's) namespace.
 HOST_REACHING = ("network", "pid_mode", "ipc_mode")
 ANY = "any"
-_ALIASES = {"shm_size": "shm_size_mib"}
 
 AllowList = Dict[str, Optional[List[Any]]]
 
@@ -33,8 +32,11 @@ def normalize_path(path: str) -> str:
     return posixpath.normpath("/" + path.lstrip("/"))
 
 
-def normalize_allow_list(value: Any, known: Iterable[str]) -> AllowList:
-    """``submitter_may_set`` in either form as ``{option: allowed values or None (any)}``; ValueError if malformed."""
+def normalize_allow_list(value: Any, known: Iterable[str], aliases: Mapping[str, str]) -> AllowList:
+    """``submitter_may_set`` in either form as ``{option: allowed values or None (any)}``; ValueError if malformed.
+
+    ``aliases`` maps a name people may also write to the option it means (``models.DOCKER_OPTION_ALIASES``).
+    """
     known = tuple(known)
     if isinstance(value, (list, tuple)):
         value = {name: None for name in value}
@@ -42,7 +44,7 @@ def normalize_allow_list(value: Any, known: Iterable[str]) -> AllowList:
         raise ValueError("must be a mapping of option to allowed values (network: [none, bridge]) or a list of options")
     allowed: AllowList = {}
     for raw_name, values in value.items():
-        name = _ALIASES.get(str(raw_name), str(raw_name))
+        name = aliases.get(str(raw_name), str(raw_name))
         if name not in known:
             raise ValueError(f"unknown docker option {raw_name!r}; known: {', '.join(known)}")
         allowed[name] = _allowed_values(name, values)

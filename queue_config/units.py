@@ -102,3 +102,44 @@ def rename_unit_keys(data: Any, units: Dict[str, Tuple[str, Callable[..., int]]]
                 raise ValueError(f"give either {human} or {field}, not both")
             data[field] = parse(data.pop(human), what=human)
     return data
+
+
+def describe_limits(limits: Any, *, terse: bool) -> str:
+    """A queue's limits (``QueueConfig.limits``) for people; "none" when it sets none.
+
+    ``terse``: ``cpus<=32 memory<=256GiB gpus<=8 ...`` (the CLI's table); else
+    ``at most 32 CPUs, 256GiB, 8 GPUs, GPU model A100, runs up to 24h`` (the UI).
+    """
+    gpus = limits.gpus
+    shown = [
+        text
+        for given, short, long in (
+            (limits.cpus is not None, lambda: f"cpus<={limits.cpus:g}", lambda: f"{limits.cpus:g} CPUs"),
+            (
+                limits.memory_mib is not None,
+                lambda: f"memory<={format_mib(limits.memory_mib)}",
+                lambda: format_mib(limits.memory_mib),
+            ),
+            (
+                gpus is not None,
+                lambda: f"gpus<={gpus}",
+                lambda: "0 GPUs (CPU only)" if gpus == 0 else f"{gpus} GPUs",
+            ),
+            (bool(limits.gpu_model), lambda: f"gpu_model={limits.gpu_model}", lambda: f"GPU model {limits.gpu_model}"),
+            (
+                limits.gpu_memory_mib is not None,
+                lambda: f"gpu_memory<={format_mib(limits.gpu_memory_mib)}",
+                lambda: f"{format_mib(limits.gpu_memory_mib)} per GPU",
+            ),
+            (
+                limits.max_runtime_s is not None,
+                lambda: f"runtime<={format_duration(limits.max_runtime_s)}",
+                lambda: f"runs up to {format_duration(limits.max_runtime_s)}",
+            ),
+        )
+        if given
+        for text in [(short if terse else long)()]
+    ]
+    if not shown:
+        return "none"
+    return " ".join(shown) if terse else "at most " + ", ".join(shown)

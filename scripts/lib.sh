@@ -45,7 +45,8 @@ lb_venv() {
   echo "$stamp" > "$venv/.launchbay-stamp"
 }
 
-lb_docker_ok() { docker info >/dev/null 2>&1; }
+# A wedged engine can leave every API call hanging: no check here waits on it for ever.
+lb_docker_ok() { timeout 20 docker info >/dev/null 2>&1; }
 
 # lb_dockerd: make DOCKER_HOST point at a working engine; start a private dockerd if none answers.
 # Sets LB_STARTED_DOCKERD=1 when it started one (lb_stop_dockerd stops it).
@@ -60,15 +61,49 @@ lb_dockerd() {
   export DOCKER_HOST="unix://$run/docker.sock"
   if lb_docker_ok; then return 0; fi
   lb_step "starting a private dockerd ($DOCKER_HOST)"
+  lb_start_private_dockerd && LB_STARTED_DOCKERD=1
+}
+
+# lb_start_private_dockerd: start dockerd on $LB_STATE/run/docker.sock (DOCKER_HOST must point there)
+# and wait until it answers.
+lb_start_private_dockerd() {
+  local run="$LB_STATE/run" i
   dockerd --host "$DOCKER_HOST" --data-root "$LB_STATE/docker" --exec-root "$run/exec" \
-    --pidfile "$run/dockerd.pid" >"$LB_STATE/dockerd.log" 2>&1 &
-  local i
+    --pidfile "$run/dockerd.pid" >>"$LB_STATE/dockerd.log" 2>&1 &
   for i in $(seq 1 60); do
-    lb_docker_ok && { LB_STARTED_DOCKERD=1; return 0; }
+    lb_docker_ok && return 0
     sleep 1
   done
   tail -n 20 "$LB_STATE/dockerd.log" >&2
   lb_die "dockerd did not come up in 60 s (log: $LB_STATE/dockerd.log)"
+}
+
+# lb_restart_dockerd: stop the private dockerd this set-up started (and the containerd it runs) and
+# start it again on the same socket and data. For an engine that wedged: Debian's Docker 20.10 has been
+# seen here to stop answering any API call under several parallel `docker run`.
+lb_restart_dockerd() {
+  local pid
+  pid=$(cat "$LB_STATE/run/dockerd.pid" 2>/dev/null) || lb_die "no private dockerd to restart (no pid file)"
+  echo "restarting the private dockerd (pid $pid; log $LB_STATE/dockerd.log)" >&2
+  pkill -TERM -P "$pid" 2>/dev/null || true
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  pkill -KILL -P "$pid" 2>/dev/null || true
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$LB_STATE/run/dockerd.pid"
+  lb_start_private_dockerd
+}
+
+# lb_docker_canary IMAGE: one short container, bounded in time. An engine that answers `docker info`
+# but cannot run a container (wedged) is restarted when this set-up started it, else named and refused.
+lb_docker_canary() {
+  local image=$1
+  timeout 90 docker run --rm --network none "$image" true >/dev/null 2>&1 && return 0
+  if [ "${LB_STARTED_DOCKERD:-0}" = 1 ]; then
+    lb_restart_dockerd
+    timeout 90 docker run --rm --network none "$image" true >/dev/null 2>&1 && return 0
+  fi
+  lb_die "the Docker engine at ${DOCKER_HOST:-unix:///var/run/docker.sock} answers but cannot run a container within 90 s (wedged?); restart it and run again"
 }
 
 lb_stop_dockerd() {

@@ -8,13 +8,16 @@ warning names the keys, as W&B does for keys it locks for launch.
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
-from typing import Any, Iterator
+from types import SimpleNamespace
+from typing import Any, Iterator, Optional
 
 from .console import warn
 from .errors import InputValidationError
 from .filtering import copy_dicts
 from .overlay import MISSING, AppliedOverrides
 from .paths import KeyPath, join_path
+from .record import write_records
+from .state import STATE
 
 
 def as_config_dict(values: Any) -> dict[str, Any]:
@@ -33,6 +36,24 @@ def as_config_dict(values: Any) -> dict[str, Any]:
     )
 
 
+def plain(value: Any) -> Any:
+    """Copy nested dicts and turn tuples and sets into lists, as W&B stores them.
+
+    A set becomes a sorted list when its items sort, so the recorded config is stable.
+    """
+    if isinstance(value, Mapping):
+        return {key: plain(child) for key, child in value.items()}
+    if isinstance(value, (set, frozenset)):
+        items = [plain(item) for item in value]
+        try:
+            return sorted(items)
+        except TypeError:
+            return items
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
 class Config(MutableMapping):
     """A run's config: item access, attribute access for top-level keys, ``update``, ``as_dict``.
 
@@ -42,7 +63,7 @@ class Config(MutableMapping):
 
     def __init__(self, values: Any = None) -> None:
         # Copies, so that launch overrides never change the dicts the job passed in.
-        object.__setattr__(self, "_data", copy_dicts(as_config_dict(values)))
+        object.__setattr__(self, "_data", plain(as_config_dict(values)))
         # Launch override leaves grouped by top-level key, so a write finds the ones it touches.
         object.__setattr__(self, "_overrides", {})
         object.__setattr__(self, "_applied", AppliedOverrides())
@@ -70,7 +91,9 @@ class Config(MutableMapping):
         try:
             return self._data[name]
         except KeyError:
-            raise AttributeError(f"the run config has no key {name!r}") from None
+            raise AttributeError(
+                f"'Config' object has no attribute {name!r}: the run config has no key {name!r}"
+            ) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         self[name] = value
@@ -84,11 +107,28 @@ class Config(MutableMapping):
     def __repr__(self) -> str:
         return f"Config({self._data!r})"
 
-    def update(self, values: Any = None, /, **kwargs: Any) -> None:
-        """Set many top-level keys from a dict, an ``argparse.Namespace``, a flags object or keywords."""
+    def update(self, values: Any = None, allow_val_change: Optional[bool] = None, **kwargs: Any) -> None:
+        """Set many top-level keys from a dict, an ``argparse.Namespace``, a flags object or keywords.
+
+        ``allow_val_change`` is accepted for W&B's signature and changes nothing: a job may
+        always change its own values, and launch overrides always stay.
+        """
         items = as_config_dict(values)
         items.update(kwargs)
         self._set(items)
+
+    def setdefaults(self, values: Any) -> None:
+        """Set only the top-level keys that the config does not have yet."""
+        self._set({key: value for key, value in as_config_dict(values).items() if key not in self._data})
+
+    def persist(self) -> None:
+        """Record the config now (it is also recorded at ``finish`` and at exit)."""
+        write_records(STATE)
+
+    @property
+    def config_static(self) -> SimpleNamespace:
+        """A snapshot with attribute access to the top-level keys, like W&B's (writing to it changes nothing)."""
+        return SimpleNamespace(**self.as_dict())
 
     def as_dict(self) -> dict[str, Any]:
         """A copy of the config as a plain nested dict (for ``json.dumps`` and the like)."""
@@ -99,7 +139,7 @@ class Config(MutableMapping):
         problems: list[str] = []
         for key, value in items.items():
             self._applied.forget_under(key)
-            self._data[key] = copy_dicts(value)
+            self._data[key] = plain(value)
             covered = self._overrides.get(key, {})
             kept += [join_path(parts) for parts, leaf in covered.items() if _differs(self._data, parts, leaf)]
             problems += self._applied.apply(self._data, covered)

@@ -50,13 +50,14 @@ def load_defaults(directory: Path, argv: Sequence[str]) -> dict[str, Any]:
     config: dict[str, Any] = {}
     defaults = directory / DEFAULTS_FILE
     if defaults.is_file():
-        config.update(_file_values(defaults))
+        config.update(file_values(defaults))
     for name in config_paths_from_argv(argv):
-        config.update(_file_values(Path(name)))
+        config.update(file_values(Path(name)))
     return config
 
 
-def _file_values(path: Path) -> dict[str, Any]:
+def file_values(path: Path) -> dict[str, Any]:
+    """The top-level values of a W&B-style config file (plain or ``{desc, value}``), bookkeeping keys dropped."""
     content, _ = read_config_file(path)
     if content is None:
         return {}

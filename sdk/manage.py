@@ -125,4 +125,8 @@ def _at_exit() -> None:
             )
     except SdkError as exc:
         warn(str(exc))
+    run = STATE.run
+    if run is not None and not run.finished:
+        # A job that never calls finish() still gets its last step and its summary written.
+        run.metrics.close()
     write_records(STATE)

@@ -14,8 +14,10 @@ from typing import Any
 
 from . import payload
 from .console import warn
+from .schema import secret_paths
 from .state import State
 from .types import infer_types
+from .validation import MASK
 
 
 def inputs_record(state: State) -> dict[str, Any]:
@@ -29,6 +31,22 @@ def inputs_record(state: State) -> dict[str, Any]:
     return {"run_config": run_config, "files": {name: spec.record() for name, spec in state.file_specs.items()}}
 
 
+def masked_config(state: State) -> dict[str, Any]:
+    """The Run's config with every ``format: secret`` field of the run-config schema replaced by ``***``.
+
+    config.json is shown by ``launchbay status``: a secret the job was given must not be in it.
+    """
+    config = state.run.config.as_dict()
+    spec = state.run_config_inputs()
+    for path in secret_paths(spec.schema if spec is not None else None):
+        node = config
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] in node:
+            node[path[-1]] = MASK
+    return config
+
+
 def write_records(state: State) -> None:
     """Write ``inputs.json`` and, once a Run exists, ``config.json`` into ``$LAUNCHBAY_OUTPUT_DIR``."""
     folder = payload.output_dir()
@@ -36,7 +54,7 @@ def write_records(state: State) -> None:
         return
     documents = {payload.INPUTS_RECORD_FILE: inputs_record(state)}
     if state.run is not None:
-        documents[payload.EFFECTIVE_CONFIG_FILE] = state.run.config.as_dict()
+        documents[payload.EFFECTIVE_CONFIG_FILE] = masked_config(state)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for name, document in documents.items():

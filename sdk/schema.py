@@ -1,28 +1,40 @@
 """Job input schemas: a JSON-Schema dict or a pydantic model, normalized and checked.
 
-We accept the subset that W&B's launch drawer understands (plus ``boolean``), and reject the
-rest with an error naming the attribute and where it is. W&B only warns and publishes the
-schema anyway; a schema the queue side cannot enforce is a bug the author should see at once.
+We accept everything W&B's input-schema meta-schema accepts (``label``, ``placeholder``,
+``format: secret``, per-field ``required``, arrays of enum items with ``uniqueItems``,
+``minItems``, ``maxItems``) plus ``boolean`` and ``default``. Where W&B warns but the value can
+still be enforced we warn too; an attribute we cannot enforce (``pattern``, ``minimum`` on a
+string, ``contains``) is an error naming it and where it is, because W&B would publish such a
+schema and then never check it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .console import warn
 from .errors import SchemaError
 from .paths import join_path
 
-_TYPES = ("object", "number", "integer", "string", "boolean")
-_COMMON = frozenset({"type", "title", "description", "default"})
+_TYPES = ("object", "number", "integer", "string", "boolean", "array")
+#: What W&B's launch drawer reads on every field (its input-schema meta-schema); ``default``
+#: is ours too, because pydantic writes it for every field with a default.
+_COMMON = frozenset({"type", "title", "description", "default", "label", "placeholder", "required", "format"})
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _ALLOWED = {
-    "object": _COMMON | {"properties", "required"},
-    "number": _COMMON | {"enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
-    "integer": _COMMON | {"enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
+    "object": _COMMON | {"properties"},
+    "number": _COMMON | {"enum", *_BOUNDS},
+    "integer": _COMMON | {"enum", *_BOUNDS},
     "string": _COMMON | {"enum"},
     "boolean": _COMMON | {"enum"},
+    "array": _COMMON | {"items", "uniqueItems", "minItems", "maxItems"},
 }
 _ANY_TYPE = frozenset().union(*_ALLOWED.values())
-_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+#: Array items are scalars picked from a list, as in W&B's multi-select.
+_ITEM_TYPES = ("integer", "number", "string", "boolean")
+_ITEM_ALLOWED = frozenset({"type", "enum", "title", "description", "format"})
+#: Attributes W&B only displays: a wrong type is worth a warning, not a refused job.
+_TEXTS = ("title", "description", "label", "placeholder", "format")
 _DEFS_PREFIX = "#/$defs/"
 
 
@@ -71,11 +83,19 @@ def _inline(node: Any, defs: dict, path: tuple, seen: tuple) -> Any:
     properties = node.get("properties")
     if isinstance(properties, dict):
         node["properties"] = {key: _inline(child, defs, (*path, key), seen) for key, child in properties.items()}
+    if isinstance(node.get("items"), dict):
+        # pydantic writes ``list[SomeEnum]`` as items holding a $ref.
+        node["items"] = _inline(node["items"], defs, (*path, "[]"), seen)
     return node
 
 
 def check_schema(node: Any, path: tuple = ()) -> None:
-    """Raise :class:`SchemaError` unless ``node`` (already ref-free) uses only supported attributes."""
+    """Raise :class:`SchemaError` unless ``node`` (already ref-free) uses only supported attributes.
+
+    Where W&B's meta-schema only warns and the value can still be enforced (an integer field
+    with a fractional bound, a non-string label, an array without ``items`` or with items that
+    have no ``enum``), one warning names the attribute and the schema is kept.
+    """
     if not isinstance(node, dict):
         raise SchemaError(f"{_where(path)}: expected a schema object, got {type(node).__name__}")
     for attribute in node:
@@ -90,25 +110,76 @@ def check_schema(node: Any, path: tuple = ()) -> None:
         if attribute not in _ALLOWED[kind]:
             raise SchemaError(f"{_where(path)}: attribute {attribute!r} is not allowed for type {kind!r}")
     _check_values(node, path)
+    if kind == "array":
+        _check_array(node, path)
     for key, child in node.get("properties", {}).items():
         check_schema(child, (*path, key))
 
 
 def _check_values(node: dict, path: tuple) -> None:
-    for attribute in ("title", "description"):
+    for attribute in _TEXTS:
         if attribute in node and not isinstance(node[attribute], str):
-            raise SchemaError(f"{_where(path)}: attribute {attribute!r} must be a string")
+            warn(f"{_where(path)}: attribute {attribute!r} should be a string, got {node[attribute]!r}")
     for attribute in _BOUNDS:
         value = node.get(attribute)
-        if attribute in node and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if attribute in node and not _is_number(value):
             raise SchemaError(f"{_where(path)}: attribute {attribute!r} must be a number, got {value!r}")
+        if attribute in node and node["type"] == "integer" and not _is_whole(value):
+            # W&B warns too; the bound is still enforced as written.
+            warn(f"{_where(path)}: attribute {attribute!r} of an integer field should be an integer, got {value!r}")
     if "enum" in node and not (isinstance(node["enum"], list) and node["enum"]):
         raise SchemaError(f"{_where(path)}: attribute 'enum' must be a non-empty list")
     if "properties" in node and not isinstance(node["properties"], dict):
         raise SchemaError(f"{_where(path)}: attribute 'properties' must be an object")
     required = node.get("required", [])
-    if not (isinstance(required, list) and all(isinstance(name, str) for name in required)):
-        raise SchemaError(f"{_where(path)}: attribute 'required' must be a list of property names")
+    # A list of property names (JSON Schema, on an object) or W&B's per-field true/false.
+    if not (isinstance(required, bool) or (isinstance(required, list) and all(isinstance(n, str) for n in required))):
+        raise SchemaError(f"{_where(path)}: attribute 'required' must be true, false or a list of property names")
+
+
+def _check_array(node: dict, path: tuple) -> None:
+    for attribute in ("minItems", "maxItems"):
+        value = node.get(attribute)
+        if attribute in node and not (_is_number(value) and value >= 0):
+            raise SchemaError(f"{_where(path)}: attribute {attribute!r} must be a number >= 0, got {value!r}")
+        if attribute in node and not _is_whole(value):
+            warn(f"{_where(path)}: attribute {attribute!r} should be an integer, got {value!r}")
+    if "uniqueItems" in node and not isinstance(node["uniqueItems"], bool):
+        raise SchemaError(f"{_where(path)}: attribute 'uniqueItems' must be true or false")
+    items = node.get("items")
+    if items is None:
+        warn(f"{_where(path)}: an array without 'items' takes any list (W&B's launch drawer needs 'items')")
+        return
+    where = _where((*path, "[]"))
+    if not isinstance(items, dict) or items.get("type") not in _ITEM_TYPES:
+        raise SchemaError(f"{where}: array items must be a schema of type {', '.join(_ITEM_TYPES)}")
+    for attribute in items:
+        if attribute not in _ITEM_ALLOWED:
+            raise SchemaError(f"{where}: attribute {attribute!r} is not allowed for array items")
+    _check_values(items, (*path, "[]"))
+    if "enum" not in items:
+        warn(f"{where}: array items without 'enum' are checked by type only (W&B's launch drawer needs 'enum')")
+
+
+def _is_whole(value: Any) -> bool:
+    # JSON Schema counts 6.0 as an integer, and so does W&B's meta-schema check.
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def secret_paths(schema: Any, path: tuple = ()) -> list[tuple]:
+    """Key paths of the fields a prepared schema marks ``format: secret``."""
+    if not isinstance(schema, dict):
+        return []
+    if schema.get("format") == "secret" and path:
+        return [path]
+    found: list[tuple] = []
+    for key, child in (schema.get("properties") or {}).items():
+        found += secret_paths(child, (*path, key))
+    return found
 
 
 def _where(path: tuple) -> str:

@@ -15,6 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# On a loaded 2-core CI machine an example can take seconds: a property test checks properties,
+# never speed (speed lives in bench/), so no per-example deadline and no "too slow" health check.
+settings.register_profile("launchbay", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("launchbay")
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -119,6 +125,53 @@ def redis_conn(redis_url):
     conn.close()
 
 
+class EngineWatch:
+    """Notices a wedged Docker engine before a test waits on it.
+
+    Debian's Docker 20.10 has wedged on this kind of machine under several parallel ``docker run``:
+    containers shown "Up" after their process ended and every API call hanging. Without a check each
+    Docker test would then wait out its own timeouts, and CI its whole time limit. Before each test
+    that uses the engine, one listing call must answer within ``PROBE_TIMEOUT_S``. When it does not,
+    the private engine that scripts/test started (``LAUNCHBAY_TEST_PRIVATE_DOCKERD=1``) is restarted
+    once; any other engine is only named, and the rest of the Docker tests fail at once with that line.
+    """
+
+    PROBE_TIMEOUT_S = 20
+
+    def __init__(self) -> None:
+        self.wedged: str | None = None
+        self.restarts = 0
+
+    def problem(self) -> str | None:
+        import docker
+
+        try:
+            probe = docker.from_env(timeout=self.PROBE_TIMEOUT_S)
+            try:
+                probe.api.containers(limit=1)
+            finally:
+                probe.close()
+        except Exception:
+            host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+            return f"the Docker engine at {host} did not list containers within {self.PROBE_TIMEOUT_S} s: wedged"
+        return None
+
+    def check(self) -> None:
+        if self.wedged:
+            pytest.fail(self.wedged, pytrace=False)
+        problem = self.problem()
+        if problem and os.environ.get("LAUNCHBAY_TEST_PRIVATE_DOCKERD") == "1" and self.restarts == 0:
+            self.restarts += 1
+            sys.stderr.write(f"\n{problem}; restarting the private engine that scripts/test started\n")
+            restart = subprocess.run(
+                ["bash", "-c", f'source "{REPO_ROOT}/scripts/lib.sh" && lb_restart_dockerd'], timeout=180
+            )
+            problem = self.problem() if restart.returncode == 0 else f"{problem}; restarting it failed"
+        if problem:
+            self.wedged = problem
+            pytest.fail(problem, pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     try:
@@ -130,6 +183,19 @@ def docker_client():
         require(False, f"no Docker engine answers ({exc.__class__.__name__}); scripts/test starts one")
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def engine_watch() -> EngineWatch:
+    return EngineWatch()
+
+
+@pytest.fixture(autouse=True)
+def _engine_not_wedged(request):
+    """Every test that uses the Docker engine first checks that it still answers (see EngineWatch)."""
+    if "docker_client" in request.fixturenames:
+        request.getfixturevalue("docker_client")
+        request.getfixturevalue("engine_watch").check()
 
 
 @pytest.fixture(scope="session")

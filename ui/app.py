@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 import redis
 from flask import Flask, Response, redirect, render_template, request
 from launchbay.client.overrides import MAX_OVERRIDES_BYTES
+from launchbay.queue_config.fleet_metrics import queue_registry
 from launchbay.queue_config.keys import Keys
 
 from launchbay.errors import NotFoundError, RedisUnavailableError, UserError
@@ -47,7 +48,8 @@ def create_app(
     # The CLI's limit on overrides, plus room for the form's other fields; werkzeug refuses more (413).
     app.config["MAX_CONTENT_LENGTH"] = MAX_OVERRIDES_BYTES + FORM_OVERHEAD_BYTES
     app.config["MAX_FORM_MEMORY_SIZE"] = MAX_OVERRIDES_BYTES
-    app.extensions[EXTENSION] = Settings(conn, keys or Keys.from_env(), token or None, bind_host)
+    keys = keys or Keys.from_env()
+    app.extensions[EXTENSION] = Settings(conn, keys, token or None, bind_host, queue_registry(conn, keys))
     app.before_request(_check_request)
     app.after_request(_protect_response)
     _register_error_pages(app)

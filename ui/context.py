@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import redis
 from flask import current_app
@@ -20,6 +20,7 @@ class Settings:
     keys: Keys
     token: Optional[str]
     bind_host: str
+    metrics_registry: Any = field(default=None, compare=False)  # the queue collector's, for /metrics
 
 
 def settings() -> Settings:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 import redis
+from launchbay.queue_config import logstream
 from launchbay.queue_config.keys import Keys
 
 #: Lines the page shows when it opens; older ones stay in Redis (``launchbay logs`` prints them all).
@@ -18,22 +19,10 @@ TAIL_LINES = 500
 BATCH_ENTRIES = 500
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-
-
 def _decode(entries: List[Tuple[Any, Dict[Any, Any]]]) -> Tuple[List[str], Optional[str], Optional[str]]:
     """``(lines, last entry id, eof state or None)`` of XRANGE entries."""
-    lines: List[str] = []
-    last_id, eof = None, None
-    for entry_id, fields in entries:
-        last_id = _text(entry_id)
-        decoded = {_text(k): _text(v) for k, v in fields.items()}
-        if "line" in decoded:
-            lines.append(decoded["line"])
-        if "eof" in decoded:
-            eof = decoded["eof"]
-    return lines, last_id, eof
+    batch = logstream.parse(entries)
+    return batch.lines, batch.last_id, batch.eof
 
 
 def tail(conn: redis.Redis, keys: Keys, job_id: str, count: int = TAIL_LINES) -> Dict[str, Any]:

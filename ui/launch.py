@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import redis
 from launchbay.client import JobHandle, enqueue, list_jobs
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.records import Records
+from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.store import QueueStore
 
 from launchbay.errors import ConfigError, NotFoundError, UserError
@@ -120,8 +120,8 @@ def submit(conn: redis.Redis, keys: Keys, page: LaunchPage, posted: Mapping[str,
             posted.get("queue", ""),
             overrides=submission.run_config,
             file_overrides=submission.files,
-            resources={key: _text(posted, name) for name, key in RESOURCE_FIELDS.items()},
-            max_runtime=_text(posted, "max_runtime"),
+            resources={key: _posted(posted, name) for name, key in RESOURCE_FIELDS.items()},
+            max_runtime=_posted(posted, "max_runtime"),
             priority=posted.get("priority") or "normal",
             conn=conn,
             keys=keys,
@@ -147,6 +147,6 @@ def _spec(page: LaunchPage, image: str) -> Dict[str, Any]:
     return spec
 
 
-def _text(posted: Mapping[str, str], name: str) -> Optional[str]:
+def _posted(posted: Mapping[str, str], name: str) -> Optional[str]:
     value = (posted.get(name) or "").strip()
     return value or None

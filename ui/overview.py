@@ -7,16 +7,17 @@ Read-only; the formats are the contracts in docs/architecture.md.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping
 
 import redis
 from launchbay.queue_config import agents as agent_view
 from launchbay.queue_config import rq_bridge
+from launchbay.queue_config.job import ACTIVE_STATES
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.matching import Capacity
 from launchbay.queue_config.models import QueueConfig
-from launchbay.queue_config.records import ACTIVE_STATES
 from launchbay.queue_config.store import QueueStore
-from launchbay.queue_config.units import format_duration, format_mib
+from launchbay.queue_config.units import describe_limits, format_mib
 
 
 def queue_rows(conn: redis.Redis, keys: Keys) -> List[Dict[str, Any]]:
@@ -40,58 +41,30 @@ def queue_rows(conn: redis.Redis, keys: Keys) -> List[Dict[str, Any]]:
 
 def limits_text(config: QueueConfig) -> str:
     """``at most 32 CPUs, 256GiB, 8 GPUs (A100|H100), 24h`` ("none" when the queue sets no limit)."""
-    limits = config.limits
-    parts = [
-        f"{limits.cpus:g} CPUs" if limits.cpus is not None else "",
-        format_mib(limits.memory_mib) if limits.memory_mib is not None else "",
-        _gpus_text(limits.gpus),
-        f"GPU model {limits.gpu_model}" if limits.gpu_model else "",
-        f"{format_mib(limits.gpu_memory_mib)} per GPU" if limits.gpu_memory_mib is not None else "",
-        f"runs up to {format_duration(limits.max_runtime_s)}" if limits.max_runtime_s is not None else "",
-    ]
-    shown = [part for part in parts if part]
-    return "at most " + ", ".join(shown) if shown else "none"
-
-
-def _gpus_text(gpus: Optional[int]) -> str:
-    if gpus is None:
-        return ""
-    return "0 GPUs (CPU only)" if gpus == 0 else f"{gpus} GPUs"
+    return describe_limits(config.limits, terse=False)
 
 
 def agent_rows(conn: redis.Redis, keys: Keys) -> List[Dict[str, Any]]:
     """One row per live agent: what it serves, and its free and total CPUs, memory and GPUs."""
-    rows = []
-    for capacity in agent_view.live_agents(conn, keys):
-        allocations = ledger(conn, keys, str(capacity["agent_id"]))
-        rows.append(agent_row(capacity, allocations))
-    return rows
+    return [
+        agent_row(agent["capacity"], [agent_view.LedgerEntry.from_json(json.dumps(job)) for job in agent["jobs"]])
+        for agent in agent_view.read_agents(conn, keys)
+        if agent["capacity"] is not None
+    ]
 
 
-def ledger(conn: redis.Redis, keys: Keys, agent_id: str) -> List[Dict[str, Any]]:
-    """The agent's allocations (an entry that is not readable JSON is skipped)."""
-    entries = []
-    for raw in conn.hvals(keys.agent_ledger(agent_id)):
-        try:
-            entry = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(entry, dict):
-            entries.append(entry)
-    return entries
-
-
-def agent_row(capacity: Mapping[str, Any], allocations: List[Mapping[str, Any]]) -> Dict[str, Any]:
-    """Free = the capacity JSON minus what the ledger's allocations hold."""
-    total_cpus = float(capacity.get("cpus") or 0.0)
-    total_memory_mib = int(capacity.get("memory_mib") or 0)
-    taken_gpus = {str(gpu) for entry in allocations for gpu in entry.get("gpus") or ()}
+def agent_row(capacity: Mapping[str, Any], allocations: Iterable[agent_view.AllocationLike]) -> Dict[str, Any]:
+    """Free = the capacity JSON minus what the ledger's allocations hold (``agents.free_capacity``)."""
+    allocations = list(allocations)
+    total = Capacity.from_capacity_json(capacity)
+    free = agent_view.free_capacity(total, allocations)
+    free_ids = {gpu.id for gpu in free.gpus}
     gpus = [
         {
             "id": str(gpu.get("id")),
             "name": str(gpu.get("name") or "GPU"),
             "memory": format_mib(gpu.get("memory_total_mib")) if gpu.get("memory_total_mib") else "",
-            "free": str(gpu.get("id")) not in taken_gpus,
+            "free": str(gpu.get("id")) in free_ids,
         }
         for gpu in capacity.get("gpus") or []
     ]
@@ -100,11 +73,11 @@ def agent_row(capacity: Mapping[str, Any], allocations: List[Mapping[str, Any]])
         "host": capacity.get("host") or "",
         "queues": list(capacity.get("queues") or []),
         "labels": dict(capacity.get("labels") or {}),
-        "cpus_total": total_cpus,
-        "cpus_free": max(0.0, total_cpus - sum(float(e.get("cpus") or 0.0) for e in allocations)),
-        "memory_total": format_mib(total_memory_mib),
-        "memory_free": format_mib(max(0, total_memory_mib - sum(int(e.get("memory_mib") or 0) for e in allocations))),
+        "cpus_total": total.cpus,
+        "cpus_free": max(0.0, free.cpus),
+        "memory_total": format_mib(total.memory_mib),
+        "memory_free": format_mib(max(0, free.memory_mib)),
         "gpus": gpus,
         "gpus_free": sum(1 for gpu in gpus if gpu["free"]),
-        "jobs": sorted(str(entry.get("job_id")) for entry in allocations if entry.get("job_id")),
+        "jobs": sorted(entry.job_id for entry in allocations),
     }

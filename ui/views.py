@@ -9,12 +9,13 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from launchbay.client import get_job, list_jobs
 from launchbay.client.fit import describe_request
 from launchbay.client.inputs_check import section_rows
-from launchbay.queue_config.records import TERMINAL_STATES, State
+from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.units import format_duration
 
 from launchbay.errors import UserError
 
+from . import cluster as cluster_data
 from . import joblog, launch, overview
 from .context import settings
 
@@ -141,7 +142,7 @@ def cancel(job_id: str) -> Any:
     except UserError as exc:
         flash(str(exc), "error")
     else:
-        message = "Canceled." if result == "canceled" else "Cancel requested: its agent is stopping it."
+        message = "Canceled." if result == State.CANCELED else "Cancel requested: its agent is stopping it."
         flash(message, "done")
     return redirect(url_for(".job", job_id=job_id), code=303)
 
@@ -155,6 +156,29 @@ def queues() -> Any:
         queues=overview.queue_rows(config.conn, config.keys),
         agents=overview.agent_rows(config.conn, config.keys),
     )
+
+
+@pages.get("/cluster")
+def cluster() -> Any:
+    """Every live agent with a cell per GPU, and the pending jobs with their reasons; refreshes itself."""
+    config = settings()
+    return render_template("cluster.html", view=cluster_data.cluster_view(config.conn, config.keys))
+
+
+@pages.get("/cluster/live")
+def cluster_live() -> Any:
+    """The cluster page's changing part, which its script fetches every few seconds."""
+    config = settings()
+    return render_template("cluster_live.html", view=cluster_data.cluster_view(config.conn, config.keys))
+
+
+@pages.get("/metrics")
+def metrics() -> Any:
+    """The queue-level Prometheus metrics, as ``launchbay exporter`` serves them (format by Accept)."""
+    from prometheus_client.exposition import choose_encoder
+
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return encode(settings().metrics_registry), 200, {"Content-Type": content_type}
 
 
 def _record(job_id: str) -> Dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The claim script (agent/claim.lua) against a real redis-server: all or nothing, and exclusive."""
+"""The claim script (queue_config/claim.lua) against a real redis-server: all or nothing, and exclusive."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from launchbay.agent.claim import Claimer, ClaimPass, QueueReader, read_snapshot
 from launchbay.agent.ledger import Ledger, LedgerEntry
 from launchbay.agent.placement import Policy
 from launchbay.queue_config import rq_bridge
+from launchbay.queue_config.job import State
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.matching import Capacity, GpuInfo
-from launchbay.queue_config.records import Records, State
 from launchbay.queue_config.store import QueueStore
 from test_control_support import make_queue, put_job, record
 

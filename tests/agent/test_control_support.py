@@ -12,8 +12,8 @@ from typing import Any, Callable, Dict, Mapping, Optional
 from launchbay.agent.settings import AgentSettings
 from launchbay.queue_config import rq_bridge
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.models import QueueConfig
-from launchbay.queue_config.records import Records
 from launchbay.queue_config.store import QueueStore
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -23,9 +23,10 @@ from launchbay.agent.reaper import Reaper
 from launchbay.agent.runtime import AGENT_ID_LABEL, JOB_ID_LABEL, MANAGED_LABEL
 from launchbay.agent.runtime_fake import FakeProgram, FakeRuntime
 from launchbay.agent.settings import AgentSettings
-from launchbay.queue_config import control, rq_bridge
+from launchbay.queue_config import lifecycle, rq_bridge
+from launchbay.queue_config.job import State
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.records import Records, State
+from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.store import QueueStore
 from test_control_support import agent_settings, make_queue, put_job, record, wait_for
 
@@ -242,7 +243,7 @@ def test_a_cancel_stops_the_running_container_and_records_it(redis_conn, tmp_pat
     start_agent(agent_settings(tmp_path, poll_interval_s=60))
     job_id = put_job(redis_conn, env={"LAUNCHBAY_FAKE_RUN_S": "60"})
     wait_for(lambda: state_of(redis_conn, job_id) == "running", what="the job to run")
-    assert control.cancel_job(redis_conn, Keys(), job_id) == "cancel_requested"
+    assert lifecycle.cancel(redis_conn, Keys(), job_id) == "cancel_requested"
     wait_for(lambda: state_of(redis_conn, job_id) == "canceled", timeout_s=10, what="the cancel")
     assert record(redis_conn, job_id)["reason"] == "canceled_by_user"
 

@@ -14,8 +14,9 @@ import time
 
 import docker
 import pytest
+from launchbay.agent.docker_helpers import skip_proxy_lookup
 from launchbay.agent.logs import TRUNCATED_PREFIX, line_cost
-from launchbay.agent.runtime import DockerRuntime, _skip_proxy_lookup
+from launchbay.agent.runtime import DockerRuntime
 from test_runtime_support import AGENT_ID, RuntimeHarness, containers_of, poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -363,5 +364,5 @@ def test_a_local_engine_is_called_without_reading_proxy_variables_and_a_tcp_one_
     assert local.ping()
     assert local._api.base_url.startswith("http+docker://") and local._api.trust_env is False
     remote = docker.DockerClient(base_url="tcp://127.0.0.1:1", version="1.41")  # explicit version: no call made
-    _skip_proxy_lookup(remote.api)
+    skip_proxy_lookup(remote.api)
     assert remote.api.trust_env is True  # HTTPS_PROXY and NO_PROXY still apply to a tcp:// engine

@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from launchbay.agent.ledger import LedgerEntry
+from launchbay.agent.run_context import RunContext
 from launchbay.agent.runtime import JOB_ID_LABEL
 from launchbay.agent.settings import AgentSettings
 from launchbay.agent.supervisor import JobSupervisor
 from launchbay.queue_config import rq_bridge
+from launchbay.queue_config.job import State
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.models import QueueConfig
-from launchbay.queue_config.records import Records, State
 
 AGENT_ID = "runtime-test-agent"
 TERMINAL = {"finished", "failed", "canceled"}
@@ -59,18 +61,19 @@ class RuntimeHarness:
 
     def supervisor(self, runtime: Any, **kwargs: Any) -> JobSupervisor:
         return JobSupervisor(
-            conn=self.conn,
-            keys=self.keys,
-            records=self.records,
-            agent_id=AGENT_ID,
-            host=self.settings.host,
-            runtime=runtime,
-            settings=self.settings,
-            release=self._release,
-            queue_config_for=lambda name: self.queues[name],
-            record_inputs=lambda name, inputs, job_id: self.recorded_inputs.append((name, inputs, job_id)),
-            gpu_uuid_for=self.gpu_uuids.get,
-            **kwargs,
+            RunContext(
+                conn=self.conn,
+                keys=self.keys,
+                agent_id=AGENT_ID,
+                host=self.settings.host,
+                runtime=runtime,
+                settings=self.settings,
+                release=self._release,
+                queue_config_for=lambda name: self.queues[name],
+                record_inputs=lambda name, inputs, job_id: self.recorded_inputs.append((name, inputs, job_id)),
+                gpu_uuid_for=self.gpu_uuids.get,
+                **kwargs,
+            )
         )
 
     def _release(self, job_id: str) -> None:

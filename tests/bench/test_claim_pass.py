@@ -19,9 +19,9 @@ from launchbay.agent.runtime_fake import FakeRuntime
 from launchbay.agent.settings import AgentSettings
 from launchbay.client import enqueue
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.matching import Capacity
 from launchbay.queue_config.models import QueueConfig
-from launchbay.queue_config.records import Records
 from launchbay.queue_config.store import QueueStore
 
 pytestmark = pytest.mark.integration

@@ -17,9 +17,10 @@ from typing import Any, Dict, Iterable, Optional
 import yaml
 from conftest import BIN_DIR, run_cli
 from launchbay.queue_config import rq_bridge
+from launchbay.queue_config.job import Reason, State
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.models import QueueConfig
-from launchbay.queue_config.records import Reason, Records, State
 from launchbay.queue_config.store import QueueStore
 
 GPU_QUEUE = {

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 from launchbay.client import enqueue, get_job
-from launchbay.queue_config.records import Reason, State
+from launchbay.queue_config.job import Reason, State
 from queue_helpers import JOB_SPEC, apply_queues, play_agent, redis_snapshot, rq_job_ids
 
 from launchbay.errors import NotFoundError, ValidationError

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+from launchbay.queue_config import lifecycle, rq_bridge
+from launchbay.queue_config.job import Outcome, Reason, State
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.records import Reason, Records, State
+from launchbay.queue_config.lifecycle import Records
 from queue_helpers import (
     apply_queues,
     cli,
@@ -163,3 +165,29 @@ def test_logs_json_is_a_list_of_lines(redis_url, redis_conn, tmp_path):
     job_id = enqueue_id(redis_url, job_spec_file(tmp_path), "-q", "gpu")
     play_agent(redis_conn, job_id, lines=["one", "two"])
     assert json.loads(cli(redis_url, "logs", job_id, "--json").stdout) == ["one", "two"]
+
+
+def test_a_job_ends_once_with_one_eof_its_expiry_and_rqs_copy_however_often_the_end_runs(
+    redis_url, redis_conn, tmp_path
+):
+    apply_queues(redis_conn)
+    job_id = enqueue_id(redis_url, job_spec_file(tmp_path), "-q", "gpu")
+    records = Records(redis_conn, Keys())
+    rq_bridge.rq_queue(redis_conn, "gpu").remove(job_id)  # what the claim script does
+    assert records.transition(job_id, State.STARTING, allowed_from=[State.QUEUED], agent="agent-1")
+    lifecycle.record_rq_start(records, job_id, worker_name="agent-1")
+    assert lifecycle.mark_running(records, job_id, container="c0ffee")
+    execution = record(redis_conn, job_id)["rq_execution"]
+
+    failed = Outcome(State.FAILED, Reason.EXIT_CODE, 3, "exited with code 3")
+    assert lifecycle.end(records, job_id, failed, rq_execution=execution)
+    assert not lifecycle.end(records, job_id, Outcome(State.FINISHED, None, 0), rq_execution=execution)
+    lifecycle.complete_end(records, job_id, State.FAILED, rq_execution=execution)  # an agent redoing it after a restart
+
+    shown = record(redis_conn, job_id)
+    assert (shown["state"], shown["reason"], shown["exit_code"]) == ("failed", "exit_code", 3)
+    assert shown["message"] == "exited with code 3" and shown["container"] == "c0ffee"
+    entries = redis_conn.xrange(Keys().job_log(job_id))
+    assert [fields for _entry_id, fields in entries] == [{b"eof": b"failed"}]
+    assert 0 < redis_conn.ttl(Keys().job(job_id)) <= rq_bridge.RESULT_TTL_S
+    assert rq_bridge.fetch(redis_conn, job_id).get_status() == "failed"

@@ -32,7 +32,7 @@ for _folder in ("agent", "queue"):
 from conftest import BIN_DIR  # noqa: E402
 from launchbay.agent.runtime import AGENT_ID_LABEL, JOB_ID_LABEL, MANAGED_LABEL  # noqa: E402
 from launchbay.queue_config.keys import Keys  # noqa: E402
-from launchbay.queue_config.records import Records  # noqa: E402
+from launchbay.queue_config.lifecycle import Records  # noqa: E402
 from queue_helpers import cli, cli_popen, redis_snapshot  # noqa: E402
 from test_control_support import agent_settings, make_queue, put_job, record, wait_for  # noqa: E402
 

@@ -15,8 +15,9 @@ from launchbay.agent.daemon import Agent
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.runtime_fake import FakeRuntime
 from launchbay.queue_config import rq_bridge
+from launchbay.queue_config.job import State
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.records import Records, State
+from launchbay.queue_config.lifecycle import Records
 from reliability_helpers import agent_settings, eof_entries, log_lines, make_queue, put_job
 
 pytestmark = pytest.mark.integration

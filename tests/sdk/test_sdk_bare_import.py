@@ -66,6 +66,9 @@ def bare_site(tmp_path_factory) -> Path:
     (site / "launchbay").mkdir()
     shutil.copy(REPO / "launchbay" / "__init__.py", site / "launchbay" / "__init__.py")
     shutil.copytree(REPO / "sdk", site / "launchbay" / "sdk", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "launchbay" / "wandb", site / "launchbay" / "wandb", ignore=shutil.ignore_patterns("__pycache__")
+    )
     yaml_dir = Path(yaml.__file__).parent
     shutil.copytree(yaml_dir, site / "yaml", ignore=shutil.ignore_patterns("__pycache__"))
     if (yaml_dir.parent / "_yaml").is_dir():
@@ -117,3 +120,38 @@ def test_importing_the_sdk_where_everything_is_installed_still_loads_none_of_the
 
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+WANDB_PROBE = r"""
+import json, os, sys
+sys.path.insert(0, os.environ["BARE_SITE"])
+import launchbay.wandb as wandb
+from launchbay.wandb.sdk import launch
+with wandb.init(project="p", config={"trainer": {"lr": 0.01}, "seed": 1}) as run:
+    launch.manage_wandb_config(include=["trainer"])
+    wandb.log({"loss": 0.5})
+    config = run.config.as_dict()
+heavy = sorted({name.split(".")[0] for name in sys.modules} & set(HEAVY))
+print(json.dumps({"config": config, "heavy": heavy}))
+""".replace("HEAVY", repr(HEAVY))
+
+
+@pytest.mark.parametrize("interpreter", ["current", "3.9"])
+def test_launchbay_wandb_imports_and_logs_with_only_pyyaml(bare_site, tmp_path, interpreter):
+    executable = sys.executable if interpreter == "current" else python39()
+    if executable is None:
+        pytest.skip("no Python 3.9 interpreter installed")
+    env = {
+        "BARE_SITE": str(bare_site),
+        "LAUNCHBAY_RUN_CONFIG": json.dumps({"trainer": {"lr": 0.5}}),
+        "LAUNCHBAY_OUTPUT_DIR": str(tmp_path / "out"),
+    }
+
+    proc = subprocess.run(
+        [executable, "-I", "-S", "-c", WANDB_PROBE], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"config": {"trainer": {"lr": 0.5}, "seed": 1}, "heavy": []}
+    (line,) = (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(line)["loss"] == 0.5

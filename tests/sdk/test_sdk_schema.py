@@ -62,7 +62,11 @@ def test_pydantic_is_only_touched_through_the_model_json_schema_method():
             "schema at name: attribute 'minimum' is not allowed for type 'string'",
         ),
         (obj(trainer=obj(lr={"title": "no type"})), "schema at trainer.lr: missing required attribute 'type'"),
-        (obj(tags={"type": "array"}), "schema at tags: unsupported type 'array'"),
+        (obj(tags={"type": "null"}), "schema at tags: unsupported type 'null'"),
+        (
+            obj(tags={"type": "array", "items": {"type": "object"}}),
+            "schema at tags.[]: array items must be a schema of type integer, number, string, boolean",
+        ),
         (
             obj(lr={"type": "number", "exclusiveMinimum": True}),
             "schema at lr: attribute 'exclusiveMinimum' must be a number, got True",

@@ -21,7 +21,7 @@ if str(_RELIABILITY) not in sys.path:
 from launchbay.agent.runtime import JOB_ID_LABEL  # noqa: E402
 from launchbay.queue_config import rq_bridge  # noqa: E402
 from launchbay.queue_config.keys import Keys  # noqa: E402
-from launchbay.queue_config.records import Records  # noqa: E402
+from launchbay.queue_config.lifecycle import Records  # noqa: E402
 from launchbay.queue_config.store import QueueStore  # noqa: E402
 from reliability_helpers import (  # noqa: E402
     AgentFleet,

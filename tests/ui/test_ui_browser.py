@@ -9,8 +9,8 @@ import re
 
 import pytest
 from launchbay.client import enqueue
+from launchbay.queue_config.job import State
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.records import State
 from ui_helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,

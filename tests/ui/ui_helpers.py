@@ -19,9 +19,10 @@ from typing import Any, Dict, List, Optional, Sequence
 from conftest import BIN_DIR, REPO_ROOT, require
 from launchbay.client import enqueue
 from launchbay.queue_config import rq_bridge
+from launchbay.queue_config.job import State
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.models import QueueConfig
-from launchbay.queue_config.records import Records, State
 from launchbay.queue_config.store import QueueStore
 from launchbay.sdk.schema import prepare_schema
 from pydantic import BaseModel, Field

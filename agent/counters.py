@@ -1,0 +1,117 @@
+"""The agent's clocks, counts and ears: what it did (read by the tests and ``launchbay agents``), when to
+act next, and the events that wake it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any, Dict, Sequence
+
+import redis
+from launchbay.queue_config import events
+from launchbay.queue_config.keys import Keys
+
+log = logging.getLogger(__name__)
+
+#: Counters the tests (and ``launchbay agents``) read: jobs claimed, ended by state, released...
+COUNTER_NAMES = (
+    "claimed",
+    "finished",
+    "failed",
+    "canceled",
+    "released",
+    "lost_races",
+    "adopted",
+    "requeued_unstarted",
+    "orphans_removed",
+    "reaped_jobs",
+)
+
+
+class Counters:
+    """Thread-safe event counts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: Dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+
+    def inc(self, name: str, by: int = 1) -> None:
+        with self._lock:
+            self._values[name] = self._values.get(name, 0) + by
+
+    def __getitem__(self, name: str) -> int:
+        with self._lock:
+            return self._values.get(name, 0)
+
+    def snapshot(self) -> Dict[str, int]:
+        with self._lock:
+            return dict(self._values)
+
+
+class Every:
+    """Says when something done every ``interval_s`` is due."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._next = 0.0
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.interval_s
+        return True
+
+    def due_within(self, delay_s: float) -> None:
+        """Make the next time come no later than ``delay_s`` from now."""
+        self._next = min(self._next, time.monotonic() + max(0.0, delay_s))
+
+    def seconds_left(self) -> float:
+        return max(0.0, self._next - time.monotonic())
+
+
+class EventListener:
+    """Listens on ``{ns}:events`` and wakes the main loop on ``enqueued`` (for a queue this agent
+    serves), ``released`` and ``cancel`` (the job id goes to ``cancels``); reconnects until ``closing``.
+    """
+
+    def __init__(
+        self,
+        conn: redis.Redis,
+        keys: Keys,
+        queues: Sequence[str],
+        *,
+        wake: threading.Event,
+        cancels: queue.SimpleQueue,
+        closing: threading.Event,
+    ) -> None:
+        self.conn, self.keys, self.queues = conn, keys, list(queues)
+        self.wake, self.cancels, self.closing = wake, cancels, closing
+
+    def run(self) -> None:
+        while not self.closing.is_set():
+            pubsub = None
+            try:
+                pubsub = events.subscribe(self.conn, self.keys)
+                self.wake.set()  # whatever was published while we were not listening
+                while not self.closing.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message is not None:
+                        self.on_event(message.get("data"))
+            except redis.RedisError as exc:
+                log.debug("event listener reconnecting: %s", exc)
+                self.closing.wait(1.0)
+            finally:
+                if pubsub is not None:
+                    pubsub.close()
+
+    def on_event(self, data: Any) -> None:
+        event = events.parse(data)
+        if (isinstance(event, events.Enqueued) and event.queue in self.queues) or isinstance(event, events.Released):
+            self.wake.set()
+        elif isinstance(event, events.Cancel):
+            self.cancels.put(event.job_id)
+            self.wake.set()

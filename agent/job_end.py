@@ -1,0 +1,115 @@
+"""The end of one job on this agent: what the container left, the recorded end, clean-up, release.
+
+:func:`record_end` runs on the job's thread once :class:`~launchbay.agent.job_run.JobRun` has
+classified the end. The record moves through ``lifecycle.end`` (state, RQ's mirror, the log's
+``eof``, the expiry), the one way every job ends; then the container and the job's folder go, and
+the resources are released (``ctx.release``, then a ``released`` event).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, TypeVar
+
+import redis
+from launchbay.agent.logs import JobLog
+from launchbay.agent.payload_dir import JobOutputs, PayloadPaths, read_outputs, remove_job_dir
+from launchbay.agent.run_context import RunContext
+from launchbay.queue_config import events, lifecycle
+from launchbay.queue_config.job import TERMINAL_STATES, Outcome, State
+from launchbay.queue_config.logstream import is_eof
+
+from launchbay.errors import LaunchbayError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class RunLeftovers:
+    """What a job run hands to its end: where its files and container are, and how it was stopped."""
+
+    job_id: str
+    record: Dict[str, Any]
+    log: JobLog
+    paths: Optional[PayloadPaths]
+    container_id: Optional[str]
+    stop_reason: Optional[str]  # "lost" when the job had been taken away from this agent
+
+
+def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Callable[[Callable[[], T]], T]) -> None:
+    """Record ``outcome`` (``retry`` runs a Redis call through an outage), then clean up after the job."""
+    outputs = read_outputs(run.paths) if run.paths else JobOutputs()
+    for problem in outputs.problems:
+        run.log.note(problem)
+    _record_inputs(ctx, run, outputs)
+    if outcome.state != State.FINISHED and run.stop_reason != "lost":
+        run.log.note(f"{outcome.state.value} ({outcome.reason.value if outcome.reason else ''}): {outcome.message}")
+    run.log.flush()
+    try:
+        won = retry(
+            lambda: lifecycle.end(
+                ctx.records,
+                run.job_id,
+                outcome,
+                rq_execution=run.record.get("rq_execution"),
+                eof_once=False,
+                effective_config=outputs.effective_config,
+            )
+        )
+    except redis.RedisError as exc:
+        logger.error("job %s: cannot record its end (%s); its container is kept for adoption", run.job_id, exc)
+        run.log.close()
+        return
+    if won:
+        logger.info("job %s %s %s", run.job_id, outcome.state.value, outcome.message, extra={"job_id": run.job_id})
+        run.log.close()  # lifecycle.end wrote the eof
+    else:
+        run.log.close(eof=_eof_for(run.log, retry(lambda: ctx.records.state(run.job_id))))
+    _remove_container(ctx, run)
+    if run.paths is not None:
+        remove_job_dir(run.paths)
+
+
+def _record_inputs(ctx: RunContext, run: RunLeftovers, outputs: JobOutputs) -> None:
+    name = run.record.get("name")
+    if outputs.inputs is None or not name:
+        return
+    try:
+        ctx.record_inputs(name, outputs.inputs, run.job_id)
+    except Exception as exc:  # a bad inputs.json must not change how the job ended
+        logger.warning("job %s: its inputs were not recorded: %s", run.job_id, exc)
+        run.log.note(f"the job's recorded inputs (inputs.json) were not kept: {exc}")
+
+
+def _eof_for(log: JobLog, final: Optional[State]) -> Optional[str]:
+    """Someone else ended the job: the eof to write, unless they wrote it already."""
+    if final not in TERMINAL_STATES:
+        return None
+    last = log.last_entry()
+    if last is not None and is_eof(last[1]):
+        return None
+    return final.value
+
+
+def _remove_container(ctx: RunContext, run: RunLeftovers) -> None:
+    if run.container_id is None:
+        return
+    try:
+        ctx.runtime.remove(run.container_id)
+    except LaunchbayError as exc:
+        logger.warning("job %s: its container %s stays: %s", run.job_id, run.container_id[:12], exc)
+
+
+def release(ctx: RunContext, job_id: str) -> None:
+    """Free the job's resources, then tell the other agents (``released``)."""
+    try:
+        ctx.release(job_id)
+    except Exception:
+        logger.exception("job %s: releasing its resources failed", job_id, extra={"job_id": job_id})
+    try:
+        events.publish(ctx.conn, ctx.keys, events.Released(ctx.agent_id))
+    except redis.RedisError as exc:
+        logger.warning("could not publish the released event for job %s: %s", job_id, exc)

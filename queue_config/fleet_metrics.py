@@ -1,0 +1,188 @@
+"""The queue-level Prometheus view, read from Redis when Prometheus scrapes.
+
+Served by ``launchbay exporter`` and by ``launchbay ui`` on ``/metrics``. One scrape reads every
+queue's job index (``{ns}:jobs:{queue}``) and a few fields of each record it names, the agents set
+with their liveness, status and capacity: no state is kept between scrapes, so any number of
+exporters may run. Every metric is listed in docs/metrics.md.
+
+Records may carry ``submitter`` (who enqueued the job) and ``pending_reason`` (why a queued job
+waits); where they do not, the label says ``unknown``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import redis
+from launchbay.queue_config.job import State, state_of
+from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.store import QueueStore
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from launchbay.text import as_text
+
+UNKNOWN = "unknown"
+JOB_FIELDS = ("state", "priority", "submitter", "pending_reason", "queued_at")
+#: Agent hash statuses that mean the agent left on purpose, so its missing heartbeat is not a loss.
+STOPPED_STATUSES = frozenset({"stopped"})
+GPU_HEALTH_STATES = ("ok", "unhealthy", "drained")
+
+
+@dataclass
+class QueueView:
+    """What one scrape read about one queue."""
+
+    name: str
+    paused: bool
+    depth: Dict[Tuple[str, str], int] = field(default_factory=dict)  # (priority, pending reason) -> jobs
+    jobs: Dict[Tuple[str, str], int] = field(default_factory=dict)  # (state, user) -> jobs
+    oldest_queued_at: Optional[float] = None
+
+
+def read_queue(conn: redis.Redis, keys: Keys, store: QueueStore, name: str) -> QueueView:
+    """Counts the queue's jobs by state and user, and its queued ones by priority and pending reason."""
+    view = QueueView(name=name, paused=store.is_paused(name))
+    ids = [as_text(job_id) for job_id in conn.zrange(keys.queue_jobs(name), 0, -1)]
+    with conn.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hmget(keys.job(job_id), *JOB_FIELDS)
+        replies = pipe.execute()
+    for values in replies:
+        state, priority, submitter, reason, queued_at = (as_text(v) if v is not None else "" for v in values)
+        if not state:  # the record expired; its id lingers in the index
+            continue
+        user = submitter or UNKNOWN
+        view.jobs[(state, user)] = view.jobs.get((state, user), 0) + 1
+        if state_of({"state": state}) is not State.QUEUED:
+            continue
+        key = (priority or UNKNOWN, reason or UNKNOWN)
+        view.depth[key] = view.depth.get(key, 0) + 1
+        try:
+            since = float(queued_at)
+        except ValueError:
+            continue
+        view.oldest_queued_at = since if view.oldest_queued_at is None else min(view.oldest_queued_at, since)
+    return view
+
+
+def read_agents(conn: redis.Redis, keys: Keys) -> List[Dict[str, Any]]:
+    """Every registered agent: id, live (heartbeat current), status, its capacity JSON (or {})."""
+    agent_ids = sorted(as_text(a) for a in conn.smembers(keys.agents))
+    with conn.pipeline(transaction=False) as pipe:
+        for agent_id in agent_ids:
+            pipe.exists(keys.agent_alive(agent_id))
+            pipe.hget(keys.agent(agent_id), "status")
+            pipe.get(keys.agent_capacity(agent_id))
+        replies = pipe.execute()
+    agents = []
+    for index, agent_id in enumerate(agent_ids):
+        alive, status, raw = replies[index * 3 : index * 3 + 3]
+        try:
+            capacity = json.loads(raw) if raw else {}
+        except ValueError:
+            capacity = {}
+        agents.append(
+            {
+                "agent_id": agent_id,
+                "live": bool(alive),
+                "status": as_text(status) if status else UNKNOWN,
+                "capacity": capacity if isinstance(capacity, dict) else {},
+            }
+        )
+    return agents
+
+
+def agent_state(agent: Dict[str, Any]) -> str:
+    """``live``; ``stopped`` (left on purpose); ``lost`` (heartbeat gone, the reaper has not freed it yet)."""
+    if agent["live"]:
+        return "live"
+    return "stopped" if agent["status"] in STOPPED_STATUSES else "lost"
+
+
+class QueueCollector(Collector):
+    """Queue depth, jobs by state and user, oldest queued age, agents and their GPUs' health."""
+
+    def __init__(self, conn: redis.Redis, keys: Optional[Keys] = None) -> None:
+        self.conn = conn
+        self.keys = keys or Keys.from_env()
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            store = QueueStore(self.conn, self.keys)
+            queues = [read_queue(self.conn, self.keys, store, name) for name in store.names()]
+            agents = read_agents(self.conn, self.keys)
+        except redis.RedisError:
+            yield GaugeMetricFamily("launchbay_redis_up", "1 when Redis answered this scrape.", value=0)
+            return
+        yield GaugeMetricFamily("launchbay_redis_up", "1 when Redis answered this scrape.", value=1)
+        yield from queue_metrics(queues, time.time())
+        yield from agent_metrics(agents)
+
+
+def queue_metrics(queues: List[QueueView], now: float) -> Iterator[Metric]:
+    depth = GaugeMetricFamily(
+        "launchbay_queue_depth",
+        "Queued jobs waiting for an agent, by priority and pending reason.",
+        labels=["queue", "priority", "pending_reason"],
+    )
+    jobs = GaugeMetricFamily(
+        "launchbay_jobs", "Jobs whose record is kept, by queue, state and submitter.", labels=["queue", "state", "user"]
+    )
+    oldest = GaugeMetricFamily(
+        "launchbay_queue_oldest_queued_age_seconds",
+        "How long the queue's oldest queued job has waited (0 when none waits).",
+        labels=["queue"],
+    )
+    paused = GaugeMetricFamily("launchbay_queue_paused", "1 when the queue is paused.", labels=["queue"])
+    for queue in queues:
+        for (priority, reason), count in sorted(queue.depth.items()):
+            depth.add_metric([queue.name, priority, reason], count)
+        if not queue.depth:  # a series at 0, so "depth > 0" alerts resolve and graphs do not break
+            depth.add_metric([queue.name, "normal", UNKNOWN], 0)
+        for (state, user), count in sorted(queue.jobs.items()):
+            jobs.add_metric([queue.name, state, user], count)
+        age = max(0.0, now - queue.oldest_queued_at) if queue.oldest_queued_at is not None else 0.0
+        oldest.add_metric([queue.name], age)
+        paused.add_metric([queue.name], int(queue.paused))
+    yield from (depth, jobs, oldest, paused)
+
+
+def agent_metrics(agents: List[Dict[str, Any]]) -> Iterator[Metric]:
+    counts = dict.fromkeys(("live", "lost", "stopped"), 0)
+    up = GaugeMetricFamily(
+        "launchbay_agent_live", "1 while a registered agent's heartbeat is current.", labels=["agent"]
+    )
+    gpus: Dict[Tuple[str, str], int] = {}
+    for agent in agents:
+        state = agent_state(agent)
+        counts[state] += 1
+        up.add_metric([agent["agent_id"]], int(state == "live"))
+        if state != "live":
+            continue
+        for gpu in agent["capacity"].get("gpus") or []:
+            key = (agent["agent_id"], str(gpu.get("health") or "ok"))
+            gpus[key] = gpus.get(key, 0) + 1
+    by_state = GaugeMetricFamily(
+        "launchbay_agents", "Registered agents: live, lost (not yet reaped), stopped.", labels=["state"]
+    )
+    for state, count in counts.items():
+        by_state.add_metric([state], count)
+    health = GaugeMetricFamily(
+        "launchbay_gpus",
+        "GPUs of live agents by health (ok, unhealthy = quarantined, drained).",
+        labels=["agent", "health"],
+    )
+    for (agent_id, state), count in sorted(gpus.items()):
+        health.add_metric([agent_id, state], count)
+    yield from (by_state, up, health)
+
+
+def queue_registry(conn: redis.Redis, keys: Optional[Keys] = None) -> CollectorRegistry:
+    """A registry holding only the queue collector (no process metrics: several exporters may share a host)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(QueueCollector(conn, keys))
+    return registry

@@ -1,0 +1,255 @@
+"""The job record: its type, its states, and how it is stored. The one module that knows the hash's fields.
+
+A job is one Redis hash, ``{ns}:job:{id}``. This module turns it into a :class:`JobRecord` and
+back (:meth:`JobRecord.from_hash`, :meth:`JobRecord.to_hash`; :func:`from_hash`/:func:`to_hash` for
+the plain-dict view most readers use) and names its :class:`State` and :class:`Reason` values. It
+writes nothing: every change of a record goes through ``launchbay.queue_config.lifecycle``.
+
+Fields (all strings in Redis; JSON where noted):
+
+========================  ==========================================================
+id, name, queue           the job id, its job definition name, its queue
+state, reason, message    see :class:`State` and :class:`Reason`; message is for people
+priority                  high | normal | low
+spec                      JSON: image, command, workdir, env, docker options
+request                   JSON: the canonical resource request (claim script reads it)
+constraints               JSON: agent labels that must match
+max_runtime_s             seconds, or empty
+run_config                JSON: run-config overrides
+file_overrides            JSON: {relative path: object}
+agent, host, container    who runs it, and the container id
+gpus                      JSON list of host GPU ids, e.g. ["0", "3"]
+exit_code                 the container's exit code
+effective_config          JSON: the config the job ran with (the SDK's config.json)
+attempts                  how many times an agent claimed it
+cancel_requested          "1" once a user asked to cancel a claimed job
+rq_execution              RQ's execution id while an agent runs it
+<state>_at                epoch seconds when it entered that state (queued_at, ...)
+========================  ==========================================================
+
+Anyone who can write to Redis can write a record, so reading one never fails on a malformed
+value: :func:`from_hash` gives None for it and names it in ``unreadable_fields`` (the agent fails
+such a job with a message saying so, instead of choking on it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Dict, List, Mapping, Optional
+
+from launchbay.text import as_text
+
+
+class State(str, Enum):
+    QUEUED = "queued"
+    STARTING = "starting"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TERMINAL_STATES = frozenset({State.FINISHED, State.FAILED, State.CANCELED})
+ACTIVE_STATES = frozenset({State.STARTING, State.RUNNING})
+
+
+class Reason(str, Enum):
+    """Why a job ended (or was put back in its queue)."""
+
+    EXIT_CODE = "exit_code"  # the command exited non-zero
+    OOM_KILLED = "oom_killed"  # the kernel killed it for exceeding its memory
+    TIMEOUT = "timeout"  # it ran past max_runtime and was stopped
+    IMAGE_PULL_FAILED = "image_pull_failed"  # the image is missing and could not be pulled
+    CONTAINER_FAILED = "container_failed"  # docker refused to create or start the container
+    AGENT_LOST = "agent_lost"  # its agent stopped heartbeating and did not come back
+    REQUEUED_AGENT_LOST = "requeued_agent_lost"  # put back in the queue after its agent was lost
+    CANCELED_BY_USER = "canceled_by_user"
+    DOCKER_UNAVAILABLE = "docker_unavailable"  # the engine went away and the container with it
+
+    def __str__(self) -> str:
+        return self.value
+
+
+JSON_FIELDS = frozenset({"spec", "request", "constraints", "run_config", "file_overrides", "gpus", "effective_config"})
+INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s"})
+#: Added by :func:`from_hash`: the names of the fields whose stored value could not be read.
+UNREADABLE_FIELDS = "unreadable_fields"
+CANCEL_REQUESTED = "cancel_requested"
+#: Fields that describe one run (who ran it, how it ended): the one list. A requeued job starts
+#: without them; a job put back after its agent was lost keeps only its cancel request; ``claim.lua``
+#: clears them less what the claim itself sets (:data:`CLAIM_SETS`) and the cancel request (a
+#: queued job that has one is not claimed). ``tests/test_structure.py`` checks claim.lua's list.
+RUN_FIELDS = (
+    "reason", "message", "exit_code", "agent", "host", "gpus", "container", "rq_execution",
+    "effective_config", CANCEL_REQUESTED, "starting_at", "running_at", "finished_at", "failed_at", "canceled_at",
+)  # fmt: skip
+#: What ``claim.lua`` writes with ``state=starting`` (``attempts`` it increments).
+CLAIM_SETS = ("agent", "host", "gpus", "starting_at")
+#: What a job put back in its queue by the reaper or reconcile clears.
+PUT_BACK_CLEARS = tuple(name for name in RUN_FIELDS if name != CANCEL_REQUESTED)
+
+
+def to_hash(fields: Mapping[str, Any]) -> Dict[str, str]:
+    """Python values as the strings stored in the hash (JSON where the field is JSON; None is "")."""
+    out = {}
+    for name, value in fields.items():
+        if value is None:
+            out[name] = ""
+        elif name in JSON_FIELDS:
+            out[name] = json.dumps(value, separators=(",", ":"), sort_keys=True)
+        elif isinstance(value, Enum):
+            out[name] = value.value
+        else:
+            out[name] = str(value)
+    return out
+
+
+def from_hash(raw: Mapping[Any, Any]) -> Dict[str, Any]:
+    """The inverse of :func:`to_hash`, applied to an HGETALL result, as a plain dict.
+
+    A value that cannot be read (not JSON, not a number) becomes None and its field name is listed
+    under ``unreadable_fields``.
+    """
+    out: Dict[str, Any] = {}
+    for key, value in raw.items():
+        name, text = as_text(key), as_text(value)
+        try:
+            out[name] = _decode_value(name, text)
+        except (ValueError, RecursionError):
+            out[name] = None
+            out.setdefault(UNREADABLE_FIELDS, []).append(name)
+    return out
+
+
+def _decode_value(name: str, text: str) -> Any:
+    if name in JSON_FIELDS:
+        return json.loads(text) if text else None
+    if name in INT_FIELDS:
+        return int(text) if text else None
+    if name.endswith("_at"):
+        return float(text) if text else None
+    return text
+
+
+# -- reading states out of a record (plain dict view) ------------------------------------------------
+
+
+def state_of(record: Optional[Mapping[str, Any]]) -> Optional[State]:
+    """The record's state, or None when there is no record or its state is not one of ours."""
+    value = (record or {}).get("state")
+    try:
+        return State(as_text(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def is_active(record: Optional[Mapping[str, Any]]) -> bool:
+    return state_of(record) in ACTIVE_STATES
+
+
+def is_terminal(record: Optional[Mapping[str, Any]]) -> bool:
+    return state_of(record) in TERMINAL_STATES
+
+
+def is_waiting(fields: Mapping[str, Optional[str]]) -> bool:
+    """Queued, and nobody asked to cancel it (what ``claim.lua`` checks again before a claim)."""
+    return fields.get("state") == "queued" and fields.get(CANCEL_REQUESTED) != "1"  # hot: once per job per pass
+
+
+def cancel_requested(record: Optional[Mapping[str, Any]]) -> bool:
+    return as_text((record or {}).get(CANCEL_REQUESTED) or "") == "1"
+
+
+# -- the typed record --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended, as it is recorded: terminal state, reason, exit code, message for people."""
+
+    state: State
+    reason: Optional[Reason] = None
+    exit_code: Optional[int] = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job's hash, typed. ``problems`` names the fields whose stored value could not be read."""
+
+    id: str
+    state: Optional[State]
+    queue: str = ""
+    name: str = ""
+    priority: str = "normal"
+    spec: Dict[str, Any] = field(default_factory=dict)
+    request: Dict[str, Any] = field(default_factory=dict)
+    constraints: Dict[str, Any] = field(default_factory=dict)
+    max_runtime_s: Optional[int] = None
+    agent: Optional[str] = None
+    rq_execution: Optional[str] = None
+    attempts: int = 0
+    cancel_requested: bool = False
+    outcome: Optional[Outcome] = None
+    fields: Dict[str, Any] = field(default_factory=dict)  # every field, as :func:`from_hash` reads it
+    problems: List[str] = field(default_factory=list)
+
+    @classmethod
+    def from_hash(cls, job_id: str, raw: Mapping[Any, Any]) -> JobRecord:
+        """Read an HGETALL result; never raises on a bad value (see ``problems``)."""
+        fields = from_hash(raw)
+        problems = list(fields.get(UNREADABLE_FIELDS) or [])
+        state = state_of(fields)
+        if state is None:
+            problems.append("state")
+        return cls(
+            id=job_id,  # the key names the job, whatever its id field says
+            state=state,
+            queue=str(fields.get("queue") or ""),
+            name=str(fields.get("name") or ""),
+            priority=str(fields.get("priority") or "normal"),
+            spec=_mapping(fields.get("spec")),
+            request=_mapping(fields.get("request")),
+            constraints=_mapping(fields.get("constraints")),
+            max_runtime_s=fields.get("max_runtime_s"),
+            agent=fields.get("agent"),
+            rq_execution=fields.get("rq_execution"),
+            attempts=int(fields.get("attempts") or 0),
+            cancel_requested=cancel_requested(fields),
+            outcome=_outcome(state, fields),
+            fields=fields,
+            problems=problems,
+        )
+
+    def to_hash(self) -> Dict[str, str]:
+        """The record's fields as stored (empty values left out)."""
+        return {
+            name: value for name, value in to_hash(self.fields).items() if value != "" and name != UNREADABLE_FIELDS
+        }
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+
+def _mapping(value: Any) -> Dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _outcome(state: Optional[State], fields: Mapping[str, Any]) -> Optional[Outcome]:
+    if state not in TERMINAL_STATES:
+        return None
+    try:
+        reason = Reason(fields["reason"]) if fields.get("reason") else None
+    except ValueError:
+        reason = None
+    return Outcome(state, reason, fields.get("exit_code"), str(fields.get("message") or ""))

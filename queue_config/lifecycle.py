@@ -1,0 +1,363 @@
+"""Every change of a job, in one place: enqueue -> claim -> mark running -> end, and requeue, put back, cancel.
+
+This is the only module that writes a job hash (``{ns}:job:{id}``, fields in
+``launchbay.queue_config.job``). Each transition is atomic in Redis: a change of state is one Lua
+check-and-set (:meth:`Records.transition`), so a cancel racing a finish, or two agents racing one
+job, have exactly one winner; the claim is one Lua script (``claim.lua``) that also takes the job
+out of its RQ queue and writes the agent's ledger. What follows a change (RQ's mirror through
+``rq_bridge``, the log's ``eof``, the expiry, the wake-up event) is written here too, and is safe
+to run twice.
+
+Who calls what:
+
+===============================  =======================================================
+:func:`enqueue`                  the client (``client/enqueue.py``)
+:class:`ClaimScript`             the agent's claimer (``agent/claim.py``)
+:func:`record_rq_start`          the agent, right after a claim
+:func:`mark_running`             the agent's job runner, once the container started
+:func:`end`                      the job runner, the reaper, reconcile, the daemon (a hand-over
+                                 that failed): the one way a claimed job ends
+:func:`complete_end`             reconcile: an end recorded by an agent that died right after
+:func:`put_back`                 the reaper and reconcile: an active job back to the front of its queue
+:func:`cancel`, :func:`requeue`  ``launchbay cancel`` / ``requeue``, the UI, queue deletion
+===============================  =======================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from importlib import resources
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import redis
+from launchbay.queue_config import events, logstream, rq_bridge
+from launchbay.queue_config.job import (
+    ACTIVE_STATES,
+    CANCEL_REQUESTED,
+    PUT_BACK_CLEARS,
+    RUN_FIELDS,
+    TERMINAL_STATES,
+    JobRecord,
+    Outcome,
+    Reason,
+    State,
+    from_hash,
+    state_of,
+    to_hash,
+)
+from launchbay.queue_config.keys import Keys
+
+from launchbay.errors import NotFoundError, UserError
+from launchbay.text import as_text
+
+log = logging.getLogger(__name__)
+
+#: What :func:`cancel` answers besides a terminal state's name.
+CANCELED = State.CANCELED.value
+CANCEL_REQUESTED_ANSWER = CANCEL_REQUESTED
+#: A queued job can be claimed between our read of its state and our write; try again this often.
+STATE_RACE_RETRIES = 3
+CLAIM_LUA = resources.files("launchbay.queue_config").joinpath("claim.lua").read_text(encoding="utf-8")
+
+# KEYS[1] = job hash. ARGV[1] = new state, ARGV[2] = now, ARGV[3] = allowed current states
+# (comma-separated), then field/value pairs to set. Returns 1 when written, 0 when the job is
+# missing or in a state not allowed.
+_TRANSITION_LUA = """
+local current = redis.call('HGET', KEYS[1], 'state')
+if not current then return 0 end
+local allowed = false
+for s in string.gmatch(ARGV[3], '[^,]+') do
+  if s == current then allowed = true end
+end
+if not allowed then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], ARGV[1] .. '_at', ARGV[2])
+for i = 4, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 1
+"""
+
+
+class Records:
+    """Reads job records, and writes them through one check-and-set, for one connection and namespace."""
+
+    def __init__(self, conn: redis.Redis, keys: Optional[Keys] = None) -> None:
+        self.conn = conn
+        self.keys = keys or Keys.from_env()
+        self._transition = conn.register_script(_TRANSITION_LUA)
+
+    def create(self, job_id: str, fields: Dict[str, Any], *, pipeline: Any = None) -> None:
+        """Write a new record in state ``queued`` (in ``pipeline`` when given, so it lands with the enqueue)."""
+        now = time.time()
+        values = to_hash({**fields, "id": job_id, "state": State.QUEUED, "queued_at": now, "attempts": 0})
+        target = pipeline if pipeline is not None else self.conn
+        target.hset(self.keys.job(job_id), mapping={k: v for k, v in values.items() if v != ""})
+        target.zadd(self.keys.queue_jobs(str(fields["queue"])), {job_id: now})
+
+    def get(self, job_id: str) -> Optional[Dict[str, Any]]:
+        """The record as a plain dict (:func:`job.from_hash`), or None."""
+        raw = self.conn.hgetall(self.keys.job(job_id))
+        return from_hash(raw) if raw else None
+
+    def load(self, job_id: str) -> Optional[JobRecord]:
+        """The record, typed, or None."""
+        raw = self.conn.hgetall(self.keys.job(job_id))
+        return JobRecord.from_hash(job_id, raw) if raw else None
+
+    def state(self, job_id: str) -> Optional[State]:
+        value = self.conn.hget(self.keys.job(job_id), "state")
+        return State(as_text(value)) if value else None
+
+    def transition(
+        self, job_id: str, to: State, *, allowed_from: Iterable[State], pipeline: Any = None, **fields: Any
+    ) -> bool:
+        """Move ``job_id`` to ``to`` if it is now in one of ``allowed_from``; set ``fields`` with it.
+
+        Returns False (and writes nothing) when the job is missing or in another state. A field
+        given as None is deleted. With ``pipeline`` the check runs when the pipeline executes and
+        the return value is not meaningful.
+        """
+        args: List[str] = [State(to).value, repr(time.time()), ",".join(State(s).value for s in allowed_from)]
+        for name, value in to_hash(fields).items():
+            args += [name, value]
+        result = self._transition(keys=[self.keys.job(job_id)], args=args, client=pipeline or self.conn)
+        return bool(result) if pipeline is None else True
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        """Set fields without a change of state (the RQ execution id, the cancel flag...); None deletes."""
+        key = self.keys.job(job_id)
+        with self.conn.pipeline() as pipe:
+            for name, value in to_hash(fields).items():
+                if value == "":
+                    pipe.hdel(key, name)
+                else:
+                    pipe.hset(key, name, value)
+            pipe.execute()
+
+    def expire_ended(self, pipe: Any, job_id: str) -> None:
+        """An ended record and its log live as long as RQ keeps the job's result."""
+        pipe.expire(self.keys.job(job_id), rq_bridge.RESULT_TTL_S)
+        pipe.expire(self.keys.job_log(job_id), rq_bridge.RESULT_TTL_S)
+
+
+# -- enqueue and claim -------------------------------------------------------------------------------
+
+
+def enqueue(
+    conn: redis.Redis,
+    keys: Keys,
+    job_id: str,
+    fields: Dict[str, Any],
+    *,
+    meta: Dict[str, Any],
+    description: str,
+    also: Optional[Callable[[Any], None]] = None,
+) -> None:
+    """Write the record (``queued``) and the RQ job in one MULTI, then wake the agents serving its queue.
+
+    ``also(pipe)`` adds the caller's own writes to the same transaction.
+    """
+    with conn.pipeline() as pipe:
+        pipe.multi()  # rq joins an explicit transaction instead of starting its own
+        Records(conn, keys).create(job_id, fields, pipeline=pipe)
+        rq_bridge.enqueue(
+            conn,
+            fields["queue"],
+            job_id,
+            meta=meta,
+            description=description,
+            at_front=fields["priority"] == "high",
+            pipeline=pipe,
+        )
+        if also is not None:
+            also(pipe)
+        pipe.execute()
+    events.publish(conn, keys, events.Enqueued(fields["queue"]))
+
+
+#: One candidate of a claim: (job id, its RQ queue's name, its ledger JSON, its GPU ids).
+ClaimCandidate = Tuple[str, str, str, Sequence[str]]
+
+
+class ClaimScript:
+    """``claim.lua`` for one agent: the first candidate Redis still agrees to goes ``queued -> starting``.
+
+    In one step: out of its RQ queue (LREM), its allocation into the agent's ledger, the record to
+    ``starting`` with agent, host and GPUs, ``attempts`` + 1, and the previous run's fields cleared.
+    """
+
+    def __init__(self, conn: redis.Redis, keys: Keys, *, agent_id: str, host: str) -> None:
+        self.conn = conn
+        self.keys = keys
+        self.agent_id = agent_id
+        self.host = host
+        self._script = conn.register_script(CLAIM_LUA)
+
+    def __call__(
+        self, candidates: Sequence[ClaimCandidate], *, cpus: float, memory_mib: int, slots: int, gpus: str, now: float
+    ) -> Tuple[bool, str, int]:
+        """``(claimed, why, index)``: see ``claim.lua`` (``gpus`` is the JSON list of the agent's GPU ids)."""
+        keys = [self.keys.agent_ledger(self.agent_id)]
+        args = [repr(float(cpus)), str(int(memory_mib)), str(int(slots)), gpus, repr(now), self.agent_id, self.host]
+        for job_id, queue, allocation, gpu_ids in candidates:
+            keys += [rq_bridge.rq_queue(self.conn, queue).key, self.keys.job(job_id)]
+            args += [job_id, allocation, to_hash({"gpus": list(gpu_ids)})["gpus"]]
+        ok, why, index = self._script(keys=keys, args=args)
+        return int(ok) == 1, as_text(why), int(index)
+
+
+def record_rq_start(records: Records, job_id: str, *, worker_name: str) -> None:
+    """Show the claimed job as started in RQ, and keep RQ's execution id on the record."""
+    execution_id = rq_bridge.mark_started(records.conn, job_id, worker_name=worker_name)
+    records.update(job_id, rq_execution=execution_id)
+
+
+def mark_running(records: Records, job_id: str, *, container: Optional[str]) -> bool:
+    """``starting -> running`` with the container id; False when someone else moved the job first."""
+    return records.transition(job_id, State.RUNNING, allowed_from=(State.STARTING,), container=container)
+
+
+def cancel_was_requested(records: Records, job_id: str) -> bool:
+    return as_text(records.conn.hget(records.keys.job(job_id), CANCEL_REQUESTED) or "") == "1"
+
+
+# -- the end ---------------------------------------------------------------------------------------
+
+
+def end(
+    records: Records,
+    job_id: str,
+    outcome: Outcome,
+    *,
+    rq_execution: Optional[str] = None,
+    allowed_from: Iterable[State] = ACTIVE_STATES,
+    eof_once: bool = True,
+    **fields: Any,
+) -> bool:
+    """End a job: the terminal state with reason, exit code and message, then :func:`complete_end`.
+
+    Returns False, and writes nothing, when the job is not in ``allowed_from`` any more (someone
+    else ended, requeued or canceled it first). ``fields`` are set with the state (e.g. the
+    effective config). The job's own runner, which knows its run's log, passes ``eof_once=False``:
+    its ``eof`` is written even when an earlier run's ``eof`` is the stream's last entry.
+    """
+    won = records.transition(
+        job_id,
+        outcome.state,
+        allowed_from=allowed_from,
+        reason=outcome.reason,
+        exit_code=outcome.exit_code,
+        message=outcome.message or None,
+        **fields,
+    )
+    if won:
+        complete_end(
+            records, job_id, outcome.state, rq_execution=rq_execution, message=outcome.message, eof_once=eof_once
+        )
+    return won
+
+
+def complete_end(
+    records: Records,
+    job_id: str,
+    state: State,
+    *,
+    rq_execution: Optional[str] = None,
+    message: str = "",
+    eof_once: bool = True,
+) -> None:
+    """What follows an end already in the record: RQ's copy, ``eof`` on the log, the expiry.
+
+    Safe to run twice: an agent killed half way through it runs it again after its restart
+    (``agent/reconcile.py``), so ``rq info`` never keeps showing a job as started that ended.
+    """
+    try:
+        rq_bridge.mark_ended(records.conn, job_id, rq_execution, state=state, message=message)
+    except Exception as exc:  # RQ's copy may have expired; the record is what people read
+        log.warning("job %s: could not mirror %s into RQ: %s", job_id, state.value, exc, extra={"job_id": job_id})
+    at_end = eof_once and logstream.ends_with_eof(records.conn, records.keys, job_id)
+    with records.conn.pipeline(transaction=False) as pipe:
+        if not at_end:
+            logstream.add_eof(pipe, records.keys, job_id, state.value)
+        records.expire_ended(pipe, job_id)
+        pipe.execute()
+
+
+def put_back(records: Records, job_id: str, record: Dict[str, Any], **fields: Any) -> bool:
+    """Move an active job back to ``queued`` at the front of its RQ queue; False if its state moved on."""
+    cleared = dict.fromkeys(PUT_BACK_CLEARS)
+    if not records.transition(job_id, State.QUEUED, allowed_from=ACTIVE_STATES, **{**cleared, **fields}):
+        return False
+    rq_bridge.requeue(records.conn, job_id, at_front=True, execution_id=record.get("rq_execution"))
+    events.publish(records.conn, records.keys, events.Enqueued(record.get("queue")))
+    return True
+
+
+# -- what a person does: cancel, requeue --------------------------------------------------------------
+
+
+def cancel(conn: redis.Redis, keys: Keys, job_id: str, *, missing_ok: bool = False, terminal_ok: bool = False) -> str:
+    """Cancel a job: ``"canceled"`` when it was still queued, ``"cancel_requested"`` when an agent has it.
+
+    A claimed job cannot be stopped from here: it is flagged and its agent told, which owns the
+    container and ends the job through :func:`end`. A job that already ended is a UserError unless
+    ``terminal_ok`` (then its state is returned); an unknown job is a NotFoundError unless
+    ``missing_ok`` (then ``"missing"``).
+    """
+    records = Records(conn, keys)
+    for _ in range(STATE_RACE_RETRIES):
+        state = records.state(job_id)
+        if state is None:
+            if missing_ok:
+                return "missing"
+            raise NotFoundError(f"unknown job {job_id!r}")
+        if state == State.QUEUED and _cancel_queued(records, job_id):
+            return CANCELED
+        if state in ACTIVE_STATES:
+            records.update(job_id, cancel_requested=1)
+            events.publish(conn, keys, events.Cancel(job_id))
+            return CANCEL_REQUESTED_ANSWER
+        if state in TERMINAL_STATES:
+            if terminal_ok:
+                return state.value
+            raise UserError(f"job {job_id} already ended ({state}); nothing to cancel")
+    raise UserError(f"job {job_id} changed state while being canceled; run the command again")
+
+
+def _cancel_queued(records: Records, job_id: str) -> bool:
+    outcome = Outcome(State.CANCELED, Reason.CANCELED_BY_USER, message="canceled before an agent claimed it")
+    moved = records.transition(
+        job_id, outcome.state, allowed_from=[State.QUEUED], reason=outcome.reason, message=outcome.message
+    )
+    if moved:
+        rq_bridge.cancel_queued(records.conn, job_id)
+        # An ended record lives as long as RQ keeps the job's result.
+        records.conn.expire(records.keys.job(job_id), rq_bridge.RESULT_TTL_S)
+    return moved
+
+
+def requeue(conn: redis.Redis, keys: Keys, job_id: str) -> Dict[str, Any]:
+    """Put a finished, failed or canceled job back in its queue; returns the record as it now is."""
+    records = Records(conn, keys)
+    record = records.get(job_id)
+    if record is None:
+        raise NotFoundError(f"unknown job {job_id!r}")
+    state = state_of(record)
+    if state not in TERMINAL_STATES:
+        raise UserError(f"job {job_id} is {state}; only a finished, failed or canceled job can be requeued")
+    if not conn.sismember(keys.queues, record["queue"]):
+        raise NotFoundError(f"job {job_id} belongs to queue {record['queue']!r}, which no longer exists")
+    if not rq_bridge.exists(conn, job_id):
+        raise UserError(f"job {job_id} is too old to requeue (RQ no longer keeps it); enqueue it again")
+    cleared = dict.fromkeys(RUN_FIELDS)
+    if not records.transition(job_id, State.QUEUED, allowed_from=TERMINAL_STATES, **cleared):
+        raise UserError(f"job {job_id} changed state while being requeued; run the command again")
+    conn.persist(keys.job(job_id))
+    rq_bridge.requeue(conn, job_id, at_front=record.get("priority") == "high")
+    events.publish(conn, keys, events.Enqueued(record["queue"]))
+    return records.get(job_id) or {}

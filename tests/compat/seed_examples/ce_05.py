@@ -1,0 +1,1 @@
+run.config.update({"lr": 0.1, "channels": 16})

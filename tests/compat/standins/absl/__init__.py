@@ -1,0 +1,1 @@
+"""Stand-in for absl (see ../README.md)."""

@@ -1,0 +1,223 @@
+"""The shape of the code, checked from its syntax trees: no import cycle, no module over 400 lines,
+no function over 60, job states compared only in the record module, job hashes written only by
+the lifecycle module (docs/architecture.md). Pure: reads the source, starts nothing.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Set, Tuple
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+#: The module that owns the job record and its states.
+RECORD_MODULE = "launchbay.queue_config.job"
+#: The module that owns every change to a job hash.
+LIFECYCLE_MODULE = "launchbay.queue_config.lifecycle"
+JOB_STATES = {"queued", "starting", "running", "finished", "failed", "canceled"}
+#: Docker's container statuses share two words with job states; these modules compare only those.
+CONTAINER_STATUS_MODULES = {"launchbay.agent.runtime", "launchbay.agent.runtime_fake"}
+#: Redis commands that change a hash or its lifetime.
+HASH_WRITES = {"hset", "hsetnx", "hmset", "hdel", "hincrby", "hincrbyfloat", "expire", "persist", "delete"}
+
+
+def package_dirs() -> Dict[str, Path]:
+    """``launchbay.X`` -> its folder, from pyproject's ``[tool.setuptools.package-dir]``."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return {name: ROOT / folder for name, folder in config["tool"]["setuptools"]["package-dir"].items()}
+
+
+def modules() -> Dict[str, Path]:
+    """Every module of the installed packages, by dotted name (``__init__`` is the package itself)."""
+    found: Dict[str, Path] = {}
+    for package, folder in package_dirs().items():
+        for path in sorted(folder.glob("*.py")):
+            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+            found[name] = path
+    return found
+
+
+def trees() -> Iterator[Tuple[str, Path, ast.Module]]:
+    for name, path in modules().items():
+        yield name, path, ast.parse(path.read_text(), filename=str(path))
+
+
+def imported(name: str, tree: ast.Module, known: Set[str]) -> Set[str]:
+    """Our modules that ``name`` imports anywhere in its text (type-checking and lazy imports too)."""
+    package = name if name in package_dirs() else name.rsplit(".", 1)[0]
+    out: Set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            # ``from pkg import mod`` imports the module ``pkg.mod``; ``from pkg import name`` imports ``pkg``.
+            for alias in node.names:
+                out.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
+    return {module for module in out if module in known and module != name}
+
+
+def import_graph() -> Dict[str, Set[str]]:
+    known = set(modules())
+    return {name: imported(name, tree, known) for name, _, tree in trees()}
+
+
+def find_cycle(graph: Dict[str, Set[str]]) -> Optional[List[str]]:
+    """One import cycle as ``[a, b, ..., a]``, or None."""
+    done: Set[str] = set()
+    path: List[str] = []
+    on_path: Set[str] = set()
+
+    def visit(node: str) -> Optional[List[str]]:
+        path.append(node)
+        on_path.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt in on_path:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in done:
+                cycle = visit(nxt)
+                if cycle:
+                    return cycle
+        on_path.discard(node)
+        path.pop()
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        if start not in done:
+            cycle = visit(start)
+            if cycle:
+                return cycle
+    return None
+
+
+def is_state_literal(node: ast.AST) -> bool:
+    if isinstance(node, ast.Constant):
+        return node.value in JOB_STATES
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return any(is_state_literal(element) for element in node.elts)
+    return False
+
+
+def state_comparisons(tree: ast.Module) -> List[int]:
+    """Lines that compare something with a job-state string literal."""
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Compare) and any(is_state_literal(side) for side in [node.left, *node.comparators])
+    ]
+
+
+def is_job_key(node: ast.AST, job_key_names: Set[str]) -> bool:
+    """``keys.job(...)`` (any object's ``.job``), or a local name assigned from one."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "job":
+        return True
+    return isinstance(node, ast.Name) and node.id in job_key_names
+
+
+def job_hash_writes(tree: ast.Module) -> List[int]:
+    """Lines that write a job hash: a hash write whose key is ``keys.job(...)``."""
+    lines = []
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        names = {
+            target.id
+            for node in ast.walk(function)
+            if isinstance(node, ast.Assign) and is_job_key(node.value, set())
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
+        for node in ast.walk(function):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in HASH_WRITES
+                and node.args
+                and is_job_key(node.args[0], names)
+            ):
+                lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+# -- the checks --------------------------------------------------------------------------------------
+
+
+def test_package_dir_maps_every_package_to_a_folder_with_modules():
+    for package, folder in package_dirs().items():
+        assert (folder / "__init__.py").is_file(), f"{package} -> {folder} has no __init__.py"
+    assert {"launchbay.queue_config.job", "launchbay.queue_config.lifecycle"} <= set(modules())
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = import_graph()
+    assert graph["launchbay.agent.daemon"], "the graph builder found no imports; it is broken"
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_module_is_over_the_line_limit():
+    long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_no_function_is_over_the_line_limit():
+    long = []
+    for name, _, tree in trees():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long.append(f"{name}.{node.name} ({length} lines)")
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_job_states_are_compared_only_in_the_record_module():
+    found = {
+        name: lines
+        for name, _, tree in trees()
+        if name != RECORD_MODULE and name not in CONTAINER_STATUS_MODULES
+        if (lines := state_comparisons(tree))
+    }
+    assert not found, f"job-state literals compared outside {RECORD_MODULE} (use job.State): {found}"
+
+
+def test_the_state_literal_check_sees_a_comparison():
+    assert state_comparisons(ast.parse("x = record.get('state') == 'running'")) == [1]
+    assert state_comparisons(ast.parse("x = state in ('queued', 'starting')")) == [1]
+    assert state_comparisons(ast.parse("x = state == State.QUEUED")) == []
+
+
+def test_only_the_lifecycle_module_writes_a_job_hash():
+    found = {name: lines for name, _, tree in trees() if name != LIFECYCLE_MODULE if (lines := job_hash_writes(tree))}
+    assert not found, f"job hashes written outside {LIFECYCLE_MODULE}: {found}"
+
+
+def test_the_job_hash_check_sees_a_write():
+    source = (
+        "def f(conn, keys):\n    key = keys.job('1')\n    conn.hset(key, 'a', 1)\n    conn.hdel(keys.job('1'), 'b')\n"
+    )
+    assert job_hash_writes(ast.parse(source)) == [3, 4]
+    assert job_hash_writes(ast.parse("def f(conn, keys):\n    conn.hget(keys.job('1'), 'a')\n")) == []
+
+
+def test_claim_lua_clears_the_run_fields_the_record_module_lists():
+    from launchbay.queue_config.job import CANCEL_REQUESTED, CLAIM_SETS, RUN_FIELDS
+
+    script = (ROOT / "queue_config" / "claim.lua").read_text()
+    call = script[script.index("redis.call('HDEL', job_key,") :].split(")", 1)[0]
+    cleared = set(re.findall(r"'([a-z_]+)'", call)) - {"HDEL"}
+    assert cleared == set(RUN_FIELDS) - set(CLAIM_SETS) - {CANCEL_REQUESTED}
