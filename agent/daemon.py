@@ -119,6 +119,7 @@ class Agent:
             queue_config_for=self.store.get,
             record_inputs=self.store.record_inputs,
             gpu_uuid_for=self._gpu_uuids.get,
+            engine_trouble=lambda problem: self.engine.report(problem),
         )
 
     def _reconciler(self) -> Reconciler:
@@ -336,6 +337,7 @@ class Agent:
             ("heartbeat", self._heartbeat_loop),
             ("inventory", self._inventory_loop),
             ("events", self.listener.run),
+            ("engine", lambda: self.engine.run_until(self._closing, self._wake)),
         ):
             thread = threading.Thread(target=target, name=f"launchbay-{name}", daemon=True)
             thread.start()

@@ -38,6 +38,8 @@ class AgentStatus:
     state: str = "starting"  # starting | healthy | unhealthy | draining | stopping | stopped
     docker: str = "unknown"  # up | down | unknown
     gpu_problem: Optional[str] = None
+    #: Why the Docker engine is not fit to run jobs (the call that did not answer), or None.
+    docker_problem: Optional[str] = None
     #: Ledger entries that are not allocations the claim script wrote (skipped by claims), or None.
     ledger_problem: Optional[str] = None
     started_at: float = field(default_factory=time.time)
@@ -47,6 +49,7 @@ class AgentStatus:
             "status": self.state,
             "docker": self.docker,
             "gpu_problem": self.gpu_problem or "",
+            "docker_problem": self.docker_problem or "",
             "ledger_problem": self.ledger_problem or "",
             "started_at": repr(self.started_at),
         }

@@ -41,7 +41,7 @@ class RunLeftovers:
 
 def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Callable[[Callable[[], T]], T]) -> None:
     """Record ``outcome`` (``retry`` runs a Redis call through an outage), then clean up after the job."""
-    outputs = read_outputs(run.paths) if run.paths else JobOutputs()
+    outputs = _read_outputs(run)
     for problem in outputs.problems:
         run.log.note(problem)
     _record_inputs(ctx, run, outputs)
@@ -49,16 +49,7 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
         run.log.note(f"{outcome.state.value} ({outcome.reason.value if outcome.reason else ''}): {outcome.message}")
     run.log.flush()
     try:
-        won = retry(
-            lambda: lifecycle.end(
-                ctx.records,
-                run.job_id,
-                outcome,
-                rq_execution=run.record.get("rq_execution"),
-                eof_once=False,
-                effective_config=outputs.effective_config,
-            )
-        )
+        won = _end(ctx, run, outcome, retry, outputs.effective_config)
     except redis.RedisError as exc:
         logger.error("job %s: cannot record its end (%s); its container is kept for adoption", run.job_id, exc)
         run.log.close()
@@ -71,6 +62,60 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
     _remove_container(ctx, run)
     if run.paths is not None:
         remove_job_dir(run.paths)
+
+
+def put_back(ctx: RunContext, run: RunLeftovers, message: str, retry: Callable[[Callable[[], T]], T]) -> None:
+    """The engine failed the job before its container ran: back to the front of its queue, not failed."""
+    run.log.note(f"put back in its queue, the Docker engine failed before the container started: {message}")
+    run.log.flush()
+    try:
+        back = retry(lambda: lifecycle.put_back(ctx.records, run.job_id, run.record, message=message))
+    except redis.RedisError as exc:
+        logger.error("job %s: cannot put it back (%s); the reaper will", run.job_id, exc)
+        run.log.close()
+        return
+    logger.warning("job %s %s: %s", run.job_id, "put back in its queue" if back else "moved on", message)
+    run.log.close()  # no eof: the job runs again
+    _remove_container(ctx, run)
+    if run.paths is not None:
+        remove_job_dir(run.paths)
+
+
+def _read_outputs(run: RunLeftovers) -> JobOutputs:
+    """What the job left in its output folder; anything unexpected is a log line, never a missing end."""
+    if run.paths is None:
+        return JobOutputs()
+    try:
+        return read_outputs(run.paths)
+    except Exception as exc:  # read_outputs means never to raise; the end must not depend on it
+        logger.warning("job %s: its output folder could not be read: %s", run.job_id, exc, exc_info=True)
+        return JobOutputs(problems=[f"ignored the job's output folder: {type(exc).__name__}: {exc}"])
+
+
+def _end(
+    ctx: RunContext,
+    run: RunLeftovers,
+    outcome: Outcome,
+    retry: Callable[[Callable[[], T]], T],
+    effective_config: Optional[Dict[str, Any]],
+) -> Any:
+    """``lifecycle.end``; should the job's config.json be what keeps it from being written, without it."""
+
+    def end(config: Optional[Dict[str, Any]]) -> Any:
+        rq_execution = run.record.get("rq_execution")
+        return lifecycle.end(
+            ctx.records, run.job_id, outcome, rq_execution=rq_execution, eof_once=False, effective_config=config
+        )
+
+    try:
+        return retry(lambda: end(effective_config))
+    except redis.RedisError:
+        raise
+    except Exception as exc:
+        if effective_config is None:
+            raise
+        run.log.note(f"ignored config.json from the job's output folder: {exc}")
+        return retry(lambda: end(None))
 
 
 def _record_inputs(ctx: RunContext, run: RunLeftovers, outputs: JobOutputs) -> None:

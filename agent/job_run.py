@@ -84,6 +84,7 @@ class JobRun:
         self._pump: Optional[LogPump] = None
         #: The container had exited when the engine answered again after going away.
         self._ended_with_engine = False
+        self.put_back = False  # the engine failed it before its container started: back to its queue
         self.log = JobLog(
             ctx.conn,
             ctx.keys.job_log(self.job_id),
@@ -121,6 +122,8 @@ class JobRun:
         try:
             if outcome is None:
                 self.log.close()  # detached: what was copied stays, without an eof
+            elif self.put_back:
+                job_end.put_back(self.ctx, self._leftovers(), outcome.message, self._redis)
             else:
                 job_end.record_end(self.ctx, self._leftovers(), outcome, self._redis)
         except Exception:
@@ -157,7 +160,8 @@ class JobRun:
         except (OSError, ValueError, KeyError, TypeError, LaunchbayError) as exc:
             return failed(Reason.CONTAINER_FAILED, f"cannot prepare the container: {exc}")
         failure = self._docker_step(
-            lambda: self.ctx.runtime.ensure_image(spec["image"], self.log.note, should_stop=self._should_stop)
+            lambda: self.ctx.runtime.ensure_image(spec["image"], self.log.note, should_stop=self._should_stop),
+            before_start=True,
         )
         if failure is not None:
             return failure
@@ -167,7 +171,7 @@ class JobRun:
             return canceled("canceled by user before the container started")
         stream_after, file_offset = self.log.position()
         spec["labels"].update({LOG_STREAM_LABEL: stream_after, LOG_FILE_LABEL: str(file_offset)})
-        failure = self._docker_step(lambda: self._create(spec))
+        failure = self._docker_step(lambda: self._create(spec), before_start=True)
         if failure is not None:
             return failure
         self._set_deadline(time.time())
@@ -186,13 +190,17 @@ class JobRun:
             extra={"job_id": self.job_id, "queue": self.alloc.queue},
         )
 
-    def _docker_step(self, step: Callable[[], None]) -> Optional[Outcome]:
-        """Run one docker step before the container runs; its failure becomes the job's end."""
+    def _docker_step(self, step: Callable[[], None], *, before_start: bool = False) -> Optional[Outcome]:
+        """Run one docker step; its failure becomes the job's end, but an engine that does not answer
+        ``before_start`` is not the job's fault: it is put back (``ctx.engine_trouble`` stops claims)."""
         try:
             step()
         except JobRunError as exc:
             return failed(Reason(exc.reason), str(exc))
         except DockerUnavailableError as exc:
+            self.ctx.engine_trouble(str(exc))
+            if before_start and not self._cancel_requested():
+                self.put_back = True
             return failed(Reason.DOCKER_UNAVAILABLE, str(exc))
         except ContainerGoneError as exc:
             return failed(Reason.CONTAINER_FAILED, str(exc))

@@ -114,6 +114,7 @@ def read_agents(conn: redis.Redis, keys: Keys, *, include_gone: bool = False) ->
                 "docker": info.get("docker"),
                 "gpu_problem": info.get("gpu_problem") or None,
                 "ledger_problem": info.get("ledger_problem") or None,
+                "docker_problem": info.get("docker_problem") or None,
                 "beat_at": float(info["beat_at"]) if info.get("beat_at") else None,
                 "counters": json.loads(info.get("counters") or "{}"),
                 "capacity": _parse_capacity(capacity_raw),
