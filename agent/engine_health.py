@@ -45,6 +45,8 @@ class EngineHealth:
         with self._lock:
             problem = self._problem
         healthy = problem is None
+        if problem == NOT_PROBED:  # the agent is still ``starting``: no verdict yet
+            return False
         self.status.docker = "up" if healthy else "down"
         self.status.docker_problem = problem
         if not self.stopping.is_set():
