@@ -5,8 +5,9 @@ little. A thread (:meth:`EngineHealth.run_until`) asks the engine, every
 :data:`PROBE_INTERVAL_S`, the calls a job needs, each bounded by the runtime's probe timeout
 (``DockerRuntime.probe``): ping, a container list, an image inspect and a container create of
 an image that does not exist (both answered "no such image" at once by a well engine, leaving
-nothing behind). The main loop asks :meth:`EngineHealth.check`, which never waits on the engine:
-while the last probe failed the agent is ``unhealthy`` (``docker: down``, the failed call in
+nothing behind). The main loop asks :meth:`EngineHealth.check` before each claim pass, which
+pings (same bound) only while the verdict is "fit", so an engine gone since the last probe claims
+nothing, and never asks a sick engine anything: while the last probe failed the agent is ``unhealthy`` (``docker: down``, the failed call in
 ``docker_problem``) and claims nothing. A job thread whose docker call timed out before its
 container started reports it (:meth:`EngineHealth.report`): the agent turns ``unhealthy`` at once,
 until a probe passes again.
@@ -41,17 +42,20 @@ class EngineHealth:
         self._lock = threading.Lock()
 
     def check(self) -> bool:
-        """True when the last probe passed and no job reported the engine since; never waits on the engine."""
+        """True when the last probe passed, no job reported the engine since, and it answers a ping now.
+
+        The ping (bounded like the probe) catches an engine that went away since the last probe
+        before a claim; while the verdict is already "not fit" the engine is not asked at all.
+        """
         with self._lock:
             problem = self._problem
-        healthy = problem is None
         if problem == NOT_PROBED:  # the agent is still ``starting``: no verdict yet
             return False
-        self.status.docker = "up" if healthy else "down"
-        self.status.docker_problem = problem
-        if not self.stopping.is_set():
-            self.status.state = "healthy" if healthy else "unhealthy"
-        return healthy
+        if problem is None and not self.runtime.ping():
+            self._set("docker ping did not answer")
+            return False
+        self._publish(problem)
+        return problem is None
 
     def report(self, problem: str) -> None:
         """A docker call of a job failed for the engine (timed out, could not connect): unhealthy now."""
@@ -80,4 +84,11 @@ class EngineHealth:
             log.warning("the Docker engine answers again; claiming resumes")
         elif problem is not None and problem != was:
             log.error("the Docker engine is not fit to run jobs (%s); claiming nothing until it is", problem)
-        self.check()
+        if problem != NOT_PROBED:
+            self._publish(problem)
+
+    def _publish(self, problem: Optional[str]) -> None:
+        self.status.docker = "up" if problem is None else "down"
+        self.status.docker_problem = problem
+        if not self.stopping.is_set():
+            self.status.state = "healthy" if problem is None else "unhealthy"
