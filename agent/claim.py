@@ -18,8 +18,9 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import redis
 from launchbay.agent.ledger import LedgerEntry, decode_entries
@@ -28,7 +29,7 @@ from launchbay.queue_config import rq_bridge
 from launchbay.queue_config.job import is_waiting
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import ClaimScript
-from launchbay.queue_config.matching import Capacity, Request
+from launchbay.queue_config.matching import Capacity, Request, could_ever_fit
 
 from launchbay.errors import RedisUnavailableError
 from launchbay.text import as_text
@@ -56,6 +57,8 @@ class Snapshot:
     running: List[LedgerEntry]
 
 
+#: The most queued jobs this agent can never run that a read looks past, per queue.
+MAX_LOOK_PAST = 1024
 #: Candidates handed to one claim.lua call: enough for the agents racing on one queue head.
 CLAIM_BATCH = 8
 
@@ -129,18 +132,43 @@ class QueueReader:
         self.lookahead = lookahead
         #: (job id, queue) -> (queued_at as stored, what was parsed then, None if unusable)
         self._known: Dict[Tuple[str, str], Tuple[Optional[str], Optional[Parsed]]] = {}
+        #: queue -> how many listed jobs this agent could never run (read past them next time)
+        self._look_past: Dict[str, int] = {}
+        self._window_past: Dict[str, int] = {}
 
-    def read(self) -> Snapshot:
-        """The first ``lookahead`` queued jobs of each served queue that is not paused, and the ledger."""
+    def read(self, could_run: Optional[Callable[[Candidate], bool]] = None) -> Snapshot:
+        """The first ``lookahead`` queued jobs of each served queue that is not paused, and the ledger.
+
+        With ``could_run`` (whether this agent could ever run a job), jobs it never could do not
+        count against the lookahead: a queue whose head is full of them (a constraint no agent
+        matches) is read further, up to :data:`MAX_LOOK_PAST` of them, so they do not starve
+        the jobs behind them.
+        """
+        for _ in range(MAX_LOOK_PAST // max(1, self.lookahead) + 2):
+            snapshot, full = self._read()
+            if could_run is None:
+                return snapshot
+            blocked = Counter(c.queue for c in snapshot.candidates if not could_run(c))
+            self._look_past = {q: min(count, MAX_LOOK_PAST) for q, count in blocked.items()}
+            if not any(self._look_past.get(q, 0) > self._window_past.get(q, 0) for q in full):
+                return snapshot  # no full window hid runnable jobs behind ones this agent cannot run
+        return snapshot
+
+    def _read(self) -> Tuple[Snapshot, List[str]]:
+        """One read; also the queues whose window came back full (there may be more behind)."""
+        self._window_past = dict(self._look_past)
+        windows = {queue: self.lookahead + self._window_past.get(queue, 0) for queue in self.queues}
         with self.conn.pipeline(transaction=False) as pipe:
             for queue in self.queues:
                 pipe.hget(self.keys.queue(queue), "paused")
-                pipe.lrange(rq_bridge.rq_queue(self.conn, queue).key, 0, self.lookahead - 1)
+                pipe.lrange(rq_bridge.rq_queue(self.conn, queue).key, 0, windows[queue] - 1)
             replies = pipe.execute()
-        listed = []
+        listed, full = [], []
         for rank, (queue, paused, ids) in enumerate(zip(self.queues, replies[0::2], replies[1::2])):
             if paused != b"1":
                 listed += [(queue, rank, position, as_text(job_id)) for position, job_id in enumerate(ids)]
+                if len(ids) >= windows[queue]:
+                    full.append(queue)
         with self.conn.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.agent_ledger(self.agent_id))
             for queue, _, _, job_id in listed:
@@ -180,7 +208,7 @@ class QueueReader:
                         job_id, queue, request, queued_at, constraints, max_runtime, priority, rank, position, submitter
                     )
                 )
-        return Snapshot(candidates=candidates, running=list(decode_entries(ledger_raw).values()))
+        return Snapshot(candidates=candidates, running=list(decode_entries(ledger_raw).values())), full
 
 
 def read_snapshot(conn: redis.Redis, keys: Keys, agent_id: str, queues: Sequence[str], lookahead: int) -> Snapshot:
@@ -283,7 +311,7 @@ class ClaimPass:
         now = time.time() if now is None else now
         while True:
             if self._snapshot is None:
-                self._snapshot = self.reader.read()
+                self._snapshot = self.reader.read(lambda c: could_ever_fit(c.request, c.constraints, capacity))
                 self.reads += 1
                 self._stale = False
             candidates = [c for c in self._snapshot.candidates if c.job_id not in self.skip]

@@ -28,7 +28,8 @@ from launchbay.agent.payload_dir import PayloadPaths
 from launchbay.agent.runtime import AGENT_ID_LABEL, JOB_ID_LABEL, MANAGED_LABEL, QUEUE_LABEL
 from launchbay.queue_config.agents import AllocationLike
 from launchbay.queue_config.job import UNREADABLE_FIELDS
-from launchbay.queue_config.models import DOCKER_OPTION_ALIASES, ENV_NAME_RE, DockerOptions, QueueConfig
+from launchbay.queue_config.models import DOCKER_OPTION_ALIASES, ENV_NAME_RE, MIN_CPUS, DockerOptions, QueueConfig
+from launchbay.queue_config.submitter_policy import normalize_path, value_problems
 from launchbay.sdk.payload import (
     ENV_FILE_OVERRIDES,
     ENV_GPUS,
@@ -88,7 +89,7 @@ def submitter_options(record: Mapping[str, Any], queue: QueueConfig, warn: Warn 
     for alias, name in DOCKER_OPTION_ALIASES.items():
         if alias in requested and name not in requested:
             requested[name] = requested.pop(alias)
-    allowed = set(queue.submitter_may_set)
+    allowed = queue.submitter_may_set
     kept = {}
     for name in sorted(requested):
         if name in allowed:
@@ -96,10 +97,15 @@ def submitter_options(record: Mapping[str, Any], queue: QueueConfig, warn: Warn 
         else:
             warn(f"ignored the job's docker option {name!r}: queue {queue.name!r} does not let submitters set it")
     try:
-        DockerOptions.model_validate(kept)
+        validated = DockerOptions.model_validate(kept).model_dump(mode="json")
     except PydanticValidationError as exc:
         warn(f"ignored the job's docker options {sorted(kept)}: {exc.errors()[0]['msg']}")
         return {}
+    for name in sorted(kept):
+        problems = value_problems(name, validated[name], allowed[name])
+        if problems:
+            warn(f"ignored the job's docker option {name!r}: {problems[0]}")
+            del kept[name]
     return kept
 
 
@@ -151,11 +157,11 @@ def _mounts(options: DockerOptions, payload: PayloadPaths, warn: Warn) -> List[M
         Mount(target=OUTPUT_MOUNT, source=str(payload.output_dir), type="bind", read_only=False),
     ]
     for mount in options.mounts:
-        target = mount.target.rstrip("/") or "/"
+        target = normalize_path(mount.target)  # the model normalizes too; a record may bypass it
         if target == _PAYLOAD_ROOT or target.startswith(_PAYLOAD_ROOT + "/") or target == "/":
             warn(f"ignored the mount on {mount.target}: it would hide launchbay's payload folders")
             continue
-        mounts.append(Mount(target=mount.target, source=mount.source, type="bind", read_only=mount.read_only))
+        mounts.append(Mount(target=target, source=normalize_path(mount.source), type="bind", read_only=mount.read_only))
     return mounts
 
 
@@ -186,7 +192,8 @@ def _host_options(options: DockerOptions) -> Dict[str, Any]:
 def _limits(alloc: AllocationLike) -> Dict[str, Any]:
     kwargs: Dict[str, Any] = {}
     if alloc.cpus and alloc.cpus > 0:
-        kwargs["nano_cpus"] = round(alloc.cpus * 1e9)
+        # Never below Docker's floor: NanoCpus=0 means unlimited (a record may bypass the client's check).
+        kwargs["nano_cpus"] = max(round(alloc.cpus * 1e9), round(MIN_CPUS * 1e9))
     if alloc.memory_mib and alloc.memory_mib > 0:
         limit = int(alloc.memory_mib) << 20
         kwargs["mem_limit"] = limit

@@ -28,11 +28,13 @@ from typing import Any, Callable, Dict, Optional, Set
 import redis
 from launchbay.agent.claim import Claimer, QueueReader
 from launchbay.agent.counters import Counters, EventListener, Every
+from launchbay.agent.engine_health import EngineHealth
 from launchbay.agent.gpu_health import GpuWatch
 from launchbay.agent.heartbeat import AgentStatus, Heartbeat
 from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
 from launchbay.agent.inventory_loop import InventoryLoop, read_inventory
 from launchbay.agent.ledger import Ledger, LedgerEntry
+from launchbay.agent.log_files import PRUNE_INTERVAL_S, prune_log_files
 from launchbay.agent.metrics_http import AgentMetrics
 from launchbay.agent.payload_dir import remove_stale_job_dirs
 from launchbay.agent.reaper import Reaper, lock_ttl_for
@@ -122,6 +124,7 @@ class Agent:
             queue_config_for=self.store.get,
             record_inputs=self.store.record_inputs,
             gpu_uuid_for=self._gpu_uuids.get,
+            engine_trouble=lambda problem: self.engine.report(problem),
         )
 
     def _reconciler(self) -> Reconciler:
@@ -155,9 +158,11 @@ class Agent:
         self._reconciled = False
         self._reap_timer = Every(settings.reaper_interval_s)
         self._sweep_timer = Every(settings.reaper_interval_s)
+        self._prune_timer = Every(PRUNE_INTERVAL_S)
         self._threads: list = []
         self._last_error: Optional[str] = None
         self.metrics = AgentMetrics(self)
+        self.engine = EngineHealth(self.runtime, self.status, self._stopping)
 
     # -- what other parts read ------------------------------------------------------------------
 
@@ -213,12 +218,14 @@ class Agent:
             if self._reap_timer.due():
                 self._reap()
             self._handle_cancels()
-            if not self._docker_ok():
+            if not self.engine.check():
                 return 0
             if not self._reconciled:
                 self._reconcile_on_start()
             elif self._sweep_timer.due():
                 self.reconciler.sweep()
+            if self._prune_timer.due():
+                prune_log_files(self.settings.state_dir, keep=self.ledger.entries())
             claimed = 0 if self._stopping.is_set() else self._claim_pass()
             self._last_error = None
             return claimed
@@ -234,18 +241,6 @@ class Agent:
         if message != self._last_error:
             log.error("agent loop: %s (will retry)", message, exc_info=exc_info)
         self._last_error = message
-
-    def _docker_ok(self) -> bool:
-        healthy = self.runtime.ping()
-        was = self.status.docker
-        self.status.docker = "up" if healthy else "down"
-        if not self._stopping.is_set():
-            self.status.state = "healthy" if healthy else "unhealthy"
-        if healthy and was == "down":
-            log.warning("the Docker engine answers again; claiming resumes")
-        elif not healthy and was != "down":
-            log.error("the Docker engine does not answer; claiming nothing until it does")
-        return healthy
 
     def _reap(self) -> None:
         for outcomes in self.reaper.run_once().values():
@@ -350,6 +345,7 @@ class Agent:
             ("heartbeat", self._heartbeat_loop),
             ("inventory", self.inventory_loop.run),
             ("events", self.listener.run),
+            ("engine", lambda: self.engine.run_until(self._closing, self._wake)),
         ):
             thread = threading.Thread(target=target, name=f"launchbay-{name}", daemon=True)
             thread.start()

@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 import redis
 from launchbay.agent.settings import AgentSettings
 from launchbay.queue_config import rq_bridge
+from launchbay.queue_config.agents import decode_entries
 from launchbay.queue_config.keys import Keys
 
 from launchbay import __version__
@@ -37,6 +38,10 @@ class AgentStatus:
     state: str = "starting"  # starting | healthy | unhealthy | draining | stopping | stopped
     docker: str = "unknown"  # up | down | unknown
     gpu_problem: Optional[str] = None
+    #: Why the Docker engine is not fit to run jobs (the call that did not answer), or None.
+    docker_problem: Optional[str] = None
+    #: Ledger entries that are not allocations the claim script wrote (skipped by claims), or None.
+    ledger_problem: Optional[str] = None
     started_at: float = field(default_factory=time.time)
 
     def fields(self) -> Dict[str, str]:
@@ -44,6 +49,8 @@ class AgentStatus:
             "status": self.state,
             "docker": self.docker,
             "gpu_problem": self.gpu_problem or "",
+            "docker_problem": self.docker_problem or "",
+            "ledger_problem": self.ledger_problem or "",
             "started_at": repr(self.started_at),
         }
 
@@ -92,8 +99,18 @@ class Heartbeat:
 
     def beat(self) -> List[str]:
         """One heartbeat; returns the ids of this agent's jobs whose cancel was requested."""
+        raw = self.conn.hgetall(self.keys.agent_ledger(self.settings.agent_id))
+        self._check_ledger(raw)
         self._write(alive=True)
-        return self._touch_running_jobs()
+        return self._touch_running_jobs([as_text(job_id) for job_id in raw])
+
+    def _check_ledger(self, raw: Mapping[Any, Any]) -> None:
+        skipped: List[str] = []
+        decode_entries(raw, skipped=skipped)
+        problem = f"unreadable ledger entries skipped: {', '.join(sorted(skipped))}" if skipped else None
+        if problem and problem != self.status.ledger_problem:
+            log.warning("%s (not written by a claim; remove them with HDEL)", problem)
+        self.status.ledger_problem = problem
 
     def _write(self, *, alive: bool) -> None:
         agent_id = self.settings.agent_id
@@ -120,8 +137,7 @@ class Heartbeat:
             pipe.hset(self.keys.agent(agent_id), mapping=fields)
             pipe.execute()
 
-    def _touch_running_jobs(self) -> List[str]:
-        job_ids = [as_text(j) for j in self.conn.hkeys(self.keys.agent_ledger(self.settings.agent_id))]
+    def _touch_running_jobs(self, job_ids: List[str]) -> List[str]:
         if not job_ids:
             return []
         with self.conn.pipeline(transaction=False) as pipe:

@@ -48,7 +48,7 @@ class RunLeftovers:
 
 def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Callable[[Callable[[], T]], T]) -> None:
     """Record ``outcome`` (``retry`` runs a Redis call through an outage), then clean up after the job."""
-    outputs = read_outputs(run.paths) if run.paths else JobOutputs()
+    outputs = _read_outputs(run)
     summary, metrics_problems = _finish_metrics(run)
     for problem in outputs.problems + metrics_problems:
         run.log.note(problem)
@@ -57,7 +57,7 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
         run.log.note(f"{outcome.state.value} ({outcome.reason.value if outcome.reason else ''}): {outcome.message}")
     run.log.flush()
     try:
-        won = retry(lambda: _record(ctx, run, outcome, outputs, summary))
+        won = _end(ctx, run, outcome, retry, outputs, summary)
     except redis.RedisError as exc:
         logger.error("job %s: cannot record its end (%s); its container is kept for adoption", run.job_id, exc)
         run.log.close()
@@ -73,8 +73,36 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
         remove_job_dir(run.paths)
 
 
+def _end(
+    ctx: RunContext,
+    run: RunLeftovers,
+    outcome: Outcome,
+    retry: Callable[[Callable[[], T]], T],
+    outputs: JobOutputs,
+    summary: Optional[Dict[str, Any]],
+) -> Any:
+    """The end through :func:`_record`; should the job's config.json be what keeps it from being written, without it."""
+
+    def record(config: Optional[Dict[str, Any]]) -> Any:
+        return _record(ctx, run, outcome, config, summary)
+
+    try:
+        return retry(lambda: record(scrub_effective_config(run.record, outputs.effective_config, run.secrets)))
+    except redis.RedisError:
+        raise
+    except Exception as exc:
+        if outputs.effective_config is None:
+            raise
+        run.log.note(f"ignored config.json from the job's output folder: {exc}")
+        return retry(lambda: record(None))
+
+
 def _record(
-    ctx: RunContext, run: RunLeftovers, outcome: Outcome, outputs: JobOutputs, summary: Optional[Dict[str, Any]]
+    ctx: RunContext,
+    run: RunLeftovers,
+    outcome: Outcome,
+    effective_config: Optional[Dict[str, Any]],
+    summary: Optional[Dict[str, Any]],
 ) -> bool:
     """The end through ``lifecycle.end``; or the job back at the front of its queue: preempted
     (``lifecycle.put_back_preempted``), or its GPU failed and its queue's retry policy requeues it."""
@@ -88,7 +116,7 @@ def _record(
         outcome,
         rq_execution=run.record.get("rq_execution"),
         eof_once=False,
-        effective_config=scrub_effective_config(run.record, outputs.effective_config, run.secrets),
+        effective_config=effective_config,
         summary=summary,
     )
 
@@ -99,6 +127,45 @@ def _finish_metrics(run: RunLeftovers) -> Tuple[Optional[Dict[str, Any]], List[s
         return None, []
     run.metrics.finish(run.paths.output_dir)
     return run.metrics.summary, list(run.metrics.problems)
+
+
+def put_back(ctx: RunContext, run: RunLeftovers, message: str, retry: Callable[[Callable[[], T]], T]) -> None:
+    """The engine failed the job before its container ran: back to the front of its queue, not failed."""
+    run.log.note(f"put back in its queue, the Docker engine failed before the container started: {message}")
+    run.log.flush()
+    try:
+        back = retry(lambda: lifecycle.put_back(ctx.records, run.job_id, run.record, message=message))
+    except redis.RedisError as exc:
+        logger.error("job %s: cannot put it back (%s); the reaper will", run.job_id, exc)
+        run.log.close()
+        return
+    logger.warning("job %s %s: %s", run.job_id, "put back in its queue" if back else "moved on", message)
+    run.log.close()  # no eof: the job runs again
+    _remove_container(ctx, run)
+    if run.paths is not None:
+        remove_job_dir(run.paths)
+
+
+def _read_outputs(run: RunLeftovers) -> JobOutputs:
+    """What the job left in its output folder; anything unexpected is a log line, never a missing end."""
+    if run.paths is None:
+        return JobOutputs()
+    try:
+        return read_outputs(run.paths)
+    except Exception as exc:  # read_outputs means never to raise; the end must not depend on it
+        logger.warning("job %s: its output folder could not be read: %s", run.job_id, exc, exc_info=True)
+        return JobOutputs(problems=[f"ignored the job's output folder: {type(exc).__name__}: {exc}"])
+
+
+def _read_outputs(run: RunLeftovers) -> JobOutputs:
+    """What the job left in its output folder; anything unexpected is a log line, never a missing end."""
+    if run.paths is None:
+        return JobOutputs()
+    try:
+        return read_outputs(run.paths)
+    except Exception as exc:  # read_outputs means never to raise; the end must not depend on it
+        logger.warning("job %s: its output folder could not be read: %s", run.job_id, exc, exc_info=True)
+        return JobOutputs(problems=[f"ignored the job's output folder: {type(exc).__name__}: {exc}"])
 
 
 def _record_inputs(ctx: RunContext, run: RunLeftovers, outputs: JobOutputs) -> None:

@@ -16,7 +16,6 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union
 
-import redis
 from launchbay.agent import job_end, job_secrets
 from launchbay.agent.container_spec import build_container_spec, record_problem
 from launchbay.agent.job_outcome import canceled, died_with_engine, exit_outcome, failed, gone
@@ -28,7 +27,7 @@ from launchbay.agent.payload_dir import PayloadPaths, payload_paths, prepare_pay
 from launchbay.agent.run_context import RunContext
 from launchbay.agent.runtime import ContainerGoneError, ContainerInfo, ExitStatus, PullInterruptedError
 from launchbay.queue_config import lifecycle
-from launchbay.queue_config.connection import is_transient
+from launchbay.queue_config.connection import retry_transient
 from launchbay.queue_config.job import Outcome, Reason, State, is_active, state_of
 
 from launchbay.errors import DockerUnavailableError, JobRunError, LaunchbayError
@@ -86,6 +85,7 @@ class JobRun:
         self._inbox: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._pump: Optional[LogPump] = None
         self._ended_with_engine = False  # the container had exited when the engine answered again
+        self.put_back = False  # the engine failed it before its container started: back to its queue
         self.log = JobLog(
             ctx.conn,
             ctx.keys.job_log(self.job_id),
@@ -132,6 +132,8 @@ class JobRun:
             if outcome is None:
                 self.metrics.stop()
                 self.log.close()  # detached: what was copied stays, without an eof
+            elif self.put_back:
+                job_end.put_back(self.ctx, self._leftovers(), outcome.message, self._redis)
             else:
                 job_end.record_end(self.ctx, self._leftovers(), outcome, self._redis)
         except Exception:
@@ -173,7 +175,8 @@ class JobRun:
         except (OSError, ValueError, KeyError, TypeError, LaunchbayError) as exc:
             return failed(Reason.CONTAINER_FAILED, f"cannot prepare the container: {exc}")
         failure = self._docker_step(
-            lambda: self.ctx.runtime.ensure_image(spec["image"], self.log.note, should_stop=self._should_stop)
+            lambda: self.ctx.runtime.ensure_image(spec["image"], self.log.note, should_stop=self._should_stop),
+            before_start=True,
         )
         if failure is not None:
             return failure
@@ -183,7 +186,7 @@ class JobRun:
             return canceled("canceled by user before the container started")
         stream_after, file_offset = self.log.position()
         spec["labels"].update({LOG_STREAM_LABEL: stream_after, LOG_FILE_LABEL: str(file_offset)})
-        failure = self._docker_step(lambda: self._create(spec))
+        failure = self._docker_step(lambda: self._create(spec), before_start=True)
         if failure is not None:
             return failure
         self._set_deadline(time.time())
@@ -202,13 +205,17 @@ class JobRun:
             extra={"job_id": self.job_id, "queue": self.alloc.queue},
         )
 
-    def _docker_step(self, step: Callable[[], None]) -> Optional[Outcome]:
-        """Run one docker step before the container runs; its failure becomes the job's end."""
+    def _docker_step(self, step: Callable[[], None], *, before_start: bool = False) -> Optional[Outcome]:
+        """Run one docker step; its failure becomes the job's end, but an engine that does not answer
+        ``before_start`` is not the job's fault: it is put back (``ctx.engine_trouble`` stops claims)."""
         try:
             step()
         except JobRunError as exc:
             return failed(Reason(exc.reason), str(exc))
         except DockerUnavailableError as exc:
+            self.ctx.engine_trouble(str(exc))
+            if before_start and not self._cancel_requested():
+                self.put_back = True
             return failed(Reason.DOCKER_UNAVAILABLE, str(exc))
         except ContainerGoneError as exc:
             return failed(Reason.CONTAINER_FAILED, str(exc))
@@ -381,16 +388,9 @@ class JobRun:
         return self._cancel.is_set()
 
     def _redis(self, call: Callable[[], T]) -> T:
-        """Run a Redis call, retrying for up to REDIS_RETRY_S while Redis does not answer or takes no writes
-        (a failover: READONLY, NOREPLICAS, MASTERDOWN; ``connection.is_transient``)."""
-        deadline = time.monotonic() + REDIS_RETRY_S
-        delay = 0.2
-        while True:
-            try:
-                return call()
-            except redis.RedisError as exc:
-                if not is_transient(exc) or time.monotonic() + delay > deadline or self._detached.is_set():
-                    raise
-                logger.warning("job %s: Redis does not answer or takes no writes (%s); retrying", self.job_id, exc)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        """A Redis call, waited out for up to REDIS_RETRY_S while Redis does not answer or takes no writes."""
+
+        def note(exc: BaseException) -> None:
+            logger.warning("job %s: Redis does not answer or takes no writes (%s); retrying", self.job_id, exc)
+
+        return retry_transient(call, within_s=REDIS_RETRY_S, stop=self._detached.is_set, on_retry=note)

@@ -21,13 +21,12 @@ import collections
 import contextlib
 import logging
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Deque, List, Optional, Tuple
 
 import redis
 from launchbay.queue_config import logstream
-from launchbay.queue_config.connection import is_transient
+from launchbay.queue_config.connection import retry_transient
 
 from launchbay.text import as_text
 
@@ -46,7 +45,6 @@ _BATCH_LINES = 500
 MAX_PENDING_CHARS = 32 << 20
 #: How long a batch of lines waits for a Redis that stopped answering before it is given up.
 REDIS_RETRY_S = 60.0
-_RETRY_MAX_DELAY_S = 5.0
 #: Container labels holding :meth:`JobLog.position` at container start, read back on adoption.
 LOG_STREAM_LABEL = "launchbay.log_stream_after"
 LOG_FILE_LABEL = "launchbay.log_file_offset"
@@ -316,24 +314,22 @@ class JobLog:
     def _xadd_many(self, entries: List[dict]) -> None:
         """Append ``entries`` in one MULTI/EXEC; a Redis that stopped answering or takes no writes (a
         failover; ``connection.is_transient``) is waited for, up to REDIS_RETRY_S."""
-        deadline = time.monotonic() + REDIS_RETRY_S
-        delay = 0.2
-        while True:
-            try:
-                with self.conn.pipeline(transaction=True) as pipe:  # all or nothing, so a retry never doubles lines
-                    for fields in entries:
-                        pipe.xadd(self.stream_key, fields, maxlen=self._maxlen, approximate=True)
-                    pipe.execute()
-                return
-            except redis.RedisError as exc:
-                if not is_transient(exc) or time.monotonic() + delay > deadline:
-                    self._give_up_redis(exc)
-                    return
-                if not self._redis_failed:
-                    logger.warning("cannot write the log stream %s (%s); retrying", self.stream_key, exc)
-                self._redis_failed = True
-                time.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX_DELAY_S)
+
+        def append() -> None:
+            with self.conn.pipeline(transaction=True) as pipe:  # all or nothing, so a retry never doubles lines
+                for fields in entries:
+                    pipe.xadd(self.stream_key, fields, maxlen=self._maxlen, approximate=True)
+                pipe.execute()
+
+        def note(exc: BaseException) -> None:
+            if not self._redis_failed:
+                logger.warning("cannot write the log stream %s (%s); retrying", self.stream_key, exc)
+            self._redis_failed = True
+
+        try:
+            retry_transient(append, within_s=REDIS_RETRY_S, on_retry=note)
+        except redis.RedisError as exc:
+            self._give_up_redis(exc)
 
     def _give_up_redis(self, exc: Exception) -> None:
         if not self._lines_lost:

@@ -3,12 +3,16 @@
 ``<state_dir>/jobs/<job_id>/inputs`` holds ``run_config.json`` and ``file_overrides.json`` (folder
 0755, files 0644) and is mounted read-only at ``INPUTS_MOUNT``; ``<state_dir>/jobs/<job_id>/output``
 (0777, so images that run as a non-root user can write) is mounted writable at ``OUTPUT_MOUNT``,
-where the SDK writes ``inputs.json`` and ``config.json``. The same payload also travels in env
+where the SDK writes ``inputs.json`` and ``config.json``; ``<state_dir>/jobs`` is 0700, so no
+other local user reaches what a job wrote there (a setuid-root file). The same payload also travels in env
 vars, unless a value is larger than :data:`ENV_VALUE_LIMIT_BYTES`: then only the file carries it
 (the SDK prefers files anyway).
 
-Whatever the job wrote is untrusted: output files are opened without following symlinks, must
-be regular files no larger than :data:`OUTPUT_FILE_LIMIT_BYTES`, and must hold a JSON object.
+Whatever the job wrote is untrusted: output files are opened without following symlinks and
+without blocking (a FIFO or a device answers ``not a regular file`` at once), must be regular files
+no larger than :data:`OUTPUT_FILE_LIMIT_BYTES`, are checked for nesting deeper than
+:data:`~launchbay.queue_config.structured.MAX_NESTING` before they are parsed (no RecursionError), and
+must hold a JSON object. :func:`read_outputs` never raises: what it cannot read is a problem line.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Collection, Dict, List, Mapping, Optional
 
+from launchbay.queue_config.structured import MAX_NESTING
 from launchbay.sdk.payload import (
     EFFECTIVE_CONFIG_FILE,
     ENV_FILE_OVERRIDES,
@@ -41,7 +46,9 @@ OUTPUT_FILE_LIMIT_BYTES = 1 << 20
 INPUTS_DIR_MODE = 0o755
 INPUTS_FILE_MODE = 0o644
 OUTPUT_DIR_MODE = 0o777
-_SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+#: ``<state_dir>/jobs``: the agent's user only (the containers reach their folders through their mounts).
+JOBS_DIR_MODE = 0o700
+_SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}\Z")
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,9 @@ def prepare_payload(
         shutil.rmtree(paths.job_dir)
     paths.inputs_dir.mkdir(parents=True)
     paths.output_dir.mkdir()
+    # Only the agent's user may pass: a job can chmod 4755 what it writes to its output folder
+    # (as root in the container, root on the host), and no other local user must reach that file.
+    paths.job_dir.parent.chmod(JOBS_DIR_MODE)
     env = {}
     for name, env_name, value in (
         (RUN_CONFIG_FILE, ENV_RUN_CONFIG, run_config or {}),
@@ -102,23 +112,50 @@ def prepare_payload(
     return PayloadPaths(paths.job_dir, paths.inputs_dir, paths.output_dir, env)
 
 
+#: Open flags for a file the job wrote: no symlink followed, never blocking (a FIFO opens at once).
+_UNTRUSTED_OPEN = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOCTTY", 0)
+#: A string, or one bracket: what the nesting scan looks at in a JSON text.
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
 def _read_json_object(path: Path) -> Any:
     """Parse a JSON object from ``path`` without following a symlink the job may have planted."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    fd = os.open(path, _UNTRUSTED_OPEN)
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise ValueError("not a regular file")
         if info.st_size > OUTPUT_FILE_LIMIT_BYTES:
             raise ValueError(f"larger than {OUTPUT_FILE_LIMIT_BYTES} bytes")
-        value = json.loads(handle.read(OUTPUT_FILE_LIMIT_BYTES + 1).decode("utf-8"))
+        data = handle.read(OUTPUT_FILE_LIMIT_BYTES + 1)
+    if len(data) > OUTPUT_FILE_LIMIT_BYTES:  # it grew after the fstat
+        raise ValueError(f"larger than {OUTPUT_FILE_LIMIT_BYTES} bytes")
+    text = data.decode("utf-8")
+    check_nesting(text)
+    value = json.loads(text)
     if not isinstance(value, dict):
         raise ValueError(f"expected a JSON object, got {type(value).__name__}")
     return value
 
 
+def check_nesting(text: str, limit: int = MAX_NESTING) -> None:
+    """ValueError when the JSON ``text`` nests objects and arrays deeper than ``limit``; a loop, no recursion."""
+    depth = 0
+    for match in _JSON_TOKENS.finditer(text):
+        token = match.group()
+        if token[0] in "[{":
+            depth += 1
+            if depth > limit:
+                raise ValueError(f"nested deeper than {limit} levels")
+        elif token[0] in "]}":
+            depth -= 1
+
+
 def read_outputs(paths: PayloadPaths) -> JobOutputs:
-    """Read the SDK's ``inputs.json`` and ``config.json``; a missing file is normal (job without the SDK)."""
+    """Read the SDK's ``inputs.json`` and ``config.json``; a missing file is normal (job without the SDK).
+
+    Never raises and never blocks: whatever the job left there, the caller goes on to record its end.
+    """
     found: Dict[str, Optional[Dict[str, Any]]] = {}
     problems = []
     for name in (INPUTS_RECORD_FILE, EFFECTIVE_CONFIG_FILE):
@@ -128,7 +165,7 @@ def read_outputs(paths: PayloadPaths) -> JobOutputs:
             continue
         try:
             found[name] = _read_json_object(path)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             problems.append(f"ignored {name} from the job's output folder: {exc}")
     return JobOutputs(found[INPUTS_RECORD_FILE], found[EFFECTIVE_CONFIG_FILE], problems)
 

@@ -35,6 +35,8 @@ class RunContext:
     gpu_uuid_for: Callable[[str], Optional[str]]
     #: The per-job log file cap; None = four times ``settings.log_cap_bytes``.
     log_file_cap_bytes: Optional[int] = None
+    #: Told when a docker call of a job failed for the engine (timed out, no answer): the agent stops claiming.
+    engine_trouble: Callable[[str], None] = lambda _problem: None
     records: Records = field(init=False)
 
     def __post_init__(self) -> None:

@@ -23,9 +23,19 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Protocol, Tuple
 
 import docker
-import requests
 from docker.utils import parse_repository_tag
-from launchbay.agent.docker_helpers import PullProgress, parse_docker_time, skip_proxy_lookup
+from launchbay.agent.docker_helpers import (
+    CALL_TIMEOUT_S,
+    PROBE_TIMEOUT_S,
+    DockerLogStream,
+    PullProgress,
+    engine_errors,
+    explanation,
+    parse_docker_time,
+    probe_engine,
+    skip_proxy_lookup,
+    timed_out,
+)
 from launchbay.queue_config.job import Reason
 
 from launchbay.errors import DockerUnavailableError, JobRunError, LaunchbayError
@@ -101,6 +111,7 @@ class Runtime(Protocol):
     """What the supervisor needs from a container runtime (Docker, or the fake in tests)."""
 
     def ping(self) -> bool: ...
+    def probe(self) -> Optional[str]: ...
     def ensure_image(
         self, image: str, progress: ProgressCallback, *, should_stop: Optional[Callable[[], bool]] = None
     ) -> None: ...
@@ -115,51 +126,6 @@ class Runtime(Protocol):
     def remove(self, container_id: str) -> None: ...
 
 
-def _is_engine_unreachable(exc: BaseException) -> bool:
-    if isinstance(exc, docker.errors.APIError):
-        return False
-    return isinstance(exc, (requests.exceptions.RequestException, docker.errors.DockerException, OSError))
-
-
-def _explanation(exc: BaseException) -> str:
-    if isinstance(exc, docker.errors.APIError):
-        return str(exc.explanation or exc)
-    return str(exc) or exc.__class__.__name__
-
-
-@contextmanager
-def _engine_errors(action: str) -> Iterator[None]:
-    """Turn "the engine is not there" into DockerUnavailableError; docker API errors pass through."""
-    try:
-        yield
-    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-        if _is_engine_unreachable(exc):
-            raise DockerUnavailableError(f"the Docker engine cannot be reached ({action}): {exc}") from exc
-        raise
-
-
-class _DockerLogStream:
-    """Wraps docker-py's CancellableStream so that engine errors surface as DockerUnavailableError."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-
-    def __iter__(self) -> Iterator[LogChunk]:
-        with _engine_errors("reading logs"):
-            for frame in self._stream:
-                timestamp, space, data = frame.partition(b" ")
-                if not space or not timestamp[:1].isdigit():  # not "<timestamp> <data>": keep it all
-                    yield "", frame
-                else:
-                    yield timestamp.decode("ascii", errors="replace"), data
-
-    def close(self) -> None:
-        try:
-            self._stream.close()
-        except Exception:  # closing a dead socket must never fail the caller
-            logger.debug("closing a docker log stream failed", exc_info=True)
-
-
 class DockerRuntime:
     """Runs containers on one Docker engine.
 
@@ -168,37 +134,66 @@ class DockerRuntime:
     """
 
     def __init__(
-        self, client: Optional[docker.DockerClient] = None, *, docker_host: Optional[str] = None, timeout_s: float = 120
+        self,
+        client: Optional[docker.DockerClient] = None,
+        *,
+        docker_host: Optional[str] = None,
+        timeout_s: float = CALL_TIMEOUT_S,
+        probe_timeout_s: float = PROBE_TIMEOUT_S,
     ) -> None:
         self._client_obj = client
+        self._probe_obj: Optional[docker.DockerClient] = None
         self._docker_host = docker_host
         self._timeout_s = timeout_s
+        self._probe_timeout_s = probe_timeout_s
+
+    def _new_client(self, timeout_s: float) -> docker.DockerClient:
+        environment = dict(os.environ)
+        if self._docker_host:
+            environment["DOCKER_HOST"] = self._docker_host
+        with engine_errors("connecting"):
+            # docker-py asks the engine its API version here: bounded by the same timeout
+            client = docker.from_env(timeout=max(1, math.ceil(timeout_s)), environment=environment)
+        skip_proxy_lookup(client.api)
+        return client
 
     def _client(self) -> docker.DockerClient:
         if self._client_obj is None:
-            environment = dict(os.environ)
-            if self._docker_host:
-                environment["DOCKER_HOST"] = self._docker_host
-            with _engine_errors("connecting"):
-                self._client_obj = docker.from_env(timeout=int(self._timeout_s), environment=environment)
-            skip_proxy_lookup(self._client_obj.api)
+            self._client_obj = self._new_client(self._timeout_s)
         return self._client_obj
+
+    def _probe_client(self) -> docker.DockerClient:
+        if self._probe_obj is None:
+            self._probe_obj = self._new_client(self._probe_timeout_s)
+        return self._probe_obj
 
     @property
     def _api(self) -> docker.APIClient:
         return self._client().api
 
     def close(self) -> None:
-        if self._client_obj is not None:
-            self._client_obj.close()
+        for client in (self._client_obj, self._probe_obj):
+            if client is not None:
+                client.close()
 
     def ping(self) -> bool:
-        """True when the engine answers."""
+        """True when the engine answers ``/_ping`` within the probe timeout."""
         try:
-            with _engine_errors("ping"):
-                return bool(self._api.ping())
+            with engine_errors("ping"):
+                return bool(self._probe_client().api.ping())
         except (DockerUnavailableError, docker.errors.DockerException):
             return False
+
+    def probe(self) -> Optional[str]:
+        """None when the engine answers each call a job needs within the probe timeout, else which did not."""
+        try:
+            api = self._probe_client().api
+        except DockerUnavailableError as exc:
+            cause = exc.__cause__ or exc
+            if timed_out(cause):
+                return f"docker version did not answer within {self._probe_timeout_s:g} s"
+            return str(exc)
+        return probe_engine(api, self._probe_timeout_s)
 
     def ensure_image(
         self, image: str, progress: ProgressCallback, *, should_stop: Optional[Callable[[], bool]] = None
@@ -208,7 +203,7 @@ class DockerRuntime:
         ``should_stop`` is asked after every pull event; when it says True the pull is abandoned
         (the engine may finish it in the background) with PullInterruptedError.
         """
-        with _engine_errors("looking up an image"):
+        with engine_errors("looking up an image"):
             try:
                 self._api.inspect_image(image)
                 return
@@ -216,12 +211,12 @@ class DockerRuntime:
                 pass
             except docker.errors.APIError as exc:
                 raise JobRunError(
-                    f"cannot look up image {image}: {_explanation(exc)}", reason=Reason.IMAGE_PULL_FAILED.value
+                    f"cannot look up image {image}: {explanation(exc)}", reason=Reason.IMAGE_PULL_FAILED.value
                 ) from exc
         progress(f"image {image} is not on this host; pulling it")
         repository, tag = parse_repository_tag(image)
         reporter = PullProgress(image, progress)
-        with _engine_errors("pulling an image"):
+        with engine_errors("pulling an image"):
             try:
                 for event in self._api.pull(repository, tag=tag or "latest", stream=True, decode=True):
                     reporter.feed(event)
@@ -230,7 +225,7 @@ class DockerRuntime:
                 self._api.inspect_image(image)
             except docker.errors.APIError as exc:
                 raise JobRunError(
-                    f"cannot pull image {image}: {_explanation(exc)}", reason=Reason.IMAGE_PULL_FAILED.value
+                    f"cannot pull image {image}: {explanation(exc)}", reason=Reason.IMAGE_PULL_FAILED.value
                 ) from exc
 
     def create_and_start(self, spec: Dict[str, Any]) -> str:
@@ -240,7 +235,7 @@ class DockerRuntime:
         """
         spec = dict(spec)
         image = spec.pop("image")
-        with _engine_errors("creating a container"):
+        with engine_errors("creating a container"):
             try:
                 try:
                     container = self._client().containers.create(image, **spec)
@@ -253,7 +248,7 @@ class DockerRuntime:
                     container = self._client().containers.create(image, **spec)
             except docker.errors.APIError as exc:
                 raise JobRunError(
-                    f"docker could not create the container: {_explanation(exc)}",
+                    f"docker could not create the container: {explanation(exc)}",
                     reason=Reason.CONTAINER_FAILED.value,
                 ) from exc
         try:
@@ -264,14 +259,14 @@ class DockerRuntime:
         return container.id
 
     def start(self, container_id: str) -> None:
-        with _engine_errors("starting a container"):
+        with engine_errors("starting a container"):
             try:
                 self._api.start(container_id)
             except docker.errors.NotFound as exc:
                 raise ContainerGoneError(f"container {container_id[:12]} is gone", container_id=container_id) from exc
             except docker.errors.APIError as exc:
                 raise JobRunError(
-                    f"docker could not start the container: {_explanation(exc)}",
+                    f"docker could not start the container: {explanation(exc)}",
                     reason=Reason.CONTAINER_FAILED.value,
                 ) from exc
 
@@ -282,16 +277,16 @@ class DockerRuntime:
         ``follow`` the stream ends with the output written so far.
         """
         since_s = int(parse_docker_time(since) or 0) - 1 if since else None
-        with _engine_errors("reading logs"), self._gone(container_id):
+        with engine_errors("reading logs"), self._gone(container_id):
             stream = self._api.logs(
                 container_id, stream=True, follow=follow, stdout=True, stderr=True, timestamps=True, since=since_s
             )
-        return _DockerLogStream(stream)
+        return DockerLogStream(stream)
 
     def wait(self, container_id: str, timeout_s: float) -> Optional[ExitStatus]:
         """Block up to ``timeout_s`` for the container to exit; None while it still runs."""
         try:
-            with _engine_errors("waiting for a container"), self._gone(container_id):
+            with engine_errors("waiting for a container"), self._gone(container_id):
                 self._api.wait(container_id, timeout=timeout_s)
         except DockerUnavailableError:
             # docker-py reports its own read timeout as a ConnectionError: ask the engine which it was.
@@ -302,22 +297,22 @@ class DockerRuntime:
 
     def stop(self, container_id: str, grace_s: float) -> None:
         """SIGTERM, then SIGKILL after ``grace_s`` (docker counts whole seconds, so it is rounded up)."""
-        with _engine_errors("stopping a container"):
+        with engine_errors("stopping a container"):
             try:
                 self._api.stop(container_id, timeout=math.ceil(grace_s))
             except docker.errors.NotFound:
                 return
             except docker.errors.APIError as exc:
-                logger.warning("docker stop %s failed: %s", container_id[:12], _explanation(exc))
+                logger.warning("docker stop %s failed: %s", container_id[:12], explanation(exc))
 
     def inspect(self, container_id: str) -> ContainerInfo:
-        with _engine_errors("inspecting a container"), self._gone(container_id):
+        with engine_errors("inspecting a container"), self._gone(container_id):
             attrs = self._api.inspect_container(container_id)
         return _container_info(attrs)
 
     def inspect_exit(self, container_id: str) -> ExitStatus:
         """The exit of a stopped container; a 137 counts as OOM when docker says so or an ``oom`` event was seen."""
-        with _engine_errors("inspecting a container"), self._gone(container_id):
+        with engine_errors("inspecting a container"), self._gone(container_id):
             state = self._api.inspect_container(container_id)["State"]
         exit_code = int(state.get("ExitCode") or 0)
         oom = bool(state.get("OOMKilled"))
@@ -330,7 +325,7 @@ class DockerRuntime:
         started = parse_docker_time(state.get("StartedAt")) or (time.time() - 3600)
         finished = parse_docker_time(state.get("FinishedAt")) or time.time()
         try:
-            with _engine_errors("reading events"):
+            with engine_errors("reading events"):
                 events = self._api.events(
                     since=int(started) - 1,
                     until=int(finished) + 2,
@@ -344,7 +339,7 @@ class DockerRuntime:
     def list_managed(self, agent_id: str) -> List[ContainerInfo]:
         """Every container this agent created and has not removed, running or not."""
         filters = {"label": [f"{MANAGED_LABEL}=1", f"{AGENT_ID_LABEL}={agent_id}"]}
-        with _engine_errors("listing containers"):
+        with engine_errors("listing containers"):
             summaries = self._api.containers(all=True, filters=filters)
             infos = []
             for summary in summaries:
@@ -356,7 +351,7 @@ class DockerRuntime:
 
     def remove(self, container_id: str) -> None:
         """Remove a container (stopping it if needed); one that is already gone is fine."""
-        with _engine_errors("removing a container"):
+        with engine_errors("removing a container"):
             try:
                 self._api.remove_container(container_id, force=True)
             except docker.errors.NotFound:
@@ -365,7 +360,7 @@ class DockerRuntime:
                 if exc.status_code == 409:  # removal already in progress
                     return
                 raise JobRunError(
-                    f"docker could not remove container {container_id[:12]}: {_explanation(exc)}",
+                    f"docker could not remove container {container_id[:12]}: {explanation(exc)}",
                     reason=Reason.CONTAINER_FAILED.value,
                 ) from exc
 

@@ -160,6 +160,9 @@ class FakeRuntime:
     def ping(self) -> bool:
         return not self.engine_down
 
+    def probe(self) -> Optional[str]:
+        return "the Docker engine cannot be reached (fake: engine_down)" if self.engine_down else None
+
     def ensure_image(
         self, image: str, progress: ProgressCallback, *, should_stop: Optional[Callable[[], bool]] = None
     ) -> None:

@@ -31,7 +31,7 @@ CONFIG_ENV = ENV_PREFIX + "CONFIG"
 DEFAULT_LOG_CAP_BYTES = 8 << 20
 DEFAULT_METRICS_CAP_BYTES = 8 << 20
 DEFAULT_METRICS_CAP_ENTRIES = 20_000
-AGENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+AGENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 
 # Human spellings accepted in every source, turned into the field with the unit in its name.
 _SIZE_ALIASES = {

@@ -275,7 +275,9 @@ def agents_cmd(include_gone: bool, as_json: bool, conn: Any, keys: Keys) -> None
         jobs = agent["jobs"]
         grid.add_row(
             agent["agent_id"],
-            agent["status"] + ("" if agent["docker"] != "down" else " (docker down)"),
+            agent["status"]
+            + ("" if agent["docker"] != "down" else f" ({agent.get('docker_problem') or 'docker down'})")
+            + (f" ({agent['ledger_problem']})" if agent["ledger_problem"] else ""),
             ",".join(capacity.get("queues") or []),
             f"{capacity.get('cpus', 0):g}",
             format_mib(capacity.get("memory_mib")),

@@ -67,6 +67,7 @@ def cli() -> None:
 
 # Imported after the group exists: each command module registers its commands on it.
 from launchbay.cli import (  # noqa: E402
+    acl_cmds,
     agent_cmds,
     inventory_cmds,
     job_cmds,
@@ -76,7 +77,7 @@ from launchbay.cli import (  # noqa: E402
     ui_cmds,
 )
 
-for _module in (queue_cmds, job_cmds, step_metrics_cmds, agent_cmds, inventory_cmds, ui_cmds, metrics_cmds):
+for _module in (queue_cmds, job_cmds, step_metrics_cmds, agent_cmds, inventory_cmds, ui_cmds, metrics_cmds, acl_cmds):
     _module.register(cli)
 
 

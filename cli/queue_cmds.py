@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from datetime import datetime
 from typing import Any, Callable, Dict, Optional
 
@@ -21,6 +22,7 @@ from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.units import describe_limits
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 REDIS_URL_HELP = "Redis URL (redis://, rediss://, unix://). Default: $LAUNCHBAY_REDIS_URL, else a private local server."
 
@@ -66,8 +68,29 @@ def print_table(grid: Table) -> None:
         click.echo(line.rstrip())
 
 
+#: C0 and C1 control characters but newline and tab: what a terminal would act on instead of show.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with terminal control characters shown as ``\\x1b`` instead of acted on.
+
+    A record's fields come from submitters and jobs (a message is a job's own output), and an
+    escape sequence printed raw can rewrite the terminal, retitle it or hide what came before.
+    """
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+class _PlainTable(Table):
+    """A rich table whose cells are plain text: no markup, no terminal control characters."""
+
+    def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+        cells = [Text(printable(cell)) if isinstance(cell, str) else cell for cell in renderables]
+        super().add_row(*cells, **kwargs)
+
+
 def table(*columns: str) -> Table:
-    grid = Table(box=None, header_style="bold", pad_edge=False)
+    grid = _PlainTable(box=None, header_style="bold", pad_edge=False)
     for column in columns:
         grid.add_column(column, overflow="fold")
     return grid

@@ -7,18 +7,20 @@ half there. The CLI's ``launchbay enqueue`` is a thin layer over :func:`enqueue`
 
 from __future__ import annotations
 
+import json
 import re
-import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import redis
 from launchbay.queue_config import lifecycle
+from launchbay.queue_config.acl import new_job_id, owner_of_connection
 from launchbay.queue_config.connection import connect
 from launchbay.queue_config.inputs_decl import effective_inputs
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import PRIORITIES, JobSpec, QueueConfig, Resources, load_job_spec, parse_model
 from launchbay.queue_config.store import QueueStore
+from launchbay.queue_config.structured import MAX_NESTING, MAX_YAML_VALUES, check_finite, check_shape
 
 from launchbay.errors import ValidationError
 
@@ -26,12 +28,10 @@ from . import policy
 from .fit import fit_notes
 from .handle import JobHandle
 from .inputs_check import check_overrides
-from .overrides import merge_trees
+from .overrides import MAX_OVERRIDES_BYTES, merge_trees
 from .secret_refs import check_references, redact, secret_values, without_references
 
 SpecArg = Union[JobSpec, Mapping[str, Any], str, Path]
-#: Job ids are 16 hex digits (64 random bits): short enough to type, far from colliding.
-JOB_ID_HEX_DIGITS = 16
 
 
 def load_spec(spec: SpecArg) -> JobSpec:
@@ -106,11 +106,13 @@ def enqueue(
     store = QueueStore(conn, keys)
     queue_config = store.get(queue)
     fields = _build_record(job_spec, queue_config, asked, asked_runtime_s, priority)
+    _check_payload({"run_config": dict(overrides or {}), "file_overrides": dict(file_overrides or {})})
     fields["run_config"] = merge_trees(job_spec.config, overrides or {}, what="overrides")
     fields["file_overrides"] = {path: dict(tree) for path, tree in (file_overrides or {}).items()}
+    _check_payload(fields)
     _check_inputs(job_spec, queue_config, store, fields)
     notes = _notes(conn, keys, store, queue, fields)
-    job_id = uuid.uuid4().hex[:JOB_ID_HEX_DIGITS]
+    job_id = new_job_id(owner_of_connection(conn))  # a named Redis user's jobs are NAME_<hex>: its ACL role
     _write(conn, keys, store, job_id, fields)
     return JobHandle(job_id, conn, keys, notes=notes)
 
@@ -157,6 +159,22 @@ def _build_record(
         "constraints": spec.constraints,
         "max_runtime_s": max_runtime_s,
     }
+
+
+def _check_payload(fields: Dict[str, Any]) -> None:
+    """Overrides must be JSON as the job will get it: finite numbers, nesting and size within the limits."""
+    try:
+        check_finite(fields["run_config"], "overrides")
+        for path, tree in fields["file_overrides"].items():
+            check_finite(tree, f"overrides of {path}")
+        payload = {"run_config": fields["run_config"], "file_overrides": fields["file_overrides"]}
+        check_shape(payload, max_values=MAX_YAML_VALUES)
+        size = len(json.dumps(payload))
+    except (ValueError, RecursionError) as exc:
+        problem = f"nested deeper than {MAX_NESTING} levels" if isinstance(exc, RecursionError) else str(exc)
+        raise ValidationError(problem if problem.startswith("overrides") else f"overrides: {problem}") from exc
+    if size > MAX_OVERRIDES_BYTES:
+        raise ValidationError(f"overrides: {size >> 20} MiB of JSON; at most {MAX_OVERRIDES_BYTES >> 20} MiB")
 
 
 def _notes(conn: redis.Redis, keys: Keys, store: QueueStore, queue: str, fields: Dict[str, Any]) -> List[str]:

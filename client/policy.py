@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 from launchbay.queue_config.models import JobSpec, QueueConfig, Resources, parse_gpus, parse_model
+from launchbay.queue_config.submitter_policy import option_problems
 from launchbay.queue_config.units import format_duration, format_mib, parse_duration_s
 
 from launchbay.errors import ValidationError
@@ -88,14 +89,8 @@ def _gpu_model_problem(request: Resources, queue: QueueConfig) -> str:
 
 
 def docker_problems(spec: JobSpec, queue: QueueConfig) -> List[str]:
-    """One line per docker option the spec sets that the queue's ``submitter_may_set`` does not list."""
-    allowed = set(queue.submitter_may_set)
-    shown = ", ".join(queue.submitter_may_set) or "nothing"
-    return [
-        f"docker option {option!r} may not be set by submitters on queue {queue.name!r} (submitter_may_set: {shown})"
-        for option in spec.docker.set_fields()
-        if option not in allowed
-    ]
+    """One line per docker option (or value) the spec sets that the queue's ``submitter_may_set`` does not allow."""
+    return option_problems(queue.name, queue.submitter_may_set, submitter_docker(spec))
 
 
 def check_against_queue(request: Resources, max_runtime_s: Optional[int], spec: JobSpec, queue: QueueConfig) -> None:

@@ -28,6 +28,10 @@ class NotFoundError(UserError):
     """A queue, job or job definition named by the user does not exist."""
 
 
+class PermissionDeniedError(UserError):
+    """Redis refused a command or key to the connection's ACL user (its role does not allow it)."""
+
+
 class RedisUnavailableError(LaunchbayError):
     """Redis cannot be reached or refuses the credentials; retry later."""
 

@@ -54,14 +54,15 @@ class LedgerEntry:
         )
 
 
-def decode_entries(raw: Mapping[Any, Any]) -> Dict[str, LedgerEntry]:
-    """An HGETALL of a ledger as entries by job id (an unreadable entry is skipped)."""
+def decode_entries(raw: Mapping[Any, Any], *, skipped: Optional[List[str]] = None) -> Dict[str, LedgerEntry]:
+    """An HGETALL of a ledger as entries by job id; an unreadable entry is skipped (its id added to ``skipped``)."""
     entries = {}
     for job_id, value in raw.items():
         try:
             entries[as_text(job_id)] = LedgerEntry.from_json(value)
-        except (ValueError, KeyError, TypeError):
-            continue
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            if skipped is not None:
+                skipped.append(as_text(job_id))
     return entries
 
 
@@ -112,6 +113,8 @@ def read_agents(conn: redis.Redis, keys: Keys, *, include_gone: bool = False) ->
                 "host": info.get("host"),
                 "docker": info.get("docker"),
                 "gpu_problem": info.get("gpu_problem") or None,
+                "ledger_problem": info.get("ledger_problem") or None,
+                "docker_problem": info.get("docker_problem") or None,
                 "beat_at": float(info["beat_at"]) if info.get("beat_at") else None,
                 "counters": json.loads(info.get("counters") or "{}"),
                 "capacity": _parse_capacity(capacity_raw),

@@ -29,12 +29,17 @@ local ledger = KEYS[1]
 local used_cpus, used_memory, jobs = 0, 0, 0
 local taken = {}
 for _, raw in ipairs(redis.call('HVALS', ledger)) do
-  local entry = cjson.decode(raw)
+  -- an entry that is not JSON was not written by this script: skipped, as the agent's reader skips
+  -- it (and reports it in its health), instead of stopping every claim
+  local ok, entry = pcall(cjson.decode, raw)
+  if not ok or type(entry) ~= 'table' then entry = nil end
+  if entry then
   used_cpus = used_cpus + (tonumber(entry.cpus) or 0)
   used_memory = used_memory + (tonumber(entry.memory_mib) or 0)
   jobs = jobs + 1
   if type(entry.gpus) == 'table' then
     for _, gpu in ipairs(entry.gpus) do taken[tostring(gpu)] = true end
+  end
   end
 end
 local present = {}

@@ -14,15 +14,16 @@ from __future__ import annotations
 import os
 import re
 import ssl
+import time
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis
 import redis.sentinel
 from launchbay.queue_config import local_redis
 
-from launchbay.errors import ConfigError, RedisUnavailableError
+from launchbay.errors import ConfigError, PermissionDeniedError, RedisUnavailableError
 
 URL_ENV = "LAUNCHBAY_REDIS_URL"
 SENTINEL_SCHEME = "redis+sentinel"
@@ -220,6 +221,11 @@ def redis_errors_translated(url: str) -> Iterator[None]:
             f"cannot reach Redis at {shown}: {str(exc).rstrip('.')}; {_retry_hint(url)}"
         ) from exc
     except redis.ResponseError as exc:
+        if "NOPERM" in str(exc) or isinstance(exc, redis.exceptions.NoPermissionError):
+            raise PermissionDeniedError(
+                f"Redis at {shown} refused this to its user: {_noperm_detail(exc)}; the user's role does not "
+                "allow it (roles and their rights: `launchbay acl`, docs/security.md)"
+            ) from exc
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
             raise ConfigError(f"Redis at {shown} refused the credentials ({exc}); check the URL") from exc
         refusal = write_refusal(exc)
@@ -260,6 +266,33 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) or write_refusal(exc) is not None
 
 
+T = TypeVar("T")
+
+
+def retry_transient(
+    call: Callable[[], T],
+    *,
+    within_s: float,
+    stop: Callable[[], bool] = lambda: False,
+    on_retry: Optional[Callable[[BaseException], None]] = None,
+) -> T:
+    """``call()``, tried again while it fails with an error that waiting may cure (:func:`is_transient`:
+    Redis does not answer, or takes no writes during a failover), with a back-off from 0.2 s to 5 s,
+    until ``within_s`` have passed or ``stop()`` says so; then the last error is raised."""
+    deadline = time.monotonic() + within_s
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except redis.RedisError as exc:
+            if not is_transient(exc) or time.monotonic() + delay > deadline or stop():
+                raise
+            if on_retry is not None:
+                on_retry(exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def _retry_hint(url: str) -> str:
     if urlsplit(url).scheme == SENTINEL_SCHEME:
         return (
@@ -267,3 +300,8 @@ def _retry_hint(url: str) -> str:
             "plus a few seconds: retry then (docs/multi-host.md)"
         )
     return f"is redis-server running? Check --redis-url or {URL_ENV}, or unset both to use a private local server"
+
+
+def _noperm_detail(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.removeprefix("NOPERM ").rstrip(".")

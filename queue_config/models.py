@@ -14,18 +14,21 @@ from typing import Any, Dict, List, Literal, Optional
 from launchbay.queue_config.inputs_decl import InputsDeclaration
 from launchbay.queue_config.secrets import SecretSource
 from launchbay.queue_config.sharing import SharingOptions
-from launchbay.queue_config.structured import read_structured_file
+from launchbay.queue_config.structured import check_finite, read_structured_file
+from launchbay.queue_config.submitter_policy import normalize_allow_list, normalize_path
 from launchbay.queue_config.units import parse_duration_s, parse_size_mib, rename_unit_keys
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from launchbay.errors import ConfigError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 #: Env names a queue secret may not take: launchbay's payload and W&B Launch's contract own them.
 RESERVED_ENV_PREFIXES = ("LAUNCHBAY_", "WANDB_CONFIG", "WANDB_LAUNCH")
+#: The smallest CPU request (Docker's smallest ``--cpus``).
+MIN_CPUS = 0.01
 
 
 class _Strict(BaseModel):
@@ -56,7 +59,8 @@ def _check_env(env: Dict[str, Any]) -> Dict[str, str]:
 class Resources(_Strict):
     """A resource request, or a queue's limits. ``None`` means "not set" (a default or no limit applies)."""
 
-    cpus: Optional[float] = Field(default=None, gt=0, le=4096)
+    # Docker's smallest CPU limit is 0.01; a smaller request would round to NanoCpus=0, which is "no limit".
+    cpus: Optional[float] = Field(default=None, ge=MIN_CPUS, le=4096)
     memory_mib: Optional[int] = Field(default=None, gt=0)
     gpus: Optional[int] = Field(default=None, ge=0, le=64)
     gpu_model: Optional[str] = None
@@ -93,7 +97,7 @@ class Resources(_Strict):
         }
 
 
-_GPUS_RE = re.compile(r"^(?:(?P<model>[^:]+):)?(?P<count>\d+)$")
+_GPUS_RE = re.compile(r"^(?:(?P<model>[^:]+):)?(?P<count>\d+)\Z")
 
 
 def parse_gpus(value: object) -> Dict[str, Any]:
@@ -133,7 +137,7 @@ class Mount(_Strict):
     def _absolute(cls, value: str) -> str:
         if not value.startswith("/") or "\x00" in value or ":" in value:
             raise ValueError(f"mount path {value!r} must be absolute and contain no ':'")
-        return value
+        return normalize_path(value)  # //launchbay/inputs and /a/../launchbay are /launchbay/...
 
 
 class DockerOptions(_Strict):
@@ -203,7 +207,7 @@ class QueueConfig(SharingOptions, _Strict):
     default_max_runtime_s: Optional[int] = Field(default=None, gt=0)
     limits: QueueLimits = Field(default_factory=QueueLimits)
     docker: DockerOptions = Field(default_factory=DockerOptions)
-    submitter_may_set: List[str] = Field(default_factory=list)
+    submitter_may_set: Dict[str, Optional[List[Any]]] = Field(default_factory=dict)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     #: Hand every container W&B Launch's own env contract (WANDB_LAUNCH, WANDB_CONFIG...).
     wandb_env: bool = True
@@ -220,16 +224,11 @@ class QueueConfig(SharingOptions, _Strict):
     def _name(cls, value: str) -> str:
         return _check_name(value, "queue name")
 
-    @field_validator("submitter_may_set")
+    @field_validator("submitter_may_set", mode="before")
     @classmethod
-    def _known_options(cls, value: List[str]) -> List[str]:
-        names = []
-        for option in value:
-            option = DOCKER_OPTION_ALIASES.get(option, option)
-            if option not in DOCKER_OPTION_NAMES:
-                raise ValueError(f"unknown docker option {option!r}; known: {', '.join(DOCKER_OPTION_NAMES)}")
-            names.append(option)
-        return names
+    def _known_options(cls, value: Any) -> Any:
+        # {option: [allowed values] | any}, or the older list of option names (submitter_policy.py)
+        return normalize_allow_list(value, DOCKER_OPTION_NAMES, DOCKER_OPTION_ALIASES)
 
     @field_validator("secrets")
     @classmethod
@@ -295,6 +294,12 @@ class JobSpec(_Strict):
     @classmethod
     def _env(cls, value: Any) -> Any:
         return _check_env(value) if isinstance(value, dict) else value
+
+    @field_validator("config")
+    @classmethod
+    def _config_is_json(cls, value: Dict[str, Any]) -> Dict[str, Any]:
+        check_finite(value, "config")
+        return value
 
     @field_validator("constraints", mode="before")
     @classmethod

@@ -19,8 +19,9 @@ from launchbay.queue_config import events, lifecycle, rq_bridge
 from launchbay.queue_config.job import ACTIVE_STATES, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import QueueConfig, parse_model
+from launchbay.queue_config.recorded_inputs import check_recorded_inputs
 
-from launchbay.errors import NotFoundError, UserError
+from launchbay.errors import ConfigError, NotFoundError, UserError
 from launchbay.text import as_text
 
 ApplyResult = Literal["created", "updated", "unchanged"]
@@ -60,7 +61,12 @@ class QueueStore:
         if raw is None:
             raise NotFoundError(self._unknown_queue_message(name))
         # A config stored by an older launchbay may no longer validate; say so instead of a traceback.
-        return parse_model(QueueConfig, json.loads(raw), source=f"queue {name!r} as stored (re-apply its file)")
+        source = f"queue {name!r} as stored (re-apply its file)"
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):  # written by hand: not JSON, not UTF-8, nested without end
+            raise ConfigError(f"{source}: its config in Redis is not JSON") from None
+        return parse_model(QueueConfig, data, source=source)
 
     def _unknown_queue_message(self, name: str) -> str:
         names = self.names()
@@ -139,8 +145,7 @@ class QueueStore:
 
     def record_inputs(self, name: str, inputs: Dict[str, Any], job_id: str) -> None:
         """Store the input spec that job ``job_id`` of definition ``name`` recorded (its inputs.json)."""
-        if not isinstance(inputs, dict):
-            raise TypeError(f"inputs must be a dict (the SDK's inputs.json), got {type(inputs).__name__}")
+        check_recorded_inputs(inputs)  # ValueError: written by the job's code, so checked before anyone reads it
         record = {"inputs": inputs, "job_id": job_id, "recorded_at": time.time()}
         with self.conn.pipeline() as pipe:
             # Unsorted: the job's own key order is what `launchbay job show` lists.
@@ -149,13 +154,36 @@ class QueueStore:
             pipe.execute()
 
     def get_jobdef(self, name: str) -> Optional[Dict[str, Any]]:
-        """``{"inputs", "job_id", "recorded_at"}`` from the last recorded run, or None."""
+        """``{"inputs", "job_id", "recorded_at"}`` from the last recorded run, or None.
+
+        ConfigError when the stored definition is not one the agent would have stored (written
+        into Redis by hand, or before inputs were checked): it is refused, never half-used.
+        """
         raw = self.conn.get(self.keys.jobdef(name))
-        return json.loads(raw) if raw else None
+        if not raw:
+            return None
+        try:
+            record = json.loads(raw)
+            if not isinstance(record, dict) or not isinstance(record.get("job_id", ""), (str, type(None))):
+                raise ValueError("not a job definition object")
+            check_recorded_inputs(record.get("inputs"))
+        except (ValueError, RecursionError) as exc:
+            problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise ConfigError(
+                f"job {name!r}: its recorded inputs are invalid and are ignored ({problem}); "
+                "its next run records new ones"
+            ) from None
+        return record
 
     def get_inputs(self, name: str) -> Optional[Dict[str, Any]]:
-        """The inputs the job's last run recorded, or None before it has run once."""
-        record = self.get_jobdef(name)
+        """The inputs the job's last run recorded, or None before it has run once.
+
+        Invalid stored inputs count as none recorded (the SDK in the container still checks).
+        """
+        try:
+            record = self.get_jobdef(name)
+        except ConfigError:
+            return None
         return record["inputs"] if record else None
 
     def list_jobdefs(self) -> List[Dict[str, Any]]:
@@ -163,7 +191,10 @@ class QueueStore:
         names = sorted(as_text(n) for n in self.conn.smembers(self.keys.jobdefs))
         entries = []
         for name in names:
-            record = self.get_jobdef(name) or {}
+            try:
+                record = self.get_jobdef(name) or {}
+            except ConfigError:
+                record = {}
             entries.append(
                 {
                     "name": name,

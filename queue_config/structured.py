@@ -7,8 +7,9 @@ Job specs, queue configs, agent config files and ``--set``/``--file-set`` values
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import yaml
 
@@ -78,3 +79,17 @@ def _unreadable_structure(exc: BaseException) -> str:
     if isinstance(exc, RecursionError):  # the parser itself gave up, far deeper than MAX_NESTING
         return f"nested deeper than {MAX_NESTING} levels"
     return str(exc)
+
+
+def check_finite(tree: Any, what: str) -> None:
+    """Refuse (ValueError) NaN and infinity anywhere in ``tree``: JSON has neither, so they cannot
+    travel to the job the same way from a spec, ``--set`` and the API (one would become null, another
+    a non-standard ``NaN`` token)."""
+    stack: List[Any] = [((), tree)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            where = ".".join(str(p) for p in path) or "(top level)"
+            raise ValueError(f"{what}: {where} is {node}; JSON has no NaN or infinity: use a number or quote it")
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        stack.extend(((*path, key), child) for key, child in children)

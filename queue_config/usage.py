@@ -41,7 +41,8 @@ def add(
     conn: redis.Redis, keys: Keys, queue: str, user: str, *, gpu_s: float, cpu_s: float, now: float, half_life_s: float
 ) -> None:
     """Add one run's GPU- and CPU-seconds to ``user``'s usage of ``queue`` (atomically, decayed to ``now``)."""
-    conn.eval(_ADD, 1, keys.usage(queue), user or UNKNOWN_USER, gpu_s, cpu_s, now, half_life_s)
+    # EVALSHA (a registered script), which the documented agent ACL allows; plain EVAL it does not.
+    conn.register_script(_ADD)(keys=[keys.usage(queue)], args=[user or UNKNOWN_USER, gpu_s, cpu_s, now, half_life_s])
 
 
 def read(conn: redis.Redis, keys: Keys, queue: str, *, now: float, half_life_s: float) -> Dict[str, Dict[str, float]]:

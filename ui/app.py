@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 import redis
 from flask import Flask, Response, redirect, render_template, request
+from launchbay.client.overrides import MAX_OVERRIDES_BYTES
 from launchbay.queue_config.fleet_metrics import queue_registry
 from launchbay.queue_config.keys import Keys
 
@@ -32,6 +33,8 @@ CONTENT_SECURITY_POLICY = (
 )
 #: How long the token cookie lasts (seconds); opening the ``?token=`` URL again renews it.
 TOKEN_COOKIE_MAX_AGE_S = 12 * 3600
+#: What a launch form may add to the overrides' size (queue, image, resources, token).
+FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 def create_app(
@@ -42,6 +45,9 @@ def create_app(
     app = Flask(__name__)
     app.config["SECRET_KEY"] = os.urandom(32)  # signs the flash messages; new each start
     app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
+    # The CLI's limit on overrides, plus room for the form's other fields; werkzeug refuses more (413).
+    app.config["MAX_CONTENT_LENGTH"] = MAX_OVERRIDES_BYTES + FORM_OVERHEAD_BYTES
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_OVERRIDES_BYTES
     keys = keys or Keys.from_env()
     app.extensions[EXTENSION] = Settings(conn, keys, token or None, bind_host, queue_registry(conn, keys))
     app.before_request(_check_request)
@@ -117,6 +123,11 @@ def _register_error_pages(app: Flask) -> None:
     @app.errorhandler(redis.ConnectionError)
     def redis_down(exc: Exception) -> Any:
         return _refuse(503, "Redis is unreachable", f"{exc}. The page works again as soon as Redis answers.")
+
+    @app.errorhandler(413)
+    def too_large(_exc: Exception) -> Any:
+        limit = f"{MAX_OVERRIDES_BYTES >> 20} MiB"
+        return _refuse(413, "Refused", f"The form is larger than launchbay accepts (overrides up to {limit}).")
 
     @app.errorhandler(404)
     def no_page(_exc: Exception) -> Any:

@@ -338,6 +338,8 @@ def _number(text: str, value_type: str) -> Union[int, float]:
 def _json_value(item: Field, text: str) -> Any:
     try:
         value = json.loads(text)
+    except RecursionError:  # far deeper than the 100 levels enqueue accepts
+        raise ValueError("not accepted: nested too deeply") from None
     except ValueError as exc:
         where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
         message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)

@@ -8,8 +8,9 @@ exactly what the person entered. Validation is the client's ``enqueue``, the sam
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import redis
 from launchbay.client import JobHandle, enqueue, list_jobs
@@ -17,7 +18,7 @@ from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.store import QueueStore
 
-from launchbay.errors import NotFoundError, UserError
+from launchbay.errors import ConfigError, NotFoundError, UserError
 
 from . import form, problems
 
@@ -26,6 +27,8 @@ RECENT_JOBS_SEARCHED = 200
 #: The launch options of the form (besides the queue): posted name -> ``enqueue`` resource key.
 RESOURCE_FIELDS = {"gpus": "gpus", "gpu_model": "gpu_model", "cpus": "cpus", "memory": "memory"}
 LAUNCH_FIELDS = ("queue", "image", "priority", "max_runtime", *RESOURCE_FIELDS)
+#: Hidden field: the job whose command, env, docker options and constraints the shown form inherits.
+BASED_ON_FIELD = "based_on"
 
 
 @dataclass
@@ -42,6 +45,18 @@ class LaunchPage:
     values: Dict[str, str] = field(default_factory=dict)
     errors: Dict[str, List[str]] = field(default_factory=dict)
     general_errors: List[str] = field(default_factory=list)
+    notices: List[str] = field(default_factory=list)
+
+    def inherited(self) -> List[Tuple[str, str]]:
+        """What the launch takes from the last run besides the image, as ``(what, value)`` rows for the form."""
+        spec = self.last_spec
+        rows = [("command", " ".join(spec.get("command") or []) or "the image's default")]
+        if spec.get("workdir"):
+            rows.append(("workdir", str(spec["workdir"])))
+        rows += [(f"env {key}", str(value)) for key, value in sorted((spec.get("env") or {}).items())]
+        rows += [(f"docker {key}", json.dumps(value)) for key, value in sorted((spec.get("docker") or {}).items())]
+        rows += [(f"constraint {key}", str(value)) for key, value in sorted(self.constraints.items())]
+        return rows
 
 
 def load_page(conn: redis.Redis, keys: Keys, name: str) -> LaunchPage:
@@ -50,7 +65,11 @@ def load_page(conn: redis.Redis, keys: Keys, name: str) -> LaunchPage:
     known = {entry["name"] for entry in store.list_jobdefs()}
     if name not in known:
         raise NotFoundError(f"unknown job {name!r}; known jobs: {', '.join(sorted(known)) or 'none'}")
-    jobdef = store.get_jobdef(name)
+    notices = []
+    try:
+        jobdef = store.get_jobdef(name)
+    except ConfigError as exc:  # written by a job's own code or by hand: shown, never half-used
+        jobdef, notices = None, [str(exc)]
     record = last_record(conn, keys, name, jobdef)
     queues = [{"name": q.name, "paused": store.is_paused(q.name), "description": q.description} for q in store.list()]
     page = LaunchPage(
@@ -61,6 +80,7 @@ def load_page(conn: redis.Redis, keys: Keys, name: str) -> LaunchPage:
         last_job_id=(record or {}).get("id"),
         constraints=(record or {}).get("constraints") or {},
         queues=queues,
+        notices=notices,
     )
     page.values = {"image": page.last_spec.get("image", ""), "priority": "normal"}
     if record:
@@ -84,6 +104,13 @@ def submit(conn: redis.Redis, keys: Keys, page: LaunchPage, posted: Mapping[str,
     """Enqueue what the form asks for; on refusal fill ``page.errors`` and return None."""
     submission = form.read_submission(page.sections, posted)
     page.values = {**{name: posted.get(name, "") for name in LAUNCH_FIELDS}, **submission.values}
+    if BASED_ON_FIELD in posted and posted[BASED_ON_FIELD] != (page.last_job_id or ""):
+        # Another run of this name came in since the form was shown: what it would inherit changed.
+        page.general_errors = [
+            f"the launch settings of {page.name!r} now come from job {page.last_job_id or 'none'} "
+            "(a newer run); check what the form now shows it runs, then launch again"
+        ]
+        return None
     if submission.errors:
         page.errors = {name: [message] for name, message in submission.errors.items()}
         return None

@@ -23,8 +23,8 @@ from .context import settings
 pages = Blueprint("pages", __name__)
 
 #: Job ids as enqueue makes them, with room for others; anything else is not a job (and not a key).
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-STREAM_ID_RE = re.compile(r"^\d+-\d+$")
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+STREAM_ID_RE = re.compile(r"^\d+-\d+\Z")
 RECENT_JOBS_SHOWN = 20
 TIMESTAMPS = (
     ("queued_at", "Queued"),

@@ -6,7 +6,7 @@ import pytest
 from launchbay.agent.logs import MAX_LINE_BYTES, TRUNCATED_PREFIX, JobLog, LineSplitter, line_cost
 from launchbay.agent.runtime import DockerRuntime, PullProgress, parse_docker_time
 from launchbay.agent.runtime_fake import FakeProgram, FakeRuntime
-from test_runtime_support import RuntimeHarness
+from test_runtime_support import RuntimeHarness, poll
 
 from launchbay.errors import DockerUnavailableError, JobRunError
 
@@ -179,16 +179,21 @@ def test_an_engine_that_is_not_there_is_docker_unavailable_not_a_crash(tmp_path)
     assert caught.value.__cause__ is not None
 
 
-def test_a_job_started_while_the_engine_is_away_fails_as_docker_unavailable(redis_conn, tmp_path):
+def test_a_job_started_while_the_engine_is_away_goes_back_to_its_queue(redis_conn, tmp_path):
+    # Issue 13, finding 5: the engine's absence is not the job's fault, so it is not failed for it.
     harness = RuntimeHarness(redis_conn, tmp_path)
-    supervisor = harness.supervisor(DockerRuntime(docker_host=f"unix://{tmp_path}/no-engine.sock", timeout_s=2))
+    runtime = DockerRuntime(docker_host=f"unix://{tmp_path}/no-engine.sock", timeout_s=2)
+    troubles = []
+    supervisor = harness.supervisor(runtime, engine_trouble=troubles.append)
     record, alloc = harness.claimed_job("launchbay-base:test", ["true"])
 
     supervisor.start(record, alloc)
-    ended = harness.wait_for_end(record["id"])
+    poll(lambda: harness.releases[record["id"]], timeout_s=30, what="the job to be released")
+    back = harness.records.get(record["id"])
 
-    assert (ended["state"], ended["reason"]) == ("failed", "docker_unavailable")
+    assert (back["state"], back.get("reason")) == ("queued", None)
     assert harness.releases[record["id"]] == 1
+    assert troubles and "cannot be reached" in troubles[0]
 
 
 def test_the_fake_runtime_reports_lists_and_removes_like_docker():

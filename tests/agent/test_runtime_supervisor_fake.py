@@ -260,3 +260,21 @@ def test_starting_the_same_job_twice_is_refused(harness, supervisor, runtime):
 
     with pytest.raises(ValueError, match="already running"):
         supervisor.start(record, alloc)
+
+
+def test_an_engine_failing_before_the_container_starts_puts_the_job_back_not_failed(harness, runtime, redis_conn):
+    """Issue 13, finding 5: the engine's fault is not the job's; it goes back to the front of its queue."""
+    troubles = []
+    supervisor = harness.supervisor(runtime, engine_trouble=troubles.append)
+    runtime.engine_down = True
+    job_id = run_job(harness, supervisor, runtime)
+    poll(lambda: harness.releases[job_id], timeout_s=15, what="the job to be released")
+    supervisor.wait_all(timeout_s=10)
+
+    record = harness.records.get(job_id)
+    assert record["state"] == "queued", record
+    assert record.get("reason") is None and record.get("agent") is None
+    assert harness.releases[job_id] == 1
+    assert troubles and "cannot be reached" in troubles[0]
+    assert any("put back in its queue" in line for line in harness.log_lines(job_id))
+    assert runtime.containers == {}

@@ -90,7 +90,7 @@ ENQUEUE_CASES = {
     "unknown-docker-option": spec_case(spec_yaml(docker={"cap_drop": ["ALL"]}), "docker.cap_drop: unknown field"),
     "memory-given-twice": spec_case(spec_yaml(resources={"memory": "1GiB", "memory_mib": 5}), "not both"),
     # negative, absurd, unparseable amounts
-    "cpus-negative": flag_case("--cpus", "-1", message="cpus: Input should be greater than 0"),
+    "cpus-negative": flag_case("--cpus", "-1", message="cpus: Input should be greater than or equal to 0.01"),
     "cpus-absurd": flag_case("--cpus", "1e9", message="cpus: Input should be less than or equal to 4096"),
     "cpus-not-a-number": flag_case("--cpus", "nan", message="cpus: Input should be"),
     "cpus-a-word-flag": flag_case("--cpus", "lots", message="Invalid value for '--cpus'"),
@@ -198,7 +198,7 @@ QUEUE_APPLY_CASES = {
     ),
     "queue-negative-limit": Refused(
         args=("{dir}/q.yaml",),
-        message="limits.cpus: Input should be greater than 0",
+        message="limits.cpus: Input should be greater than or equal to 0.01",
         files={"q.yaml": "name: q\nlimits: {cpus: -4}\n"},
         command="queue apply",
     ),

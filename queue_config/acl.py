@@ -1,0 +1,86 @@
+"""Roles in Redis: the ACL rules of an ``admin``, an ``agent`` and each ``submitter`` (Redis 7).
+
+Redis is launchbay's only gate, so roles are Redis ACL users whose key patterns say what each
+may write; everything else in the namespace is readable only (``%R~`` key permissions):
+
+- **admin**: everything in the namespace and RQ's keys: queue configs (``queue apply``,
+  ``pause``, ``delete``), any job, agents' keys.
+- **agent**: job records, logs, job definitions, agents' keys (ledgers, heartbeats), the reaper
+  lock and RQ's keys. Queue configs are read-only: the policy an agent enforces is only ever
+  written by an admin.
+- **submitter** ``NAME``: enqueue; cancel and requeue its own jobs. Its job ids start with
+  ``NAME_`` (the client does this for every named Redis user), and only those records and RQ jobs
+  are writable; queue configs, other users' jobs, ledgers and agents' keys are read-only.
+
+``launchbay acl`` prints these rules as ``ACL SETUSER`` lines for a namespace.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import List, Optional, Tuple
+
+from launchbay.queue_config.keys import Keys
+
+from launchbay.errors import ConfigError
+
+ROLES = ("admin", "agent", "submitter")
+#: What a job owner may be called: no ``_`` (it separates owner and id) and no glob characters.
+OWNER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}\Z")
+OWNER_SEPARATOR = "_"
+JOB_ID_HEX_DIGITS = 16
+
+#: Every command launchbay and RQ send (the least set; docs/security.md explains each).
+COMMANDS = (
+    "+ping +info +multi +exec +evalsha +script|load "
+    "+get +set +del +exists +expire +persist +pttl "
+    "+hget +hset +hsetnx +hdel +hgetall +hmget +hkeys +hvals +hexists +hincrby "
+    "+lpush +rpush +lrange +lrem "
+    "+sadd +srem +smembers +sismember "
+    "+zadd +zrem +zrange +zrevrange "
+    "+xadd +xrange +xrevrange +xread "
+    "+publish +subscribe"
+)
+
+
+def new_job_id(owner: Optional[str]) -> str:
+    """A fresh job id: 16 random hex digits, after ``OWNER_`` when the Redis user is named."""
+    digits = uuid.uuid4().hex[:JOB_ID_HEX_DIGITS]
+    return f"{owner}{OWNER_SEPARATOR}{digits}" if owner else digits
+
+
+def owner_of_connection(conn) -> Optional[str]:
+    """The Redis user a connection logs in as, when it names one that can own jobs (None: default user)."""
+    kwargs = getattr(getattr(conn, "connection_pool", None), "connection_kwargs", {}) or {}
+    user = kwargs.get("username")
+    if not user or user == "default" or not OWNER_RE.match(str(user)):
+        return None
+    return str(user)
+
+
+def rules(role: str, keys: Keys, user: str = "") -> str:
+    """The ACL rules (without user name and password) of ``role`` in ``keys``' namespace."""
+    ns = keys.namespace
+    if role == "admin":
+        patterns = f"~{ns}:* ~rq:*"
+    elif role == "agent":
+        writable = ("job:*", "jobs:*", "jobdef:*", "jobdefs", "agents", "agent:*", "reaper:*")
+        patterns = f"%R~{ns}:* " + " ".join(f"~{ns}:{p}" for p in writable) + " ~rq:*"
+    elif role == "submitter":
+        if not OWNER_RE.match(user):
+            raise ConfigError(f"submitter name {user!r} must be 1-32 letters, digits or '-' (no '_')")
+        own = f"{user}{OWNER_SEPARATOR}*"
+        patterns = (
+            f"%R~{ns}:* %R~rq:* ~{ns}:job:{own} ~{ns}:jobs:* ~{ns}:jobdefs "
+            f"~rq:job:{own} ~rq:queue:* ~rq:queues ~rq:canceled:* ~rq:finished:* ~rq:failed:*"
+        )
+    else:
+        raise ConfigError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    return f"resetkeys {patterns} resetchannels &{keys.events} -@all {COMMANDS}"
+
+
+def setuser_lines(keys: Keys, submitters: List[str], *, admin: str, agent: str) -> List[Tuple[str, str, str]]:
+    """``(user, role, "ACL SETUSER ...")`` for the admin, the agent user and each submitter."""
+    users = [(admin, "admin", ""), (agent, "agent", ""), *[(name, "submitter", name) for name in submitters]]
+    return [(user, role, f"ACL SETUSER {user} on >PASSWORD {rules(role, keys, owner)}") for user, role, owner in users]
