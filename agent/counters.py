@@ -8,7 +8,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import redis
 from launchbay.queue_config import events
@@ -74,8 +74,9 @@ class Every:
 
 
 class EventListener:
-    """Listens on ``{ns}:events`` and wakes the main loop on ``enqueued`` (for a queue this agent
-    serves), ``released`` and ``cancel`` (the job id goes to ``cancels``); reconnects until ``closing``.
+    """Listens on ``{ns}:events`` and the agent's own ``{ns}:events:{id}`` and wakes the main loop on
+    ``enqueued`` (for a queue this agent serves) and ``cancel`` (the job id goes to ``cancels``);
+    reconnects until ``closing``. Another agent's ``released`` frees nothing of ours: it is ignored.
     """
 
     def __init__(
@@ -87,15 +88,36 @@ class EventListener:
         wake: threading.Event,
         cancels: queue.SimpleQueue,
         closing: threading.Event,
+        agent_id: Optional[str] = None,
     ) -> None:
-        self.conn, self.keys, self.queues = conn, keys, list(queues)
+        self.conn, self.keys, self.queues, self.agent_id = conn, keys, list(queues), agent_id
         self.wake, self.cancels, self.closing = wake, cancels, closing
+        self._offered = False
+
+    def offer(self, running: int, slots: int, *, again: bool = False) -> None:
+        """Before a claim pass (``again`` False): with room for a job, be on the idle lists of our queues, at
+        the end (an enqueue wakes from the front); after one (``again``): off them once full (events.py)."""
+        if self.agent_id is None:
+            return
+        room = running < slots
+        if room and not again:
+            events.offer(self.conn, self.keys, self.agent_id, self.queues, has_room=True)
+        elif not room and self._offered:
+            events.offer(self.conn, self.keys, self.agent_id, self.queues, has_room=False)
+        self._offered = room if not again else self._offered and room
+
+    def withdraw(self) -> None:
+        """Off the idle lists (the agent stops); a stale entry would only cost one wasted wake-up."""
+        try:
+            self.offer(0, 0, again=True)
+        except redis.RedisError as exc:
+            log.debug("could not leave the idle lists: %s", exc)
 
     def run(self) -> None:
         while not self.closing.is_set():
             pubsub = None
             try:
-                pubsub = events.subscribe(self.conn, self.keys)
+                pubsub = events.subscribe(self.conn, self.keys, self.agent_id)
                 self.wake.set()  # whatever was published while we were not listening
                 while not self.closing.is_set():
                     message = pubsub.get_message(timeout=0.5)
@@ -107,10 +129,11 @@ class EventListener:
             finally:
                 if pubsub is not None:
                     pubsub.close()
+        self.withdraw()
 
     def on_event(self, data: Any) -> None:
         event = events.parse(data)
-        if (isinstance(event, events.Enqueued) and event.queue in self.queues) or isinstance(event, events.Released):
+        if isinstance(event, events.Enqueued) and event.queue in self.queues:
             self.wake.set()
         elif isinstance(event, events.Cancel):
             self.cancels.put(event.job_id)

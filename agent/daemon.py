@@ -7,8 +7,8 @@ Threads, each with one job:
 - heartbeat: every ``heartbeat_interval_s`` (``heartbeat.py``);
 - inventory: re-reads CPUs, memory and GPUs every ``inventory_refresh_s`` (a GPU that disappears
   gets no new jobs);
-- events (``counters.EventListener``): wakes the main loop on ``enqueued``, ``released`` and
-  ``cancel``, so new work starts without waiting for the poll timer, which is only the fallback;
+- events (``counters.EventListener``): wakes the main loop on ``enqueued`` (sent to this agent when
+  it is idle, events.py) and ``cancel``, so new work starts without waiting for the poll timer;
 - the supervisor's, one per job (``supervisor.py``), which call :meth:`Agent._release` at the end.
 
 Stopping: SIGTERM/SIGINT stop claiming; running containers are left running for the next agent
@@ -57,7 +57,6 @@ MAX_CLAIMS_PER_PASS = 64
 
 #: How long after an alive key's expiry the reaper looks (Redis expires keys lazily or within ~100 ms).
 REAP_AFTER_EXPIRY_S = 0.1
-
 
 SupervisorFactory = Callable[[RunContext], Any]
 
@@ -142,8 +141,9 @@ class Agent:
         self._drain = settings.drain
         self._cancels: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.listener = EventListener(
-            self.conn, self.keys, self.settings.queues, wake=self._wake, cancels=self._cancels, closing=self._closing
+            self.conn, self.keys, settings.queues, wake=self._wake, cancels=self._cancels, closing=self._closing
         )
+        self.listener.agent_id = settings.agent_id
         self._cancel_sent: Set[str] = set()
         self._reconciled = False
         self._reap_timer = Every(settings.reaper_interval_s)
@@ -265,6 +265,7 @@ class Agent:
 
     def _claim_pass(self) -> int:
         """Claim jobs one at a time until none fits (or lost races leave none to try)."""
+        self.listener.offer(len(self.supervisor.running_job_ids()), self.capacity().slots)
         claims = ClaimPass(self.claimer, self.reader, policy=self.policy, skip=self.supervisor.running_job_ids())
         claimed = 0
         try:
@@ -279,6 +280,7 @@ class Agent:
                 self._launch(entry, backfilled=decision.backfilled)
         finally:
             self.counters.inc("lost_races", claims.lost_races)
+            self.listener.offer(len(self.supervisor.running_job_ids()), self.capacity().slots, again=True)
         return claimed
 
     def _launch(self, entry: LedgerEntry, *, backfilled: bool) -> None:

@@ -158,7 +158,7 @@ def enqueue(
     description: str,
     also: Optional[Callable[[Any], None]] = None,
 ) -> None:
-    """Write the record (``queued``) and the RQ job in one MULTI, then wake the agents serving its queue.
+    """Write the record (``queued``) and the RQ job in one MULTI, then wake a few idle agents serving its queue.
 
     ``also(pipe)`` adds the caller's own writes to the same transaction.
     """
@@ -177,7 +177,7 @@ def enqueue(
         if also is not None:
             also(pipe)
         pipe.execute()
-    events.publish(conn, keys, events.Enqueued(fields["queue"]))
+    events.wake_idle(conn, keys, fields["queue"])
 
 
 #: One candidate of a claim: (job id, its RQ queue's name, its ledger JSON, its GPU ids).
