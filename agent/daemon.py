@@ -5,8 +5,7 @@ Threads, each with one job:
 - main: reconcile after a restart, then on every wake-up: act on cancel requests, check Docker,
   reap lost agents, sweep orphans, and claim jobs one at a time until nothing more fits;
 - heartbeat: every ``heartbeat_interval_s`` (``heartbeat.py``);
-- inventory: re-reads CPUs, memory and GPUs every ``inventory_refresh_s`` (a GPU that disappears
-  gets no new jobs);
+- inventory: re-reads CPUs, memory and GPUs every ``inventory_refresh_s`` (a lost GPU gets no new jobs);
 - events (``counters.EventListener``): wakes the main loop on ``enqueued`` (sent to this agent when
   it is idle, events.py) and ``cancel``, so new work starts without waiting for the poll timer;
 - the supervisor's, one per job (``supervisor.py``), which call :meth:`Agent._release` at the end.
@@ -99,6 +98,7 @@ class Agent:
             agent_id=settings.agent_id,
             queue_config_for=self.store.get,
             lock_ttl_s=lock_ttl_for(settings.reaper_interval_s),
+            hold_s=settings.reaper_interval_s,
         )
         self.supervisor = supervisor_factory(self._run_context())
         self.reconciler = self._reconciler()
