@@ -13,15 +13,16 @@ counters (INFO commandstats: calls; INFO cpu: used_cpu_sys + used_cpu_user):
    enqueue-to-claim latency (``starting_at - queued_at`` of each record), lost races per claim.
 
 Sized for the 2-core machine it runs on: 2 worker processes hold all N agents (one core for the
-agents, one for Redis and the driver); 10 jobs/s of 0.5 s keeps about 5 running, so at N = 1,000
-the fleet is mostly idle, the case the latency target names. At N = 10 (4 slots each) there is room
-for 40. Targets, in one run: commands per job at 1,000 agents <= 2x at 10; p99 enqueue-to-claim at
+agents, one for Redis and the driver); 20 jobs/s of 0.5 s keeps about 10 running, so at N = 1,000
+the fleet is mostly idle, the case the latency target names, and at N = 10 (4 slots each, room for
+40) it is a quarter busy. The phases last a multiple of the reaper interval (5 s), so the lock
+holder's read of every alive key falls as often into the idle phase as into the load phase. Targets, in one run: commands per job at 1,000 agents <= 2x at 10; p99 enqueue-to-claim at
 1,000 agents <= 100 ms; heartbeats of 1,000 idle agents < 5% of one core of Redis CPU.
 
 Then the claim rate with 1,000,000 jobs queued (100,000 with ``--quick``), filled by a Lua script in
 chunks of 20,000, against 1,000 queued in the same run: ``claim_rate.py``'s 8 claimers, one round each.
 
-    .venv/bin/python bench/fleet.py [--sizes 10,100,1000] [--rate 10] [--quick] [--json]
+    .venv/bin/python bench/fleet.py [--sizes 10,100,1000] [--rate 20] [--quick] [--json]
 """
 
 from __future__ import annotations
@@ -275,16 +276,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100,1000", help="fleet sizes, comma-separated")
     parser.add_argument("--processes", type=int, default=2, help="worker processes holding the agents")
-    parser.add_argument("--rate", type=float, default=10.0, help="jobs enqueued per second in the load phase")
+    parser.add_argument("--rate", type=float, default=20.0, help="jobs enqueued per second in the load phase")
     parser.add_argument("--run-s", type=float, default=0.5, help="how long each fake job runs")
-    parser.add_argument("--idle-s", type=float, help="length of each idle phase (default 8, 4 with --quick)")
-    parser.add_argument("--load-s", type=float, help="length of the load phase (default 12, 5 with --quick)")
+    parser.add_argument("--idle-s", type=float, help="length of each idle phase (default 10, 5 with --quick)")
+    parser.add_argument("--load-s", type=float, help="length of the load phase (default 15, 5 with --quick)")
     parser.add_argument("--depth", type=int, help="deep queue for the claim rate (default 1,000,000; 100,000 quick)")
     parser.add_argument("--quick", action="store_true", help="shorter phases, a 100,000-deep queue")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON object")
     options = parser.parse_args()
-    options.idle_s = options.idle_s or (4.0 if options.quick else 8.0)
-    options.load_s = options.load_s or (5.0 if options.quick else 12.0)
+    options.idle_s = options.idle_s or (5.0 if options.quick else 10.0)
+    options.load_s = options.load_s or (5.0 if options.quick else 15.0)
     depth = options.depth or (100_000 if options.quick else 1_000_000)
     sizes = [int(s) for s in options.sizes.split(",")]
     result = {

@@ -27,7 +27,7 @@ from launchbay.agent.placement import Policy
 from launchbay.agent.reaper import Reaper, lock_ttl_for
 from launchbay.agent.runtime_fake import FakeRuntime
 from launchbay.agent.settings import AgentSettings
-from launchbay.queue_config import events, lifecycle
+from launchbay.queue_config import lifecycle
 from launchbay.queue_config.job import Outcome, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
@@ -182,5 +182,3 @@ def serve(url: str, settings: List[AgentSettings], capacity: Capacity, run_s: fl
     ready.put(len(loop.agents))
     loop.run_until(stop)
     out.put(loop.report())
-    for agent in loop.agents.values():
-        events.offer(loop.conn, loop.keys, agent.id, agent.settings.queues, has_room=False)
