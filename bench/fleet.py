@@ -256,6 +256,8 @@ def rows(result: Dict[str, Any]) -> List[Row]:
         )
     )
     depth = result["depth"]
+    if not depth:
+        return out
     deep, shallow = depth[f"round_{depth['depth']}"], depth["round_1000"]
     out.append(
         at_least(
