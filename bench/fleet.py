@@ -282,13 +282,15 @@ def main() -> None:
     parser.add_argument("--run-s", type=float, default=0.5, help="how long each fake job runs")
     parser.add_argument("--idle-s", type=float, help="length of each idle phase (default 10, 5 with --quick)")
     parser.add_argument("--load-s", type=float, help="length of the load phase (default 15, 5 with --quick)")
-    parser.add_argument("--depth", type=int, help="deep queue for the claim rate (default 1,000,000; 100,000 quick)")
+    parser.add_argument(
+        "--depth", type=int, help="deep queue for the claim rate (default 1,000,000; 100,000 quick; 0: none)"
+    )
     parser.add_argument("--quick", action="store_true", help="shorter phases, a 100,000-deep queue")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON object")
     options = parser.parse_args()
     options.idle_s = options.idle_s or (5.0 if options.quick else 10.0)
     options.load_s = options.load_s or (5.0 if options.quick else 15.0)
-    depth = options.depth or (100_000 if options.quick else 1_000_000)
+    depth = options.depth if options.depth is not None else (100_000 if options.quick else 1_000_000)
     sizes = [int(s) for s in options.sizes.split(",")]
     result = {
         "sizes": [measure_size(size, options) for size in sizes],
