@@ -123,6 +123,10 @@ class EventListener:
                     message = pubsub.get_message(timeout=0.5)
                     if message is not None:
                         self.on_event(message.get("data"))
+            except redis.exceptions.NoPermissionError as exc:
+                # An ACL from before the per-agent channels: listen on the shared one, poll for the rest.
+                log.warning("may not listen on %s (%s); new jobs are found by polling", self._own(), exc)
+                self.agent_id = None
             except redis.RedisError as exc:
                 log.debug("event listener reconnecting: %s", exc)
                 self.closing.wait(1.0)
@@ -130,6 +134,9 @@ class EventListener:
                 if pubsub is not None:
                     pubsub.close()
         self.withdraw()
+
+    def _own(self) -> str:
+        return self.keys.agent_events(self.agent_id or "")
 
     def on_event(self, data: Any) -> None:
         event = events.parse(data)

@@ -28,12 +28,16 @@ Unknown or malformed messages parse to None.
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Optional, Sequence, Union
 
 import redis
 from launchbay.queue_config.keys import Keys
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,27 @@ def wake_idle(conn: Any, keys: Keys, queue: str, *, at_most: int = WAKE_AT_MOST)
     message = json.dumps(asdict(Enqueued(queue)), sort_keys=True)
     # EVALSHA (SCRIPT LOAD once per server), which the least-privilege ACL allows; EVAL it does not.
     script = conn.register_script(_WAKE_LUA)
-    return script(keys=[keys.idle(queue)], args=[str(at_most), keys.agent_events(""), message])
+    try:
+        return script(keys=[keys.idle(queue)], args=[str(at_most), keys.agent_events(""), message])
+    except redis.ResponseError as exc:
+        problem = str(exc).lower()
+        if not isinstance(exc, redis.exceptions.NoPermissionError) and "can't publish" not in problem:
+            raise
+        # An ACL written before the per-agent channels (``&{ns}:events`` without the ``*``): wake
+        # everyone as launchbay did before, rather than nobody.
+        _warn_old_acl(str(exc))
+        publish(conn, keys, Enqueued(queue))
+        return []
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_old_acl(problem: str) -> None:
+    log.warning(
+        "this Redis user may not wake one agent (%s): every agent of the queue is woken instead; "
+        "allow the channels &%s* (docs/security.md)",
+        problem,
+        Keys.from_env().events,
+    )
 
 
 def offer(conn: Any, keys: Keys, agent_id: str, queues: Sequence[str], *, has_room: bool) -> None:

@@ -10,6 +10,7 @@ import time
 from typing import Dict, List
 
 import pytest
+import redis
 from launchbay.agent.inventory import InventoryProbe
 from launchbay.client import enqueue
 from launchbay.queue_config import events
@@ -87,3 +88,20 @@ def test_a_job_the_woken_agents_cannot_fit_is_claimed_by_the_poll(redis_conn, tm
     wait_for(lambda: record(redis_conn, job_id)["state"] == "finished", timeout_s=20, what="the job to finish")
     assert record(redis_conn, job_id)["agent"] == "big"
     assert watch.agents_woken() == small_names, "only the small agents were woken; the big one found it by polling"
+
+
+def test_with_an_acl_from_before_the_agent_channels_an_enqueue_still_wakes_the_queue(redis_conn, redis_url, caplog):
+    """``&launchbay:events`` without the ``*``: the wake-up falls back to the shared channel, with one warning."""
+    older = "resetkeys ~* resetchannels &launchbay:events +@all"  # docs/security.md's channel rule before
+    redis_conn.execute_command("ACL", "SETUSER", "older-acl", "on", ">pw", *older.split())
+    try:
+        user = redis.Redis.from_url(redis_url, username="older-acl", password="pw")
+        redis_conn.rpush(Keys().idle("default"), "agent-x")
+        watch = WakeWatch(redis_conn)
+
+        assert events.wake_idle(user, Keys(), "default") == []
+
+        assert watch.drain().get(Keys().events) == [{"type": "enqueued", "queue": "default"}]
+        assert "allow the channels &launchbay:events*" in caplog.text
+    finally:
+        redis_conn.execute_command("ACL", "DELUSER", "older-acl")
