@@ -23,6 +23,7 @@ from launchbay.agent.job_outcome import SIGNAL_EXIT_CODES, canceled, exit_outcom
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.log_pump import LogPump
 from launchbay.agent.logs import LOG_FILE_LABEL, LOG_STREAM_LABEL, JobLog
+from launchbay.agent.metrics import JobMetrics
 from launchbay.agent.payload_dir import PayloadPaths, payload_paths, prepare_payload
 from launchbay.agent.run_context import RunContext
 from launchbay.agent.runtime import ContainerGoneError, ContainerInfo, ExitStatus, PullInterruptedError
@@ -91,6 +92,7 @@ class JobRun:
             cap_bytes=ctx.settings.log_cap_bytes,
             file_cap_bytes=ctx.log_file_cap_bytes,
         )
+        self.metrics = JobMetrics.for_job(ctx, self.job_id)
         self._thread = threading.Thread(target=self._main, name=f"job-{self.job_id}", daemon=True)
 
     # -- control, from other threads ---------------------------------------------------------------
@@ -120,6 +122,7 @@ class JobRun:
             outcome = failed(Reason.CONTAINER_FAILED, f"the agent failed running the job: {exc}")
         try:
             if outcome is None:
+                self.metrics.stop()
                 self.log.close()  # detached: what was copied stays, without an eof
             else:
                 job_end.record_end(self.ctx, self._leftovers(), outcome, self._redis)
@@ -131,7 +134,9 @@ class JobRun:
             self.on_done(self.job_id)
 
     def _leftovers(self) -> job_end.RunLeftovers:
-        return job_end.RunLeftovers(self.job_id, self.record, self.log, self.paths, self.container_id, self.stop_reason)
+        return job_end.RunLeftovers(
+            self.job_id, self.record, self.log, self.paths, self.container_id, self.stop_reason, self.metrics
+        )
 
     def _launch(self) -> Optional[Outcome]:
         if self._cancel_requested():
@@ -267,6 +272,9 @@ class JobRun:
     def _start_helpers(self, *, skip_lines: int) -> None:
         self._stop_pump()
         self._pump = LogPump(self.ctx.runtime, self.container_id, self.log, skip_lines=skip_lines).start()
+        if self.paths is not None:  # an adopted container that never started has sent nothing yet
+            adopted_running = self.adopted is not None and self.adopted.status != "created"
+            self.metrics.start(self.paths.output_dir, resume=adopted_running)
         threading.Thread(target=self._wait_loop, name=f"wait-{self.job_id}", daemon=True).start()
 
     def _wait_loop(self) -> None:

@@ -19,6 +19,8 @@ from launchbay.queue_config.lifecycle import Records
 
 from launchbay.errors import NotFoundError
 
+from .metrics import MetricsReader
+
 #: How long one XREAD blocks before the record's state is checked again (milliseconds).
 POLL_BLOCK_MS = 1000
 LOG_BATCH = 500
@@ -60,6 +62,7 @@ class JobHandle:
         self.keys = keys or Keys.from_env()
         self.notes: List[str] = list(notes)
         self._records = Records(conn, self.keys)
+        self._metrics: Optional[MetricsReader] = None
 
     def __repr__(self) -> str:
         return f"JobHandle({self.id!r})"
@@ -110,6 +113,23 @@ class JobHandle:
             if not lines and _through_outages(self.state) in TERMINAL_STATES:
                 yield from self._lines_after(last_id)
                 return
+
+    def metrics(self, follow: bool = False) -> Iterator[Dict[str, Any]]:
+        """The job's logged steps (``{"_step": 3, "loss": 0.2, ...}``), oldest first; with ``follow``,
+        keep yielding until the job ends. :attr:`metrics_truncated` then says whether the agent's cap
+        cut the stream short. The last value of each key is in ``status()["summary"]`` once it ended.
+        """
+        self.status()
+        self._metrics = MetricsReader(self.conn, self.keys, self.id)
+        if not follow or self.state() in TERMINAL_STATES:
+            yield from self._metrics.all()
+            return
+        yield from self._metrics.follow(lambda: self.state() in TERMINAL_STATES, POLL_BLOCK_MS, _through_outages)
+
+    @property
+    def metrics_truncated(self) -> Optional[str]:
+        """Why the agent stopped keeping steps (its cap), as seen by the last :meth:`metrics`; None if it did not."""
+        return self._metrics.truncated if self._metrics is not None else None
 
     def cancel(self) -> str:
         """``"canceled"`` if it was still queued, ``"cancel_requested"`` if an agent has it (it stops it)."""

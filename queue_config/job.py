@@ -21,6 +21,7 @@ agent, host, container    who runs it, and the container id
 gpus                      JSON list of host GPU ids, e.g. ["0", "3"]
 exit_code                 the container's exit code
 effective_config          JSON: the config the job ran with (the SDK's config.json)
+summary                   JSON: the job's summary.json when it ended (last value per metric)
 attempts                  how many times an agent claimed it
 cancel_requested          "1" once a user asked to cancel a claimed job
 rq_execution              RQ's execution id while an agent runs it
@@ -75,7 +76,9 @@ class Reason(str, Enum):
         return self.value
 
 
-JSON_FIELDS = frozenset({"spec", "request", "constraints", "run_config", "file_overrides", "gpus", "effective_config"})
+JSON_FIELDS = frozenset(
+    {"spec", "request", "constraints", "run_config", "file_overrides", "gpus", "effective_config", "summary"}
+)
 INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s"})
 #: Added by :func:`from_hash`: the names of the fields whose stored value could not be read.
 UNREADABLE_FIELDS = "unreadable_fields"
@@ -86,7 +89,7 @@ CANCEL_REQUESTED = "cancel_requested"
 #: queued job that has one is not claimed). ``tests/test_structure.py`` checks claim.lua's list.
 RUN_FIELDS = (
     "reason", "message", "exit_code", "agent", "host", "gpus", "container", "rq_execution",
-    "effective_config", CANCEL_REQUESTED, "starting_at", "running_at", "finished_at", "failed_at", "canceled_at",
+    "effective_config", "summary", CANCEL_REQUESTED, "starting_at", "running_at", "finished_at", "failed_at", "canceled_at",
 )  # fmt: skip
 #: What ``claim.lua`` writes with ``state=starting`` (``attempts`` it increments).
 CLAIM_SETS = ("agent", "host", "gpus", "starting_at")

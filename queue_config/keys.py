@@ -14,6 +14,8 @@ key                                    type    TTL          written by
                                                             state, reason, timestamps, gpus...
 {ns}:job:{id}:log                      STREAM  result TTL   agent: container output, capped;
                                                             lifecycle: eof (logstream.py)
+{ns}:job:{id}:metrics                  STREAM  result TTL   agent: the job's metrics.jsonl, one
+                                                            entry {"m": line} per step, capped
 {ns}:jobs:{queue}                      ZSET    none         CLI: job ids by enqueue time
 {ns}:agents                            SET     none         agent: ids ever registered
 {ns}:agent:{id}                        HASH    none         agent: host, labels, inventory
@@ -74,6 +76,9 @@ class Keys:
 
     def job_log(self, job_id: str) -> str:
         return self._k("job", job_id, "log")
+
+    def job_metrics(self, job_id: str) -> str:
+        return self._k("job", job_id, "metrics")
 
     def queue_jobs(self, queue: str) -> str:
         return self._k("jobs", queue)

@@ -140,9 +140,10 @@ class Records:
             pipe.execute()
 
     def expire_ended(self, pipe: Any, job_id: str) -> None:
-        """An ended record and its log live as long as RQ keeps the job's result."""
+        """An ended record, its log and its metrics live as long as RQ keeps the job's result."""
         pipe.expire(self.keys.job(job_id), rq_bridge.RESULT_TTL_S)
         pipe.expire(self.keys.job_log(job_id), rq_bridge.RESULT_TTL_S)
+        pipe.expire(self.keys.job_metrics(job_id), rq_bridge.RESULT_TTL_S)
 
 
 # -- enqueue and claim -------------------------------------------------------------------------------
@@ -237,14 +238,16 @@ def end(
     rq_execution: Optional[str] = None,
     allowed_from: Iterable[State] = ACTIVE_STATES,
     eof_once: bool = True,
+    summary: Optional[Dict[str, Any]] = None,
     **fields: Any,
 ) -> bool:
     """End a job: the terminal state with reason, exit code and message, then :func:`complete_end`.
 
     Returns False, and writes nothing, when the job is not in ``allowed_from`` any more (someone
-    else ended, requeued or canceled it first). ``fields`` are set with the state (e.g. the
-    effective config). The job's own runner, which knows its run's log, passes ``eof_once=False``:
-    its ``eof`` is written even when an earlier run's ``eof`` is the stream's last entry.
+    else ended, requeued or canceled it first). ``summary`` (the job's summary.json, last value
+    per metric) and ``fields`` are set with the state (e.g. the effective config). The job's own
+    runner, which knows its run's log, passes ``eof_once=False``: its ``eof`` is written even when
+    an earlier run's ``eof`` is the stream's last entry.
     """
     won = records.transition(
         job_id,
@@ -253,6 +256,7 @@ def end(
         reason=outcome.reason,
         exit_code=outcome.exit_code,
         message=outcome.message or None,
+        summary=summary,
         **fields,
     )
     if won:
