@@ -37,7 +37,7 @@ from typing import Any, Dict, List
 
 import redis
 from _common import RedisServer, Row, apply_queues, at_least, at_most, emit, wait_until
-from claim_rate import CAPACITY, FILL_BATCH, one_round, queue_for
+from claim_rate import CAPACITY, FILL_BATCH, REQUEST, one_round, queue_for
 from fleet_agents import FULL, HEARTBEATS_ONLY, serve
 from launchbay.agent.settings import AgentSettings
 from launchbay.client import enqueue
@@ -188,7 +188,7 @@ return 1
 def fill_fast(conn: redis.Redis, name: str, count: int) -> float:
     """``count`` queued records as the client writes them (less rq's own job hash), by Lua; seconds taken."""
     began, keys = time.monotonic(), Keys()
-    fields = {"name": "bench-claim", "queue": name, "priority": "normal", "request": CAPACITY_REQUEST}
+    fields = {"name": "bench-claim", "queue": name, "priority": "normal", "request": REQUEST}
     template = to_hash({**fields, "state": State.QUEUED, "queued_at": time.time(), "attempts": 0, "constraints": {}})
     pairs = [x for k, v in template.items() if v != "" for x in (k, v)]
     script = conn.register_script(_FILL_LUA)
@@ -196,9 +196,6 @@ def fill_fast(conn: redis.Redis, name: str, count: int) -> float:
         n = min(FILL_BATCH * 20, count - start)
         script(keys=[rq_bridge.rq_queue(conn, name).key], args=[n, f"d{start:08d}-", keys.job(""), *pairs])
     return time.monotonic() - began
-
-
-CAPACITY_REQUEST = {"cpus": 1.0, "memory_mib": 1024, "gpus": 0, "gpu_model": "", "gpu_memory_mib": 0}
 
 
 def measure_depth(depth: int) -> Dict[str, Any]:
