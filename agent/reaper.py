@@ -38,7 +38,10 @@ return 0
 # After a pass with ``hold_s``: the holder keeps the lock ``hold_s`` more (ARGV[2], ms), so the fleet
 # looks once per interval, not once per agent per interval (N agents x N alive keys read, every interval).
 _HOLD_LOCK_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])  -- SET, not PEXPIRE: the documented ACL has no PEXPIRE
+  return 1
+end
 return 0
 """
 
