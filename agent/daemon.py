@@ -286,6 +286,8 @@ class Agent:
     def _launch(self, entry: LedgerEntry, *, backfilled: bool) -> None:
         self.counters.inc("claimed")
         job_id = entry.job_id
+        if not self.claimer.replicated(job_id):
+            return  # not launched; the sweep settles the claim (back to the front of its queue)
         log.info(
             "claimed job %s from %s: %g CPUs, %d MiB, GPUs [%s]%s",
             job_id,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import redis
+from launchbay.agent.job_secrets import JobSecrets, scrub_effective_config
 from launchbay.agent.logs import JobLog
 from launchbay.agent.metrics import JobMetrics
 from launchbay.agent.payload_dir import JobOutputs, PayloadPaths, read_outputs, remove_job_dir
@@ -39,6 +40,7 @@ class RunLeftovers:
     container_id: Optional[str]
     stop_reason: Optional[str]  # "lost" when the job had been taken away from this agent
     metrics: Optional[JobMetrics] = None
+    secrets: Optional[JobSecrets] = None  # the queue's secrets as resolved for this job (values to scrub)
 
 
 def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Callable[[Callable[[], T]], T]) -> None:
@@ -59,7 +61,7 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
                 outcome,
                 rq_execution=run.record.get("rq_execution"),
                 eof_once=False,
-                effective_config=outputs.effective_config,
+                effective_config=scrub_effective_config(run.record, outputs.effective_config, run.secrets),
                 summary=summary,
             )
         )

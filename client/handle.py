@@ -13,9 +13,11 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Type
 
 import redis
 from launchbay.queue_config import lifecycle, logstream
+from launchbay.queue_config.connection import is_transient
 from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
+from launchbay.queue_config.secrets import mask_record
 
 from launchbay.errors import NotFoundError
 
@@ -39,9 +41,9 @@ def _through_outages(call: Callable[..., T], *args: Any) -> T:
     while True:
         try:
             return call(*args)
-        except redis.AuthenticationError:
-            raise  # a ConnectionError too, but waiting does not fix credentials
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:
+            if not is_transient(exc):  # e.g. credentials: waiting does not fix them
+                raise
             if deadline is None:
                 deadline = time.monotonic() + REDIS_OUTAGE_S
                 log.warning("Redis does not answer (%s); waiting up to %.0f s for it", exc, REDIS_OUTAGE_S)
@@ -68,11 +70,14 @@ class JobHandle:
         return f"JobHandle({self.id!r})"
 
     def status(self) -> Dict[str, Any]:
-        """The job record: state, reason, message, exit_code, agent, host, gpus, timestamps, overrides..."""
+        """The job record: state, reason, message, exit_code, agent, host, gpus, timestamps, overrides...
+
+        Values of fields whose schema says ``format: secret`` are masked.
+        """
         record = self._records.get(self.id)
         if record is None:
             raise NotFoundError(f"unknown job {self.id!r} (never enqueued here, or its record expired)")
-        return record
+        return mask_record(record)
 
     def state(self) -> State:
         return State(self.status()["state"])

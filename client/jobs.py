@@ -8,6 +8,7 @@ import redis
 from launchbay.queue_config.connection import connect
 from launchbay.queue_config.job import State, from_hash
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.secrets import mask_record
 from launchbay.queue_config.store import QueueStore
 
 from launchbay.errors import ValidationError
@@ -35,7 +36,7 @@ def list_jobs(
     state: Optional[str] = None,
     limit: int = 50,
 ) -> List[Dict[str, Any]]:
-    """The newest ``limit`` job records (of ``queue`` and in ``state`` when given), newest first."""
+    """The newest ``limit`` job records (of ``queue`` and in ``state`` when given), newest first; secret values masked."""
     keys = keys or Keys.from_env()
     if state is not None and state not in {s.value for s in State}:
         raise ValidationError(f"unknown state {state!r}; states: {', '.join(s.value for s in State)}")
@@ -66,6 +67,6 @@ def _newest_in_queue(
         for raw in raws:
             record = from_hash(raw) if raw else None  # an expired record leaves its id behind
             if record and (state is None or record.get("state") == state):
-                found.append(record)
+                found.append(mask_record(record))
         start += PAGE_SIZE
     return found[:limit]

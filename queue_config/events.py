@@ -72,12 +72,17 @@ WAKE_AT_MOST = 2
 
 # KEYS[1] = the queue's idle list. ARGV[1] = how many to wake, ARGV[2] = the channel prefix (the
 # agent id is appended), ARGV[3] = the message. LRANGE + LREM rather than LPOP: the least-privilege
-# ACL of docs/security.md needs no new command. Returns the agent ids woken.
+# ACL of docs/security.md needs no new command. Always one replicated write (below). Returns the agent ids woken.
 _WAKE_LUA = """
 local woken = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 for _, agent in ipairs(woken) do
   redis.call('LREM', KEYS[1], 1, agent)
   redis.call('PUBLISH', ARGV[2] .. agent, ARGV[3])
+end
+if #woken == 0 then
+  -- Nobody idle: still one replicated write (on a channel no agent hears), so that the enqueue's WAIT
+  -- over Sentinel has this connection's write to count (connection.confirm_replicated).
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
 end
 return woken
 """
@@ -91,19 +96,23 @@ def wake_idle(conn: Any, keys: Keys, queue: str, *, at_most: int = WAKE_AT_MOST)
     script = conn.register_script(_WAKE_LUA)
     try:
         return script(keys=[keys.idle(queue)], args=[str(at_most), keys.agent_events(""), message])
-    except redis.ResponseError as exc:
-        problem = str(exc).lower()
-        if not isinstance(exc, redis.exceptions.NoPermissionError) and "can't publish" not in problem:
+    except redis.ResponseError as exc:  # on a connection; in a pipeline the caller sees it at execute
+        if not refused_by_acl(exc):
             raise
         # An ACL written before the per-agent channels (``&{ns}:events`` without the ``*``): wake
         # everyone as launchbay did before, rather than nobody.
-        _warn_old_acl(str(exc))
+        warn_old_acl(str(exc))
         publish(conn, keys, Enqueued(queue))
         return []
 
 
+def refused_by_acl(exc: redis.ResponseError) -> bool:
+    """Whether :func:`wake_idle` failed because the user may not publish on an agent's channel."""
+    return isinstance(exc, redis.exceptions.NoPermissionError) or "can't publish" in str(exc).lower()
+
+
 @functools.lru_cache(maxsize=1)
-def _warn_old_acl(problem: str) -> None:
+def warn_old_acl(problem: str) -> None:
     log.warning(
         "this Redis user may not wake one agent (%s): every agent of the queue is woken instead; "
         "allow the channels &%s* (docs/security.md)",

@@ -71,6 +71,7 @@ class Reason(str, Enum):
     REQUEUED_AGENT_LOST = "requeued_agent_lost"  # put back in the queue after its agent was lost
     CANCELED_BY_USER = "canceled_by_user"
     DOCKER_UNAVAILABLE = "docker_unavailable"  # the engine went away and the container with it
+    SECRET_MISSING = "secret_missing"  # a secret of the queue could not be read on the agent's host
 
     def __str__(self) -> str:
         return self.value

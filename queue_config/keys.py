@@ -30,6 +30,9 @@ key                                    type    TTL          written by
                                                             for a job of ``queue``; an enqueue
                                                             pops the ones it wakes (events.py)
 {ns}:reaper:lock                       STRING  a few s      agent: SET NX EX, one reaper at a time
+{ns}:replication-probe                 PUBSUB  -            agents over redis+sentinel://, after a claim
+                                                            (lifecycle): a write WAIT can count; no
+                                                            one listens
 =====================================  ======  ===========  ================================
 
 ``tests/test_keys.py`` pins these shapes.
@@ -113,3 +116,7 @@ class Keys:
     @property
     def reaper_lock(self) -> str:
         return self._k("reaper", "lock")
+
+    @property
+    def replication_probe(self) -> str:
+        return self._k("replication-probe")

@@ -12,7 +12,8 @@ Who calls what:
 
 ===============================  =======================================================
 :func:`enqueue`                  the client (``client/enqueue.py``)
-:class:`ClaimScript`             the agent's claimer (``agent/claim.py``)
+:class:`ClaimScript`             the agent's claimer (``agent/claim.py``); ``confirm`` after a
+                                 claim over ``redis+sentinel://``
 :func:`record_rq_start`          the agent, right after a claim
 :func:`mark_running`             the agent's job runner, once the container started
 :func:`end`                      the job runner, the reaper, reconcile, the daemon (a hand-over
@@ -31,7 +32,7 @@ from importlib import resources
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import redis
-from launchbay.queue_config import events, logstream, rq_bridge
+from launchbay.queue_config import connection, events, logstream, rq_bridge
 from launchbay.queue_config.job import (
     ACTIVE_STATES,
     CANCEL_REQUESTED,
@@ -161,7 +162,10 @@ def enqueue(
 ) -> None:
     """Write the record (``queued``) and the RQ job in one MULTI, then wake a few idle agents serving its queue.
 
-    ``also(pipe)`` adds the caller's own writes to the same transaction.
+    ``also(pipe)`` adds the caller's own writes to the same transaction. Over a ``redis+sentinel://``
+    URL the wake-up is the write that replicas must confirm (:func:`connection.confirm_replicated`):
+    replication is in order, so a replica that has it has the job. Raises RedisUnavailableError when
+    too few do, rather than acknowledge a job a failover could lose.
     """
     with conn.pipeline() as pipe:
         pipe.multi()  # rq joins an explicit transaction instead of starting its own
@@ -178,7 +182,17 @@ def enqueue(
         if also is not None:
             also(pipe)
         pipe.execute()
-    events.wake_idle(conn, keys, fields["queue"])
+    # Wake a few idle agents (not the whole queue) with the write a replica must confirm (Sentinel).
+    queue, check, what = fields["queue"], (lambda pipe: pipe.exists(keys.job(job_id))), f"job {job_id}"
+    try:
+        connection.confirm_replicated(conn, lambda pipe: events.wake_idle(pipe, keys, queue), check, what)
+    except redis.ResponseError as exc:
+        if not events.refused_by_acl(exc):
+            raise
+        events.warn_old_acl(str(exc))  # an ACL from before the per-agent channels: wake the whole queue
+        connection.confirm_replicated(
+            conn, lambda pipe: events.publish(pipe, keys, events.Enqueued(queue)), check, what
+        )
 
 
 #: One candidate of a claim: (job id, its RQ queue's name, its ledger JSON, its GPU ids).
@@ -210,6 +224,23 @@ class ClaimScript:
             args += [job_id, allocation, to_hash({"gpus": list(gpu_ids)})["gpus"]]
         ok, why, index = self._script(keys=keys, args=args)
         return int(ok) == 1, as_text(why), int(index)
+
+    def confirm(self, job_id: str) -> None:
+        """Wait until the replicas a ``redis+sentinel://`` URL asks for have this agent's claim of ``job_id``.
+
+        A claim a failover loses leaves the job queued on the new master, where it would run a second
+        time. Returns at once for other URLs; raises RedisUnavailableError (or a RedisError) when the
+        claim is not confirmed: the caller must not start the job (the sweep puts it back).
+        """
+        if not connection.wait_replicas(self.conn):
+            return
+        ledger = self.keys.agent_ledger(self.agent_id)
+        connection.confirm_replicated(
+            self.conn,
+            lambda pipe: pipe.publish(self.keys.replication_probe, job_id),  # a write WAIT can count
+            lambda pipe: pipe.hexists(ledger, job_id),
+            f"the claim of job {job_id}",
+        )
 
 
 def record_rq_start(records: Records, job_id: str, *, worker_name: str) -> None:

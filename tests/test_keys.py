@@ -20,6 +20,7 @@ def test_key_shapes_are_pinned():
     assert k.agent_events("h1") == "launchbay:events:h1"
     assert k.idle("gpu") == "launchbay:idle:gpu"
     assert k.reaper_lock == "launchbay:reaper:lock"
+    assert k.replication_probe == "launchbay:replication-probe"
 
 
 def test_namespace_is_configurable():
