@@ -6,14 +6,12 @@ Threads, each with one job:
   reap lost agents, sweep orphans, and claim jobs one at a time until nothing more fits;
 - heartbeat: every ``heartbeat_interval_s`` (``heartbeat.py``);
 - inventory: re-reads CPUs, memory and GPUs every ``inventory_refresh_s`` (a lost GPU gets no new jobs);
-- events (``counters.EventListener``): wakes the main loop on ``enqueued`` (sent to this agent when
-  it is idle, events.py) and ``cancel``, so new work starts without waiting for the poll timer;
+- events (``counters.EventListener``): wakes the loop on ``enqueued`` (to it when idle) and ``cancel``;
 - the supervisor's, one per job (``supervisor.py``), which call :meth:`Agent._release` at the end.
 
-Stopping: SIGTERM/SIGINT stop claiming; running containers are left running for the next agent
-process with the same id to adopt (within heartbeat TTL + grace, or the reaper frees the jobs), and
-the agent hash says ``stopping``. With ``drain`` the agent waits for its jobs instead (a second
-signal stops waiting). ``once`` claims until nothing fits, waits for its jobs, and exits.
+Stopping: SIGTERM/SIGINT stop claiming; running containers are left for the next agent process with the
+same id to adopt (within heartbeat TTL + grace, or the reaper frees the jobs); the hash says ``stopping``.
+With ``drain`` it waits for its jobs (a second signal stops waiting). ``once``: claim what fits, wait, exit.
 """
 
 from __future__ import annotations
