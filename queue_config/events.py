@@ -29,10 +29,11 @@ Unknown or malformed messages parse to None.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import redis
 from launchbay.queue_config.keys import Keys
@@ -88,10 +89,17 @@ return woken
 """
 
 
+_WAKE_SHA = hashlib.sha1(_WAKE_LUA.encode()).hexdigest()
+
+
 def wake_idle(conn: Any, keys: Keys, queue: str, *, at_most: int = WAKE_AT_MOST) -> Any:
     """Wake up to ``at_most`` idle agents serving ``queue``, taking them off its idle list (``conn`` may be a
     pipeline; on a connection, returns the ids woken)."""
     message = json.dumps(asdict(Enqueued(queue)), sort_keys=True)
+    if isinstance(conn, redis.client.Pipeline):
+        # Plain EVALSHA: redis-py's own script loading in a pipeline runs SCRIPT EXISTS, which the
+        # least-privilege ACL does not allow; :func:`wake_confirmed` loads the script when it is missing.
+        return conn.evalsha(_WAKE_SHA, 1, keys.idle(queue), str(at_most), keys.agent_events(""), message)
     # EVALSHA (SCRIPT LOAD once per server), which the least-privilege ACL allows; EVAL it does not.
     script = conn.register_script(_WAKE_LUA)
     try:
@@ -104,6 +112,26 @@ def wake_idle(conn: Any, keys: Keys, queue: str, *, at_most: int = WAKE_AT_MOST)
         warn_old_acl(str(exc))
         publish(conn, keys, Enqueued(queue))
         return []
+
+
+def wake_confirmed(conn: redis.Redis, keys: Keys, queue: str, confirm: Callable[[Callable[[Any], Any]], None]) -> None:
+    """The enqueue's wake-up, made through ``confirm(write)`` (which runs ``write`` on a pipeline and, over
+    Sentinel, waits for a replica to have it: ``connection.confirm_replicated``).
+
+    Loads the script on a server that lacks it (new, restarted, failed over) and tries once more; under
+    an ACL from before the per-agent channels it wakes the whole queue on the shared channel instead.
+    """
+    try:
+        try:
+            confirm(lambda pipe: wake_idle(pipe, keys, queue))
+        except redis.exceptions.NoScriptError:
+            conn.script_load(_WAKE_LUA)
+            confirm(lambda pipe: wake_idle(pipe, keys, queue))
+    except redis.ResponseError as exc:
+        if not refused_by_acl(exc):
+            raise
+        warn_old_acl(str(exc))
+        confirm(lambda pipe: publish(pipe, keys, Enqueued(queue)))
 
 
 def refused_by_acl(exc: redis.ResponseError) -> bool:

@@ -183,16 +183,10 @@ def enqueue(
             also(pipe)
         pipe.execute()
     # Wake a few idle agents (not the whole queue) with the write a replica must confirm (Sentinel).
-    queue, check, what = fields["queue"], (lambda pipe: pipe.exists(keys.job(job_id))), f"job {job_id}"
-    try:
-        connection.confirm_replicated(conn, lambda pipe: events.wake_idle(pipe, keys, queue), check, what)
-    except redis.ResponseError as exc:
-        if not events.refused_by_acl(exc):
-            raise
-        events.warn_old_acl(str(exc))  # an ACL from before the per-agent channels: wake the whole queue
-        connection.confirm_replicated(
-            conn, lambda pipe: events.publish(pipe, keys, events.Enqueued(queue)), check, what
-        )
+    check, what = (lambda pipe: pipe.exists(keys.job(job_id))), f"job {job_id}"
+    events.wake_confirmed(
+        conn, keys, fields["queue"], lambda write: connection.confirm_replicated(conn, write, check, what)
+    )
 
 
 #: One candidate of a claim: (job id, its RQ queue's name, its ledger JSON, its GPU ids).
