@@ -8,7 +8,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import redis
 from launchbay.queue_config import events
@@ -77,6 +77,7 @@ class EventListener:
     """Listens on ``{ns}:events`` and the agent's own ``{ns}:events:{id}`` and wakes the main loop on
     ``enqueued`` (for a queue this agent serves) and ``cancel`` (the job id goes to ``cancels``);
     reconnects until ``closing``. Another agent's ``released`` frees nothing of ours: it is ignored.
+    A ``gpu_drain`` for ``agent_id`` calls ``on_drain`` (the inventory is read again at once).
     """
 
     def __init__(
@@ -88,16 +89,18 @@ class EventListener:
         wake: threading.Event,
         cancels: queue.SimpleQueue,
         closing: threading.Event,
-        agent_id: Optional[str] = None,
+        agent_id: str = "",
+        on_drain: Optional[Callable[[], None]] = None,
     ) -> None:
-        self.conn, self.keys, self.queues, self.agent_id = conn, keys, list(queues), agent_id
+        self.conn, self.keys, self.queues = conn, keys, list(queues)
         self.wake, self.cancels, self.closing = wake, cancels, closing
-        self._offered = False
+        self.agent_id, self.on_drain = agent_id, on_drain
+        self._offered, self._own_channel = False, True
 
     def offer(self, running: int, slots: int, *, again: bool = False) -> None:
         """Before a claim pass (``again`` False): with room for a job, be on the idle lists of our queues, at
         the end (an enqueue wakes from the front); after one (``again``): off them once full (events.py)."""
-        if self.agent_id is None:
+        if not self.agent_id or not self._own_channel:
             return
         room = running < slots
         if room and not again:
@@ -117,7 +120,7 @@ class EventListener:
         while not self.closing.is_set():
             pubsub = None
             try:
-                pubsub = events.subscribe(self.conn, self.keys, self.agent_id)
+                pubsub = events.subscribe(self.conn, self.keys, self.agent_id if self._own_channel else None)
                 self.wake.set()  # whatever was published while we were not listening
                 while not self.closing.is_set():
                     message = pubsub.get_message(timeout=0.5)
@@ -126,7 +129,7 @@ class EventListener:
             except redis.exceptions.NoPermissionError as exc:
                 # An ACL from before the per-agent channels: listen on the shared one, poll for the rest.
                 log.warning("may not listen on %s (%s); new jobs are found by polling", self._own(), exc)
-                self.agent_id = None
+                self._own_channel = False
             except redis.RedisError as exc:
                 log.debug("event listener reconnecting: %s", exc)
                 self.closing.wait(1.0)
@@ -145,3 +148,5 @@ class EventListener:
         elif isinstance(event, events.Cancel):
             self.cancels.put(event.job_id)
             self.wake.set()
+        elif isinstance(event, events.GpuDrain) and event.agent == self.agent_id and self.on_drain is not None:
+            self.on_drain()

@@ -13,6 +13,8 @@ same, on ``{ns}:events:{agent}``                   lifecycle (enqueue),    that 
                                                    freed a job's ledger    release frees only the releasing
                                                                            agent's resources, which wakes
                                                                            itself); scripts may listen
+``{"agent": id, "type": "gpu_drain"}``             ``launchbay agent       the agent ``id``: re-read its
+                                                   --drain-gpu``           GPUs (drains) now
 =================================================  ======================  ==============================
 
 Wake-ups that do not grow with the fleet: an agent with room for another job puts itself on
@@ -59,7 +61,13 @@ class Released:
     type: str = "released"
 
 
-Event = Union[Enqueued, Cancel, Released]
+@dataclass(frozen=True)
+class GpuDrain:
+    agent: str
+    type: str = "gpu_drain"
+
+
+Event = Union[Enqueued, Cancel, Released, GpuDrain]
 
 
 def publish(conn: Any, keys: Keys, event: Event) -> None:
@@ -174,6 +182,8 @@ def parse(data: Any) -> Optional[Event]:
         return Cancel(str(message["job_id"]))
     if kind == "released":
         return Released(str(message.get("agent")))
+    if kind == "gpu_drain":
+        return GpuDrain(str(message.get("agent")))
     return None
 
 
