@@ -71,6 +71,7 @@ class Reason(str, Enum):
     REQUEUED_AGENT_LOST = "requeued_agent_lost"  # put back in the queue after its agent was lost
     CANCELED_BY_USER = "canceled_by_user"
     DOCKER_UNAVAILABLE = "docker_unavailable"  # the engine went away and the container with it
+    PREEMPTED = "preempted"  # stopped for a higher-priority job and put back at the front of its queue
     SECRET_MISSING = "secret_missing"  # a secret of the queue could not be read on the agent's host
     GPU_FAILED = "gpu_failed"  # a GPU it ran on became unhealthy (agent/gpu_health.py); maybe requeued
 
@@ -81,7 +82,7 @@ class Reason(str, Enum):
 JSON_FIELDS = frozenset(
     {"spec", "request", "constraints", "run_config", "file_overrides", "gpus", "effective_config", "summary"}
 )
-INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s"})
+INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s", "preemptions"})
 #: Added by :func:`from_hash`: the names of the fields whose stored value could not be read.
 UNREADABLE_FIELDS = "unreadable_fields"
 CANCEL_REQUESTED = "cancel_requested"

@@ -32,6 +32,8 @@ key                                    type    TTL          written by
                                                             for a job of ``queue``; an enqueue
                                                             pops the ones it wakes (events.py)
 {ns}:reaper:lock                       STRING  a few s      agent: SET NX EX, one reaper at a time
+{ns}:usage:{queue}                     HASH    none         agent at a job's end (usage.py):
+                                                            <user>:gpu_s, :cpu_s, :at (fair share)
 {ns}:replication-probe                 PUBSUB  -            agents over redis+sentinel://, after a claim
                                                             (lifecycle): a write WAIT can count; no
                                                             one listens
@@ -121,6 +123,9 @@ class Keys:
     @property
     def reaper_lock(self) -> str:
         return self._k("reaper", "lock")
+
+    def usage(self, queue: str) -> str:
+        return self._k("usage", queue)
 
     @property
     def replication_probe(self) -> str:

@@ -327,6 +327,13 @@ def put_back(records: Records, job_id: str, record: Dict[str, Any], **fields: An
     return True
 
 
+def put_back_preempted(records: Records, job_id: str, record: Dict[str, Any], message: str) -> bool:
+    """A preempted job back at the front of its queue: reason preempted, preemptions + 1, queued_at kept."""
+    times = int(record.get("preemptions") or 0) + 1
+    kept = {"queued_at": record["queued_at"]} if record.get("queued_at") else {}
+    return put_back(records, job_id, record, reason=Reason.PREEMPTED, message=message, preemptions=times, **kept)
+
+
 # -- what a person does: cancel, requeue --------------------------------------------------------------
 
 

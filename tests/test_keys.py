@@ -21,6 +21,7 @@ def test_key_shapes_are_pinned():
     assert k.agent_events("h1") == "launchbay:events:h1"
     assert k.idle("gpu") == "launchbay:idle:gpu"
     assert k.reaper_lock == "launchbay:reaper:lock"
+    assert k.usage("gpu") == "launchbay:usage:gpu"
     assert k.replication_probe == "launchbay:replication-probe"
 
 
