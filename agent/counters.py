@@ -74,8 +74,9 @@ class Every:
 
 
 class EventListener:
-    """Listens on ``{ns}:events`` and wakes the main loop on ``enqueued`` (for a queue this agent
-    serves), ``released`` and ``cancel`` (the job id goes to ``cancels``); reconnects until ``closing``.
+    """Listens on ``{ns}:events`` and the agent's own ``{ns}:events:{id}`` and wakes the main loop on
+    ``enqueued`` (for a queue this agent serves) and ``cancel`` (the job id goes to ``cancels``);
+    reconnects until ``closing``. Another agent's ``released`` frees nothing of ours: it is ignored.
     A ``gpu_drain`` for ``agent_id`` calls ``on_drain`` (the inventory is read again at once).
     """
 
@@ -94,27 +95,55 @@ class EventListener:
         self.conn, self.keys, self.queues = conn, keys, list(queues)
         self.wake, self.cancels, self.closing = wake, cancels, closing
         self.agent_id, self.on_drain = agent_id, on_drain
+        self._offered, self._own_channel = False, True
+
+    def offer(self, running: int, slots: int, *, again: bool = False) -> None:
+        """Before a claim pass (``again`` False): with room for a job, be on the idle lists of our queues, at
+        the end (an enqueue wakes from the front); after one (``again``): off them once full (events.py)."""
+        if not self.agent_id or not self._own_channel:
+            return
+        room = running < slots
+        if room and not again:
+            events.offer(self.conn, self.keys, self.agent_id, self.queues, has_room=True)
+        elif not room and self._offered:
+            events.offer(self.conn, self.keys, self.agent_id, self.queues, has_room=False)
+        self._offered = room if not again else self._offered and room
+
+    def withdraw(self) -> None:
+        """Off the idle lists (the agent stops); a stale entry would only cost one wasted wake-up."""
+        try:
+            self.offer(0, 0, again=True)
+        except redis.RedisError as exc:
+            log.debug("could not leave the idle lists: %s", exc)
 
     def run(self) -> None:
         while not self.closing.is_set():
             pubsub = None
             try:
-                pubsub = events.subscribe(self.conn, self.keys)
+                pubsub = events.subscribe(self.conn, self.keys, self.agent_id if self._own_channel else None)
                 self.wake.set()  # whatever was published while we were not listening
                 while not self.closing.is_set():
                     message = pubsub.get_message(timeout=0.5)
                     if message is not None:
                         self.on_event(message.get("data"))
+            except redis.exceptions.NoPermissionError as exc:
+                # An ACL from before the per-agent channels: listen on the shared one, poll for the rest.
+                log.warning("may not listen on %s (%s); new jobs are found by polling", self._own(), exc)
+                self._own_channel = False
             except redis.RedisError as exc:
                 log.debug("event listener reconnecting: %s", exc)
                 self.closing.wait(1.0)
             finally:
                 if pubsub is not None:
                     pubsub.close()
+        self.withdraw()
+
+    def _own(self) -> str:
+        return self.keys.agent_events(self.agent_id or "")
 
     def on_event(self, data: Any) -> None:
         event = events.parse(data)
-        if (isinstance(event, events.Enqueued) and event.queue in self.queues) or isinstance(event, events.Released):
+        if isinstance(event, events.Enqueued) and event.queue in self.queues:
             self.wake.set()
         elif isinstance(event, events.Cancel):
             self.cancels.put(event.job_id)

@@ -7,14 +7,12 @@ Threads, each with one job:
 - heartbeat: every ``heartbeat_interval_s`` (``heartbeat.py``);
 - inventory (``inventory_loop.py``): re-reads CPUs, memory and GPUs every ``inventory_refresh_s`` and on
   ``gpu_drain``; a GPU gone, drained or unhealthy gets no new jobs (``gpu_health.py``: ``gpu_failed``);
-- events (``counters.EventListener``): wakes the main loop on ``enqueued``, ``released``, ``cancel`` (the
-  inventory thread on ``gpu_drain``); the poll timer is only the fallback;
+- events (``counters.EventListener``): wakes the loop on ``enqueued`` (to it when idle) and ``cancel``;
 - the supervisor's, one per job (``supervisor.py``), which call :meth:`Agent._release` at the end.
 
-Stopping: SIGTERM/SIGINT stop claiming; running containers are left running for the next agent
-process with the same id to adopt (within heartbeat TTL + grace, or the reaper frees the jobs), and
-the agent hash says ``stopping``. With ``drain`` the agent waits for its jobs instead (a second
-signal stops waiting). ``once`` claims until nothing fits, waits for its jobs, and exits.
+Stopping: SIGTERM/SIGINT stop claiming; running containers are left for the next agent process with the
+same id to adopt (within heartbeat TTL + grace, or the reaper frees the jobs); the hash says ``stopping``.
+With ``drain`` it waits for its jobs (a second signal stops waiting). ``once``: claim what fits, wait, exit.
 """
 
 from __future__ import annotations
@@ -62,7 +60,6 @@ MAX_CLAIMS_PER_PASS = 64
 #: How long after an alive key's expiry the reaper looks (Redis expires keys lazily or within ~100 ms).
 REAP_AFTER_EXPIRY_S = 0.1
 
-
 SupervisorFactory = Callable[[RunContext], Any]
 
 
@@ -106,6 +103,7 @@ class Agent:
             agent_id=settings.agent_id,
             queue_config_for=self.store.get,
             lock_ttl_s=lock_ttl_for(settings.reaper_interval_s),
+            hold_s=settings.reaper_interval_s,
         )
         self.supervisor = supervisor_factory(self._run_context())
         self.shared = SharedQueue(conn, self.keys, self.store.get, settings, self.supervisor)
@@ -267,6 +265,7 @@ class Agent:
 
     def _claim_pass(self) -> int:
         """Claim jobs one at a time until none fits (or lost races leave none to try)."""
+        self.listener.offer(len(self.supervisor.running_job_ids()), self.capacity().slots)
         claims = self.shared.claim_pass(self.claimer, self.reader)
         try:
             for _ in range(MAX_CLAIMS_PER_PASS):
@@ -280,6 +279,7 @@ class Agent:
             self.shared.after_pass(claims, self.capacity())
         finally:
             self.counters.inc("lost_races", claims.lost_races)
+            self.listener.offer(len(self.supervisor.running_job_ids()), self.capacity().slots, again=True)
         return claims.claimed
 
     def _launch(self, entry: LedgerEntry, *, backfilled: bool) -> None:

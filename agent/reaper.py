@@ -1,7 +1,9 @@
 """Freeing the jobs of agents that stopped heartbeating.
 
-Any live agent runs :meth:`Reaper.run_once` every few seconds; a ``SET NX EX`` lock
-(``{ns}:reaper:lock``) makes one of them do the work at a time. An agent in ``{ns}:agents`` whose
+Any live agent runs :meth:`Reaper.run_once` every few seconds; a lock (``{ns}:reaper:lock``) makes
+one of them do the work at a time. The agent daemon passes ``hold_s`` = its reaper interval: the
+holder keeps the lock that long after a pass, so a fleet of N agents reads the N alive keys once per
+interval rather than N times (the others try again when the lock expires). An agent in ``{ns}:agents`` whose
 ``alive`` key has expired (heartbeat TTL + grace) is lost: each job in its ledger that it still
 owns is put back in its queue (reason ``requeued_agent_lost``) when the queue's ``retry`` policy
 says ``on_agent_lost: requeue`` and the job has been claimed at most ``max_requeues`` times, or
@@ -31,6 +33,29 @@ log = logging.getLogger(__name__)
 _RELEASE_LOCK_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+# After a pass with ``hold_s``: the holder keeps the lock ``hold_s`` more (ARGV[2], ms), so the fleet
+# looks once per interval, not once per agent per interval (N agents x N alive keys read, every interval).
+_HOLD_LOCK_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])  -- SET, not PEXPIRE: the documented ACL has no PEXPIRE
+  return 1
+end
+return 0
+"""
+
+# Take the lock (free, or ours from our last pass) for ARGV[2] ms: 0; else the ms left on another's lock
+# (at least 1; 1000 when this user may not run PTTL), when the caller should try again.
+_TAKE_LOCK_LUA = """
+local holder = redis.call('GET', KEYS[1])
+if (not holder) or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 0
+end
+local left = redis.pcall('PTTL', KEYS[1])
+if type(left) ~= 'number' or left < 1 then return 1000 end
+return left
 """
 
 QueueConfigFor = Callable[[str], QueueConfig]
@@ -90,6 +115,7 @@ class Reaper:
         agent_id: str,
         queue_config_for: QueueConfigFor,
         lock_ttl_s: int = 30,
+        hold_s: float = 0.0,
     ) -> None:
         self.conn = conn
         self.keys = keys
@@ -97,7 +123,13 @@ class Reaper:
         self.records = Records(conn, keys)
         self.queue_config_for = queue_config_for
         self.lock_ttl_s = max(1, int(lock_ttl_s))
+        #: With ``hold_s`` > 0 the lock stays that long after a pass (the holder may look again sooner: its
+        #: own lock does not stop it); with 0 it is released at once.
+        self.hold_s = hold_s
         self._release_lock = conn.register_script(_RELEASE_LOCK_LUA)
+        self._hold_lock = conn.register_script(_HOLD_LOCK_LUA)
+        self._take_lock = conn.register_script(_TAKE_LOCK_LUA)
+        self.lock_left_s: Optional[float] = None
         #: Seconds until the first alive key seen by the last pass expires (None: none will), so
         #: the agent can look again right then instead of up to one interval later.
         self.next_expiry_s: Optional[float] = None
@@ -105,13 +137,28 @@ class Reaper:
 
     def run_once(self) -> Dict[str, Dict[str, str]]:
         """Reap every lost agent; returns ``{agent id: {job id: outcome}}`` (empty when another agent holds the lock)."""
-        if not self.conn.set(self.keys.reaper_lock, self.agent_id, nx=True, ex=self.lock_ttl_s):
-            self.next_expiry_s = None
+        if not self._lock():
+            self.next_expiry_s = self.lock_left_s  # with hold_s: look again when another's lock expires
             return {}
         try:
             return {agent: self.reap(agent) for agent in self.lost_agents()}
         finally:
-            self._release_lock(keys=[self.keys.reaper_lock], args=[self.agent_id])
+            if self.hold_s > 0:
+                self._hold_lock(keys=[self.keys.reaper_lock], args=[self.agent_id, max(1, int(self.hold_s * 1000))])
+            else:
+                self._release_lock(keys=[self.keys.reaper_lock], args=[self.agent_id])
+
+    def _lock(self) -> bool:
+        if self.conn.set(self.keys.reaper_lock, self.agent_id, nx=True, ex=self.lock_ttl_s):
+            return True
+        self.lock_left_s = None
+        if self.hold_s <= 0:
+            return False
+        # Held: ours (kept from our last pass) lets us look again; another agent's does not, and we look
+        # again when it expires (a holder that died must not leave lost agents unseen for long).
+        left_ms = self._take_lock(keys=[self.keys.reaper_lock], args=[self.agent_id, self.lock_ttl_s * 1000])
+        self.lock_left_s = int(left_ms) / 1000.0 if left_ms else None
+        return not left_ms
 
     def lost_agents(self) -> List[str]:
         """Agents whose alive key is gone; also notes in :attr:`next_expiry_s` when the next one may go."""

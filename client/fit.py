@@ -19,7 +19,15 @@ from launchbay.queue_config.units import format_mib
 def fit_notes(
     conn: redis.Redis, keys: Keys, queue: str, request: Mapping[str, Any], constraints: Mapping[str, str]
 ) -> List[str]:
-    """Zero or one line of advice about whether any live agent could run ``request``."""
+    """Zero or one line of advice about whether any live agent could run ``request``.
+
+    An idle agent of the queue that could run it settles the question in one small read; only when
+    none does is every agent read (so a fleet of 1,000 does not cost each enqueue 1,000 reads).
+    """
+    wanted = Request.from_dict(request)
+    for agent in agent_view.idle_agents(conn, keys, queue):
+        if misfit_reason(wanted, constraints, Capacity.from_capacity_json(agent)) is None:
+            return []
     live = agent_view.live_agents(conn, keys)
     if not live:
         return [f"note: no agent is registered; the job waits in queue {queue!r} until one serving it starts"]
@@ -27,7 +35,6 @@ def fit_notes(
     if not serving:
         names = ", ".join(str(agent["agent_id"]) for agent in live)
         return [f"note: no live agent serves queue {queue!r} (live agents: {names}); the job waits until one does"]
-    wanted = Request.from_dict(request)
     reasons = {
         agent["agent_id"]: misfit_reason(wanted, constraints, Capacity.from_capacity_json(agent)) for agent in serving
     }

@@ -138,6 +138,26 @@ def live_agents(conn: redis.Redis, keys: Optional[Keys] = None) -> List[Dict[str
     ]
 
 
+def idle_agents(conn: redis.Redis, keys: Keys, queue: str, count: int = 8) -> List[Dict[str, Any]]:
+    """The capacity JSON of the first ``count`` agents on ``queue``'s idle list whose heartbeat is current.
+
+    One pipelined read whatever the fleet's size: the enqueue's fit advice asks these first, and reads
+    every agent (:func:`live_agents`) only when none of them fits.
+    """
+    ids = [as_text(a) for a in conn.lrange(keys.idle(queue), 0, count - 1)]
+    with conn.pipeline(transaction=False) as pipe:
+        for agent_id in ids:
+            pipe.exists(keys.agent_alive(agent_id))
+            pipe.get(keys.agent_capacity(agent_id))
+        replies = pipe.execute()
+    found = []
+    for agent_id, alive, raw in zip(ids, replies[0::2], replies[1::2]):
+        capacity = _parse_capacity(raw)
+        if alive and capacity is not None:
+            found.append({**capacity, "agent_id": capacity.get("agent_id") or agent_id})
+    return found
+
+
 def _parse_capacity(raw: Optional[bytes]) -> Optional[Dict[str, Any]]:
     if raw is None:
         return None

@@ -26,6 +26,11 @@ key                                    type    TTL          written by
                                                             GPU ids the agent hands out no more
 {ns}:events                            PUBSUB  -            CLI and agents: wake-up messages
                                                             (events.py)
+{ns}:events:{agent id}                 PUBSUB  -            enqueue: wakes this one idle agent
+                                                            (events.py)
+{ns}:idle:{queue}                      LIST    none         agent: itself, while it has room
+                                                            for a job of ``queue``; an enqueue
+                                                            pops the ones it wakes (events.py)
 {ns}:reaper:lock                       STRING  a few s      agent: SET NX EX, one reaper at a time
 {ns}:usage:{queue}                     HASH    none         agent at a job's end (usage.py):
                                                             <user>:gpu_s, :cpu_s, :at (fair share)
@@ -107,6 +112,13 @@ class Keys:
     @property
     def events(self) -> str:
         return self._k("events")
+
+    def agent_events(self, agent_id: str) -> str:
+        """The channel that wakes one agent (under ``{ns}:events``, so ``&{ns}:events*`` ACLs cover it)."""
+        return self._k("events", agent_id)
+
+    def idle(self, queue: str) -> str:
+        return self._k("idle", queue)
 
     @property
     def reaper_lock(self) -> str:

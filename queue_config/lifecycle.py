@@ -160,7 +160,7 @@ def enqueue(
     description: str,
     also: Optional[Callable[[Any], None]] = None,
 ) -> None:
-    """Write the record (``queued``) and the RQ job in one MULTI, then wake the agents serving its queue.
+    """Write the record (``queued``) and the RQ job in one MULTI, then wake a few idle agents serving its queue.
 
     ``also(pipe)`` adds the caller's own writes to the same transaction. Over a ``redis+sentinel://``
     URL the wake-up is the write that replicas must confirm (:func:`connection.confirm_replicated`):
@@ -182,11 +182,10 @@ def enqueue(
         if also is not None:
             also(pipe)
         pipe.execute()
-    connection.confirm_replicated(
-        conn,
-        lambda pipe: events.publish(pipe, keys, events.Enqueued(fields["queue"])),
-        lambda pipe: pipe.exists(keys.job(job_id)),
-        f"job {job_id}",
+    # Wake a few idle agents (not the whole queue) with the write a replica must confirm (Sentinel).
+    check, what = (lambda pipe: pipe.exists(keys.job(job_id))), f"job {job_id}"
+    events.wake_confirmed(
+        conn, keys, fields["queue"], lambda write: connection.confirm_replicated(conn, write, check, what)
     )
 
 

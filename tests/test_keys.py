@@ -18,6 +18,8 @@ def test_key_shapes_are_pinned():
     assert k.agent_capacity("h1") == "launchbay:agent:h1:capacity"
     assert k.agent_drained_gpus("h1") == "launchbay:agent:h1:drained_gpus"
     assert k.events == "launchbay:events"
+    assert k.agent_events("h1") == "launchbay:events:h1"
+    assert k.idle("gpu") == "launchbay:idle:gpu"
     assert k.reaper_lock == "launchbay:reaper:lock"
     assert k.usage("gpu") == "launchbay:usage:gpu"
     assert k.replication_probe == "launchbay:replication-probe"

@@ -526,7 +526,22 @@ def test_only_one_reaper_works_at_a_time(redis_conn):
     assert redis_conn.sismember(Keys().agents, "gone")
     redis_conn.delete(Keys().reaper_lock)
     assert reaper.run_once() == {"gone": {}}
-    assert redis_conn.get(Keys().reaper_lock) is None
+    assert redis_conn.get(Keys().reaper_lock) is None, "without hold_s the lock goes at once"
+
+
+def test_a_fleet_looks_for_lost_agents_once_per_interval_not_once_per_agent(redis_conn):
+    def reaper(agent_id: str) -> Reaper:
+        queue_config_for = QueueStore(redis_conn, Keys()).get
+        return Reaper(redis_conn, Keys(), agent_id=agent_id, queue_config_for=queue_config_for, hold_s=30)
+
+    first, second = reaper("first"), reaper("second")
+    redis_conn.sadd(Keys().agents, "gone")
+    assert first.run_once() == {"gone": {}}
+    assert redis_conn.get(Keys().reaper_lock) == b"first" and 25_000 < redis_conn.pttl(Keys().reaper_lock) <= 30_000
+    redis_conn.sadd(Keys().agents, "gone-too")
+    assert second.run_once() == {}, "another agent waits for the holder's interval to pass"
+    assert 25 < second.next_expiry_s <= 30, "and looks again when the holder's lock expires"
+    assert first.run_once() == {"gone-too": {}}, "the holder may look again (when the next alive key expires)"
 
 
 # -- what other machines see --------------------------------------------------------------------------------
