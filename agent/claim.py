@@ -29,6 +29,7 @@ from launchbay.queue_config.job import is_waiting
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import ClaimScript
 from launchbay.queue_config.matching import Capacity, Request
+from launchbay.queue_config.quotas import Quotas, limits_json
 
 from launchbay.text import as_text
 
@@ -43,6 +44,7 @@ RECORD_FIELDS = (
     "queued_at",
     "max_runtime_s",
     "cancel_requested",
+    "submitter",
 )
 
 
@@ -84,8 +86,8 @@ def _fields(names: Sequence[str], values: Sequence[Any]) -> Dict[str, Optional[s
 
 
 #: What placement needs of a queued record that does not change while it waits:
-#: (request, queued_at, constraints, max_runtime_s, priority).
-Parsed = Tuple[Request, float, Dict[str, str], Optional[int], str]
+#: (request, queued_at, constraints, max_runtime_s, priority, submitter).
+Parsed = Tuple[Request, float, Dict[str, str], Optional[int], str, str]
 
 
 def _parse(job_id: str, queue: str, fields: Mapping[str, Optional[str]]) -> Optional[Parsed]:
@@ -101,7 +103,7 @@ def _parse(job_id: str, queue: str, fields: Mapping[str, Optional[str]]) -> Opti
         # Anyone with write access to Redis can write a record: one bad record must not stop the pass.
         _warn_unreadable(job_id, str(exc))
         return None
-    return request, queued_at, constraints, max_runtime, fields["priority"] or "normal"
+    return request, queued_at, constraints, max_runtime, fields["priority"] or "normal", fields["submitter"] or ""
 
 
 #: What is read again on every pass for a job whose record was read before: the rest of a queued
@@ -124,6 +126,8 @@ class QueueReader:
         self.agent_id = agent_id
         self.queues = list(queues)
         self.lookahead = lookahead
+        #: queue -> its quotas, as of the latest read
+        self.quotas: Dict[str, Quotas] = {}
         #: (job id, queue) -> (queued_at as stored, what was parsed then, None if unusable)
         self._known: Dict[Tuple[str, str], Tuple[Optional[str], Optional[Parsed]]] = {}
 
@@ -131,11 +135,13 @@ class QueueReader:
         """The first ``lookahead`` queued jobs of each served queue that is not paused, and the ledger."""
         with self.conn.pipeline(transaction=False) as pipe:
             for queue in self.queues:
-                pipe.hget(self.keys.queue(queue), "paused")
+                pipe.hmget(self.keys.queue(queue), ("paused", "config"))
                 pipe.lrange(rq_bridge.rq_queue(self.conn, queue).key, 0, self.lookahead - 1)
             replies = pipe.execute()
         listed = []
-        for rank, (queue, paused, ids) in enumerate(zip(self.queues, replies[0::2], replies[1::2])):
+        self.quotas = {queue: quotas_of(config) for queue, (_, config) in zip(self.queues, replies[0::2])}
+        for rank, ((paused, _), ids) in enumerate(zip(replies[0::2], replies[1::2])):
+            queue = self.queues[rank]
             if paused != b"1":
                 listed += [(queue, rank, position, as_text(job_id)) for position, job_id in enumerate(ids)]
         with self.conn.pipeline(transaction=False) as pipe:
@@ -171,11 +177,26 @@ class QueueReader:
         for queue, rank, position, job_id in listed:
             parsed = known[(job_id, queue)][1]
             if parsed is not None and live[(job_id, queue)]:
-                request, queued_at, constraints, max_runtime, priority = parsed
+                request, queued_at, constraints, max_runtime, priority, user = parsed
                 candidates.append(
-                    Candidate(job_id, queue, request, queued_at, constraints, max_runtime, priority, rank, position)
+                    Candidate(
+                        job_id, queue, request, queued_at, constraints, max_runtime, priority, rank, position, user
+                    )
                 )
         return Snapshot(candidates=candidates, running=list(decode_entries(ledger_raw).values()))
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_quotas(raw: bytes) -> Quotas:
+    try:
+        return Quotas.model_validate((json.loads(raw) or {}).get("quotas") or {})
+    except (ValueError, TypeError, AttributeError):
+        return Quotas()  # an unreadable config was refused by ``queue apply``; nothing to enforce
+
+
+def quotas_of(config: Optional[bytes]) -> Quotas:
+    """The quotas in a queue's stored config JSON (parsed once per distinct config)."""
+    return _parse_quotas(config) if config else Quotas()
 
 
 def read_snapshot(conn: redis.Redis, keys: Keys, agent_id: str, queues: Sequence[str], lookahead: int) -> Snapshot:
@@ -192,7 +213,17 @@ def ledger_entry(decision: Decision, claimed_at: float) -> LedgerEntry:
         gpus=tuple(decision.gpus),
         claimed_at=claimed_at,
         max_runtime_s=decision.max_runtime_s,
+        user=decision.user,
     )
+
+
+#: Quotas by queue name, as :class:`QueueReader` read them (None: no quotas).
+QuotaMap = Optional[Mapping[str, Quotas]]
+
+
+def _limits(quotas: QuotaMap, entry: LedgerEntry) -> str:
+    quota = (quotas or {}).get(entry.queue)
+    return limits_json(quota.for_user(entry.user) if quota is not None else {})
 
 
 class Claimer:
@@ -205,19 +236,33 @@ class Claimer:
         self.host = host
         self._script = ClaimScript(conn, keys, agent_id=agent_id, host=host)
 
-    def claim(self, entry: LedgerEntry, capacity: Capacity, *, now: Optional[float] = None) -> ClaimResult:
+    def claim(
+        self, entry: LedgerEntry, capacity: Capacity, *, now: Optional[float] = None, quotas: QuotaMap = None
+    ) -> ClaimResult:
         """Claim ``entry.job_id`` with the allocation ``entry`` if Redis still agrees it is free to take."""
-        return self.claim_first([entry], capacity, now=now)
+        return self.claim_first([entry], capacity, now=now, quotas=quotas)
 
     def claim_first(
-        self, entries: Sequence[LedgerEntry], capacity: Capacity, *, now: Optional[float] = None
+        self,
+        entries: Sequence[LedgerEntry],
+        capacity: Capacity,
+        *,
+        now: Optional[float] = None,
+        quotas: QuotaMap = None,
     ) -> ClaimResult:
-        """Claim the first of ``entries`` that Redis still agrees to, in one atomic call."""
+        """Claim the first of ``entries`` that Redis still agrees to, in one atomic call.
+
+        ``quotas`` (queue -> :class:`Quotas`) are checked against each entry's user's usage in the
+        same step; a queue without an entry there has no quota.
+        """
         if not entries:
             raise ValueError("claim_first needs at least one candidate")
         now = time.time() if now is None else now
         claimed, why, index = self._script(
-            [(entry.job_id, entry.queue, entry.to_json(), entry.gpus) for entry in entries],
+            [
+                (entry.job_id, entry.queue, entry.to_json(), entry.gpus, entry.user, _limits(quotas, entry))
+                for entry in entries
+            ],
             cpus=capacity.cpus,
             memory_mib=capacity.memory_mib,
             slots=capacity.slots,
@@ -271,7 +316,7 @@ class ClaimPass:
                 self._snapshot = None  # lost races or our own claims made the read out of date
                 continue
             entries = [ledger_entry(decision, now) for decision in decisions]
-            result = self.claimer.claim_first(entries, capacity, now=now)
+            result = self.claimer.claim_first(entries, capacity, now=now, quotas=self.reader.quotas)
             tried = result.index + 1 if result.claimed else result.index
             self.skip.update(entry.job_id for entry in entries[:tried])
             self.lost_races += result.index

@@ -2,11 +2,10 @@
 
 Threads, each with one job:
 
-- main: reconcile after a restart, then on every wake-up: act on cancel requests, check Docker,
-  reap lost agents, sweep orphans, and claim jobs one at a time until nothing more fits;
+- main: reconcile after a restart, then on every wake-up: act on cancel requests, check Docker, reap
+  lost agents, sweep orphans, claim jobs until nothing fits, say why the rest wait (``pending_pass``);
 - heartbeat: every ``heartbeat_interval_s`` (``heartbeat.py``);
-- inventory: re-reads CPUs, memory and GPUs every ``inventory_refresh_s`` (a GPU that disappears
-  gets no new jobs);
+- inventory: re-reads CPUs, memory and GPUs every ``inventory_refresh_s`` (a lost GPU gets no jobs);
 - events (``counters.EventListener``): wakes the main loop on ``enqueued``, ``released`` and
   ``cancel``, so new work starts without waiting for the poll timer, which is only the fallback;
 - the supervisor's, one per job (``supervisor.py``), which call :meth:`Agent._release` at the end.
@@ -33,6 +32,7 @@ from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_js
 from launchbay.agent.ledger import Ledger, LedgerEntry
 from launchbay.agent.metrics_http import AgentMetrics
 from launchbay.agent.payload_dir import remove_stale_job_dirs
+from launchbay.agent.pending_pass import PendingPass
 from launchbay.agent.placement import Policy
 from launchbay.agent.reaper import Reaper, lock_ttl_for
 from launchbay.agent.reconcile import Reconciler
@@ -91,6 +91,7 @@ class Agent:
         self._note_gpus(self.inventory)
         self.claimer = Claimer(conn, self.keys, agent_id=settings.agent_id, host=settings.host)
         self.reader = QueueReader(conn, self.keys, settings.agent_id, settings.queues, settings.lookahead)
+        self.pending = PendingPass(conn, self.keys, settings.queues, settings.lookahead)
         self.heartbeat = Heartbeat(
             conn, self.keys, settings, status=self.status, capacity=self.capacity_json, counters=self.counters.snapshot
         )
@@ -279,6 +280,7 @@ class Agent:
                 self._launch(entry, backfilled=decision.backfilled)
         finally:
             self.counters.inc("lost_races", claims.lost_races)
+            self.pending.maybe_run()
         return claimed
 
     def _launch(self, entry: LedgerEntry, *, backfilled: bool) -> None:

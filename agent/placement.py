@@ -47,6 +47,7 @@ class Candidate:
     priority: str = "normal"
     queue_rank: int = 0  # its queue's place among the agent's queues, 0 first
     position: int = 0  # its place in that queue
+    user: str = ""  # its submitter (quotas count per user)
 
     def order_key(self) -> Tuple[int, int, int, str]:
         return (self.queue_rank, PRIORITY_ORDER.get(self.priority, 1), self.position, self.job_id)
@@ -70,6 +71,7 @@ class Decision:
     gpus: Tuple[str, ...]
     max_runtime_s: Optional[int]
     backfilled: bool = False  # started ahead of a head job that waits
+    user: str = ""  # the job's submitter, whose quota the claim counts it in
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ def _decision(candidate: Candidate, gpus: Tuple[str, ...], *, backfilled: bool) 
         gpus=tuple(gpus),
         max_runtime_s=candidate.max_runtime_s,
         backfilled=backfilled,
+        user=candidate.user,
     )
 
 

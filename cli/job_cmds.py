@@ -88,6 +88,11 @@ def _spec_from_args(args: Tuple[str, ...], options: Dict[str, Any]) -> JobSpec:
 @click.option("--constraint", multiple=True, metavar="LABEL=VALUE", help="Agent label that must match.")
 @click.option("--priority", type=click.Choice(PRIORITIES), default="normal", show_default=True)
 @click.option("--max-runtime", metavar="DURATION", help="Stop the job after this long, e.g. 2h or 1h30m.")
+@click.option(
+    "--user",
+    envvar="LAUNCHBAY_USER",
+    help="Submitter to record (default: the Redis ACL user, else $LAUNCHBAY_USER, else your OS user name).",
+)
 @click.option("--wait", is_flag=True, help="Wait for the job to end; exit with its exit code.")
 @click.option("--follow", is_flag=True, help="Stream the job's logs, then exit like --wait.")
 @json_option
@@ -112,6 +117,7 @@ def enqueue_cmd(args: Tuple[str, ...], queue: str, as_json: bool, conn: Any, key
         priority=options["priority"],
         conn=conn,
         keys=keys,
+        user=options["user"],
     )
     for line in handle.notes:
         note(line)

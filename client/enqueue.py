@@ -21,7 +21,7 @@ from launchbay.queue_config.store import QueueStore
 
 from launchbay.errors import ValidationError
 
-from . import policy
+from . import policy, submitter
 from .fit import fit_notes
 from .handle import JobHandle
 from .inputs_check import check_overrides
@@ -86,11 +86,13 @@ def enqueue(
     redis_url: Optional[str] = None,
     conn: Optional[redis.Redis] = None,
     keys: Optional[Keys] = None,
+    user: Optional[str] = None,
 ) -> JobHandle:
     """Validate and enqueue one job; returns its handle (``handle.notes`` says what to know).
 
     ``overrides`` are run-config overrides (nested), merged over the spec's ``config``;
-    ``file_overrides`` map a config file's relative path to its overrides. ``resources`` takes
+    ``file_overrides`` map a config file's relative path to its overrides. ``user`` is the
+    submitter when the connection has no ACL user (see ``client/submitter.py``). ``resources`` takes
     people's units (``{"memory": "16GiB", "gpus": "A100:2"}``); ``max_runtime`` a duration (``2h``).
     Raises ValidationError / NotFoundError / ConfigError (nothing written) on any problem.
     """
@@ -104,10 +106,12 @@ def enqueue(
     store = QueueStore(conn, keys)
     queue_config = store.get(queue)
     fields = _build_record(job_spec, queue_config, asked, asked_runtime_s, priority)
+    fields["submitter"] = submitter.resolve(conn, user)
     fields["run_config"] = merge_trees(job_spec.config, overrides or {}, what="overrides")
     fields["file_overrides"] = {path: dict(tree) for path, tree in (file_overrides or {}).items()}
     check_overrides(job_spec.name, store.get_inputs(job_spec.name), fields["run_config"], fields["file_overrides"])
     notes = _notes(conn, keys, store, queue, fields)
+    notes += submitter.quota_notes(conn, keys, queue_config, fields["submitter"], fields["request"])
     job_id = uuid.uuid4().hex[:JOB_ID_HEX_DIGITS]
     _write(conn, keys, store, job_id, fields)
     return JobHandle(job_id, conn, keys, notes=notes)

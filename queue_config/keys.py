@@ -23,6 +23,9 @@ key                                    type    TTL          written by
 {ns}:events                            PUBSUB  -            CLI and agents: wake-up messages
                                                             (events.py)
 {ns}:reaper:lock                       STRING  a few s      agent: SET NX EX, one reaper at a time
+{ns}:usage:{queue}:{user}              HASH    none         claim.lua (+) and the release script
+                                                            (-) only: gpus, cpus, jobs a user
+                                                            holds claimed in a queue (quotas.py)
 =====================================  ======  ===========  ================================
 
 ``tests/test_keys.py`` pins these shapes.
@@ -96,3 +99,7 @@ class Keys:
     @property
     def reaper_lock(self) -> str:
         return self._k("reaper", "lock")
+
+    def user_usage(self, queue: str, user: str) -> str:
+        """What ``user`` holds claimed in ``queue`` (quotas): written only by claim.lua and the release script."""
+        return self._k("usage", queue, user)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from importlib import resources
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import redis
 from launchbay.queue_config import events, logstream, rq_bridge
@@ -180,8 +180,9 @@ def enqueue(
     events.publish(conn, keys, events.Enqueued(fields["queue"]))
 
 
-#: One candidate of a claim: (job id, its RQ queue's name, its ledger JSON, its GPU ids).
-ClaimCandidate = Tuple[str, str, str, Sequence[str]]
+#: One candidate of a claim: (job id, its RQ queue's name, its ledger JSON, its GPU ids, its user,
+#: the user's quota limits as JSON: ``quotas.limits_json``).
+ClaimCandidate = Tuple[str, str, str, Sequence[str], str, str]
 
 
 class ClaimScript:
@@ -204,11 +205,44 @@ class ClaimScript:
         """``(claimed, why, index)``: see ``claim.lua`` (``gpus`` is the JSON list of the agent's GPU ids)."""
         keys = [self.keys.agent_ledger(self.agent_id)]
         args = [repr(float(cpus)), str(int(memory_mib)), str(int(slots)), gpus, repr(now), self.agent_id, self.host]
-        for job_id, queue, allocation, gpu_ids in candidates:
-            keys += [rq_bridge.rq_queue(self.conn, queue).key, self.keys.job(job_id)]
-            args += [job_id, allocation, to_hash({"gpus": list(gpu_ids)})["gpus"]]
+        for job_id, queue, allocation, gpu_ids, user, limits in candidates:
+            keys += [rq_bridge.rq_queue(self.conn, queue).key, self.keys.job(job_id), self.keys.user_usage(queue, user)]
+            args += [job_id, allocation, to_hash({"gpus": list(gpu_ids)})["gpus"], limits]
         ok, why, index = self._script(keys=keys, args=args)
         return int(ok) == 1, as_text(why), int(index)
+
+
+#: KEYS = job hashes; ARGV = per job: reason, detail, estimated start ("" = none). Written only
+#: while the job is still queued (a job claimed since keeps none).
+_SET_PENDING_LUA = """
+for i, key in ipairs(KEYS) do
+  if redis.call('HGET', key, 'state') == 'queued' then
+    local base = (i - 1) * 3
+    redis.call('HSET', key, 'pending_reason', ARGV[base + 1], 'pending_detail', ARGV[base + 2])
+    if ARGV[base + 3] == '' then
+      redis.call('HDEL', key, 'estimated_start')
+    else
+      redis.call('HSET', key, 'estimated_start', ARGV[base + 3])
+    end
+  end
+end
+return #KEYS
+"""
+
+
+def set_pending(records: Records, changes: Mapping[str, Tuple[str, str, Optional[float]]]) -> int:
+    """Write why queued jobs wait, ``{job id: (reason, detail, estimated start)}``, in one call.
+
+    The caller passes only what changed since it last looked (an agent's pass), so a queue whose
+    jobs wait for the same reason costs no write. Jobs no longer queued are left alone.
+    """
+    if not changes:
+        return 0
+    script = records.conn.register_script(_SET_PENDING_LUA)
+    args: List[str] = []
+    for reason, detail, start in changes.values():
+        args += [reason, detail[:300], "" if start is None else repr(float(start))]
+    return int(script(keys=[records.keys.job(job_id) for job_id in changes], args=args))
 
 
 def record_rq_start(records: Records, job_id: str, *, worker_name: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
 import yaml
+from launchbay.queue_config.quotas import Quotas
 from launchbay.queue_config.units import parse_duration_s, parse_size_mib, rename_unit_keys
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -204,6 +205,7 @@ class QueueConfig(_Strict):
     docker: DockerOptions = Field(default_factory=DockerOptions)
     submitter_may_set: List[str] = Field(default_factory=list)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    quotas: Quotas = Field(default_factory=Quotas)
 
     @model_validator(mode="before")
     @classmethod

@@ -17,6 +17,7 @@ def test_key_shapes_are_pinned():
     assert k.agent_capacity("h1") == "launchbay:agent:h1:capacity"
     assert k.events == "launchbay:events"
     assert k.reaper_lock == "launchbay:reaper:lock"
+    assert k.user_usage("gpu", "alice") == "launchbay:usage:gpu:alice"
 
 
 def test_namespace_is_configurable():
