@@ -84,7 +84,8 @@ class PendingPass:
                 record, views, paused=paused, ahead=ahead.get(queue, []), quota=quotas.for_user(user),
                 usage=usage.get((queue, user), {}), now=now,
             )  # fmt: skip
-            ahead.setdefault(queue, []).append(pending.Ahead(job_id, str(record.get("priority") or "normal")))
+            if answer.reason not in pending.NOT_IN_THE_WAY:
+                ahead.setdefault(queue, []).append(pending.Ahead(job_id, str(record.get("priority") or "normal")))
             if _differs(record, answer):
                 out[job_id] = (answer.reason, answer.detail, answer.estimated_start)
         return out

@@ -39,6 +39,8 @@ from launchbay.queue_config.quotas import ask_of, over_quota
 PAUSED, NO_AGENT, NEVER_FITS, QUOTA = "paused", "no_agent", "never_fits", "quota"
 PRIORITY, RESERVED, RESOURCES = "priority", "reserved", "resources"
 CODES = (PAUSED, NO_AGENT, NEVER_FITS, QUOTA, PRIORITY, RESERVED, RESOURCES)
+#: A job waiting for one of these holds nothing back for the jobs behind it.
+NOT_IN_THE_WAY = frozenset({PAUSED, NO_AGENT, NEVER_FITS, QUOTA})
 PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
 
 
