@@ -101,3 +101,30 @@ def test_quota_resources_reserved_and_priority(redis_conn, redis_url, fleet, bas
     assert by_id[small]["pending_reason"] == "priority" and by_id[first]["submitter"] == "alice"
     for job_id in (first, over.id, wide, small, urgent):
         cli(redis_url, "cancel", job_id)
+
+
+@pytest.mark.docker
+def test_two_agent_processes_never_run_more_than_a_users_quota(redis_conn, redis_url, fleet, base_image):
+    apply(redis_conn, "race", docker={"gpu_mode": "env_only"}, quotas={"default": {"gpus": 2}})
+    spec = adhoc_spec(base_image, ["sleep", "300"])
+    jobs = [enqueue(spec, "race", conn=redis_conn, resources={"gpus": 1}, user="alice").id for _ in range(5)]
+    for name, gpus in (("racer-1", "0,1"), ("racer-2", "2,3")):  # both start on the same backlog
+        fleet.start(name, "--gpus", gpus, queues=("race",), env=GPU_ENV)
+    seen = []
+
+    def settled():
+        states = [status_json(redis_url, job_id) for job_id in jobs]
+        active = [s for s in states if s["state"] in ("starting", "running")]
+        seen.append(len(active))
+        waiting = [s for s in states if s.get("pending_reason") == "quota"]
+        return len(active) == 2 and len(waiting) == 3 and states
+
+    states = wait_for(settled, timeout_s=60, what="two of alice's jobs running and three waiting on her quota")
+    assert max(seen) <= 2
+    assert float(redis_conn.hget("launchbay:usage:race:alice", "gpus")) == 2
+    running = [s["id"] for s in states if s["state"] in ("starting", "running")]
+    assert cli(redis_url, "cancel", running[0]).returncode == 0  # frees one GPU of her quota: one more starts
+    wait_for(lambda: settled() and running[0] not in [s["id"] for s in settled() if s["state"] == "running"], 60)
+    assert max(seen) <= 2
+    for job_id in jobs:
+        cli(redis_url, "cancel", job_id)
