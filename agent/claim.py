@@ -31,6 +31,7 @@ from launchbay.queue_config.lifecycle import ClaimScript
 from launchbay.queue_config.matching import Capacity, Request
 from launchbay.queue_config.quotas import Quotas, limits_json
 
+from launchbay.errors import RedisUnavailableError
 from launchbay.text import as_text
 
 log = logging.getLogger(__name__)
@@ -270,6 +271,18 @@ class Claimer:
             now=now,
         )
         return ClaimResult(claimed=claimed, why=why, index=index - 1 if claimed else index)
+
+    def replicated(self, job_id: str) -> bool:
+        """Whether a replica confirmed the claim of ``job_id`` (over ``redis+sentinel://``; else always).
+
+        An unconfirmed claim is not launched: the sweep puts it back in its queue (docs/multi-host.md).
+        """
+        try:
+            self._script.confirm(job_id)
+        except (RedisUnavailableError, redis.RedisError) as exc:
+            log.warning("job %s not started: %s", job_id, exc, extra={"job_id": job_id})
+            return False
+        return True
 
 
 class ClaimPass:

@@ -3,8 +3,9 @@
 Precedence, lowest first:
 
 - environment: the queue's ``docker.env``, the submitter's ``spec.docker.env`` (if the queue
-  allows it), the job's ``spec.env``, then launchbay's own names (payload, identity, GPU
-  visibility), which always win;
+  allows it), the job's ``spec.env``, then the queue's secrets (resolved on the agent's host),
+  W&B Launch's env contract (``agent/wandb_env.py``, unless the queue sets ``wandb_env: false``)
+  and launchbay's own names (payload, identity, GPU visibility), which always win;
 - docker options: the queue's ``docker`` section, then the submitter's ``spec.docker`` fields,
   but only those the queue lists in ``submitter_may_set`` (the client checked this at enqueue;
   it is checked again here, and anything else is dropped with a warning). Lists (mounts,
@@ -21,6 +22,8 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from docker.types import DeviceRequest, Mount
+from launchbay.agent import wandb_env
+from launchbay.agent.job_secrets import JobSecrets
 from launchbay.agent.payload_dir import PayloadPaths
 from launchbay.agent.runtime import AGENT_ID_LABEL, JOB_ID_LABEL, MANAGED_LABEL, QUEUE_LABEL
 from launchbay.queue_config.agents import AllocationLike
@@ -190,6 +193,28 @@ def _limits(alloc: AllocationLike) -> Dict[str, Any]:
     return kwargs
 
 
+def _environment(
+    record: Mapping[str, Any],
+    queue: QueueConfig,
+    options: DockerOptions,
+    secrets: JobSecrets,
+    warn: Warn,
+) -> Dict[str, str]:
+    """The env below launchbay's own names: the queue's and the job's, the secrets, W&B's contract."""
+    spec = record.get("spec") or {}
+    environment = {**options.env, **{str(k): str(v) for k, v in (spec.get("env") or {}).items()}}
+    for name in (ENV_RUN_CONFIG, ENV_FILE_OVERRIDES):
+        environment.pop(name, None)  # only the payload speaks for these, even when it goes by file only
+    if not queue.wandb_env:
+        return {**environment, **secrets.env}
+    environment = {name: value for name, value in environment.items() if not wandb_env.is_contract_name(name)}
+    inputs = spec.get("inputs") if isinstance(spec.get("inputs"), dict) else None
+    contract, notes = wandb_env.contract_env(secrets.run_config, secrets.file_overrides, inputs)
+    for line in notes:
+        warn(line)
+    return {**environment, **secrets.env, **contract}
+
+
 def build_container_spec(
     record: Mapping[str, Any],
     queue: QueueConfig,
@@ -199,20 +224,23 @@ def build_container_spec(
     payload: PayloadPaths,
     gpu_uuid_for: Callable[[str], Optional[str]],
     warn: Warn = _ignore,
+    secrets: Optional[JobSecrets] = None,
 ) -> Dict[str, Any]:
     """Keyword arguments for ``docker.containers.create`` (``image`` included) that run ``record``'s job.
 
-    ``warn`` receives one line per dropped option, for the job's log.
+    ``warn`` receives one line per dropped option, for the job's log. ``secrets`` are the queue's,
+    resolved (``agent/job_secrets.py``); without them the record's overrides are used as they are.
     """
     spec = record.get("spec") or {}
     job_id = str(record["id"])
+    if secrets is None:
+        secrets = JobSecrets(
+            run_config=record.get("run_config") or {}, file_overrides=record.get("file_overrides") or {}
+        )
     options = merge_docker_options(queue, submitter_options(record, queue, warn))
     gpu_env, gpu_kwargs = gpu_settings(alloc.gpus, options.gpu_mode, gpu_uuid_for, options.runtime)
-    environment = {**options.env, **{str(k): str(v) for k, v in (spec.get("env") or {}).items()}}
-    for name in (ENV_RUN_CONFIG, ENV_FILE_OVERRIDES):
-        environment.pop(name, None)  # only the payload speaks for these, even when it goes by file only
     environment = {
-        **environment,
+        **_environment(record, queue, options, secrets, warn),
         **payload.env,
         ENV_INPUTS_DIR: INPUTS_MOUNT,
         ENV_OUTPUT_DIR: OUTPUT_MOUNT,

@@ -1,11 +1,9 @@
 """The agent's main loop: wake, look, claim what fits, hand it to the supervisor, repeat.
 
 Threads, each with one job:
-
 - main: reconcile after a restart, then on every wake-up: act on cancel requests, check Docker, reap
   lost agents, sweep orphans, claim jobs until nothing fits, say why the rest wait (``pending_pass``);
-- heartbeat: every ``heartbeat_interval_s`` (``heartbeat.py``);
-- inventory: re-reads CPUs, memory and GPUs every ``inventory_refresh_s`` (a lost GPU gets no jobs);
+- heartbeat: every ``heartbeat_interval_s``; inventory: CPUs, memory, GPUs every ``inventory_refresh_s``;
 - events (``counters.EventListener``): wakes the main loop on ``enqueued``, ``released`` and
   ``cancel``, so new work starts without waiting for the poll timer, which is only the fallback;
 - the supervisor's, one per job (``supervisor.py``), which call :meth:`Agent._release` at the end.
@@ -286,6 +284,8 @@ class Agent:
     def _launch(self, entry: LedgerEntry, *, backfilled: bool) -> None:
         self.counters.inc("claimed")
         job_id = entry.job_id
+        if not self.claimer.replicated(job_id):
+            return  # not launched; the sweep settles the claim (back to the front of its queue)
         log.info(
             "claimed job %s from %s: %g CPUs, %d MiB, GPUs [%s]%s",
             job_id,

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import redis
+from launchbay.agent.job_secrets import JobSecrets, scrub_effective_config
 from launchbay.agent.logs import JobLog
+from launchbay.agent.metrics import JobMetrics
 from launchbay.agent.payload_dir import JobOutputs, PayloadPaths, read_outputs, remove_job_dir
 from launchbay.agent.run_context import RunContext
 from launchbay.queue_config import events, lifecycle
@@ -37,12 +39,15 @@ class RunLeftovers:
     paths: Optional[PayloadPaths]
     container_id: Optional[str]
     stop_reason: Optional[str]  # "lost" when the job had been taken away from this agent
+    metrics: Optional[JobMetrics] = None
+    secrets: Optional[JobSecrets] = None  # the queue's secrets as resolved for this job (values to scrub)
 
 
 def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Callable[[Callable[[], T]], T]) -> None:
     """Record ``outcome`` (``retry`` runs a Redis call through an outage), then clean up after the job."""
     outputs = read_outputs(run.paths) if run.paths else JobOutputs()
-    for problem in outputs.problems:
+    summary, metrics_problems = _finish_metrics(run)
+    for problem in outputs.problems + metrics_problems:
         run.log.note(problem)
     _record_inputs(ctx, run, outputs)
     if outcome.state != State.FINISHED and run.stop_reason != "lost":
@@ -56,7 +61,8 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
                 outcome,
                 rq_execution=run.record.get("rq_execution"),
                 eof_once=False,
-                effective_config=outputs.effective_config,
+                effective_config=scrub_effective_config(run.record, outputs.effective_config, run.secrets),
+                summary=summary,
             )
         )
     except redis.RedisError as exc:
@@ -71,6 +77,14 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
     _remove_container(ctx, run)
     if run.paths is not None:
         remove_job_dir(run.paths)
+
+
+def _finish_metrics(run: RunLeftovers) -> Tuple[Optional[Dict[str, Any]], List[str]]:
+    """The rest of metrics.jsonl into its stream; summary.json for the record, and what went wrong reading them."""
+    if run.metrics is None or run.paths is None:
+        return None, []
+    run.metrics.finish(run.paths.output_dir)
+    return run.metrics.summary, list(run.metrics.problems)
 
 
 def _record_inputs(ctx: RunContext, run: RunLeftovers, outputs: JobOutputs) -> None:

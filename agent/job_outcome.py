@@ -7,6 +7,7 @@ its output in, the outcome out. The table of ends is in ``docs/runtime.md``.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from launchbay.agent.ledger import LedgerEntry
@@ -19,6 +20,9 @@ _EXEC_FAILED = re.compile(r"^\[FATAL tini \(\d+\)\] (exec .* failed: .*)$")
 _EXEC_EXIT_CODES = (126, 127)
 #: 128 + SIGKILL, 128 + SIGTERM: how a container stopped from outside exits.
 SIGNAL_EXIT_CODES = (137, 143)
+#: How long a container killed by a signal waits for its engine to stop answering before the kill
+#: is taken for a person's ``docker stop`` rather than the engine going down.
+ENGINE_VERDICT_S = 3.0
 
 
 def canceled(message: str = "canceled by user", exit_code: Optional[int] = None) -> Outcome:
@@ -76,3 +80,24 @@ def _start_failure(status: ExitStatus, record: Mapping[str, Any], tail: Sequence
             command = (record.get("spec") or {}).get("command")
             return f"the container could not run {command}: {match.group(1)}"
     return None
+
+
+def died_with_engine(status: ExitStatus, *, found_exited: bool, engine_answers: Callable[[], bool]) -> bool:
+    """The container ended because its engine stopped, not by its own doing.
+
+    Either it was found exited when the engine answered again (``found_exited``), or a signal from
+    outside launchbay ended it (a stopping engine sends SIGTERM, then SIGKILL) and the engine stops
+    answering within ENGINE_VERDICT_S (a person's ``docker stop`` leaves it answering).
+    """
+    if status.exit_code == 0:
+        return False
+    if found_exited:
+        return True
+    if status.exit_code not in SIGNAL_EXIT_CODES:
+        return False
+    deadline = time.monotonic() + ENGINE_VERDICT_S
+    while time.monotonic() < deadline:
+        if not engine_answers():
+            return True
+        time.sleep(0.2)
+    return False

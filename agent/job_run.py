@@ -17,16 +17,18 @@ import time
 from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union
 
 import redis
-from launchbay.agent import job_end
+from launchbay.agent import job_end, job_secrets
 from launchbay.agent.container_spec import build_container_spec, record_problem
-from launchbay.agent.job_outcome import SIGNAL_EXIT_CODES, canceled, exit_outcome, failed
+from launchbay.agent.job_outcome import canceled, died_with_engine, exit_outcome, failed
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.log_pump import LogPump
 from launchbay.agent.logs import LOG_FILE_LABEL, LOG_STREAM_LABEL, JobLog
+from launchbay.agent.metrics import JobMetrics
 from launchbay.agent.payload_dir import PayloadPaths, payload_paths, prepare_payload
 from launchbay.agent.run_context import RunContext
 from launchbay.agent.runtime import ContainerGoneError, ContainerInfo, ExitStatus, PullInterruptedError
 from launchbay.queue_config import lifecycle
+from launchbay.queue_config.connection import is_transient
 from launchbay.queue_config.job import Outcome, Reason, State, is_active, state_of
 
 from launchbay.errors import DockerUnavailableError, JobRunError, LaunchbayError
@@ -40,8 +42,6 @@ LOG_DRAIN_S = 10.0
 #: Redis writes of the end are retried this long before the agent gives up on them.
 REDIS_RETRY_S = 60.0
 ENGINE_RETRY_MAX_S = 5.0
-#: How long a container killed by a signal from outside waits to see whether its engine is going away.
-ENGINE_VERDICT_S = 3.0
 
 T = TypeVar("T")
 Event = Tuple[str, Any]
@@ -75,6 +75,7 @@ class JobRun:
         self.adopted = adopted
         self.container_id: Optional[str] = adopted.container_id if adopted else None
         self.paths: Optional[PayloadPaths] = None
+        self.secrets: Optional[job_secrets.JobSecrets] = None  # resolved on this host; never sent to Redis
         self.deadline: Optional[float] = None  # time.monotonic() when max_runtime is up
         self.stop_reason: Optional[str] = None  # "cancel" or "timeout" once a stop was decided
         self._stop_sent = False
@@ -91,6 +92,7 @@ class JobRun:
             cap_bytes=ctx.settings.log_cap_bytes,
             file_cap_bytes=ctx.log_file_cap_bytes,
         )
+        self.metrics = JobMetrics.for_job(ctx, self.job_id)
         self._thread = threading.Thread(target=self._main, name=f"job-{self.job_id}", daemon=True)
 
     # -- control, from other threads ---------------------------------------------------------------
@@ -120,6 +122,7 @@ class JobRun:
             outcome = failed(Reason.CONTAINER_FAILED, f"the agent failed running the job: {exc}")
         try:
             if outcome is None:
+                self.metrics.stop()
                 self.log.close()  # detached: what was copied stays, without an eof
             else:
                 job_end.record_end(self.ctx, self._leftovers(), outcome, self._redis)
@@ -131,7 +134,8 @@ class JobRun:
             self.on_done(self.job_id)
 
     def _leftovers(self) -> job_end.RunLeftovers:
-        return job_end.RunLeftovers(self.job_id, self.record, self.log, self.paths, self.container_id, self.stop_reason)
+        run = self.job_id, self.record, self.log, self.paths, self.container_id, self.stop_reason
+        return job_end.RunLeftovers(*run, metrics=self.metrics, secrets=self.secrets)
 
     def _launch(self) -> Optional[Outcome]:
         if self._cancel_requested():
@@ -141,10 +145,11 @@ class JobRun:
             message = f"the job's record is malformed ({problem}); launchbay's client never writes that"
             return failed(Reason.CONTAINER_FAILED, message)
         try:
-            self.paths = prepare_payload(
-                self.ctx.state_dir, self.job_id, self.record.get("run_config"), self.record.get("file_overrides")
-            )
             queue_config = self.ctx.queue_config_for(self.alloc.queue)
+            self.secrets = job_secrets.resolve_into(self.log, self.record, queue_config)
+            self.paths = prepare_payload(
+                self.ctx.state_dir, self.job_id, self.secrets.run_config, self.secrets.file_overrides
+            )
             spec = build_container_spec(
                 self.record,
                 queue_config,
@@ -153,7 +158,10 @@ class JobRun:
                 payload=self.paths,
                 gpu_uuid_for=self.ctx.gpu_uuid_for,
                 warn=self.log.note,
+                secrets=self.secrets,
             )
+        except job_secrets.SecretMissingError as exc:
+            return failed(Reason.SECRET_MISSING, str(exc))
         except (OSError, ValueError, KeyError, TypeError, LaunchbayError) as exc:
             return failed(Reason.CONTAINER_FAILED, f"cannot prepare the container: {exc}")
         failure = self._docker_step(
@@ -208,6 +216,7 @@ class JobRun:
         assert info is not None and self.container_id is not None
         self.record = self._redis(lambda: self.ctx.records.get(self.job_id)) or {}
         self.paths = payload_paths(self.ctx.state_dir, self.job_id)
+        self.secrets = job_secrets.for_adopted(self.log, self.record, self.ctx.queue_config_for, self.alloc.queue)
         file_offset = info.labels.get(LOG_FILE_LABEL)
         self._redis(lambda: self.log.resume(info.labels.get(LOG_STREAM_LABEL), int(file_offset or 0)))
         if not is_active(self.record):
@@ -267,6 +276,9 @@ class JobRun:
     def _start_helpers(self, *, skip_lines: int) -> None:
         self._stop_pump()
         self._pump = LogPump(self.ctx.runtime, self.container_id, self.log, skip_lines=skip_lines).start()
+        if self.paths is not None:  # an adopted container that never started has sent nothing yet
+            adopted_running = self.adopted is not None and self.adopted.status != "created"
+            self.metrics.start(self.paths.output_dir, resume=adopted_running)
         threading.Thread(target=self._wait_loop, name=f"wait-{self.job_id}", daemon=True).start()
 
     def _wait_loop(self) -> None:
@@ -349,24 +361,7 @@ class JobRun:
         )
 
     def _died_with_engine(self, status: ExitStatus) -> bool:
-        """The container ended because its engine stopped, not by its own doing.
-
-        Either it was found exited when the engine answered again, or a signal from outside
-        launchbay ended it (a stopping engine sends SIGTERM, then SIGKILL) and the engine stops
-        answering within ENGINE_VERDICT_S (a person's ``docker stop`` leaves it answering).
-        """
-        if status.exit_code == 0:
-            return False
-        if self._ended_with_engine:
-            return True
-        if status.exit_code not in SIGNAL_EXIT_CODES:
-            return False
-        deadline = time.monotonic() + ENGINE_VERDICT_S
-        while time.monotonic() < deadline:
-            if not self.ctx.runtime.ping():
-                return True
-            time.sleep(0.2)
-        return False
+        return died_with_engine(status, found_exited=self._ended_with_engine, engine_answers=self.ctx.runtime.ping)
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -378,15 +373,16 @@ class JobRun:
         return self._cancel.is_set()
 
     def _redis(self, call: Callable[[], T]) -> T:
-        """Run a Redis call, retrying a lost connection for up to REDIS_RETRY_S."""
+        """Run a Redis call, retrying for up to REDIS_RETRY_S while Redis does not answer or takes no writes
+        (a failover: READONLY, NOREPLICAS, MASTERDOWN; ``connection.is_transient``)."""
         deadline = time.monotonic() + REDIS_RETRY_S
         delay = 0.2
         while True:
             try:
                 return call()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if time.monotonic() + delay > deadline or self._detached.is_set():
+            except redis.RedisError as exc:
+                if not is_transient(exc) or time.monotonic() + delay > deadline or self._detached.is_set():
                     raise
-                logger.warning("job %s: Redis does not answer (%s); retrying", self.job_id, exc)
+                logger.warning("job %s: Redis does not answer or takes no writes (%s); retrying", self.job_id, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)

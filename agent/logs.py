@@ -23,10 +23,11 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Deque, List, Optional, Tuple
+from typing import Any, Callable, Deque, List, Optional, Tuple
 
 import redis
 from launchbay.queue_config import logstream
+from launchbay.queue_config.connection import is_transient
 
 from launchbay.text import as_text
 
@@ -150,6 +151,10 @@ class _FileSink:
         self.close()
 
 
+def _unchanged(text: str) -> str:
+    return text
+
+
 class JobLog:
     """One job's log, shared by the agent (notes) and the container's output (lines)."""
 
@@ -180,6 +185,8 @@ class JobLog:
         self._closed = False
         self._redis_failed = False
         self._lines_lost = False
+        #: Applied to each container line before it is kept anywhere (the agent hides secret values).
+        self.redact: Callable[[str], str] = _unchanged
         self._writer = threading.Thread(target=self._write_loop, name=f"log-{file_path.stem}", daemon=True)
         self._writer.start()
 
@@ -198,6 +205,7 @@ class JobLog:
 
     def add_line(self, text: str) -> None:
         """One line of the container's output (skipped by a sink that already holds it, after a resume)."""
+        text = self.redact(text)
         to_redis = self._skip_redis == 0
         to_file = self._skip_file == 0
         self._skip_redis = max(0, self._skip_redis - 1)
@@ -306,7 +314,8 @@ class JobLog:
         self._xadd_many([fields])
 
     def _xadd_many(self, entries: List[dict]) -> None:
-        """Append ``entries`` in one MULTI/EXEC; a Redis that stopped answering is waited for, up to REDIS_RETRY_S."""
+        """Append ``entries`` in one MULTI/EXEC; a Redis that stopped answering or takes no writes (a
+        failover; ``connection.is_transient``) is waited for, up to REDIS_RETRY_S."""
         deadline = time.monotonic() + REDIS_RETRY_S
         delay = 0.2
         while True:
@@ -316,8 +325,8 @@ class JobLog:
                         pipe.xadd(self.stream_key, fields, maxlen=self._maxlen, approximate=True)
                     pipe.execute()
                 return
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if time.monotonic() + delay > deadline:
+            except redis.RedisError as exc:
+                if not is_transient(exc) or time.monotonic() + delay > deadline:
                     self._give_up_redis(exc)
                     return
                 if not self._redis_failed:
@@ -325,9 +334,6 @@ class JobLog:
                 self._redis_failed = True
                 time.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_DELAY_S)
-            except redis.RedisError as exc:
-                self._give_up_redis(exc)
-                return
 
     def _give_up_redis(self, exc: Exception) -> None:
         if not self._lines_lost:

@@ -9,8 +9,9 @@ What a fake container does comes, first match wins, from:
 3. ``FakeRuntime(default=FakeProgram(...))``.
 
 The engine can be taken away (``engine_down = True``: every call raises DockerUnavailableError,
-``ping`` is False) and containers can be lost (``lose(container_id)``), as when the engine
-restarts. Thread-safe; one instance may serve several supervisors (adoption after a restart).
+``ping`` is False), containers can be lost (``lose(container_id)``), as when the engine restarts,
+and a container can be made to exit now (``finish(job_id)``). Thread-safe; one instance may serve
+several supervisors (adoption after a restart).
 """
 
 from __future__ import annotations
@@ -141,6 +142,13 @@ class FakeRuntime:
         """Forget a container, as an engine restart without live-restore does."""
         with self._lock:
             self.containers.pop(container_id, None)
+            self._lock.notify_all()
+
+    def finish(self, job_id: str) -> None:
+        """Make the running container of ``job_id`` exit now, with its program's exit code."""
+        with self._lock:
+            container = next(c for c in self.containers.values() if c.job_id == job_id)
+            container.ends_at = time.monotonic()
             self._lock.notify_all()
 
     def container_for(self, job_id: str) -> Optional[FakeContainer]:

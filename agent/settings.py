@@ -28,12 +28,15 @@ ENV_PREFIX = "LAUNCHBAY_AGENT_"
 #: The env var naming the config file (``--config``); not a setting itself.
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 DEFAULT_LOG_CAP_BYTES = 8 << 20
+DEFAULT_METRICS_CAP_BYTES = 8 << 20
+DEFAULT_METRICS_CAP_ENTRIES = 20_000
 AGENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 # Human spellings accepted in every source, turned into the field with the unit in its name.
 _SIZE_ALIASES = {
     "reserve_memory": ("reserve_memory_mib", parse_size_mib),
     "log_cap": ("log_cap_bytes", parse_size_bytes),
+    "metrics_cap": ("metrics_cap_bytes", parse_size_bytes),
 }
 
 
@@ -64,6 +67,12 @@ class AgentSettings(BaseModel):
     max_jobs: int = Field(default=8, ge=1, le=1024, description="most jobs running at once")
     state_dir: Path = Field(default_factory=default_state_dir, description="payload, output and log folders")
     log_cap_bytes: int = Field(default=DEFAULT_LOG_CAP_BYTES, ge=1024, description="log bytes kept per job in Redis")
+    metrics_cap_bytes: int = Field(
+        default=DEFAULT_METRICS_CAP_BYTES, ge=1024, description="metrics bytes kept per job in Redis"
+    )
+    metrics_cap_entries: int = Field(
+        default=DEFAULT_METRICS_CAP_ENTRIES, ge=1, description="metrics steps (lines) kept per job in Redis"
+    )
     stop_grace_s: float = Field(default=10.0, ge=0, description="SIGTERM to SIGKILL on cancel/timeout")
     heartbeat_interval_s: float = Field(default=3.0, gt=0)
     heartbeat_ttl_s: float = Field(default=10.0, gt=0)

@@ -24,6 +24,7 @@ FIGURES: Dict[str, Tuple[str, bool, List[str], List[str]]] = {
     "packing": ("simulate.py", False, [], []),
     "sdk_startup": ("sdk_startup.py", False, ["--runs", "20"], ["--runs", "10"]),
     "claim_rate": ("claim_rate.py", False, [], ["--rounds", "2"]),
+    "metrics": ("metrics_stream.py", False, [], ["--runs", "1"]),
     "idle_agent": ("idle_agent.py", True, [], ["--quick"]),
     "dispatch": ("dispatch.py", True, [], ["--runs", "8"]),
     "throughput": ("throughput.py", True, [], ["--jobs", "32", "--rounds", "1"]),

@@ -20,6 +20,7 @@ from launchbay.agent.ledger import Ledger, LedgerEntry
 from launchbay.agent.settings import CONFIG_ENV, ENV_PREFIX, AgentSettings, parse_labels, resolve_settings
 from launchbay.cli.metrics_cmds import metrics_options
 from launchbay.cli.queue_cmds import json_option, note, print_json, print_table, table, uses_redis, when
+from launchbay.cli.step_metrics_cmds import metrics_cap_options
 from launchbay.queue_config.agents import free_capacity, read_agents
 from launchbay.queue_config.connection import URL_ENV, connect, redact_url, redis_errors_translated, resolve_url
 from launchbay.queue_config.keys import Keys
@@ -131,6 +132,7 @@ def _settings(config_file: Optional[Path], **given: Any) -> AgentSettings:
     metavar="SIZE",
     help=_help("Log bytes kept per job in Redis (the full log stays in the state dir)", "log_cap", "8MiB"),
 )
+@metrics_cap_options
 @click.option(
     "--drain/--no-drain",
     default=None,

@@ -26,6 +26,7 @@ from launchbay.queue_config.units import format_duration
 from launchbay.errors import NotFoundError, UserError
 
 from .queue_cmds import json_option, note, print_json, print_table, table, uses_redis, when
+from .step_metrics_cmds import summary_rows
 
 #: ``--wait`` exit code for a canceled job: 128 + SIGINT, what a shell reports for an interrupted command.
 EXIT_CANCELED = 130
@@ -176,6 +177,8 @@ def _status_rows(record: Dict[str, Any]):
     for field in ("constraints", "run_config", "file_overrides", "effective_config"):
         if record.get(field):
             yield field.replace("_", " "), json.dumps(record[field], sort_keys=True)
+    if isinstance(record.get("summary"), dict):
+        yield from summary_rows(record["summary"])
 
 
 @click.command("status")
@@ -183,7 +186,7 @@ def _status_rows(record: Dict[str, Any]):
 @json_option
 @uses_redis
 def status_cmd(job_id: str, as_json: bool, conn: Any, keys: Keys) -> None:
-    """Show a job's state, reason, exit code, placement, timestamps and overrides."""
+    """Show a job's state, why it waits, reason, exit code, placement, timestamps, overrides and metrics summary."""
     record = with_pending(conn, keys, [get_job(job_id, conn=conn, keys=keys).status()])[0]
     if as_json:
         print_json(record)

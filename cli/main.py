@@ -61,13 +61,14 @@ def cli() -> None:
       launchbay agent -q gpu                  # on each machine
       launchbay enqueue job.yaml -q gpu --set trainer.learning_rate=0.1 --gpus A100:2
       launchbay logs JOB_ID -f
+      launchbay metrics JOB_ID -f
     """
 
 
 # Imported after the group exists: each command module registers its commands on it.
-from launchbay.cli import agent_cmds, job_cmds, metrics_cmds, queue_cmds, ui_cmds  # noqa: E402
+from launchbay.cli import agent_cmds, job_cmds, metrics_cmds, queue_cmds, step_metrics_cmds, ui_cmds  # noqa: E402
 
-for _module in (queue_cmds, job_cmds, agent_cmds, ui_cmds, metrics_cmds):
+for _module in (queue_cmds, job_cmds, step_metrics_cmds, agent_cmds, ui_cmds, metrics_cmds):
     _module.register(cli)
 
 

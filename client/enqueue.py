@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import redis
 from launchbay.queue_config import lifecycle
 from launchbay.queue_config.connection import connect
+from launchbay.queue_config.inputs_decl import effective_inputs
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import PRIORITIES, JobSpec, QueueConfig, Resources, load_job_spec, parse_model
 from launchbay.queue_config.store import QueueStore
@@ -26,6 +27,7 @@ from .fit import fit_notes
 from .handle import JobHandle
 from .inputs_check import check_overrides
 from .overrides import merge_trees
+from .secret_refs import check_references, redact, secret_values, without_references
 
 SpecArg = Union[JobSpec, Mapping[str, Any], str, Path]
 #: Job ids are 16 hex digits (64 random bits): short enough to type, far from colliding.
@@ -109,12 +111,33 @@ def enqueue(
     fields["submitter"] = submitter.resolve(conn, user)
     fields["run_config"] = merge_trees(job_spec.config, overrides or {}, what="overrides")
     fields["file_overrides"] = {path: dict(tree) for path, tree in (file_overrides or {}).items()}
-    check_overrides(job_spec.name, store.get_inputs(job_spec.name), fields["run_config"], fields["file_overrides"])
+    _check_inputs(job_spec, queue_config, store, fields)
     notes = _notes(conn, keys, store, queue, fields)
     notes += submitter.quota_notes(conn, keys, queue_config, fields["submitter"], fields["request"])
     job_id = uuid.uuid4().hex[:JOB_ID_HEX_DIGITS]
     _write(conn, keys, store, job_id, fields)
     return JobHandle(job_id, conn, keys, notes=notes)
+
+
+def _check_inputs(spec: JobSpec, queue: QueueConfig, store: QueueStore, fields: Dict[str, Any]) -> None:
+    """Check the overrides against the recorded inputs, else the declared ones; keep them in ``spec.inputs``.
+
+    The agent filters W&B's env contract by the same inputs, and status/list/UI mask the values of
+    their secret fields.
+    """
+    inputs, source = effective_inputs(store.get_inputs(spec.name), spec.inputs)
+    run_config, file_overrides = fields["run_config"], fields["file_overrides"]
+    check_references(queue, inputs, run_config, file_overrides)
+    # A referenced value is the agent's to fill in: the checks see the rest.
+    run_config, file_overrides = without_references(run_config), without_references(file_overrides)
+    try:
+        check_overrides(spec.name, inputs, run_config, file_overrides)
+    except ValidationError as exc:
+        # A schema message quotes the value it refuses; a secret's must not reach the terminal.
+        raise ValidationError(redact(str(exc), secret_values(inputs, run_config, file_overrides))) from None
+    if inputs is not None:
+        fields["spec"]["inputs"] = inputs
+        fields["spec"]["inputs_source"] = source
 
 
 def _build_record(

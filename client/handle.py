@@ -13,11 +13,15 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Type
 
 import redis
 from launchbay.queue_config import lifecycle, logstream
+from launchbay.queue_config.connection import is_transient
 from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
+from launchbay.queue_config.secrets import mask_record
 
 from launchbay.errors import NotFoundError
+
+from .metrics import MetricsReader
 
 #: How long one XREAD blocks before the record's state is checked again (milliseconds).
 POLL_BLOCK_MS = 1000
@@ -37,9 +41,9 @@ def _through_outages(call: Callable[..., T], *args: Any) -> T:
     while True:
         try:
             return call(*args)
-        except redis.AuthenticationError:
-            raise  # a ConnectionError too, but waiting does not fix credentials
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:
+            if not is_transient(exc):  # e.g. credentials: waiting does not fix them
+                raise
             if deadline is None:
                 deadline = time.monotonic() + REDIS_OUTAGE_S
                 log.warning("Redis does not answer (%s); waiting up to %.0f s for it", exc, REDIS_OUTAGE_S)
@@ -60,16 +64,20 @@ class JobHandle:
         self.keys = keys or Keys.from_env()
         self.notes: List[str] = list(notes)
         self._records = Records(conn, self.keys)
+        self._metrics: Optional[MetricsReader] = None
 
     def __repr__(self) -> str:
         return f"JobHandle({self.id!r})"
 
     def status(self) -> Dict[str, Any]:
-        """The job record: state, reason, message, exit_code, agent, host, gpus, timestamps, overrides..."""
+        """The job record: state, reason, message, exit_code, agent, host, gpus, timestamps, overrides...
+
+        Values of fields whose schema says ``format: secret`` are masked.
+        """
         record = self._records.get(self.id)
         if record is None:
             raise NotFoundError(f"unknown job {self.id!r} (never enqueued here, or its record expired)")
-        return record
+        return mask_record(record)
 
     def state(self) -> State:
         return State(self.status()["state"])
@@ -110,6 +118,23 @@ class JobHandle:
             if not lines and _through_outages(self.state) in TERMINAL_STATES:
                 yield from self._lines_after(last_id)
                 return
+
+    def metrics(self, follow: bool = False) -> Iterator[Dict[str, Any]]:
+        """The job's logged steps (``{"_step": 3, "loss": 0.2, ...}``), oldest first; with ``follow``,
+        keep yielding until the job ends. :attr:`metrics_truncated` then says whether the agent's cap
+        cut the stream short. The last value of each key is in ``status()["summary"]`` once it ended.
+        """
+        self.status()
+        self._metrics = MetricsReader(self.conn, self.keys, self.id)
+        if not follow or self.state() in TERMINAL_STATES:
+            yield from self._metrics.all()
+            return
+        yield from self._metrics.follow(lambda: self.state() in TERMINAL_STATES, POLL_BLOCK_MS, _through_outages)
+
+    @property
+    def metrics_truncated(self) -> Optional[str]:
+        """Why the agent stopped keeping steps (its cap), as seen by the last :meth:`metrics`; None if it did not."""
+        return self._metrics.truncated if self._metrics is not None else None
 
     def cancel(self) -> str:
         """``"canceled"`` if it was still queued, ``"cancel_requested"`` if an agent has it (it stops it)."""

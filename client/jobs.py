@@ -9,6 +9,7 @@ from launchbay.queue_config import pending
 from launchbay.queue_config.connection import connect
 from launchbay.queue_config.job import State, from_hash, state_of
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.secrets import mask_record
 from launchbay.queue_config.store import QueueStore
 
 from launchbay.errors import ValidationError
@@ -37,9 +38,8 @@ def list_jobs(
     limit: int = 50,
     user: Optional[str] = None,
 ) -> List[Dict[str, Any]]:
-    """The newest ``limit`` job records (of ``queue``, in ``state``, by submitter ``user`` when given), newest first.
-
-    Queued jobs carry why they wait (:func:`with_pending`).
+    """The newest ``limit`` job records (of ``queue``, in ``state``, by submitter ``user`` when given),
+    newest first; secret values masked, and queued jobs carry why they wait (:func:`with_pending`).
     """
     keys = keys or Keys.from_env()
     if state is not None and state not in {s.value for s in State}:
@@ -81,6 +81,6 @@ def _newest_in_queue(
             record = from_hash(raw) if raw else None  # an expired record leaves its id behind
             wanted = state is None or record.get("state") == state if record else False
             if record and wanted and (user is None or record.get("submitter") == user):
-                found.append(record)
+                found.append(mask_record(record))
         start += PAGE_SIZE
     return found[:limit]

@@ -98,7 +98,7 @@ for i = 1, count do
     redis.call('HINCRBY', job_key, 'attempts', 1)
     -- what an earlier run left behind does not describe this one
     redis.call('HDEL', job_key, 'reason', 'message', 'exit_code', 'container', 'rq_execution', 'effective_config',
-      'running_at', 'finished_at', 'failed_at', 'canceled_at')
+      'summary', 'running_at', 'finished_at', 'failed_at', 'canceled_at')
     -- a claimed job waits no more (job.PENDING_FIELDS)
     redis.call('HDEL', job_key, 'pending_reason', 'pending_detail', 'estimated_start', 'pending_at')
     return {1, 'claimed', i}

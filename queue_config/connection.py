@@ -15,7 +15,7 @@ import os
 import re
 import ssl
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis
@@ -33,6 +33,12 @@ TLS_URL_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs
 TLS_URL_FILE_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 #: A Redis that does not accept the TCP connection within this many seconds counts as down.
 CONNECT_TIMEOUT_S = 5.0
+#: Replicas that must confirm an enqueue or a claim over a redis+sentinel:// URL (``?wait_replicas=N``),
+#: and how long they have: an acknowledged enqueue or a started claim then survives a failover
+#: (docs/multi-host.md).
+SENTINEL_WAIT_REPLICAS = 1
+REPLICA_WAIT_MS = 2000
+_WAIT_REPLICAS_ATTR = "launchbay_wait_replicas"
 
 
 def resolve_url(url: Optional[str]) -> str:
@@ -96,11 +102,13 @@ def connect(url: Optional[str] = None) -> redis.Redis:
 def sentinel_master(url: str) -> redis.Redis:
     """A connection to the current master named in a ``redis+sentinel://`` URL.
 
-    ``redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB][?sentinel_password=P]``:
+    ``redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB][?sentinel_password=P&wait_replicas=N]``:
     the sentinels (port 26379 unless given) are asked which server is SERVICE's master; USER and
     PASSWORD are those of the Redis servers, ``sentinel_password`` that of the sentinels, if they
-    ask for one. After a failover the connection pool asks the sentinels again on its next
-    reconnect, so the same object follows the new master. Raises ValueError for a malformed URL.
+    ask for one; ``wait_replicas`` how many replicas must confirm an enqueue or a claim
+    (:func:`confirm_replicated`). After a failover the connection pool asks the sentinels again on
+    its next reconnect, so the same object follows the new master. Raises ValueError for a
+    malformed URL.
     """
     parts = urlsplit(url)
     hosts = []
@@ -116,21 +124,62 @@ def sentinel_master(url: str) -> redis.Redis:
     if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
         raise ValueError("a redis+sentinel:// URL ends with /SERVICE or /SERVICE/DB, e.g. /mymaster/0")
     query = parse_qs(parts.query)
-    unknown = set(query) - {"sentinel_password"}
+    unknown = set(query) - {"sentinel_password", "wait_replicas"}
     if unknown:
-        raise ValueError(f"unknown query parameter(s) {', '.join(sorted(unknown))}; known: sentinel_password")
+        raise ValueError(
+            f"unknown query parameter(s) {', '.join(sorted(unknown))}; known: sentinel_password, wait_replicas"
+        )
+    wait_replicas = query.get("wait_replicas", [str(SENTINEL_WAIT_REPLICAS)])[-1]
+    if not wait_replicas.isdigit():
+        raise ValueError(f"wait_replicas={wait_replicas!r} must be a number of replicas (0 turns the wait off)")
     timeouts = {"socket_connect_timeout": CONNECT_TIMEOUT_S}
     sentinel_kwargs = {**timeouts, "socket_timeout": CONNECT_TIMEOUT_S}
     if "sentinel_password" in query:
         sentinel_kwargs["password"] = query["sentinel_password"][-1]
     sentinel = redis.sentinel.Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **timeouts)
-    return sentinel.master_for(
+    conn = sentinel.master_for(
         path[0],
         db=int(path[1]) if len(path) == 2 else 0,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
         **timeouts,
     )
+    setattr(conn, _WAIT_REPLICAS_ATTR, int(wait_replicas))
+    return conn
+
+
+def wait_replicas(conn: redis.Redis) -> int:
+    """How many replicas must confirm a write that has to survive a failover: ``wait_replicas`` of a
+    ``redis+sentinel://`` URL (default 1), 0 for any other URL."""
+    return getattr(conn, _WAIT_REPLICAS_ATTR, 0)
+
+
+def confirm_replicated(
+    conn: redis.Redis, write: Callable[[redis.Redis], object], check: Callable[[redis.Redis], object], what: str
+) -> None:
+    """Make ``write`` (a write command) and wait until :func:`wait_replicas` replicas have it.
+
+    Redis replicates in order, so a replica that has ``write`` also has what this process wrote
+    before it. ``write``, ``WAIT`` and ``check`` (a read whose reply must be true, e.g. that the
+    job exists) go on one connection, since WAIT counts that connection's writes, and a failover
+    in between cannot confirm a write the new master never got. Without replicas to wait for this
+    is just ``write``. Raises RedisUnavailableError when too few replicas confirm within
+    REPLICA_WAIT_MS: a failover now could lose ``what``.
+    """
+    wanted = wait_replicas(conn)
+    with conn.pipeline(transaction=False) as pipe:
+        write(pipe)
+        if wanted:
+            pipe.execute_command("WAIT", wanted, REPLICA_WAIT_MS)
+            check(pipe)
+        results = pipe.execute()
+    confirmed = results[-2] if wanted and results[-1] else 0
+    if wanted and confirmed < wanted:
+        raise RedisUnavailableError(
+            f"{what} reached the Redis master, but {confirmed} of the {wanted} replica(s) it must reach "
+            f"(wait_replicas) confirmed it within {REPLICA_WAIT_MS / 1000:g} s, so a failover now would lose it; "
+            "Redis may be failing over or short of replicas (docs/multi-host.md)"
+        )
 
 
 def _check_tls_files(url: str) -> None:
@@ -164,15 +213,57 @@ def redis_errors_translated(url: str) -> Iterator[None]:
                 "and connect by a host name or IP address the certificate lists"
             ) from exc
         raise RedisUnavailableError(
-            f"cannot reach Redis at {shown}: {str(exc).rstrip('.')}; is redis-server running? "
-            f"Check --redis-url or {URL_ENV}, or unset both to use a private local server"
+            f"cannot reach Redis at {shown}: {str(exc).rstrip('.')}; {_retry_hint(url)}"
         ) from exc
     except redis.TimeoutError as exc:
         raise RedisUnavailableError(
-            f"cannot reach Redis at {shown}: {str(exc).rstrip('.')}; is redis-server running? "
-            f"Check --redis-url or {URL_ENV}, or unset both to use a private local server"
+            f"cannot reach Redis at {shown}: {str(exc).rstrip('.')}; {_retry_hint(url)}"
         ) from exc
     except redis.ResponseError as exc:
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
             raise ConfigError(f"Redis at {shown} refused the credentials ({exc}); check the URL") from exc
+        refusal = write_refusal(exc)
+        if refusal:
+            raise RedisUnavailableError(
+                f"Redis at {shown} {refusal} ({str(exc).rstrip('.')}); nothing was written"
+            ) from exc
         raise
+
+
+#: Replies of a server that is up but may not take writes now, and what each means: a failover is
+#: under way or Redis protects acknowledged writes (docs/multi-host.md). Waiting cures them all.
+WRITE_REFUSALS = {
+    "READONLY": "is a read-only replica now: a failover may have demoted it; retry in a few seconds, or give the "
+    "sentinels (redis+sentinel://) so that launchbay follows the master",
+    "NOREPLICAS": "refuses writes: fewer replicas are in sync than its min-replicas-to-write; retry once they are",
+    "MASTERDOWN": "is a replica that lost its master; retry once the failover is done",
+}
+
+
+def write_refusal(exc: BaseException) -> Optional[str]:
+    """What a refusal by an up but not writable Redis means (see WRITE_REFUSALS), or None for any other error."""
+    if isinstance(exc, redis.exceptions.ReadOnlyError):  # redis-py drops the READONLY code from the message
+        return WRITE_REFUSALS["READONLY"]
+    if isinstance(exc, redis.exceptions.MasterDownError):
+        return WRITE_REFUSALS["MASTERDOWN"]
+    if not isinstance(exc, redis.ResponseError):
+        return None
+    # "NOREPLICAS Not enough ...", or in a pipeline "Command # 1 (SET ...) of pipeline caused error: NOREPLICAS ..."
+    code = re.search(r"(?:^|: )(NOREPLICAS|MASTERDOWN)\b", str(exc))
+    return WRITE_REFUSALS[code.group(1)] if code else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether waiting may cure ``exc``: Redis does not answer, or answers that it cannot take writes now."""
+    if isinstance(exc, redis.AuthenticationError):
+        return False
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) or write_refusal(exc) is not None
+
+
+def _retry_hint(url: str) -> str:
+    if urlsplit(url).scheme == SENTINEL_SCHEME:
+        return (
+            "if its master just failed, the sentinels promote a replica after their down-after-milliseconds "
+            "plus a few seconds: retry then (docs/multi-host.md)"
+        )
+    return f"is redis-server running? Check --redis-url or {URL_ENV}, or unset both to use a private local server"

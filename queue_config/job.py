@@ -21,6 +21,7 @@ agent, host, container    who runs it, and the container id
 gpus                      JSON list of host GPU ids, e.g. ["0", "3"]
 exit_code                 the container's exit code
 effective_config          JSON: the config the job ran with (the SDK's config.json)
+summary                   JSON: the job's summary.json when it ended (last value per metric)
 attempts                  how many times an agent claimed it
 cancel_requested          "1" once a user asked to cancel a claimed job
 submitter                 who asked: the Redis ACL user, else --user / LAUNCHBAY_USER, else
@@ -75,12 +76,15 @@ class Reason(str, Enum):
     REQUEUED_AGENT_LOST = "requeued_agent_lost"  # put back in the queue after its agent was lost
     CANCELED_BY_USER = "canceled_by_user"
     DOCKER_UNAVAILABLE = "docker_unavailable"  # the engine went away and the container with it
+    SECRET_MISSING = "secret_missing"  # a secret of the queue could not be read on the agent's host
 
     def __str__(self) -> str:
         return self.value
 
 
-JSON_FIELDS = frozenset({"spec", "request", "constraints", "run_config", "file_overrides", "gpus", "effective_config"})
+JSON_FIELDS = frozenset(
+    {"spec", "request", "constraints", "run_config", "file_overrides", "gpus", "effective_config", "summary"}
+)
 INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s"})
 FLOAT_FIELDS = frozenset({"estimated_start"})
 #: Why a queued job waits: written by agents' passes (``lifecycle.set_pending``), cleared by the claim.
@@ -94,7 +98,7 @@ CANCEL_REQUESTED = "cancel_requested"
 #: queued job that has one is not claimed). ``tests/test_structure.py`` checks claim.lua's list.
 RUN_FIELDS = (
     "reason", "message", "exit_code", "agent", "host", "gpus", "container", "rq_execution",
-    "effective_config", CANCEL_REQUESTED, "starting_at", "running_at", "finished_at", "failed_at", "canceled_at",
+    "effective_config", "summary", CANCEL_REQUESTED, "starting_at", "running_at", "finished_at", "failed_at", "canceled_at",
 )  # fmt: skip
 #: What ``claim.lua`` writes with ``state=starting`` (``attempts`` it increments).
 CLAIM_SETS = ("agent", "host", "gpus", "starting_at")

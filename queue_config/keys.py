@@ -14,6 +14,8 @@ key                                    type    TTL          written by
                                                             state, reason, timestamps, gpus...
 {ns}:job:{id}:log                      STREAM  result TTL   agent: container output, capped;
                                                             lifecycle: eof (logstream.py)
+{ns}:job:{id}:metrics                  STREAM  result TTL   agent: the job's metrics.jsonl, one
+                                                            entry {"m": line} per step, capped
 {ns}:jobs:{queue}                      ZSET    none         CLI: job ids by enqueue time
 {ns}:agents                            SET     none         agent: ids ever registered
 {ns}:agent:{id}                        HASH    none         agent: host, labels, inventory
@@ -26,6 +28,9 @@ key                                    type    TTL          written by
 {ns}:usage:{queue}:{user}              HASH    none         claim.lua (+) and the release script
                                                             (-) only: gpus, cpus, jobs a user
                                                             holds claimed in a queue (quotas.py)
+{ns}:replication-probe                 PUBSUB  -            agents over redis+sentinel://, after a claim
+                                                            (lifecycle): a write WAIT can count; no
+                                                            one listens
 =====================================  ======  ===========  ================================
 
 ``tests/test_keys.py`` pins these shapes.
@@ -73,6 +78,9 @@ class Keys:
     def job_log(self, job_id: str) -> str:
         return self._k("job", job_id, "log")
 
+    def job_metrics(self, job_id: str) -> str:
+        return self._k("job", job_id, "metrics")
+
     def queue_jobs(self, queue: str) -> str:
         return self._k("jobs", queue)
 
@@ -103,3 +111,7 @@ class Keys:
     def user_usage(self, queue: str, user: str) -> str:
         """What ``user`` holds claimed in ``queue`` (quotas): written only by claim.lua and the release script."""
         return self._k("usage", queue, user)
+
+    @property
+    def replication_probe(self) -> str:
+        return self._k("replication-probe")

@@ -1,18 +1,16 @@
 """Every change of a job, in one place: enqueue -> claim -> mark running -> end, and requeue, put back, cancel.
 
-This is the only module that writes a job hash (``{ns}:job:{id}``, fields in
-``launchbay.queue_config.job``). Each transition is atomic in Redis: a change of state is one Lua
-check-and-set (:meth:`Records.transition`), so a cancel racing a finish, or two agents racing one
-job, have exactly one winner; the claim is one Lua script (``claim.lua``) that also takes the job
-out of its RQ queue and writes the agent's ledger. What follows a change (RQ's mirror through
-``rq_bridge``, the log's ``eof``, the expiry, the wake-up event) is written here too, and is safe
-to run twice.
+The only module that writes a job hash (``{ns}:job:{id}``, fields in ``job.py``). A change of state is
+one Lua check-and-set (:meth:`Records.transition`): a cancel racing a finish, or two agents racing one
+job, have one winner; the claim (``claim.lua``) also takes the job out of its RQ queue and writes the
+ledger. What follows a change (RQ's mirror, ``eof``, expiry, the event) is here too, safe to run twice.
 
 Who calls what:
 
 ===============================  =======================================================
 :func:`enqueue`                  the client (``client/enqueue.py``)
-:class:`ClaimScript`             the agent's claimer (``agent/claim.py``)
+:class:`ClaimScript`             the agent's claimer (``agent/claim.py``); ``confirm`` after a
+                                 claim over ``redis+sentinel://``
 :func:`record_rq_start`          the agent, right after a claim
 :func:`mark_running`             the agent's job runner, once the container started
 :func:`end`                      the job runner, the reaper, reconcile, the daemon (a hand-over
@@ -20,6 +18,7 @@ Who calls what:
 :func:`complete_end`             reconcile: an end recorded by an agent that died right after
 :func:`put_back`                 the reaper and reconcile: an active job back to the front of its queue
 :func:`cancel`, :func:`requeue`  ``launchbay cancel`` / ``requeue``, the UI, queue deletion
+:func:`set_pending`              an agent's pass (``agent/pending_pass.py``): why queued jobs wait
 ===============================  =======================================================
 """
 
@@ -31,7 +30,7 @@ from importlib import resources
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import redis
-from launchbay.queue_config import events, logstream, rq_bridge
+from launchbay.queue_config import connection, events, logstream, rq_bridge
 from launchbay.queue_config.job import (
     ACTIVE_STATES,
     CANCEL_REQUESTED,
@@ -59,6 +58,7 @@ CANCEL_REQUESTED_ANSWER = CANCEL_REQUESTED
 #: A queued job can be claimed between our read of its state and our write; try again this often.
 STATE_RACE_RETRIES = 3
 CLAIM_LUA = resources.files("launchbay.queue_config").joinpath("claim.lua").read_text(encoding="utf-8")
+SET_PENDING_LUA = resources.files("launchbay.queue_config").joinpath("set_pending.lua").read_text(encoding="utf-8")
 
 # KEYS[1] = job hash. ARGV[1] = new state, ARGV[2] = now, ARGV[3] = allowed current states
 # (comma-separated), then field/value pairs to set. Returns 1 when written, 0 when the job is
@@ -140,9 +140,10 @@ class Records:
             pipe.execute()
 
     def expire_ended(self, pipe: Any, job_id: str) -> None:
-        """An ended record and its log live as long as RQ keeps the job's result."""
+        """An ended record, its log and its metrics live as long as RQ keeps the job's result."""
         pipe.expire(self.keys.job(job_id), rq_bridge.RESULT_TTL_S)
         pipe.expire(self.keys.job_log(job_id), rq_bridge.RESULT_TTL_S)
+        pipe.expire(self.keys.job_metrics(job_id), rq_bridge.RESULT_TTL_S)
 
 
 # -- enqueue and claim -------------------------------------------------------------------------------
@@ -160,7 +161,10 @@ def enqueue(
 ) -> None:
     """Write the record (``queued``) and the RQ job in one MULTI, then wake the agents serving its queue.
 
-    ``also(pipe)`` adds the caller's own writes to the same transaction.
+    ``also(pipe)`` adds the caller's own writes to the same transaction. Over a ``redis+sentinel://``
+    URL the wake-up is the write that replicas must confirm (:func:`connection.confirm_replicated`):
+    replication is in order, so a replica that has it has the job. Raises RedisUnavailableError when
+    too few do, rather than acknowledge a job a failover could lose.
     """
     with conn.pipeline() as pipe:
         pipe.multi()  # rq joins an explicit transaction instead of starting its own
@@ -177,11 +181,15 @@ def enqueue(
         if also is not None:
             also(pipe)
         pipe.execute()
-    events.publish(conn, keys, events.Enqueued(fields["queue"]))
+    connection.confirm_replicated(
+        conn,
+        lambda pipe: events.publish(pipe, keys, events.Enqueued(fields["queue"])),
+        lambda pipe: pipe.exists(keys.job(job_id)),
+        f"job {job_id}",
+    )
 
 
-#: One candidate of a claim: (job id, its RQ queue's name, its ledger JSON, its GPU ids, its user,
-#: the user's quota limits as JSON: ``quotas.limits_json``).
+#: A claim candidate: (job id, RQ queue name, ledger JSON, GPU ids, user, ``quotas.limits_json``).
 ClaimCandidate = Tuple[str, str, str, Sequence[str], str, str]
 
 
@@ -211,38 +219,30 @@ class ClaimScript:
         ok, why, index = self._script(keys=keys, args=args)
         return int(ok) == 1, as_text(why), int(index)
 
+    def confirm(self, job_id: str) -> None:
+        """Wait until the replicas a ``redis+sentinel://`` URL asks for have this agent's claim of ``job_id``.
 
-#: KEYS = job hashes; ARGV = per job: reason, detail, estimated start ("" = none). Written only
-#: while the job is still queued (a job claimed since keeps none).
-_SET_PENDING_LUA = """
-for i, key in ipairs(KEYS) do
-  if redis.call('HGET', key, 'state') == 'queued' then
-    local base = (i - 1) * 3
-    redis.call('HSET', key, 'pending_reason', ARGV[base + 1], 'pending_detail', ARGV[base + 2])
-    if ARGV[base + 3] == '' then
-      redis.call('HDEL', key, 'estimated_start')
-    else
-      redis.call('HSET', key, 'estimated_start', ARGV[base + 3])
-    end
-  end
-end
-return #KEYS
-"""
+        A claim a failover loses leaves the job queued on the new master, where it would run a second
+        time. Returns at once for other URLs; raises RedisUnavailableError (or a RedisError) when the
+        claim is not confirmed: the caller must not start the job (the sweep puts it back).
+        """
+        if not connection.wait_replicas(self.conn):
+            return
+        ledger = self.keys.agent_ledger(self.agent_id)
+        connection.confirm_replicated(
+            self.conn,
+            lambda pipe: pipe.publish(self.keys.replication_probe, job_id),  # a write WAIT can count
+            lambda pipe: pipe.hexists(ledger, job_id),
+            f"the claim of job {job_id}",
+        )
 
 
 def set_pending(records: Records, changes: Mapping[str, Tuple[str, str, Optional[float]]]) -> int:
-    """Write why queued jobs wait, ``{job id: (reason, detail, estimated start)}``, in one call.
-
-    The caller passes only what changed since it last looked (an agent's pass), so a queue whose
-    jobs wait for the same reason costs no write. Jobs no longer queued are left alone.
-    """
-    if not changes:
-        return 0
-    script = records.conn.register_script(_SET_PENDING_LUA)
-    args: List[str] = []
-    for reason, detail, start in changes.values():
-        args += [reason, detail[:300], "" if start is None else repr(float(start))]
-    return int(script(keys=[records.keys.job(job_id) for job_id in changes], args=args))
+    """Write why queued jobs wait, ``{job id: (reason, detail, estimated start)}``, in one call (only
+    what changed, from an agent's pass); jobs no longer queued are left alone (``set_pending.lua``)."""
+    args = [v for r, d, t in changes.values() for v in (r, d[:300], "" if t is None else repr(float(t)))]
+    keys = [records.keys.job(job_id) for job_id in changes]
+    return int(records.conn.register_script(SET_PENDING_LUA)(keys=keys, args=args)) if keys else 0
 
 
 def record_rq_start(records: Records, job_id: str, *, worker_name: str) -> None:
@@ -271,14 +271,16 @@ def end(
     rq_execution: Optional[str] = None,
     allowed_from: Iterable[State] = ACTIVE_STATES,
     eof_once: bool = True,
+    summary: Optional[Dict[str, Any]] = None,
     **fields: Any,
 ) -> bool:
     """End a job: the terminal state with reason, exit code and message, then :func:`complete_end`.
 
     Returns False, and writes nothing, when the job is not in ``allowed_from`` any more (someone
-    else ended, requeued or canceled it first). ``fields`` are set with the state (e.g. the
-    effective config). The job's own runner, which knows its run's log, passes ``eof_once=False``:
-    its ``eof`` is written even when an earlier run's ``eof`` is the stream's last entry.
+    else ended, requeued or canceled it first). ``summary`` (the job's summary.json, last value
+    per metric) and ``fields`` are set with the state (e.g. the effective config). The job's own
+    runner, which knows its run's log, passes ``eof_once=False``: its ``eof`` is written even when
+    an earlier run's ``eof`` is the stream's last entry.
     """
     won = records.transition(
         job_id,
@@ -287,6 +289,7 @@ def end(
         reason=outcome.reason,
         exit_code=outcome.exit_code,
         message=outcome.message or None,
+        summary=summary,
         **fields,
     )
     if won:

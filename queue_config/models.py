@@ -1,9 +1,7 @@
-"""Job specs, resource requests and queue configs (pydantic v2), with loaders whose errors name
-the file and the field.
+"""Job specs, resource requests and queue configs (pydantic v2); loaders' errors name the file and field.
 
-Sizes and durations are accepted as people write them (``16GiB``, ``2h``) and stored normalized,
-with the unit in the field name (``memory_mib``, ``max_runtime_s``). Unknown fields are refused,
-so a misspelt option is an error instead of being silently ignored.
+Sizes and durations are accepted as people write them (``16GiB``, ``2h``) and stored normalized, with the
+unit in the field name (``memory_mib``). Unknown fields are refused: a misspelt option is an error.
 """
 
 from __future__ import annotations
@@ -14,7 +12,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
 import yaml
+from launchbay.queue_config.inputs_decl import InputsDeclaration
 from launchbay.queue_config.quotas import Quotas
+from launchbay.queue_config.secrets import SecretSource
 from launchbay.queue_config.units import parse_duration_s, parse_size_mib, rename_unit_keys
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -26,6 +26,8 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 #: The most values a YAML document may expand to once its aliases are followed (see :func:`load_yaml`).
 MAX_YAML_VALUES = 1_000_000
+#: Env names a queue secret may not take: launchbay's payload and W&B Launch's contract own them.
+RESERVED_ENV_PREFIXES = ("LAUNCHBAY_", "WANDB_CONFIG", "WANDB_LAUNCH")
 #: The deepest nesting of mappings and lists a file or value may have.
 MAX_NESTING = 100
 
@@ -206,6 +208,10 @@ class QueueConfig(_Strict):
     submitter_may_set: List[str] = Field(default_factory=list)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     quotas: Quotas = Field(default_factory=Quotas)
+    #: Hand every container W&B Launch's own env contract (WANDB_LAUNCH, WANDB_CONFIG...).
+    wandb_env: bool = True
+    #: Env var name in the container -> where the agent reads the value on its host.
+    secrets: Dict[str, SecretSource] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -228,6 +234,16 @@ class QueueConfig(_Strict):
             names.append(option)
         return names
 
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: Dict[str, SecretSource]) -> Dict[str, SecretSource]:
+        for name in value:
+            if not ENV_NAME_RE.match(name):
+                raise ValueError(f"secret name {name!r} is not a valid variable name")
+            if name.startswith(RESERVED_ENV_PREFIXES):
+                raise ValueError(f"secret name {name!r} would replace one of launchbay's or W&B Launch's variables")
+        return value
+
 
 class JobSpec(_Strict):
     """What to run: image, command and defaults. Overrides and resources can change at enqueue."""
@@ -242,6 +258,8 @@ class JobSpec(_Strict):
     max_runtime_s: Optional[int] = Field(default=None, gt=0)
     constraints: Dict[str, str] = Field(default_factory=dict)
     docker: DockerOptions = Field(default_factory=DockerOptions)
+    #: The launch inputs, for jobs that have not recorded any (see queue_config/inputs_decl.py).
+    inputs: Optional[InputsDeclaration] = None
 
     @model_validator(mode="before")
     @classmethod

@@ -9,6 +9,7 @@ def test_key_shapes_are_pinned():
     assert k.jobdef("trainer") == "launchbay:jobdef:trainer"
     assert k.job("abc") == "launchbay:job:abc"
     assert k.job_log("abc") == "launchbay:job:abc:log"
+    assert k.job_metrics("abc") == "launchbay:job:abc:metrics"
     assert k.queue_jobs("gpu") == "launchbay:jobs:gpu"
     assert k.agents == "launchbay:agents"
     assert k.agent("h1") == "launchbay:agent:h1"
@@ -18,6 +19,7 @@ def test_key_shapes_are_pinned():
     assert k.events == "launchbay:events"
     assert k.reaper_lock == "launchbay:reaper:lock"
     assert k.user_usage("gpu", "alice") == "launchbay:usage:gpu:alice"
+    assert k.replication_probe == "launchbay:replication-probe"
 
 
 def test_namespace_is_configurable():

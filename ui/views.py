@@ -10,6 +10,7 @@ from launchbay.client import get_job, list_jobs
 from launchbay.client.fit import describe_request
 from launchbay.client.inputs_check import section_rows
 from launchbay.client.jobs import with_pending
+from launchbay.client.metrics import MetricsReader
 from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.units import format_duration
@@ -131,6 +132,19 @@ def job_log(job_id: str) -> Any:
     data = joblog.after(config.conn, config.keys, job_id, last_id)
     data.update(state=record.get("state"), reason=record.get("reason") or "")
     return jsonify(data)
+
+
+@pages.get("/job/<job_id>/metrics")
+def job_metrics(job_id: str) -> Any:
+    """JSON: the logged steps after ``?after=ID`` (a batch), whether more wait, the cap's note, the state."""
+    record = _record(job_id)
+    last_id = request.args.get("after", "")
+    if last_id and not STREAM_ID_RE.match(last_id):
+        abort(400)
+    config = settings()
+    reader = MetricsReader(config.conn, config.keys, job_id)
+    steps, newest, more = reader.after(last_id)
+    return jsonify(steps=steps, last_id=newest, more=more, truncated=reader.truncated or "", state=record.get("state"))
 
 
 @pages.post("/job/<job_id>/cancel")

@@ -44,6 +44,19 @@ def test_a_human_size_flag_beats_a_file_value_in_mib(tmp_path):
     assert settings.reserve_memory_mib == 2048 and settings.log_cap_bytes == 1 << 20
 
 
+def test_the_metrics_caps_default_to_20000_steps_and_8_mib_and_take_human_sizes(tmp_path):
+    assert resolve_settings({}, environ={}).metrics_cap_entries == 20_000
+    assert resolve_settings({}, environ={}).metrics_cap_bytes == 8 << 20
+    env = {"LAUNCHBAY_AGENT_METRICS_CAP": "2MiB", "LAUNCHBAY_AGENT_METRICS_CAP_ENTRIES": "500"}
+    settings = resolve_settings({}, environ=env)
+    assert settings.metrics_cap_bytes == 2 << 20 and settings.metrics_cap_entries == 500
+    result = run_cli("agent", "--metrics-cap-entries", "0", "--check")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: Invalid value for '--metrics-cap-entries': 0 is not in the range x>=1 (see launchbay agent --help)"
+    ]
+
+
 def test_env_values_are_written_as_people_write_them():
     env = {
         "LAUNCHBAY_AGENT_QUEUES": "gpu, cpu",
@@ -127,6 +140,8 @@ def test_agent_help_names_every_option_with_its_default_and_env_var():
         ("--agent-id", "LAUNCHBAY_AGENT_AGENT_ID"),
         ("--state-dir", "LAUNCHBAY_AGENT_STATE_DIR"),
         ("--log-cap", "LAUNCHBAY_AGENT_LOG_CAP"),
+        ("--metrics-cap", "LAUNCHBAY_AGENT_METRICS_CAP"),
+        ("--metrics-cap-entries", "LAUNCHBAY_AGENT_METRICS_CAP_ENTRIES"),
         ("--config", "LAUNCHBAY_AGENT_CONFIG"),
         ("--drain", "LAUNCHBAY_AGENT_DRAIN"),
         ("--json-logs", "LAUNCHBAY_AGENT_JSON_LOGS"),

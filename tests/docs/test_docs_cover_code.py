@@ -40,6 +40,7 @@ HUMAN_NAMES = {
     "default_max_runtime_s": "default_max_runtime",
     "reserve_memory_mib": "reserve_memory",
     "log_cap_bytes": "log_cap",
+    "metrics_cap_bytes": "metrics_cap",
 }
 
 # Model -> (doc, the header of the table that lists its fields). Each field is the first cell of a row.

@@ -109,8 +109,9 @@ def play_agent(
     end: State = State.FINISHED,
     exit_code: Optional[int] = 0,
     reason: Optional[Reason] = None,
+    summary: Optional[Dict[str, Any]] = None,
 ) -> None:
-    """Do what an agent does to a job: claim it, run it, write its log, end it."""
+    """Do what an agent does to a job: claim it, run it, write its log, end it (with ``summary``)."""
     records = Records(conn, Keys())
     queue = records.get(job_id)["queue"]
     rq_bridge.rq_queue(conn, queue).remove(job_id)  # the claim script takes it out of the RQ queue
@@ -119,7 +120,9 @@ def play_agent(
     assert records.transition(job_id, State.RUNNING, allowed_from=[State.STARTING], container="c0ffee")
     for line in lines:
         conn.xadd(Keys().job_log(job_id), {"line": line})
-    assert records.transition(job_id, end, allowed_from=[State.RUNNING], exit_code=exit_code, reason=reason)
+    assert records.transition(
+        job_id, end, allowed_from=[State.RUNNING], exit_code=exit_code, reason=reason, summary=summary
+    )
     rq_bridge.mark_ended(conn, job_id, execution, state=end.value)
     conn.xadd(Keys().job_log(job_id), {"eof": end.value})
 

@@ -10,6 +10,7 @@ import pytest
 import redis
 from conftest import RedisServer, free_port
 from launchbay.queue_config.connection import connect, redact_url
+from queue_helpers import CPU_QUEUE, apply_queues, cli, redis_snapshot
 
 from launchbay.errors import ConfigError, RedisUnavailableError
 
@@ -93,6 +94,49 @@ def test_after_a_failover_the_same_connection_writes_to_the_new_master(tmp_path,
     assert new_master.get("after") == b"2" and new_master.get("before") == b"1"
 
 
+def test_while_the_sentinels_still_name_a_dead_master_the_cli_says_so_in_one_line_and_exit_3(tmp_path, servers):
+    master = servers(RedisServer, tmp_path / "master")
+    sentinel = servers(Sentinel, tmp_path / "sentinel", master.port)
+    url = f"redis+sentinel://127.0.0.1:{sentinel.port}/main"
+    master.stop()  # no replica to promote: the sentinel names the dead master, then no master at all
+
+    result = cli(url, "enqueue", "--image", "img", "-q", "cpu", "--", "true")
+
+    assert result.returncode == 3 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: cannot reach Redis at {url}: ")
+    assert "the sentinels promote a replica after their down-after-milliseconds" in result.stderr
+
+
+def test_an_enqueue_sent_to_a_replica_is_refused_in_one_line_exit_3_and_writes_nothing(tmp_path, servers):
+    master = servers(RedisServer, tmp_path / "master")
+    replica = servers(RedisServer, tmp_path / "replica", "--replicaof", "127.0.0.1", str(master.port))
+    apply_queues(redis.Redis(port=master.port), CPU_QUEUE)
+    wait_until(lambda: redis.Redis(port=replica.port).dbsize() == redis.Redis(port=master.port).dbsize(), "the sync")
+    before = redis_snapshot(redis.Redis(port=replica.port))
+
+    result = cli(replica.url, "enqueue", "--image", "img", "-q", "cpu", "--", "true")
+
+    assert result.returncode == 3 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: Redis at {replica.url} is a read-only replica now: a failover may")
+    assert result.stderr.rstrip().endswith("nothing was written")
+    assert redis_snapshot(redis.Redis(port=replica.port)) == before
+
+
+def test_a_master_short_of_in_sync_replicas_refuses_an_enqueue_in_one_line_exit_3(tmp_path, servers):
+    master = servers(RedisServer, tmp_path / "master")
+    conn = redis.Redis(port=master.port)
+    apply_queues(conn, CPU_QUEUE)
+    conn.config_set("min-replicas-to-write", 1)  # and no replica: every write is refused
+    before = redis_snapshot(conn)
+
+    result = cli(master.url, "enqueue", "--image", "img", "-q", "cpu", "--", "true")
+
+    assert result.returncode == 3 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: Redis at {master.url} refuses writes: fewer replicas are in sync than")
+    assert "NOREPLICAS" in result.stderr and "Traceback" not in result.stderr
+    assert redis_snapshot(conn) == before
+
+
 def test_a_sentinel_that_knows_no_such_master_is_an_unreachable_redis(tmp_path, servers):
     master = servers(RedisServer, tmp_path / "master")
     sentinel = servers(Sentinel, tmp_path / "sentinel", master.port)
@@ -107,6 +151,7 @@ def test_a_sentinel_that_knows_no_such_master_is_an_unreachable_redis(tmp_path, 
         ("redis+sentinel://127.0.0.1:26379/main/x", "ends with /SERVICE or /SERVICE/DB"),
         ("redis+sentinel://127.0.0.1:port/main", "must be HOST or HOST:PORT"),
         ("redis+sentinel://127.0.0.1/main?ssl=1", "unknown query parameter(s) ssl"),
+        ("redis+sentinel://127.0.0.1/main?wait_replicas=two", "wait_replicas='two' must be a number of replicas"),
     ],
 )
 def test_a_malformed_sentinel_url_is_a_config_error_saying_what_is_wrong(url, problem):

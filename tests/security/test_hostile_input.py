@@ -447,6 +447,9 @@ def test_a_5_mb_override_payload_goes_by_file_not_env_and_the_sdk_reads_it(ran):
     conn, jobs, _, _ = ran
     lines = log_lines(conn, jobs["five-megabytes"])
     assert record(conn, jobs["five-megabytes"])["state"] == "finished", lines
+    # Too big for W&B's env contract as well: the agent leaves it out and says so first.
+    assert lines[0].startswith("[launchbay] W&B env: left out, the overrides take "), lines[0]
+    lines = lines[1:]
     assert lines[0] == "env has it False"
     assert int(lines[1].split()[-1]) > FIVE_MB
     assert lines[2] == f"sdk read {FIVE_MB} xxxxx end"

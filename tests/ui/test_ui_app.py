@@ -152,6 +152,24 @@ def test_the_log_endpoint_returns_the_entries_after_the_last_one_seen_and_the_en
     assert client.get(f"/job/{job_id}/log?after=evil").status_code == 400
 
 
+def test_the_metrics_endpoint_returns_steps_in_batches_the_cap_note_and_the_state(client, redis_conn):
+    job_id = enqueue(JOB_SPEC, "gpu", conn=redis_conn, keys=Keys()).id
+    stream = Keys().job_metrics(job_id)
+    for n in range(1001):
+        redis_conn.xadd(stream, {"m": f'{{"_step": {n}, "loss": {n / 10}}}'})
+    redis_conn.xadd(stream, {"truncated": "the job logged more than 1001 steps"})
+
+    first = client.get(f"/job/{job_id}/metrics").get_json()
+    second = client.get(f"/job/{job_id}/metrics?after={first['last_id']}").get_json()
+
+    assert len(first["steps"]) == 1000 and first["more"] is True and first["state"] == "queued"
+    assert first["steps"][1] == {"_step": 1, "loss": 0.1}
+    assert second["steps"] == [{"_step": 1000, "loss": 100.0}] and second["more"] is False
+    assert second["truncated"] == "the job logged more than 1001 steps"
+    assert client.get(f"/job/{job_id}/metrics?after=evil").status_code == 400
+    assert client.get("/job/nope-nope/metrics").status_code == 404
+
+
 def test_cancel_cancels_a_queued_job_and_a_second_cancel_says_it_already_ended(client, redis_conn):
     define_job(redis_conn)
     job_id = job_id_from(post(client, "/launch/trainer", {"queue": "gpu", "image": "x:1"}))

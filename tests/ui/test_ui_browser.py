@@ -1,10 +1,12 @@
 """The launch page end to end: ``launchbay ui`` on a random loopback port, real Redis, headless Chromium.
 
-Also saves the screenshots docs/ui.md shows (docs/img/ui-launch-form.png, docs/img/ui-job-page.png).
+Also saves the screenshots docs/ui.md shows (docs/img/ui-launch-form.png, docs/img/ui-job-page.png,
+docs/img/ui-job-metrics.png).
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -172,3 +174,47 @@ def test_the_job_page_follows_the_log_without_reloading_and_shows_where_it_runs(
     expect(page.locator("#job-state")).to_have_text("finished")
     expect(page.locator("#log-status")).to_have_text("ended")
     expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
+
+
+def _log_steps(conn, job_id, steps):
+    for n in steps:
+        entry = {"_step": n, "_timestamp": 1.7e9 + n, "_runtime": n * 0.5}
+        entry.update({"loss": round(2.3 * 0.93**n + 0.05 * (n % 3), 4), "train/acc": round(1 - 0.9 * 0.95**n, 4)})
+        entry.update({"lr": 0.1 if n < 30 else 0.01, "phase": "train", "val/loss": "NaN" if n == 0 else 2.0 * 0.95**n})
+        conn.xadd(Keys().job_metrics(job_id), {"m": json.dumps(entry)})
+
+
+def test_the_job_page_charts_each_numeric_metric_against_step_and_follows_new_steps(page, redis_conn):
+    job = enqueue(JOB_SPEC, "gpu", resources={"gpus": "A100:2"}, conn=redis_conn, keys=Keys())
+    execution = play_agent_start(redis_conn, job.id, agent="gpu-host-1", gpus=["0", "1"])
+    page.goto(f"/job/{job.id}")
+    expect(page.locator("#metrics-empty")).to_be_visible()
+
+    _log_steps(redis_conn, job.id, range(20))
+    charts = page.locator("figure.chart")
+    expect(charts).to_have_count(4)  # loss, lr, train/acc, val/loss: "phase" is text, not charted
+    assert charts.evaluate_all("els => els.map(e => e.dataset.key)") == ["loss", "lr", "train/acc", "val/loss"]
+    loss = page.locator('figure.chart[data-key="loss"]')
+    expect(loss).to_have_attribute("data-points", "20")
+    expect(page.locator('figure.chart[data-key="val/loss"]')).to_have_attribute("data-points", "19")  # NaN skipped
+    expect(page.locator("#metrics-empty")).to_be_hidden()
+
+    page.evaluate("document.body.dataset.loadedOnce = 'yes'")  # gone if the page reloads
+    _log_steps(redis_conn, job.id, range(20, 60))
+    expect(loss).to_have_attribute("data-points", "60")
+    expect(loss.locator(".chart-last")).to_contain_text("at step 59")
+    expect(page.locator("body")).to_have_attribute("data-loaded-once", "yes")
+    path = loss.locator("svg path.line").get_attribute("d")
+    assert path.startswith("M") and path.count("L") == 59
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.locator(".metrics-card").screenshot(path=str(SCREENSHOT_DIR / "ui-job-metrics.png"))
+
+    redis_conn.xadd(Keys().job_metrics(job.id), {"m": json.dumps({"_step": 60, "<b>x</b>": 1.0})})
+    expect(page.locator('figure.chart[data-key="<b>x</b>"] .chart-key')).to_have_text("<b>x</b>")
+    expect(page.locator(".metrics-card b")).to_have_count(0)
+
+    play_agent_end(redis_conn, job.id, execution, State.FINISHED, summary={"loss": 0.0512, "_step": 60})
+    expect(page.locator("#job-state")).to_have_text("finished")
+    expect(page.locator("#metrics-status")).to_have_text("ended")
+    expect(page.locator("#summary")).to_contain_text("loss")
+    expect(page.locator("#summary")).not_to_contain_text("_step")

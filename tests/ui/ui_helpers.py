@@ -142,9 +142,9 @@ def play_agent_start(conn, job_id: str, *, agent: str = "gpu-host-1", gpus: Sequ
     return execution
 
 
-def play_agent_end(conn, job_id: str, execution: str, end: State) -> None:
-    """End a running job as an agent does: record state, RQ registry, the log's eof entry."""
-    assert Records(conn, Keys()).transition(job_id, end, allowed_from=[State.RUNNING], exit_code=0)
+def play_agent_end(conn, job_id: str, execution: str, end: State, **fields) -> None:
+    """End a running job as an agent does: record state (and ``fields``), RQ registry, the log's eof entry."""
+    assert Records(conn, Keys()).transition(job_id, end, allowed_from=[State.RUNNING], exit_code=0, **fields)
     rq_bridge.mark_ended(conn, job_id, execution, state=end.value)
     write_log(conn, job_id, eof=end.value)
 
