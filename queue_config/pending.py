@@ -118,7 +118,10 @@ def explain(
         return Pending(
             PRIORITY, f"behind {len(higher)} higher-priority job(s) in queue {queue}, first {higher[0]}", start
         )
-    if start is not None and start <= now and ahead:
+    fits_now = any(
+        fit(request, constraints, free_capacity(a.total(), a.entries), live=False) is not None for a in fitting
+    )
+    if fits_now and ahead:
         return Pending(RESERVED, f"fits now, but resources are held for job {ahead[0].job_id} ahead of it", start)
     return Pending(RESOURCES, "waiting for resources: " + busy_detail(request, fitting), start)
 
