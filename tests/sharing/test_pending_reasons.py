@@ -112,19 +112,20 @@ def test_two_agent_processes_never_run_more_than_a_users_quota(redis_conn, redis
         fleet.start(name, "--gpus", gpus, queues=("race",), env=GPU_ENV)
     seen = []
 
-    def settled():
+    def settled(waiting_on_quota: int):
         states = [status_json(redis_url, job_id) for job_id in jobs]
         active = [s for s in states if s["state"] in ("starting", "running")]
         seen.append(len(active))
         waiting = [s for s in states if s.get("pending_reason") == "quota"]
-        return len(active) == 2 and len(waiting) == 3 and states
+        return len(active) == 2 and len(waiting) == waiting_on_quota and states
 
-    states = wait_for(settled, timeout_s=60, what="two of alice's jobs running and three waiting on her quota")
+    states = wait_for(lambda: settled(3), timeout_s=60, what="two of alice's jobs running, three waiting on her quota")
     assert max(seen) <= 2
     assert float(redis_conn.hget("launchbay:usage:race:alice", "gpus")) == 2
     running = [s["id"] for s in states if s["state"] in ("starting", "running")]
     assert cli(redis_url, "cancel", running[0]).returncode == 0  # frees one GPU of her quota: one more starts
-    wait_for(lambda: settled() and running[0] not in [s["id"] for s in settled() if s["state"] == "running"], 60)
+    states = wait_for(lambda: settled(2), timeout_s=60, what="another of alice's jobs started in the freed place")
+    assert [s["state"] for s in states if s["id"] == running[0]] == ["canceled"]
     assert max(seen) <= 2
     for job_id in jobs:
         cli(redis_url, "cancel", job_id)
