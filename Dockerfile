@@ -1,7 +1,14 @@
 # The launchbay agent's image: `launchbay agent` in a container, starting jobs as sibling containers
 # on the host's Docker engine.
 #
-#   scripts/build-agent-image             # -> launchbay-agent:latest; wheels made on the host, no registry needed
+#   docker build -t launchbay-agent .     # the first stage builds launchbay's wheel (and its dependencies' from PyPI)
+#   scripts/build-agent-image             # the same image on a host without a registry: the script puts
+#                                         # the dependency wheels in the build context's wheels/ folder
+#
+# Build arguments: BASE_IMAGE (default python:3.12-slim; any image with python3 >= 3.9 and pip).
+# A wheels/ folder in the build context (.dockerignore lets only it and the sources in) makes the
+# build use those wheels and no index: `pip download -d wheels launchbay's dependencies setuptools
+# wheel` on a machine that has the index, then `docker build .` on one that does not.
 #
 #   sudo install -d -o 10001 -g 10001 /var/lib/launchbay
 #   docker run -d --name launchbay-agent --restart unless-stopped --hostname "$(hostname)" \
@@ -26,10 +33,20 @@
 # - HEALTHCHECK: `launchbay agent --check` exits 1 when Redis or the Docker engine does not answer,
 #   so `docker ps` shows the container unhealthy.
 ARG BASE_IMAGE=python:3.12-slim
-FROM ${BASE_IMAGE}
 
-COPY wheels/ /tmp/wheels/
-RUN python3 -m pip install --no-cache-dir --break-system-packages --no-index --find-links /tmp/wheels launchbay \
+# -- stage 1: launchbay's wheel, built from these sources, and the wheels of its dependencies ----------
+FROM ${BASE_IMAGE} AS wheels
+WORKDIR /src
+COPY . /src/
+RUN if ls /src/wheels/*.whl >/dev/null 2>&1; then set -- --no-index --find-links /src/wheels; fi \
+ && python3 -m pip wheel --no-cache-dir --disable-pip-version-check --wheel-dir /wheels "$@" /src \
+ && rm -rf /src/build
+
+# -- stage 2: the agent ------------------------------------------------------------------------------
+FROM ${BASE_IMAGE}
+COPY --from=wheels /wheels/ /tmp/wheels/
+RUN python3 -m pip install --no-cache-dir --disable-pip-version-check --break-system-packages --no-index \
+      --find-links /tmp/wheels launchbay \
  && rm -rf /tmp/wheels \
  && groupadd --system --gid 10001 launchbay \
  && useradd --system --uid 10001 --gid launchbay --home-dir /var/lib/launchbay --shell /usr/sbin/nologin launchbay \

@@ -8,7 +8,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Dict, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import redis
 from launchbay.queue_config import events
@@ -76,6 +76,7 @@ class Every:
 class EventListener:
     """Listens on ``{ns}:events`` and wakes the main loop on ``enqueued`` (for a queue this agent
     serves), ``released`` and ``cancel`` (the job id goes to ``cancels``); reconnects until ``closing``.
+    A ``gpu_drain`` for ``agent_id`` calls ``on_drain`` (the inventory is read again at once).
     """
 
     def __init__(
@@ -87,9 +88,12 @@ class EventListener:
         wake: threading.Event,
         cancels: queue.SimpleQueue,
         closing: threading.Event,
+        agent_id: str = "",
+        on_drain: Optional[Callable[[], None]] = None,
     ) -> None:
         self.conn, self.keys, self.queues = conn, keys, list(queues)
         self.wake, self.cancels, self.closing = wake, cancels, closing
+        self.agent_id, self.on_drain = agent_id, on_drain
 
     def run(self) -> None:
         while not self.closing.is_set():
@@ -115,3 +119,5 @@ class EventListener:
         elif isinstance(event, events.Cancel):
             self.cancels.put(event.job_id)
             self.wake.set()
+        elif isinstance(event, events.GpuDrain) and event.agent == self.agent_id and self.on_drain is not None:
+            self.on_drain()

@@ -3,10 +3,10 @@
 Threads, each with one job:
 - main: reconcile after a restart, then on every wake-up: act on cancel requests, check Docker, reap
   lost agents, sweep orphans, claim jobs until nothing fits, say why the rest wait (``pending_pass``);
-- heartbeat: every ``heartbeat_interval_s``; inventory: CPUs, memory, GPUs every ``inventory_refresh_s``;
-- events (``counters.EventListener``): wakes the main loop on ``enqueued``, ``released`` and
-  ``cancel``, so new work starts without waiting for the poll timer, which is only the fallback;
-- the supervisor's, one per job (``supervisor.py``), which call :meth:`Agent._release` at the end.
+- heartbeat (``heartbeat.py``); inventory (``inventory_loop.py``): re-reads CPUs, memory and GPUs every
+  ``inventory_refresh_s`` and on ``gpu_drain``; a GPU gone, drained or unhealthy gets no new jobs (``gpu_health.py``);
+- events (``counters.EventListener``): wake the loop on ``enqueued``, ``released``, ``cancel`` (inventory on
+  ``gpu_drain``; a poll timer is the fallback); the supervisor's, one per job, call :meth:`Agent._release`.
 
 Stopping: SIGTERM/SIGINT stop claiming; running containers are left running for the next agent
 process with the same id to adopt (within heartbeat TTL + grace, or the reaper frees the jobs), and
@@ -25,8 +25,10 @@ from typing import Any, Callable, Dict, Optional, Set
 import redis
 from launchbay.agent.claim import Claimer, ClaimPass, QueueReader
 from launchbay.agent.counters import Counters, EventListener, Every
+from launchbay.agent.gpu_health import GpuWatch
 from launchbay.agent.heartbeat import AgentStatus, Heartbeat
 from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
+from launchbay.agent.inventory_loop import InventoryLoop, read_inventory
 from launchbay.agent.ledger import Ledger, LedgerEntry
 from launchbay.agent.metrics_http import AgentMetrics
 from launchbay.agent.payload_dir import remove_stale_job_dirs
@@ -84,7 +86,10 @@ class Agent:
         self.counters = Counters()
         self.status = AgentStatus()
         self.policy = Policy(reserve_after_s=settings.reserve_after_s)
-        self.inventory: HostInventory = self.probe.read()
+        self.gpu_watch = GpuWatch(
+            conn, self.keys, settings.agent_id, records=self.records, queue_config_for=self.store.get
+        )
+        self.inventory: HostInventory = read_inventory(self.probe, self.gpu_watch)
         self._gpu_uuids: Dict[str, str] = {}
         self._note_gpus(self.inventory)
         self.claimer = Claimer(conn, self.keys, agent_id=settings.agent_id, host=settings.host)
@@ -141,8 +146,10 @@ class Agent:
         self._drain = settings.drain
         self._cancels: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.listener = EventListener(
-            self.conn, self.keys, self.settings.queues, wake=self._wake, cancels=self._cancels, closing=self._closing
+            self.conn, self.keys, settings.queues, wake=self._wake, cancels=self._cancels, closing=self._closing
         )
+        self.inventory_loop = InventoryLoop.of(self)
+        self.listener.agent_id, self.listener.on_drain = settings.agent_id, self.inventory_loop.look_again
         self._cancel_sent: Set[str] = set()
         self._reconciled = False
         self._reap_timer = Every(settings.reaper_interval_s)
@@ -342,7 +349,7 @@ class Agent:
     def _start_threads(self) -> None:
         for name, target in (
             ("heartbeat", self._heartbeat_loop),
-            ("inventory", self._inventory_loop),
+            ("inventory", self.inventory_loop.run),
             ("events", self.listener.run),
         ):
             thread = threading.Thread(target=target, name=f"launchbay-{name}", daemon=True)
@@ -356,19 +363,11 @@ class Agent:
         self._cancels.put(job_id)
         self._wake.set()
 
-    def _inventory_loop(self) -> None:
-        while not self._closing.wait(self.settings.inventory_refresh_s):
-            try:
-                inventory = self.probe.read()
-            except Exception:  # keep the last inventory rather than lose the thread
-                log.exception("reading the host inventory failed; keeping the previous one")
-                continue
-            changed = [g.id for g in inventory.gpus] != [g.id for g in self.inventory.gpus]
-            self.inventory = inventory
-            self._note_gpus(inventory)
-            if changed:
-                log.warning("GPUs now: [%s]", ",".join(g.id for g in inventory.gpus))
-                self._wake.set()
+    def _on_inventory(self, inventory: HostInventory, changed: bool) -> None:
+        self.inventory = inventory
+        self._note_gpus(inventory)
+        if changed:
+            self._wake.set()
 
     def _note_gpus(self, inventory: HostInventory) -> None:
         self.status.gpu_problem = inventory.gpu_problem
@@ -390,6 +389,7 @@ class Agent:
         else:
             self.status.state = "stopped"
         self._closing.set()
+        self.inventory_loop.look_again()
         self.metrics.close()
         for thread in self._threads:
             thread.join(timeout=5)

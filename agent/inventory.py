@@ -2,8 +2,13 @@
 
 GPUs come from one query::
 
-    nvidia-smi --query-gpu=index,uuid,name,memory.total,memory.used,memory.free,utilization.gpu \\
-               --format=csv,noheader,nounits
+    nvidia-smi --query-gpu=index,uuid,name,memory.total,memory.used,memory.free,utilization.gpu,\\
+        temperature.gpu,pci.bus_id,ecc.errors.uncorrected.volatile.total,retired_pages.pending,\\
+        remapped_rows.pending,remapped_rows.failure,clocks_event_reasons.hw_slowdown \\
+        --format=csv,noheader,nounits
+
+(older drivers get a shorter query, :data:`QUERY_VARIANTS`). The health fields, the kernel's XID
+reports and GPUs nvidia-smi cannot reach decide each GPU's ``health`` (``gpu_health.py``).
 
 Values nvidia-smi cannot give (``[N/A]``, ``N/A``, ``[Not Supported]``) become None. No nvidia-smi
 on PATH means no GPUs (a CPU host). A failing one (driver not loaded, exit 9; driver/library
@@ -22,13 +27,24 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import psutil
+from launchbay.agent.gpu_health import XidReader, apply_xids, bus_key, judge, lost_gpus, mark_lost
 from launchbay.agent.settings import AgentSettings
 from launchbay.queue_config.matching import Capacity, GpuInfo, gpu_sort_key
 
 log = logging.getLogger(__name__)
 
-QUERY_FIELDS = ("index", "uuid", "name", "memory.total", "memory.used", "memory.free", "utilization.gpu")
-QUERY_ARGS = (f"--query-gpu={','.join(QUERY_FIELDS)}", "--format=csv,noheader,nounits")
+BASE_FIELDS = ("index", "uuid", "name", "memory.total", "memory.used", "memory.free", "utilization.gpu")
+_HEALTH = ("temperature.gpu", "pci.bus_id", "ecc.errors.uncorrected.volatile.total", "retired_pages.pending")
+_REMAP = ("remapped_rows.pending", "remapped_rows.failure")
+#: Tried in this order: a driver that does not know one field refuses the whole query (exit 2,
+#: 'Field "..." is not a valid field to query.'), so the probe steps down to the next and stays there.
+QUERY_VARIANTS: Tuple[Tuple[str, ...], ...] = (
+    BASE_FIELDS + _HEALTH + _REMAP + ("clocks_event_reasons.hw_slowdown",),  # driver >= 535
+    BASE_FIELDS + _HEALTH + _REMAP + ("clocks_throttle_reasons.hw_slowdown",),  # 460 - 530
+    BASE_FIELDS + _HEALTH + ("clocks_throttle_reasons.hw_slowdown",),  # before row remapping (< 460)
+    BASE_FIELDS,
+)
+QUERY_FIELDS = QUERY_VARIANTS[0]
 NOT_AVAILABLE = frozenset({"[N/A]", "N/A", "[Not Supported]", "Not Supported", "[Unknown Error]", ""})
 NVIDIA_SMI_TIMEOUT_S = 10.0
 MIB = 1 << 20
@@ -55,9 +71,17 @@ class GpuQueryError(Exception):
     """nvidia-smi is there but did not tell us about the GPUs; the message says why, in one line."""
 
 
+def query_args(fields: Sequence[str] = QUERY_FIELDS) -> Tuple[str, str]:
+    return (f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits")
+
+
+class UnknownFieldError(GpuQueryError):
+    """This driver's nvidia-smi does not know a field of the query."""
+
+
 def _number(text: str, what: str, line_no: int) -> Optional[int]:
     text = text.strip()
-    if text in NOT_AVAILABLE:
+    if text in NOT_AVAILABLE or text.startswith("["):  # also "[GPU requires reset]", "[Unknown Error]"
         return None
     try:
         return int(float(text))
@@ -65,49 +89,83 @@ def _number(text: str, what: str, line_no: int) -> Optional[int]:
         raise GpuQueryError(f"nvidia-smi line {line_no}: {what} is {text!r}, not a number") from None
 
 
-def parse_gpu_csv(text: str) -> List[GpuInfo]:
-    """Read the query's output (csv, noheader, nounits); anything else is a GpuQueryError."""
+def parse_gpu_csv(text: str, fields: Sequence[str] = QUERY_FIELDS) -> List[GpuInfo]:
+    """Read the query's output (csv, noheader, nounits) for ``fields``; anything else is a GpuQueryError.
+
+    nvidia-smi's lines about a GPU it cannot reach (``Unable to determine the device handle ...``)
+    are skipped here and read by :func:`gpu_health.lost_gpus`.
+    """
     gpus = []
     for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+        if not line.strip() or lost_gpus(line):
             continue
-        fields = [f.strip() for f in line.split(", ")]
-        if len(fields) != len(QUERY_FIELDS):
+        values = [f.strip() for f in line.split(", ")]
+        if len(values) != len(fields):
             raise GpuQueryError(
-                f"nvidia-smi line {line_no} has {len(fields)} fields, expected {len(QUERY_FIELDS)}: {line.strip()[:120]!r}"
+                f"nvidia-smi line {line_no} has {len(values)} fields, expected {len(fields)}: {line.strip()[:120]!r}"
             )
-        index, uuid, name, total, used, free, util = fields
-        if not index.isdigit():
-            raise GpuQueryError(f"nvidia-smi line {line_no}: index is {index!r}, not a number")
-        gpus.append(
-            GpuInfo(
-                id=index,
-                uuid="" if uuid in NOT_AVAILABLE else uuid,
-                name="" if name in NOT_AVAILABLE else name,
-                memory_total_mib=_number(total, "memory.total", line_no),
-                memory_used_mib=_number(used, "memory.used", line_no),
-                memory_free_mib=_number(free, "memory.free", line_no),
-                utilization_pct=_number(util, "utilization.gpu", line_no),
-            )
-        )
+        gpus.append(_gpu_from(dict(zip(fields, values)), line_no))
     return gpus
 
 
-def query_gpus(executable: str = "nvidia-smi", timeout_s: float = NVIDIA_SMI_TIMEOUT_S) -> List[GpuInfo]:
-    """The host's GPUs; ``[]`` when nvidia-smi is not installed, GpuQueryError when it fails."""
+def _gpu_from(row: Dict[str, str], line_no: int) -> GpuInfo:
+    index = row["index"]
+    if not index.isdigit():
+        raise GpuQueryError(f"nvidia-smi line {line_no}: index is {index!r}, not a number")
+    health, reason = judge(row)
+    bus_id = row.get("pci.bus_id", "")
+    return GpuInfo(
+        id=index,
+        uuid="" if row["uuid"] in NOT_AVAILABLE else row["uuid"],
+        name="" if row["name"] in NOT_AVAILABLE else row["name"],
+        memory_total_mib=_number(row["memory.total"], "memory.total", line_no),
+        memory_used_mib=_number(row["memory.used"], "memory.used", line_no),
+        memory_free_mib=_number(row["memory.free"], "memory.free", line_no),
+        utilization_pct=_number(row["utilization.gpu"], "utilization.gpu", line_no),
+        temperature_c=_number(row.get("temperature.gpu", ""), "temperature.gpu", line_no),
+        pci_bus_id="" if bus_id in NOT_AVAILABLE or bus_id.startswith("[") else bus_id,
+        health=health,
+        health_reason=reason,
+    )
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    """One nvidia-smi answer: the GPUs it listed and those it could not reach (bus key -> its words)."""
+
+    gpus: List[GpuInfo]
+    lost: Dict[str, str]
+
+
+def read_gpus(
+    executable: str = "nvidia-smi", timeout_s: float = NVIDIA_SMI_TIMEOUT_S, fields: Sequence[str] = QUERY_FIELDS
+) -> GpuReading:
+    """The host's GPUs; none when nvidia-smi is not installed, GpuQueryError when it fails.
+
+    A non-zero exit that names GPUs it cannot reach is not a failure: the others are listed.
+    """
     try:
-        done = subprocess.run([executable, *QUERY_ARGS], capture_output=True, text=True, timeout=timeout_s, check=False)
+        done = subprocess.run(
+            [executable, *query_args(fields)], capture_output=True, text=True, timeout=timeout_s, check=False
+        )
     except FileNotFoundError:
-        return []
+        return GpuReading([], {})
     except subprocess.TimeoutExpired:
         raise GpuQueryError(f"{executable} did not answer within {timeout_s:g}s") from None
     except OSError as exc:
         raise GpuQueryError(f"{executable} could not be run: {exc}") from exc
-    if done.returncode != 0:
+    said = " ".join((done.stdout + " " + done.stderr).split())[:200]
+    lost = lost_gpus(done.stdout + "\n" + done.stderr)
+    if done.returncode != 0 and not lost:
         meaning = EXIT_MEANINGS.get(done.returncode, "unknown error")
-        said = " ".join((done.stdout + " " + done.stderr).split())[:200]
-        raise GpuQueryError(f"{executable} exited {done.returncode} ({meaning}): {said or 'no output'}")
-    return parse_gpu_csv(done.stdout)
+        error = UnknownFieldError if "is not a valid field to query" in said else GpuQueryError
+        raise error(f"{executable} exited {done.returncode} ({meaning}): {said or 'no output'}")
+    return GpuReading(parse_gpu_csv(done.stdout, fields), lost)
+
+
+def query_gpus(executable: str = "nvidia-smi", timeout_s: float = NVIDIA_SMI_TIMEOUT_S) -> List[GpuInfo]:
+    """The GPUs nvidia-smi lists with the newest query (see :func:`read_gpus`)."""
+    return read_gpus(executable, timeout_s).gpus
 
 
 def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> Optional[float]:
@@ -184,7 +242,7 @@ def capacity_of(settings: AgentSettings, inventory: HostInventory) -> Capacity:
         cpus=max(0.0, inventory.cpus - settings.reserve_cpus),
         memory_mib=max(0, inventory.memory_mib - settings.reserve_memory_mib),
         slots=settings.max_jobs,
-        gpus=inventory.gpus,
+        gpus=tuple(g for g in inventory.gpus if g.usable),  # a quarantined or drained GPU is never handed out
         labels=dict(settings.labels),
     )
 
@@ -200,12 +258,16 @@ def capacity_json(settings: AgentSettings, inventory: HostInventory) -> Dict[str
         "cpus": capacity.cpus,
         "memory_mib": capacity.memory_mib,
         "max_jobs": settings.max_jobs,
-        "gpus": [g.to_capacity_dict() for g in capacity.gpus],
+        "gpus": [g.to_capacity_dict() for g in inventory.gpus],  # every GPU, with its health
     }
 
 
 class InventoryProbe:
-    """Reads the host's inventory, warning once per distinct nvidia-smi failure."""
+    """Reads the host's inventory, warning once per distinct nvidia-smi failure.
+
+    It remembers each GPU it has seen by PCI bus id, so a GPU nvidia-smi can no longer reach stays
+    listed, unhealthy, instead of silently leaving the inventory.
+    """
 
     def __init__(
         self, settings: AgentSettings, *, cgroup_root: Path = CGROUP_ROOT, timeout_s: float = NVIDIA_SMI_TIMEOUT_S
@@ -213,6 +275,9 @@ class InventoryProbe:
         self.settings = settings
         self.cgroup_root = cgroup_root
         self.timeout_s = timeout_s
+        self.xids = XidReader(settings.kernel_log)
+        self._variant = 0  # index into QUERY_VARIANTS: the first this nvidia-smi accepts
+        self._known: Dict[str, GpuInfo] = {}
         self._last_problem: Optional[str] = None
         self._warned_missing: frozenset = frozenset()
 
@@ -228,9 +293,19 @@ class InventoryProbe:
             gpu_problem=problem,
         )
 
+    def _query(self) -> GpuReading:
+        while True:
+            try:
+                return read_gpus(self.settings.nvidia_smi, self.timeout_s, QUERY_VARIANTS[self._variant])
+            except UnknownFieldError as exc:
+                if self._variant + 1 >= len(QUERY_VARIANTS):
+                    raise
+                self._variant += 1
+                log.info("this nvidia-smi is older (%s); asking for fewer health fields", exc)
+
     def _gpus(self) -> Tuple[List[GpuInfo], Optional[str]]:
         try:
-            gpus = query_gpus(self.settings.nvidia_smi, self.timeout_s)
+            reading = self._query()
         except GpuQueryError as exc:
             problem = str(exc)
             if problem != self._last_problem:
@@ -238,8 +313,11 @@ class InventoryProbe:
             self._last_problem = problem
             return [], problem
         if self._last_problem is not None:
-            log.info("nvidia-smi answers again: %d GPU(s)", len(gpus))
+            log.info("nvidia-smi answers again: %d GPU(s)", len(reading.gpus))
         self._last_problem = None
+        self._known.update({bus_key(g.pci_bus_id): g for g in reading.gpus if g.pci_bus_id})
+        gpus = mark_lost(reading.gpus, reading.lost, self._known)
+        gpus = apply_xids(gpus, self.xids.read())
         self._warn_missing_gpus(gpus)
         return gpus, None
 

@@ -2,7 +2,8 @@
 
 :func:`record_end` runs on the job's thread once :class:`~launchbay.agent.job_run.JobRun` has
 classified the end. The record moves through ``lifecycle.end`` (state, RQ's mirror, the log's
-``eof``, the expiry), the one way every job ends; then the container and the job's folder go, and
+``eof``, the expiry), the one way every job ends, or ``lifecycle.put_back`` for a job whose GPU
+failed and whose queue requeues it; then the container and the job's folder go, and
 the resources are released (``ctx.release``, then a ``released`` event).
 """
 
@@ -54,24 +55,14 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
         run.log.note(f"{outcome.state.value} ({outcome.reason.value if outcome.reason else ''}): {outcome.message}")
     run.log.flush()
     try:
-        won = retry(
-            lambda: lifecycle.end(
-                ctx.records,
-                run.job_id,
-                outcome,
-                rq_execution=run.record.get("rq_execution"),
-                eof_once=False,
-                effective_config=scrub_effective_config(run.record, outputs.effective_config, run.secrets),
-                summary=summary,
-            )
-        )
+        won = retry(lambda: _record(ctx, run, outcome, outputs, summary))
     except redis.RedisError as exc:
         logger.error("job %s: cannot record its end (%s); its container is kept for adoption", run.job_id, exc)
         run.log.close()
         return
     if won:
         logger.info("job %s %s %s", run.job_id, outcome.state.value, outcome.message, extra={"job_id": run.job_id})
-        run.log.close()  # lifecycle.end wrote the eof
+        run.log.close()  # lifecycle.end wrote the eof (a job put back gets none: it runs again)
     else:
         run.log.close(eof=_eof_for(run.log, retry(lambda: ctx.records.state(run.job_id))))
     _remove_container(ctx, run)
@@ -85,6 +76,24 @@ def _finish_metrics(run: RunLeftovers) -> Tuple[Optional[Dict[str, Any]], List[s
         return None, []
     run.metrics.finish(run.paths.output_dir)
     return run.metrics.summary, list(run.metrics.problems)
+
+
+def _record(
+    ctx: RunContext, run: RunLeftovers, outcome: Outcome, outputs: JobOutputs, summary: Optional[Dict[str, Any]]
+) -> bool:
+    """The end in the record; an outcome in state ``queued`` (its GPU failed, requeue allowed) puts the
+    job back at the front of its queue as the reaper does with a lost agent's job."""
+    if outcome.state == State.QUEUED:
+        return lifecycle.put_back(ctx.records, run.job_id, run.record, reason=outcome.reason, message=outcome.message)
+    return lifecycle.end(
+        ctx.records,
+        run.job_id,
+        outcome,
+        rq_execution=run.record.get("rq_execution"),
+        eof_once=False,
+        effective_config=scrub_effective_config(run.record, outputs.effective_config, run.secrets),
+        summary=summary,
+    )
 
 
 def _record_inputs(ctx: RunContext, run: RunLeftovers, outputs: JobOutputs) -> None:

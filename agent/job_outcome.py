@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from launchbay.agent.ledger import LedgerEntry
@@ -41,14 +42,18 @@ def exit_outcome(
     record: Mapping[str, Any],
     tail: Sequence[str],
     died_with_engine: Callable[[ExitStatus], bool],
+    forced: Optional[Outcome] = None,
 ) -> Outcome:
-    """The outcome of a container that exited; ``stop_reason`` is "cancel" or "timeout" when the agent stopped it.
+    """The outcome of a container that exited; ``stop_reason`` is "cancel", "timeout" or "forced" when the
+    agent stopped it ("forced": the agent decided the end, ``forced``, e.g. its GPU failed).
 
     ``died_with_engine`` is asked only when nothing before it explains the end (it may wait a few seconds).
     """
     code = status.exit_code
     if stop_reason == "cancel":
         return canceled(exit_code=code)
+    if stop_reason == "forced" and forced is not None:
+        return replace(forced, exit_code=code)
     if stop_reason == "timeout":
         limit = alloc.max_runtime_s or record.get("max_runtime_s")
         return failed(Reason.TIMEOUT, f"ran longer than its max_runtime of {limit} s and was stopped", code)

@@ -77,14 +77,14 @@ class JobRun:
         self.paths: Optional[PayloadPaths] = None
         self.secrets: Optional[job_secrets.JobSecrets] = None  # resolved on this host; never sent to Redis
         self.deadline: Optional[float] = None  # time.monotonic() when max_runtime is up
-        self.stop_reason: Optional[str] = None  # "cancel" or "timeout" once a stop was decided
+        self.stop_reason: Optional[str] = None  # "cancel", "timeout" or "forced" once decided
         self._stop_sent = False
         self._cancel = threading.Event()
+        self._forced: Optional[Outcome] = None  # an end decided outside the container (its GPU failed)
         self._detached = threading.Event()
         self._inbox: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._pump: Optional[LogPump] = None
-        #: The container had exited when the engine answered again after going away.
-        self._ended_with_engine = False
+        self._ended_with_engine = False  # the container had exited when the engine answered again
         self.log = JobLog(
             ctx.conn,
             ctx.keys.job_log(self.job_id),
@@ -105,6 +105,11 @@ class JobRun:
 
     def request_cancel(self) -> None:
         self._cancel.set()
+        self._inbox.put(("wake", None))
+
+    def request_end(self, outcome: Outcome) -> None:
+        """Stop the container and record ``outcome`` (state ``queued`` puts the job back in its queue)."""
+        self._forced = outcome
         self._inbox.put(("wake", None))
 
     def detach(self) -> None:
@@ -307,6 +312,8 @@ class JobRun:
                 self.stop_reason = "cancel"
             elif self.deadline is not None and time.monotonic() >= self.deadline:
                 self.stop_reason = "timeout"
+            elif self._forced is not None:
+                self.stop_reason = "forced"
         if self.stop_reason is None or self._stop_sent:
             return
         try:
@@ -358,6 +365,7 @@ class JobRun:
             record=self.record,
             tail=list(self.log.tail),
             died_with_engine=self._died_with_engine,
+            forced=self._forced,
         )
 
     def _died_with_engine(self, status: ExitStatus) -> bool:

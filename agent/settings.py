@@ -18,7 +18,8 @@ import socket
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-from launchbay.queue_config.models import parse_model, read_structured_file
+from launchbay.queue_config.models import parse_model
+from launchbay.queue_config.structured import read_structured_file
 from launchbay.queue_config.units import parse_size_bytes, parse_size_mib, rename_unit_keys
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -89,6 +90,9 @@ class AgentSettings(BaseModel):
     drain: bool = Field(default=False, description="on SIGTERM wait for running jobs instead of leaving them")
     json_logs: bool = Field(default=False, description="one JSON object per log line")
     nvidia_smi: str = Field(default="nvidia-smi", description="the nvidia-smi executable (name on PATH or path)")
+    kernel_log: str = Field(
+        default="/dev/kmsg", description="kernel log read for NVIDIA XID errors (a file or /dev/kmsg); '' = none"
+    )
     metrics_port: Optional[int] = Field(default=None, ge=0, le=65535, description="serve /metrics here; None = off")
     metrics_host: str = Field(default="127.0.0.1", min_length=1, description="address /metrics binds to")
 

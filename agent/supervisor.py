@@ -17,6 +17,7 @@ from launchbay.agent.job_run import JobRun
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.run_context import RunContext
 from launchbay.agent.runtime import ContainerInfo
+from launchbay.queue_config.job import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,13 @@ class JobSupervisor:
             logger.info("cancel of job %s: not running here", job_id)
             return
         run.request_cancel()
+
+    def end_with(self, job_id: str, outcome: Outcome) -> None:
+        """Stop the job's container and record ``outcome`` (used when its GPU fails under it)."""
+        with self._lock:
+            run = self._runs.get(job_id)
+        if run is not None:
+            run.request_end(outcome)
 
     def running_job_ids(self) -> Set[str]:
         """Jobs whose end is not recorded yet (including those still starting)."""

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import click
-from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
-from launchbay.agent.ledger import Ledger, LedgerEntry
 from launchbay.agent.settings import CONFIG_ENV, ENV_PREFIX, AgentSettings, parse_labels, resolve_settings
+from launchbay.cli.gpu_cmds import drain_options, gpu_summary, run_drain
 from launchbay.cli.metrics_cmds import metrics_options
 from launchbay.cli.queue_cmds import json_option, note, print_json, print_table, table, uses_redis, when
 from launchbay.cli.step_metrics_cmds import metrics_cap_options
-from launchbay.queue_config.agents import free_capacity, read_agents
+from launchbay.queue_config.agents import read_agents
 from launchbay.queue_config.connection import URL_ENV, connect, redact_url, redis_errors_translated, resolve_url
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.units import format_mib
@@ -99,7 +97,7 @@ def _flags(**given: Any) -> Dict[str, Any]:
     return flags
 
 
-def _settings(config_file: Optional[Path], **given: Any) -> AgentSettings:
+def load_settings(config_file: Optional[Path], **given: Any) -> AgentSettings:
     return resolve_settings(_flags(**given), config_file=config_file)
 
 
@@ -154,7 +152,16 @@ def _settings(config_file: Optional[Path], **given: Any) -> AgentSettings:
     is_flag=True,
     help="Claim jobs until nothing fits, wait for them to end, then exit (for tests and batch hosts).",
 )
-def agent_cmd(config_file: Optional[Path], check: bool, once: bool, **given: Any) -> None:
+@drain_options
+def agent_cmd(
+    config_file: Optional[Path],
+    check: bool,
+    once: bool,
+    drain_gpus: Tuple[str, ...],
+    undrain_gpus: Tuple[str, ...],
+    as_json: bool,
+    **given: Any,
+) -> None:
     """Run the agent on this host: take the queued jobs that fit its free CPUs, memory and GPUs and run
     each in a Docker container.
 
@@ -175,8 +182,11 @@ def agent_cmd(config_file: Optional[Path], check: bool, once: bool, **given: Any
     from launchbay.agent.daemon import Agent
     from launchbay.agent.runtime import DockerRuntime
 
-    settings = _settings(config_file, **given)
-    _configure_logging(settings.json_logs)
+    settings = load_settings(config_file, **given)
+    configure_logging(settings.json_logs)
+    if drain_gpus or undrain_gpus:
+        run_drain(settings, drain_gpus, undrain_gpus, as_json=as_json)
+        return
     if check:
         sys.exit(_health_check(settings))
     runtime = DockerRuntime(docker_host=settings.docker_host)
@@ -234,7 +244,7 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(data, sort_keys=True)
 
 
-def _configure_logging(json_logs: bool, *, fmt: str = "%(asctime)s %(levelname)s %(message)s") -> None:
+def configure_logging(json_logs: bool, *, fmt: str = "%(asctime)s %(levelname)s %(message)s") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if json_logs else logging.Formatter(fmt))
     root = logging.getLogger()
@@ -243,121 +253,6 @@ def _configure_logging(json_logs: bool, *, fmt: str = "%(asctime)s %(levelname)s
 
 
 # -- launchbay inventory ------------------------------------------------------------------------------
-
-
-@click.command("inventory")
-@agent_options
-@click.option(
-    "--redis-url",
-    metavar="URL",
-    help="Read this host's agent ledger from this Redis, to show what is free [default: "
-    f"${_env('redis_url')} or ${URL_ENV} when set, else the ledger is not read]",
-)
-@json_option
-def inventory_cmd(config_file: Optional[Path], redis_url: Optional[str], as_json: bool, **given: Any) -> None:
-    """Show what this host has (CPUs, memory, GPUs from nvidia-smi) and what is free for new jobs."""
-    settings = _settings(config_file, **given)
-    _configure_logging(False, fmt="%(levelname)s: %(message)s")
-    inventory = InventoryProbe(settings).read()
-    ledger = _read_ledger(settings, redis_url)
-    report = inventory_report(settings, inventory, ledger)
-    if as_json:
-        print_json(report)
-        return
-    _print_inventory(report)
-
-
-def _read_ledger(settings: AgentSettings, redis_url: Optional[str]) -> Optional[Dict[str, LedgerEntry]]:
-    url = redis_url or settings.redis_url
-    if not url and not os.environ.get(URL_ENV):
-        return None  # do not start a private Redis just to read an empty ledger
-    try:
-        conn = connect(url)
-        with redis_errors_translated(resolve_url(url)):
-            return Ledger(conn, Keys.from_env(), settings.agent_id).entries()
-    except Exception as exc:  # the inventory is still worth showing without the ledger
-        note(f"note: the agent's ledger could not be read ({exc}); claimed resources are not subtracted")
-        return None
-
-
-def inventory_report(
-    settings: AgentSettings, inventory: HostInventory, ledger: Optional[Dict[str, LedgerEntry]]
-) -> Dict[str, Any]:
-    """Everything ``launchbay inventory`` shows, as one JSON-ready dict."""
-    capacity = capacity_of(settings, inventory)
-    entries = list((ledger or {}).values())
-    free = free_capacity(capacity, entries)
-    claimed_by = {gpu: entry.job_id for entry in entries for gpu in entry.gpus}
-    return {
-        "agent_id": settings.agent_id,
-        "host": inventory.host,
-        "cpus_total": inventory.cpus,
-        "memory_total_mib": inventory.memory_mib,
-        "memory_available_mib": inventory.memory_available_mib,
-        "reserve_cpus": settings.reserve_cpus,
-        "reserve_memory_mib": settings.reserve_memory_mib,
-        "capacity": capacity_json(settings, inventory),
-        "ledger_read": ledger is not None,
-        "free": {
-            "cpus": round(free.cpus, 6),
-            "memory_mib": free.memory_mib,
-            "slots": free.slots,
-            "gpus": [g.id for g in free.gpus],
-        },
-        "gpus": [
-            {
-                "id": g.id,
-                "uuid": g.uuid,
-                "name": g.name,
-                "memory_total_mib": g.memory_total_mib,
-                "memory_used_mib": g.memory_used_mib,
-                "memory_free_mib": g.memory_free_mib,
-                "utilization_pct": g.utilization_pct,
-                "claimed_by": claimed_by.get(g.id),
-            }
-            for g in inventory.gpus
-        ],
-        "gpu_problem": inventory.gpu_problem,
-    }
-
-
-def _print_inventory(report: Dict[str, Any]) -> None:
-    capacity, free = report["capacity"], report["free"]
-    click.echo(f"host {report['host']} (agent id {report['agent_id']})")
-    click.echo(
-        f"CPUs    {report['cpus_total']:g} total, {report['reserve_cpus']:g} kept back, "
-        f"{capacity['cpus']:g} for jobs, {free['cpus']:g} free"
-    )
-    click.echo(
-        f"memory  {format_mib(report['memory_total_mib'])} total "
-        f"({format_mib(report['memory_available_mib'])} available now), "
-        f"{format_mib(report['reserve_memory_mib'])} kept back, {format_mib(capacity['memory_mib'])} for jobs, "
-        f"{format_mib(free['memory_mib'])} free"
-    )
-    click.echo(f"jobs    {capacity['max_jobs']} at most, {free['slots']} slots free")
-    if report["gpu_problem"]:
-        click.echo(f"GPUs    none usable: {report['gpu_problem']}")
-    elif not report["gpus"]:
-        click.echo("GPUs    none (no nvidia-smi, or it lists no GPU)")
-    else:
-        grid = table("GPU", "NAME", "MEMORY", "USED", "FREE", "UTIL", "CLAIMED BY", "UUID")
-        for g in report["gpus"]:
-            grid.add_row(
-                g["id"],
-                g["name"],
-                format_mib(g["memory_total_mib"]),
-                format_mib(g["memory_used_mib"]),
-                format_mib(g["memory_free_mib"]),
-                "-" if g["utilization_pct"] is None else f"{g['utilization_pct']}%",
-                g["claimed_by"] or "-",
-                g["uuid"],
-            )
-        print_table(grid)
-    if not report["ledger_read"]:
-        note("note: no Redis given (--redis-url), so resources claimed by a running agent are not subtracted")
-
-
-# -- launchbay agents ---------------------------------------------------------------------------------
 
 
 @click.command("agents")
@@ -384,7 +279,7 @@ def agents_cmd(include_gone: bool, as_json: bool, conn: Any, keys: Keys) -> None
             ",".join(capacity.get("queues") or []),
             f"{capacity.get('cpus', 0):g}",
             format_mib(capacity.get("memory_mib")),
-            ",".join(f"{g['id']}:{g['name']}" for g in gpus) or "-",
+            ",".join(gpu_summary(g) for g in gpus) or "-",
             " ".join(f"{j['job_id']}[{','.join(j['gpus'])}]" if j["gpus"] else j["job_id"] for j in jobs)
             or f"none of {capacity.get('max_jobs', '?')}",
             when(agent["beat_at"]),
@@ -394,5 +289,4 @@ def agents_cmd(include_gone: bool, as_json: bool, conn: Any, keys: Keys) -> None
 
 def register(group: click.Group) -> None:
     group.add_command(agent_cmd)
-    group.add_command(inventory_cmd)
     group.add_command(agents_cmd)

@@ -66,9 +66,17 @@ def cli() -> None:
 
 
 # Imported after the group exists: each command module registers its commands on it.
-from launchbay.cli import agent_cmds, job_cmds, metrics_cmds, queue_cmds, step_metrics_cmds, ui_cmds  # noqa: E402
+from launchbay.cli import (  # noqa: E402
+    agent_cmds,
+    inventory_cmds,
+    job_cmds,
+    metrics_cmds,
+    queue_cmds,
+    step_metrics_cmds,
+    ui_cmds,
+)
 
-for _module in (queue_cmds, job_cmds, step_metrics_cmds, agent_cmds, ui_cmds, metrics_cmds):
+for _module in (queue_cmds, job_cmds, step_metrics_cmds, agent_cmds, inventory_cmds, ui_cmds, metrics_cmds):
     _module.register(cli)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 import yaml
-from launchbay.queue_config.models import MAX_NESTING, load_yaml, read_structured_file
+from launchbay.queue_config.structured import MAX_NESTING, load_yaml, read_structured_file
 from launchbay.sdk.errors import SdkError
 from launchbay.sdk.filtering import flatten
 from launchbay.sdk.overlay import merge_overrides

@@ -9,6 +9,8 @@ message                                            published by            read 
                                                    claimed job)
 ``{"agent": id, "type": "released"}``              an agent, after it      every agent: resources are free
                                                    freed a job's ledger
+``{"agent": id, "type": "gpu_drain"}``             ``launchbay agent       the agent ``id``: re-read its
+                                                   --drain-gpu``           GPUs (drains) now
 =================================================  ======================  ==============================
 
 Agents also poll, so a lost message only delays. Unknown or malformed messages parse to None.
@@ -42,7 +44,13 @@ class Released:
     type: str = "released"
 
 
-Event = Union[Enqueued, Cancel, Released]
+@dataclass(frozen=True)
+class GpuDrain:
+    agent: str
+    type: str = "gpu_drain"
+
+
+Event = Union[Enqueued, Cancel, Released, GpuDrain]
 
 
 def publish(conn: Any, keys: Keys, event: Event) -> None:
@@ -65,6 +73,8 @@ def parse(data: Any) -> Optional[Event]:
         return Cancel(str(message["job_id"]))
     if kind == "released":
         return Released(str(message.get("agent")))
+    if kind == "gpu_drain":
+        return GpuDrain(str(message.get("agent")))
     return None
 
 

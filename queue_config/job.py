@@ -77,6 +77,7 @@ class Reason(str, Enum):
     CANCELED_BY_USER = "canceled_by_user"
     DOCKER_UNAVAILABLE = "docker_unavailable"  # the engine went away and the container with it
     SECRET_MISSING = "secret_missing"  # a secret of the queue could not be read on the agent's host
+    GPU_FAILED = "gpu_failed"  # a GPU it ran on became unhealthy (agent/gpu_health.py); maybe requeued
 
     def __str__(self) -> str:
         return self.value

@@ -22,6 +22,8 @@ key                                    type    TTL          written by
 {ns}:agent:{id}:alive                  STRING  heartbeat    agent: set with EX every beat
 {ns}:agent:{id}:ledger                 HASH    none         claim script: job id -> allocation
 {ns}:agent:{id}:capacity               STRING  none         agent: JSON of what may be claimed
+{ns}:agent:{id}:drained_gpus           SET     none         operator (`launchbay agent --drain-gpu`):
+                                                            GPU ids the agent hands out no more
 {ns}:events                            PUBSUB  -            CLI and agents: wake-up messages
                                                             (events.py)
 {ns}:reaper:lock                       STRING  a few s      agent: SET NX EX, one reaper at a time
@@ -99,6 +101,9 @@ class Keys:
 
     def agent_capacity(self, agent_id: str) -> str:
         return self._k("agent", agent_id, "capacity")
+
+    def agent_drained_gpus(self, agent_id: str) -> str:
+        return self._k("agent", agent_id, "drained_gpus")
 
     @property
     def events(self) -> str:

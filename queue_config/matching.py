@@ -13,6 +13,7 @@ asks "could any live agent ever run this?" before it enqueues one. Both use the 
   because a job that did not say how much memory it needs cannot be judged by it. Ask for
   ``gpu_memory`` to be protected from shared GPUs.
 - Every constraint label must equal the agent's label of the same name.
+- A GPU whose ``health`` is not ``"ok"`` (quarantined or drained) is never chosen for a job now.
 
 GPU choice packs before it spreads: it takes the model group with the fewest eligible free GPUs
 that still has enough, and inside it the smallest run of neighbouring indices that holds the job,
@@ -26,11 +27,18 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 #: cpus are floats; sums are compared with this slack so 0.1 + 0.2 fits in 0.3.
 CPU_EPSILON = 1e-9
+#: The GPU health values of the capacity JSON.
+GPU_OK, GPU_UNHEALTHY, GPU_DRAINED = "ok", "unhealthy", "drained"
 
 
 @dataclass(frozen=True)
 class GpuInfo:
-    """One GPU as nvidia-smi reports it. ``id`` is the host index as a string; unknown numbers are None."""
+    """One GPU as nvidia-smi reports it. ``id`` is the host index as a string; unknown numbers are None.
+
+    ``health`` is ``"ok"``, ``"unhealthy"`` (quarantined: nvidia-smi or the kernel reported a fault,
+    ``health_reason`` says which) or ``"drained"`` (an operator took it out of service). Only an
+    ``"ok"`` GPU is ever handed out (``launchbay.agent.gpu_health``).
+    """
 
     id: str
     uuid: str = ""
@@ -39,15 +47,28 @@ class GpuInfo:
     memory_used_mib: Optional[int] = None
     memory_free_mib: Optional[int] = None
     utilization_pct: Optional[int] = None
+    temperature_c: Optional[int] = None
+    pci_bus_id: str = ""
+    health: str = GPU_OK
+    health_reason: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return self.health == GPU_OK
 
     def to_capacity_dict(self) -> Dict[str, Any]:
-        """The GPU as it appears in the capacity JSON."""
+        """The GPU as it appears in the capacity JSON (docs/architecture.md)."""
         return {
             "id": self.id,
             "uuid": self.uuid,
             "name": self.name,
             "memory_total_mib": self.memory_total_mib,
             "memory_free_mib": self.memory_free_mib,
+            "memory_used_mib": self.memory_used_mib,
+            "utilization_pct": self.utilization_pct,
+            "temperature_c": self.temperature_c,
+            "health": self.health,
+            "health_reason": self.health_reason,
         }
 
     @classmethod
@@ -58,6 +79,11 @@ class GpuInfo:
             name=str(data.get("name") or ""),
             memory_total_mib=data.get("memory_total_mib"),
             memory_free_mib=data.get("memory_free_mib"),
+            memory_used_mib=data.get("memory_used_mib"),
+            utilization_pct=data.get("utilization_pct"),
+            temperature_c=data.get("temperature_c"),
+            health=str(data.get("health") or GPU_OK),
+            health_reason=str(data.get("health_reason") or ""),
         )
 
 
@@ -183,6 +209,10 @@ def choose_gpus(request: Request, free_gpus: Sequence[GpuInfo], *, live: bool = 
     serves = gpu_can_serve_now if live else gpu_could_serve
     groups: Dict[str, List[GpuInfo]] = {}
     for gpu in free_gpus:
+        # A quarantined or drained GPU is never handed out; planning (live=False) still counts it,
+        # so a job that needs it is not refused as impossible while it is repaired.
+        if live and not gpu.usable:
+            continue
         if serves(gpu, request):
             groups.setdefault(gpu.name, []).append(gpu)
     fitting = [sorted(g, key=lambda x: gpu_sort_key(x.id)) for g in groups.values() if len(g) >= request.gpus]

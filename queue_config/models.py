@@ -6,15 +6,14 @@ unit in the field name (``memory_mib``). Unknown fields are refused: a misspelt 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
-import yaml
 from launchbay.queue_config.inputs_decl import InputsDeclaration
 from launchbay.queue_config.quotas import Quotas
 from launchbay.queue_config.secrets import SecretSource
+from launchbay.queue_config.structured import read_structured_file
 from launchbay.queue_config.units import parse_duration_s, parse_size_mib, rename_unit_keys
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -24,12 +23,8 @@ from launchbay.errors import ConfigError
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-#: The most values a YAML document may expand to once its aliases are followed (see :func:`load_yaml`).
-MAX_YAML_VALUES = 1_000_000
 #: Env names a queue secret may not take: launchbay's payload and W&B Launch's contract own them.
 RESERVED_ENV_PREFIXES = ("LAUNCHBAY_", "WANDB_CONFIG", "WANDB_LAUNCH")
-#: The deepest nesting of mappings and lists a file or value may have.
-MAX_NESTING = 100
 
 
 class _Strict(BaseModel):
@@ -179,9 +174,11 @@ DOCKER_OPTION_NAMES = tuple(DockerOptions.model_fields)
 
 
 class RetryPolicy(_Strict):
-    """What happens to a running job whose agent disappears."""
+    """What happens to a running job whose agent disappears, or whose GPU fails under it."""
 
     on_agent_lost: Literal["fail", "requeue"] = "fail"
+    #: A GPU fault is not the job's doing, so by default it runs again on a healthy GPU.
+    on_gpu_failed: Literal["fail", "requeue"] = "requeue"
     max_requeues: int = Field(default=1, ge=0, le=100)
 
 
@@ -330,66 +327,6 @@ def parse_model(model: type[BaseModel], data: Any, *, source: str) -> Any:
         return model.model_validate(data)
     except PydanticValidationError as exc:
         raise ConfigError(_format_pydantic_error(source, exc)) from exc
-
-
-def read_structured_file(path: str | Path) -> Any:
-    """Load a YAML or JSON file; errors name the file and the line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: no such file") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
-    try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-            check_shape(data, max_values=None)  # JSON has no aliases: only the depth can hurt
-            return data
-        return load_yaml(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from exc
-    except (ValueError, RecursionError) as exc:
-        raise ConfigError(f"{path}: {_unreadable_structure(exc)}") from exc
-
-
-def load_yaml(text: str) -> Any:
-    """``yaml.safe_load``, refusing documents that would expand without bound when walked.
-
-    Anchors and aliases are fine, but a few lines of them can stand for a billion values (the
-    "billion laughs") or refer to themselves, and everything after loading (validation, merging,
-    JSON) walks the expanded tree. Raises ValueError for such a document, yaml.YAMLError for bad YAML.
-    """
-    data = yaml.safe_load(text)
-    check_shape(data, max_values=MAX_YAML_VALUES)
-    return data
-
-
-def check_shape(data: Any, *, max_values: Optional[int]) -> None:
-    """Refuse (ValueError) a loaded tree nested deeper than MAX_NESTING or, with aliases expanded, over ``max_values``."""
-    count, stack = 0, [(data, 1)]
-    while stack:
-        node, depth = stack.pop()
-        count += 1
-        if max_values is not None and count > max_values:
-            raise ValueError(
-                f"expands to more than {max_values:,} values (YAML aliases that repeat or refer to themselves)"
-            )
-        if depth > MAX_NESTING:
-            raise ValueError(f"nested deeper than {MAX_NESTING} levels")
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        stack.extend((child, depth + 1) for child in children)
-
-
-def _unreadable_structure(exc: BaseException) -> str:
-    if isinstance(exc, RecursionError):  # the parser itself gave up, far deeper than MAX_NESTING
-        return f"nested deeper than {MAX_NESTING} levels"
-    return str(exc)
 
 
 def load_job_spec(path: str | Path) -> JobSpec:

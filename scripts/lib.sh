@@ -239,6 +239,25 @@ with open(sys.argv[1], "rb") as f:
 PY
 }
 
+# lb_build_requires: the [build-system] requirements of pyproject.toml, one a line.
+lb_build_requires() {
+  "$LB_ROOT/.venv/bin/python" - "$LB_ROOT/pyproject.toml" <<'PY'
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    print("\n".join(tomllib.load(f)["build-system"]["requires"]))
+PY
+}
+
+# What `docker build` of the top-level Dockerfile gets from this tree; .dockerignore lets in the same.
+LB_IMAGE_SOURCES=(Dockerfile .dockerignore pyproject.toml README.md launchbay sdk queue_config client cli agent ui)
+
+# lb_image_context DIR: a copy of LB_IMAGE_SOURCES in DIR (without Python caches), a build context
+# equal to what `docker build .` at the top of this tree sends.
+lb_image_context() {
+  local dir=$1
+  tar -C "$LB_ROOT" --exclude=__pycache__ --exclude='*.pyc' -cf - "${LB_IMAGE_SOURCES[@]}" | tar -C "$dir" -xf -
+}
+
 # lb_wheels IMAGE DIR PKG...: wheels for IMAGE's Python in DIR, so a `docker build` FROM IMAGE can
 # `pip install --no-index --find-links` with no network. The downloads are cached in
 # $LB_STATE/wheels per Python version, machine and package list (a second build needs no index);

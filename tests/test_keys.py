@@ -16,6 +16,7 @@ def test_key_shapes_are_pinned():
     assert k.agent_alive("h1") == "launchbay:agent:h1:alive"
     assert k.agent_ledger("h1") == "launchbay:agent:h1:ledger"
     assert k.agent_capacity("h1") == "launchbay:agent:h1:capacity"
+    assert k.agent_drained_gpus("h1") == "launchbay:agent:h1:drained_gpus"
     assert k.events == "launchbay:events"
     assert k.reaper_lock == "launchbay:reaper:lock"
     assert k.user_usage("gpu", "alice") == "launchbay:usage:gpu:alice"

@@ -90,6 +90,7 @@ def agent_settings(tmp_path: Path, **overrides: Any) -> AgentSettings:
         "inventory_refresh_s": 0.5,
         "stop_grace_s": 1.0,
         "nvidia_smi": str(FAKE_NVIDIA_SMI),
+        "kernel_log": "",  # the test machine's own kernel log is not the test's business
     }
     values.update(overrides)
     return AgentSettings(**values)

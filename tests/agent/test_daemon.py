@@ -194,7 +194,8 @@ def test_jobs_needing_one_or_two_gpus_never_share_a_gpu(redis_conn, tmp_path, st
 
 def test_a_gpu_that_disappears_gets_no_new_jobs(redis_conn, tmp_path, start_agent, monkeypatch):
     listing = tmp_path / "gpus.csv"
-    gpu0 = "0, GPU-a, NVIDIA A100-SXM4-80GB, 81920, 0, 81920, 0\n"
+    gpu0 = "# fields: index, uuid, name, memory.total, memory.used, memory.free, utilization.gpu\n"
+    gpu0 += "0, GPU-a, NVIDIA A100-SXM4-80GB, 81920, 0, 81920, 0\n"
     listing.write_text(gpu0 + "1, GPU-b, NVIDIA A100-SXM4-80GB, 81920, 0, 81920, 0\n")
     monkeypatch.setenv("LAUNCHBAY_FAKE_NVIDIA_SMI", "file")
     monkeypatch.setenv("LAUNCHBAY_FAKE_NVIDIA_SMI_FILE", str(listing))

@@ -202,3 +202,38 @@ def test_sigterm_stops_claiming_and_leaves_the_running_container_for_the_next_ag
     assert container.status == "running"
     assert state_of(redis_conn, job_id) == "running"
     assert redis_conn.hget(Keys().agent("e2e-term"), "status") == b"stopping"
+
+
+def test_a_job_whose_gpu_reports_an_xid_mid_run_is_requeued_and_finishes_on_a_healthy_gpu(
+    redis_conn, base_image, agents, tmp_path, docker_client
+):
+    # GPU 0 of the h200x4 capture sits on PCI bus 18; the kernel log is a file the test writes into.
+    kernel_log = tmp_path / "kmsg.txt"
+    kernel_log.write_text("")
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"kernel_log: {kernel_log}\n")
+    make_queue(redis_conn, "e2e", docker={"gpu_mode": "env_only"}, retry={"on_gpu_failed": "requeue"})
+    show = (
+        "import os, time; gpu = os.environ['CUDA_VISIBLE_DEVICES']; print('on GPU ' + gpu, flush=True); "
+        "time.sleep(300 if gpu == '0' else 0)"
+    )
+    job_id = put_job(redis_conn, "e2e", gpus=1, image=base_image, command=python(show))
+    agent = agents("e2e-xid", "--config", str(config))
+    wait_until_printed(redis_conn, job_id, "on GPU 0", agent)  # placement takes the lowest free index
+    first_container = record(redis_conn, job_id)["container"]
+    kernel_log.write_text(
+        "[ 9021.118240] NVRM: Xid (PCI:0000:18:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus.\n"
+    )
+    wait_for(lambda: state_of(redis_conn, job_id) == "finished", timeout_s=120, what="the requeued job to finish")
+    rec = record(redis_conn, job_id)
+    assert rec["attempts"] == 2 and rec["gpus"] != ["0"], agent.output()
+    lines = log_lines(redis_conn, job_id)
+    assert lines[0] == "on GPU 0" and lines[-1] == f"on GPU {rec['gpus'][0]}"
+    assert any(
+        line.startswith("[launchbay] queued (gpu_failed): GPU 0 became unhealthy (xid 79: GPU has fallen off the bus)")
+        for line in lines
+    ), lines
+    capacity = json.loads(redis_conn.get(Keys().agent_capacity("e2e-xid")))
+    assert capacity["gpus"][0]["health"] == "unhealthy"
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(first_container)

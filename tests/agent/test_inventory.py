@@ -8,6 +8,8 @@ import subprocess
 
 import pytest
 from launchbay.agent.inventory import (
+    BASE_FIELDS,
+    QUERY_FIELDS,
     GpuQueryError,
     InventoryProbe,
     capacity_json,
@@ -49,11 +51,11 @@ def test_values_nvidia_smi_cannot_give_become_none(monkeypatch, mode, missing):
 
 def test_parsing_is_strict_about_the_shape_of_each_line():
     with pytest.raises(GpuQueryError, match="has 2 fields, expected 7"):
-        parse_gpu_csv("NVIDIA GeForce GTX 1050 Ti, 2131\n")
+        parse_gpu_csv("NVIDIA GeForce GTX 1050 Ti, 2131\n", BASE_FIELDS)
     with pytest.raises(GpuQueryError, match=r"memory\.total is 'lots'"):
-        parse_gpu_csv("0, GPU-1, Tesla T4, lots, 6, 15354, 0\n")
+        parse_gpu_csv("0, GPU-1, Tesla T4, lots, 6, 15354, 0\n", BASE_FIELDS)
     with pytest.raises(GpuQueryError, match="index is 'x'"):
-        parse_gpu_csv("x, GPU-1, Tesla T4, 15360, 6, 15354, 0\n")
+        parse_gpu_csv("x, GPU-1, Tesla T4, 15360, 6, 15354, 0\n", BASE_FIELDS)
     assert parse_gpu_csv("") == []
 
 
@@ -62,7 +64,7 @@ def test_parsing_is_strict_about_the_shape_of_each_line():
     [
         ("driver-not-loaded", "exited 9 (NVIDIA driver is not loaded): NVIDIA-SMI has failed"),
         ("version-mismatch", "exited 18 (driver/library version mismatch): Failed to initialize NVML"),
-        ("garbage", "has 1 fields, expected 7"),
+        ("garbage", f"has 1 fields, expected {len(QUERY_FIELDS)}"),
     ],
 )
 def test_a_failing_nvidia_smi_is_one_warning_and_no_gpus(monkeypatch, caplog, tmp_path, mode, message):
@@ -114,16 +116,17 @@ def test_gpus_option_limits_the_agent_to_the_named_gpus(monkeypatch, tmp_path):
 
 def test_a_gpu_that_disappears_leaves_the_inventory_on_the_next_read(monkeypatch, tmp_path):
     listing = tmp_path / "gpus.csv"
+    header = f"# fields: {', '.join(QUERY_FIELDS)}\n"
     lines = [
-        "0, GPU-a, NVIDIA A100-SXM4-80GB, 81920, 0, 81920, 0",
-        "1, GPU-b, NVIDIA A100-SXM4-80GB, 81920, 0, 81920, 0",
+        "0, GPU-a, NVIDIA A100-SXM4-80GB, 81920, 0, 81920, 0, 30, 00000000:07:00.0, 0, [N/A], No, No, Not Active",
+        "1, GPU-b, NVIDIA A100-SXM4-80GB, 81920, 0, 81920, 0, 30, 00000000:0F:00.0, 0, [N/A], No, No, Not Active",
     ]
-    listing.write_text("\n".join(lines) + "\n")
+    listing.write_text(header + "\n".join(lines) + "\n")
     monkeypatch.setenv("LAUNCHBAY_FAKE_NVIDIA_SMI", "file")
     monkeypatch.setenv("LAUNCHBAY_FAKE_NVIDIA_SMI_FILE", str(listing))
     probe = InventoryProbe(agent_settings(tmp_path))
     assert [g.id for g in probe.read().gpus] == ["0", "1"]
-    listing.write_text(lines[0] + "\n")
+    listing.write_text(header + lines[0] + "\n")
     assert [g.id for g in probe.read().gpus] == ["0"]
 
 
@@ -159,4 +162,9 @@ def test_capacity_json_is_the_host_less_what_is_kept_back(monkeypatch, tmp_path)
     assert data["cpus"] == inventory.cpus - 0.5
     assert data["memory_mib"] == inventory.memory_mib - 256
     assert data["labels"] == {"zone": "eu"} and data["queues"] == ["gpu", "cpu"] and data["max_jobs"] == 3
-    assert set(data["gpus"][0]) == {"id", "uuid", "name", "memory_total_mib", "memory_free_mib"}
+    assert set(data["gpus"][0]) == {
+        "id", "uuid", "name", "memory_total_mib", "memory_free_mib",
+        "memory_used_mib", "utilization_pct", "temperature_c", "health", "health_reason",
+    }  # fmt: skip
+    assert data["gpus"][1]["health"] == "ok" and data["gpus"][1]["health_reason"] == ""
+    assert data["gpus"][1]["memory_used_mib"] == 131470 and data["gpus"][1]["temperature_c"] == 58

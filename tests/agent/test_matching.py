@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from launchbay.queue_config.matching import (
     Capacity,
     GpuInfo,
@@ -115,8 +117,19 @@ def test_capacity_json_round_trips_into_capacity():
         "memory_mib": 60000,
         "max_jobs": 8,
         "labels": {"zone": "eu"},
-        "gpus": [{"id": "0", "uuid": "GPU-x", "name": "A100", "memory_total_mib": 81920, "memory_free_mib": 81000}],
-    }
+        "gpus": [
+            {"id": "0", "uuid": "GPU-x", "name": "A100", "memory_total_mib": 81920, "memory_free_mib": 81000,
+             "memory_used_mib": 920, "utilization_pct": None, "temperature_c": 41,
+             "health": "unhealthy", "health_reason": "row remapping pending"},
+        ],
+    }  # fmt: skip
     cap = Capacity.from_capacity_json(data)
     assert cap.slots == 8 and cap.labels == {"zone": "eu"}
     assert cap.gpus[0].to_capacity_dict() == data["gpus"][0]
+
+
+def test_a_gpu_that_is_not_ok_is_never_chosen_now_but_counts_for_planning():
+    gpus = [replace(gpu(0), health="unhealthy", health_reason="hw slowdown"), gpu(1), replace(gpu(2), health="drained")]
+    assert choose_gpus(Request(gpus=1), gpus) == ("1",)
+    assert choose_gpus(Request(gpus=2), gpus) is None
+    assert choose_gpus(Request(gpus=3), gpus, live=False) == ("0", "1", "2")

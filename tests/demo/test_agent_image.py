@@ -1,5 +1,6 @@
 """The agent's image (top-level Dockerfile), built by scripts/build-agent-image from the local base
-image with no registry, running a job end to end as the Dockerfile's header says to run it.
+image with no registry, running a job end to end as the Dockerfile's header says to run it; and
+`docker build .` at the repository root giving the same image.
 
 The agent's container uses the host's network only to reach the test Redis on 127.0.0.1; its jobs
 run on the queue's own network. The state folder has the same path inside and outside.
@@ -51,6 +52,54 @@ def agent_image(docker_client, base_image):
     # An image still used by a container that a failed test left stays; nothing else depends on it.
     with contextlib.suppress(docker.errors.APIError):
         docker_client.images.remove(tag)
+
+
+#: What each image holds that a user would notice: installed distributions, launchbay's files, the config.
+FINGERPRINT = """
+import hashlib, pathlib, subprocess, sys, launchbay
+root = pathlib.Path(launchbay.__file__).parent.parent
+digest = hashlib.sha256()
+for path in sorted(root.glob("launchbay/**/*")):
+    if path.is_file() and "__pycache__" not in path.parts:
+        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
+freeze = subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True).stdout
+print(digest.hexdigest())
+print(freeze)
+"""
+
+
+def fingerprint(docker_client, image: str):
+    config = docker_client.images.get(image).attrs["Config"]
+    output = docker_client.containers.run(image, ["-c", FINGERPRINT], entrypoint="python3", remove=True).decode()
+    keep = ("User", "Entrypoint", "Cmd", "Env", "Healthcheck", "WorkingDir")
+    return {k: config.get(k) for k in keep}, output
+
+
+def test_docker_build_at_the_repository_root_gives_the_same_image(docker_client, agent_image, base_image):
+    base = base_with_pip(docker_client, base_image)
+    tag = f"launchbay-agent:root-{uuid.uuid4().hex[:8]}"
+    wheels = REPO_ROOT / "wheels"  # ignored by git; the Dockerfile uses it instead of an index
+    assert not wheels.exists(), f"{wheels} is in the way; remove it"
+    fetch = (
+        "source scripts/lib.sh && lb_venv && mapfile -t deps < <(lb_runtime_deps; lb_build_requires) "
+        '&& lb_wheels "$1" wheels "${deps[@]}" && rm -f wheels/launchbay-*.whl'
+    )
+    try:
+        fetched = subprocess.run(["bash", "-c", fetch, "_", base], cwd=REPO_ROOT, capture_output=True, text=True)
+        assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+        built = subprocess.run(
+            ["docker", "build", "-t", tag, "--build-arg", f"BASE_IMAGE={base}", "."],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=840,
+        )
+        assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+        assert fingerprint(docker_client, tag) == fingerprint(docker_client, agent_image)
+    finally:
+        shutil.rmtree(wheels, ignore_errors=True)
+        with contextlib.suppress(docker.errors.APIError):
+            docker_client.images.remove(tag)
 
 
 @pytest.fixture

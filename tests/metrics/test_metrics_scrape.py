@@ -208,3 +208,43 @@ def assert_queue_view(fleet: Scrape, alice_job: str) -> None:
     assert fleet.value("launchbay_gpus", agent="gpu-host-2", health="ok") == 1
     assert fleet.value("launchbay_gpus", agent="metrics-agent", health="ok") == 4
     assert fleet.total("launchbay_gpus", agent="metrics-agent", health="unhealthy") == 0
+
+
+def test_a_quarantined_gpu_and_a_drained_one_show_in_a_real_agents_metrics(redis_url, tmp_path, processes):
+    """The stand-in's ecc-uncorrected capture: GPU 1 counts two uncorrectable ECC errors, so the agent
+    quarantines it; then an operator drains GPU 0 through the CLI (the ``gpu_drain`` event, not the
+    inventory timer, which is set far beyond the wait)."""
+    env = {
+        **os.environ,
+        "PATH": f"{FIXTURES}{os.pathsep}{os.environ.get('PATH', '')}",
+        "LAUNCHBAY_FAKE_NVIDIA_SMI": "ecc-uncorrected",
+        "LAUNCHBAY_AGENT_KERNEL_LOG": "",
+        "LAUNCHBAY_AGENT_INVENTORY_REFRESH_S": "3600",
+    }
+    port = free_port()
+    agent = processes(
+        ["agent", "--redis-url", redis_url, "-q", "metrics", "--agent-id", "gpu-agent",
+         "--state-dir", str(tmp_path / "state"), "--metrics-port", str(port)],
+        env,
+        tmp_path / "agent.log",
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/metrics"
+    seen = scrape_when(url, lambda s: s.total("launchbay_agent_gpus") == 2)
+    assert seen.value("launchbay_agent_gpu_health", index="1", state="unhealthy") == 1
+    assert seen.value("launchbay_agent_gpu_health", index="1", state="ok") == 0
+    assert seen.value("launchbay_agent_gpu_unhealthy_reason", index="1", reason="uncorrectable ECC errors: 2") == 1
+    assert seen.value("launchbay_agent_gpu_health", index="0", state="ok") == 1
+    assert [labels["index"] for labels, _ in seen.samples("launchbay_agent_gpu_unhealthy_reason")] == ["1"]
+
+    drain = subprocess.run(
+        [str(BIN_DIR / "launchbay"), "agent", "--agent-id", "gpu-agent", "--redis-url", redis_url, "--drain-gpu", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert drain.returncode == 0, drain.stderr
+    seen = scrape_when(url, lambda s: s.total("launchbay_agent_gpu_health", index="0", state="drained") == 1)
+    assert seen.value("launchbay_agent_gpu_unhealthy_reason", index="0", reason="drained by operator") == 1
+    assert seen.value("launchbay_agent_gpu_health", index="1", state="unhealthy") == 1
+    assert agent.proc.poll() is None, agent.output()
