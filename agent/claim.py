@@ -104,7 +104,8 @@ def _parse(job_id: str, queue: str, fields: Mapping[str, Optional[str]]) -> Opti
         # Anyone with write access to Redis can write a record: one bad record must not stop the pass.
         _warn_unreadable(job_id, str(exc))
         return None
-    return request, queued_at, constraints, max_runtime, fields["priority"] or "normal", fields["submitter"] or ""
+    submitter = fields.get("submitter") or "unknown"
+    return request, queued_at, constraints, max_runtime, fields["priority"] or "normal", submitter
 
 
 #: What is read again on every pass for a job whose record was read before: the rest of a queued
@@ -178,10 +179,10 @@ class QueueReader:
         for queue, rank, position, job_id in listed:
             parsed = known[(job_id, queue)][1]
             if parsed is not None and live[(job_id, queue)]:
-                request, queued_at, constraints, max_runtime, priority, user = parsed
+                request, queued_at, constraints, max_runtime, priority, submitter = parsed
                 candidates.append(
                     Candidate(
-                        job_id, queue, request, queued_at, constraints, max_runtime, priority, rank, position, user
+                        job_id, queue, request, queued_at, constraints, max_runtime, priority, rank, position, submitter
                     )
                 )
         return Snapshot(candidates=candidates, running=list(decode_entries(ledger_raw).values()))
@@ -310,8 +311,14 @@ class ClaimPass:
         self.skip = set(skip)
         self.reads = 0
         self.lost_races = 0
+        self.claimed = 0
         self._snapshot: Optional[Snapshot] = None
         self._stale = False
+
+    @property
+    def snapshot(self) -> Optional[Snapshot]:
+        """The read the pass works from (with its own claims in its ledger), None before the first."""
+        return self._snapshot
 
     def next(self, capacity: Capacity, now: Optional[float] = None) -> Optional[Tuple[LedgerEntry, Decision]]:
         """Claim the next job that fits; its ledger entry and placement decision, or None."""
@@ -339,4 +346,5 @@ class ClaimPass:
                 continue
             entry = entries[result.index]
             self._snapshot.running.append(entry)
+            self.claimed += 1
             return entry, decisions[result.index]

@@ -35,6 +35,7 @@ from launchbay.sdk.payload import (
     ENV_INPUTS_DIR,
     ENV_JOB_ID,
     ENV_OUTPUT_DIR,
+    ENV_PREEMPTED,
     ENV_QUEUE,
     ENV_RUN_CONFIG,
     INPUTS_MOUNT,
@@ -246,6 +247,7 @@ def build_container_spec(
         ENV_OUTPUT_DIR: OUTPUT_MOUNT,
         ENV_JOB_ID: job_id,
         ENV_QUEUE: queue.name,
+        ENV_PREEMPTED: str(record.get("preemptions") or 0),
         **gpu_env,
     }
     kwargs: Dict[str, Any] = {

@@ -23,7 +23,7 @@ import threading
 from typing import Any, Callable, Dict, Optional, Set
 
 import redis
-from launchbay.agent.claim import Claimer, ClaimPass, QueueReader
+from launchbay.agent.claim import Claimer, QueueReader
 from launchbay.agent.counters import Counters, EventListener, Every
 from launchbay.agent.gpu_health import GpuWatch
 from launchbay.agent.heartbeat import AgentStatus, Heartbeat
@@ -33,12 +33,12 @@ from launchbay.agent.ledger import Ledger, LedgerEntry
 from launchbay.agent.metrics_http import AgentMetrics
 from launchbay.agent.payload_dir import remove_stale_job_dirs
 from launchbay.agent.pending_pass import PendingPass
-from launchbay.agent.placement import Policy
 from launchbay.agent.reaper import Reaper, lock_ttl_for
 from launchbay.agent.reconcile import Reconciler
 from launchbay.agent.run_context import RunContext
 from launchbay.agent.runtime import ContainerInfo, Runtime
 from launchbay.agent.settings import AgentSettings
+from launchbay.agent.shared_queue import SharedQueue
 from launchbay.agent.supervisor import JobSupervisor
 from launchbay.queue_config import lifecycle
 from launchbay.queue_config.job import TERMINAL_STATES, Outcome, Reason, State, cancel_requested
@@ -85,7 +85,6 @@ class Agent:
         self.probe = probe or InventoryProbe(settings)
         self.counters = Counters()
         self.status = AgentStatus()
-        self.policy = Policy(reserve_after_s=settings.reserve_after_s)
         self.gpu_watch = GpuWatch(
             conn, self.keys, settings.agent_id, records=self.records, queue_config_for=self.store.get
         )
@@ -106,6 +105,7 @@ class Agent:
             lock_ttl_s=lock_ttl_for(settings.reaper_interval_s),
         )
         self.supervisor = supervisor_factory(self._run_context())
+        self.shared = SharedQueue(conn, self.keys, self.store.get, settings, self.supervisor)
         self.reconciler = self._reconciler()
         self._init_loop_state()
 
@@ -271,8 +271,7 @@ class Agent:
 
     def _claim_pass(self) -> int:
         """Claim jobs one at a time until none fits (or lost races leave none to try)."""
-        claims = ClaimPass(self.claimer, self.reader, policy=self.policy, skip=self.supervisor.running_job_ids())
-        claimed = 0
+        claims = self.shared.claim_pass(self.claimer, self.reader)
         try:
             for _ in range(MAX_CLAIMS_PER_PASS):
                 if self._stopping.is_set():
@@ -281,12 +280,12 @@ class Agent:
                 if got is None:
                     break
                 entry, decision = got
-                claimed += 1
                 self._launch(entry, backfilled=decision.backfilled)
+            self.shared.after_pass(claims, self.capacity())
         finally:
             self.counters.inc("lost_races", claims.lost_races)
             self.pending.maybe_run()
-        return claimed
+        return claims.claimed
 
     def _launch(self, entry: LedgerEntry, *, backfilled: bool) -> None:
         self.counters.inc("claimed")

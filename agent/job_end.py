@@ -10,6 +10,7 @@ the resources are released (``ctx.release``, then a ``released`` event).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
@@ -19,8 +20,9 @@ from launchbay.agent.logs import JobLog
 from launchbay.agent.metrics import JobMetrics
 from launchbay.agent.payload_dir import JobOutputs, PayloadPaths, read_outputs, remove_job_dir
 from launchbay.agent.run_context import RunContext
+from launchbay.agent.sharing import record_usage
 from launchbay.queue_config import events, lifecycle
-from launchbay.queue_config.job import TERMINAL_STATES, Outcome, State
+from launchbay.queue_config.job import TERMINAL_STATES, Outcome, Reason, State
 from launchbay.queue_config.logstream import is_eof
 
 from launchbay.errors import LaunchbayError
@@ -61,8 +63,9 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
         run.log.close()
         return
     if won:
+        record_usage(ctx.conn, ctx.keys, ctx.queue_config_for, run.record, time.time())
         logger.info("job %s %s %s", run.job_id, outcome.state.value, outcome.message, extra={"job_id": run.job_id})
-        run.log.close()  # lifecycle.end wrote the eof (a job put back gets none: it runs again)
+        run.log.close()  # lifecycle.end wrote the eof (a job put back gets none: its log goes on with its next run)
     else:
         run.log.close(eof=_eof_for(run.log, retry(lambda: ctx.records.state(run.job_id))))
     _remove_container(ctx, run)
@@ -70,19 +73,13 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
         remove_job_dir(run.paths)
 
 
-def _finish_metrics(run: RunLeftovers) -> Tuple[Optional[Dict[str, Any]], List[str]]:
-    """The rest of metrics.jsonl into its stream; summary.json for the record, and what went wrong reading them."""
-    if run.metrics is None or run.paths is None:
-        return None, []
-    run.metrics.finish(run.paths.output_dir)
-    return run.metrics.summary, list(run.metrics.problems)
-
-
 def _record(
     ctx: RunContext, run: RunLeftovers, outcome: Outcome, outputs: JobOutputs, summary: Optional[Dict[str, Any]]
 ) -> bool:
-    """The end in the record; an outcome in state ``queued`` (its GPU failed, requeue allowed) puts the
-    job back at the front of its queue as the reaper does with a lost agent's job."""
+    """The end through ``lifecycle.end``; or the job back at the front of its queue: preempted
+    (``lifecycle.put_back_preempted``), or its GPU failed and its queue's retry policy requeues it."""
+    if outcome.reason == Reason.PREEMPTED:
+        return lifecycle.put_back_preempted(ctx.records, run.job_id, run.record, outcome.message)
     if outcome.state == State.QUEUED:
         return lifecycle.put_back(ctx.records, run.job_id, run.record, reason=outcome.reason, message=outcome.message)
     return lifecycle.end(
@@ -94,6 +91,14 @@ def _record(
         effective_config=scrub_effective_config(run.record, outputs.effective_config, run.secrets),
         summary=summary,
     )
+
+
+def _finish_metrics(run: RunLeftovers) -> Tuple[Optional[Dict[str, Any]], List[str]]:
+    """The rest of metrics.jsonl into its stream; summary.json for the record, and what went wrong reading them."""
+    if run.metrics is None or run.paths is None:
+        return None, []
+    run.metrics.finish(run.paths.output_dir)
+    return run.metrics.summary, list(run.metrics.problems)
 
 
 def _record_inputs(ctx: RunContext, run: RunLeftovers, outputs: JobOutputs) -> None:

@@ -26,12 +26,23 @@ SIGNAL_EXIT_CODES = (137, 143)
 ENGINE_VERDICT_S = 3.0
 
 
+#: A preempted job's end: not an end, it goes back to the front of its queue (job_end puts it back).
+PREEMPTED = Outcome(
+    State.QUEUED, Reason.PREEMPTED, None, "stopped for a higher-priority job; queued again at the front"
+)
+
+
 def canceled(message: str = "canceled by user", exit_code: Optional[int] = None) -> Outcome:
     return Outcome(State.CANCELED, Reason.CANCELED_BY_USER, exit_code, message)
 
 
 def failed(reason: Reason, message: str, exit_code: Optional[int] = None) -> Outcome:
     return Outcome(State.FAILED, reason, exit_code, message)
+
+
+def gone(message: str, *, engine: bool) -> Outcome:
+    """The container disappeared: with its engine (``docker_unavailable``) or removed by someone."""
+    return failed(Reason.DOCKER_UNAVAILABLE if engine else Reason.CONTAINER_FAILED, message)
 
 
 def exit_outcome(
@@ -54,6 +65,8 @@ def exit_outcome(
         return canceled(exit_code=code)
     if stop_reason == "forced" and forced is not None:
         return replace(forced, exit_code=code)
+    if stop_reason == "preempt":
+        return PREEMPTED if code is None else replace(PREEMPTED, exit_code=code)
     if stop_reason == "timeout":
         limit = alloc.max_runtime_s or record.get("max_runtime_s")
         return failed(Reason.TIMEOUT, f"ran longer than its max_runtime of {limit} s and was stopped", code)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union
 import redis
 from launchbay.agent import job_end, job_secrets
 from launchbay.agent.container_spec import build_container_spec, record_problem
-from launchbay.agent.job_outcome import canceled, died_with_engine, exit_outcome, failed
+from launchbay.agent.job_outcome import canceled, died_with_engine, exit_outcome, failed, gone
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.log_pump import LogPump
 from launchbay.agent.logs import LOG_FILE_LABEL, LOG_STREAM_LABEL, JobLog
@@ -77,7 +77,8 @@ class JobRun:
         self.paths: Optional[PayloadPaths] = None
         self.secrets: Optional[job_secrets.JobSecrets] = None  # resolved on this host; never sent to Redis
         self.deadline: Optional[float] = None  # time.monotonic() when max_runtime is up
-        self.stop_reason: Optional[str] = None  # "cancel", "timeout" or "forced" once decided
+        self.stop_reason: Optional[str] = None  # "cancel", "preempt", "timeout" or "forced" once decided
+        self._cancel_kind, self._stop_grace_s = "cancel", ctx.settings.stop_grace_s  # or "preempt", its grace
         self._stop_sent = False
         self._cancel = threading.Event()
         self._forced: Optional[Outcome] = None  # an end decided outside the container (its GPU failed)
@@ -103,7 +104,9 @@ class JobRun:
     def join(self, timeout_s: Optional[float]) -> None:
         self._thread.join(timeout_s)
 
-    def request_cancel(self) -> None:
+    def request_cancel(self, preempt_grace_s: Optional[float] = None) -> None:
+        if preempt_grace_s is not None:  # preempted: put back after the stop, with its queue's grace
+            self._cancel_kind, self._stop_grace_s = "preempt", preempt_grace_s
         self._cancel.set()
         self._inbox.put(("wake", None))
 
@@ -266,7 +269,7 @@ class JobRun:
                 exit_status = value
             elif kind == "gone":
                 self._stop_pump()
-                return self._gone(f"container {self.container_id[:12]} was removed outside launchbay", engine=False)
+                return gone(f"container {self.container_id[:12]} was removed outside launchbay", engine=False)
             elif kind == "engine_down":
                 answer = self._await_engine()
                 if answer is None or isinstance(answer, Outcome):
@@ -309,7 +312,7 @@ class JobRun:
     def _apply_stop_rules(self) -> None:
         if self.stop_reason is None:
             if self._cancel.is_set():
-                self.stop_reason = "cancel"
+                self.stop_reason = self._cancel_kind
             elif self.deadline is not None and time.monotonic() >= self.deadline:
                 self.stop_reason = "timeout"
             elif self._forced is not None:
@@ -317,7 +320,7 @@ class JobRun:
         if self.stop_reason is None or self._stop_sent:
             return
         try:
-            self.ctx.runtime.stop(self.container_id, self.ctx.settings.stop_grace_s)
+            self.ctx.runtime.stop(self.container_id, self._stop_grace_s)
             self._stop_sent = True
         except ContainerGoneError:
             self._stop_sent = True
@@ -337,7 +340,7 @@ class JobRun:
                     self._ended_with_engine = True
                     return self.ctx.runtime.inspect_exit(self.container_id)
                 except ContainerGoneError:
-                    return self._gone(
+                    return gone(
                         f"the Docker engine went away and container {self.container_id[:12]} with it", engine=True
                     )
                 except DockerUnavailableError:
@@ -345,9 +348,6 @@ class JobRun:
             self._detached.wait(delay)
             delay = min(delay * 2, ENGINE_RETRY_MAX_S)
         return None
-
-    def _gone(self, message: str, *, engine: bool) -> Outcome:
-        return failed(Reason.DOCKER_UNAVAILABLE if engine else Reason.CONTAINER_FAILED, message)
 
     def _stop_pump(self) -> None:
         if self._pump is not None:

@@ -5,7 +5,11 @@ asks :func:`select`; the claim script then makes the answer true atomically or r
 The issue-6 simulator calls :func:`select` directly.
 
 Order: the agent's queues in the order given, inside a queue ``high`` before ``normal`` before
-``low``, then queue position. The first job that fits starts.
+``low``; within a priority, fair share (the job of the user with the least recent usage,
+``Policy.usage``, goes first; with no usage known, all users are equal), then the time the job was
+queued less a credit for its length (``Policy.long_job_credit`` seconds per second of
+``max_runtime``, as Slurm's multifactor job-size factor: long jobs start earlier so that they do not
+run alone at the end), then queue position. The first job that fits starts.
 
 Backfill with a reservation (EASY backfill, as Slurm's ``sched/backfill``): the first job in that
 order that does not fit now is the *head*. Jobs behind it may start in its place while it waits,
@@ -47,10 +51,14 @@ class Candidate:
     priority: str = "normal"
     queue_rank: int = 0  # its queue's place among the agent's queues, 0 first
     position: int = 0  # its place in that queue
-    user: str = ""  # its submitter (quotas count per user)
+    submitter: str = "unknown"
 
-    def order_key(self) -> Tuple[int, int, int, str]:
-        return (self.queue_rank, PRIORITY_ORDER.get(self.priority, 1), self.position, self.job_id)
+    def order_key(self, policy: Optional[Policy] = None) -> Tuple[int, int, float, float, int, str]:
+        policy = policy or Policy()
+        usage = policy.usage.get(self.queue, {}).get(self.submitter, 0.0) if policy.usage else 0.0
+        credit = policy.long_job_credit * (self.max_runtime_s or 0)
+        rank = PRIORITY_ORDER.get(self.priority, 1)
+        return (self.queue_rank, rank, usage, self.queued_at - credit, self.position, self.job_id)
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,13 @@ class Policy:
     """Placement knobs; ``reserve_after_s`` is how long the head job waits before it holds resources."""
 
     reserve_after_s: float = 300.0
+    #: Seconds of waiting credited per second of ``max_runtime`` (0: plain FIFO within a user).
+    long_job_credit: float = 0.5
+    #: Fair share: ``{queue: {user: decayed usage / weight}}`` (queue_config/usage.py); empty: FIFO.
+    usage: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    #: Jobs that, as the head, let nothing behind them start (a ``high`` job that preempted for its
+    #: room: the freed resources must not go to the jobs behind it, its victims included).
+    hold_for: frozenset = frozenset()
 
 
 @dataclass(frozen=True)
@@ -101,8 +116,9 @@ def expected_end(alloc: AllocationLike) -> float:
     return NEVER if alloc.max_runtime_s is None else alloc.claimed_at + alloc.max_runtime_s
 
 
-def ordered(candidates: Iterable[Candidate]) -> List[Candidate]:
-    return sorted(candidates, key=Candidate.order_key)
+def ordered(candidates: Iterable[Candidate], policy: Optional[Policy] = None) -> List[Candidate]:
+    policy = policy or Policy()
+    return sorted(candidates, key=lambda c: c.order_key(policy))
 
 
 def reserve(head: Candidate, capacity: Capacity, running: Sequence[AllocationLike], now: float) -> Reservation:
@@ -138,7 +154,7 @@ def _decision(candidate: Candidate, gpus: Tuple[str, ...], *, backfilled: bool) 
         gpus=tuple(gpus),
         max_runtime_s=candidate.max_runtime_s,
         backfilled=backfilled,
-        user=candidate.user,
+        user=candidate.submitter,
     )
 
 
@@ -155,7 +171,8 @@ def select(
     ``running`` the allocations in its ledger, ``now`` epoch seconds. Deterministic: the same
     inputs give the same answer.
     """
-    return _select_ordered(ordered(candidates), capacity, running, now, policy or Policy())
+    policy = policy or Policy()
+    return _select_ordered(ordered(candidates, policy), capacity, running, now, policy)
 
 
 def _select_ordered(
@@ -173,6 +190,8 @@ def _select_ordered(
             if gpus is not None:
                 return _decision(candidate, gpus, backfilled=False)
             head = candidate
+            if candidate.job_id in policy.hold_for:
+                return None  # it preempted for its room: nothing behind it starts before it does
             if now - candidate.queued_at >= policy.reserve_after_s:
                 reservation = reserve(candidate, capacity, running, now)
             continue
@@ -198,7 +217,7 @@ def claim_order(
     gone (taken by another agent), and so on. The claim script takes the first Redis still agrees to.
     """
     policy = policy or Policy()
-    remaining = ordered(candidates)
+    remaining = ordered(candidates, policy)
     decisions: List[Decision] = []
     while len(decisions) < limit:
         decision = _select_ordered(remaining, capacity, running, now, policy)
@@ -219,7 +238,7 @@ def head_reservation(
     """The reservation :func:`select` holds for the head job now, if any (for status output and tests)."""
     policy = policy or Policy()
     free = free_capacity(capacity, running)
-    for candidate in ordered(candidates):
+    for candidate in ordered(candidates, policy):
         if not could_ever_fit(candidate.request, candidate.constraints, capacity):
             continue
         if fit(candidate.request, candidate.constraints, free) is not None:

@@ -75,6 +75,13 @@ class JobSupervisor:
         if run is not None:
             run.request_end(outcome)
 
+    def preempt(self, job_id: str, grace_s: float) -> None:
+        """Stop the job's container (SIGTERM, ``grace_s``, SIGKILL) and put it back at the front of its queue."""
+        with self._lock:
+            run = self._runs.get(job_id)
+        if run is not None:
+            run.request_cancel(preempt_grace_s=grace_s)
+
     def running_job_ids(self) -> Set[str]:
         """Jobs whose end is not recorded yet (including those still starting)."""
         with self._lock:

@@ -17,6 +17,11 @@ Targets: makespan within 10% of the bound; GPU utilization (GPU time / (GPUs x m
 least 1.2 x FIFO's; 8-GPU jobs' mean wait at most 1.5 x their mean wait under FIFO; no job waiting
 more than 2 x its FIFO wait + 600 s.
 
+Users (bench/fairshare.py): a generated trace where one user floods and two submit steadily, run
+with fair share (usage kept as the agent keeps it) and under strict FIFO; each user's GPU-hours
+over the busy period against their max-min fair share (Jain's index >= 0.95) and the steady users'
+median wait (<= 0.5 x FIFO's).
+
     .venv/bin/python bench/simulate.py [TRACE.csv] [--json]
     TRACE.csv columns: job_id,submit_s,gpus,cpus,memory_gib,runtime_s,max_runtime_s
 """
@@ -27,7 +32,7 @@ import argparse
 import csv
 import heapq
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -36,6 +41,8 @@ from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.placement import Candidate, Policy, select
 from launchbay.agent.settings import AgentSettings
 from launchbay.queue_config.matching import Capacity, GpuInfo, Request
+from launchbay.queue_config.sharing import decayed
+from launchbay.queue_config.usage import billing
 
 DEFAULT_TRACE = BENCH_DIR / "traces" / "seed7-500.csv"
 AGENT_DEFAULTS = AgentSettings.model_fields
@@ -54,11 +61,18 @@ class TraceJob:
     memory_gib: float
     runtime_s: float
     max_runtime_s: Optional[int]
+    user: str = "unknown"
 
     def candidate(self, position: int) -> Candidate:
         request = Request(cpus=self.cpus, memory_mib=int(self.memory_gib * 1024), gpus=self.gpus)
         return Candidate(
-            self.job_id, "sim", request, queued_at=self.submit_s, max_runtime_s=self.max_runtime_s, position=position
+            self.job_id,
+            "sim",
+            request,
+            queued_at=self.submit_s,
+            max_runtime_s=self.max_runtime_s,
+            position=position,
+            submitter=self.user,
         )
 
 
@@ -96,8 +110,15 @@ def host(gpus: int, cpus: float, memory_gib: float) -> Capacity:
     return Capacity(cpus, int(memory_gib * 1024), AGENT_DEFAULTS["max_jobs"].default, devices)
 
 
-def simulate(jobs: Sequence[TraceJob], capacity: Capacity, policy: Policy, lookahead: int) -> Schedule:
-    """Run the trace through ``select``; ``lookahead`` 1 is strict FIFO."""
+def simulate(
+    jobs: Sequence[TraceJob],
+    capacity: Capacity,
+    policy: Policy,
+    lookahead: int,
+    usage: Optional[UsageBook] = None,
+) -> Schedule:
+    """Run the trace through ``select``; ``lookahead`` 1 is strict FIFO. With ``usage``, fair share:
+    each job's GPU- and CPU-seconds are added to its user's usage when it ends, as the agent does."""
     by_id = {job.job_id: job for job in jobs}
     events = [(job.submit_s, ARRIVAL, index, job.job_id) for index, job in enumerate(jobs)]
     heapq.heapify(events)
@@ -109,10 +130,14 @@ def simulate(jobs: Sequence[TraceJob], capacity: Capacity, policy: Policy, looka
         while events and events[0][0] == now:
             _, kind, index, job_id = heapq.heappop(events)
             if kind == END:
-                del running[job_id]
+                ended = running.pop(job_id)
+                if usage is not None:
+                    usage.add(by_id[job_id], ended.claimed_at, now)
             else:
                 queue.append(by_id[job_id].candidate(index))
         while queue:
+            if usage is not None:
+                policy = replace(policy, usage={"sim": usage.billing(now)})
             decision = select(queue[:lookahead], capacity, list(running.values()), now, policy)
             if decision is None:
                 break
@@ -134,6 +159,29 @@ def simulate(jobs: Sequence[TraceJob], capacity: Capacity, policy: Policy, looka
     if queue:
         raise RuntimeError(f"{len(queue)} jobs never started, e.g. {queue[0].job_id}")
     return schedule
+
+
+@dataclass
+class UsageBook:
+    """Each user's decayed GPU- and CPU-seconds, as ``launchbay:usage:<queue>`` keeps them (usage.py)."""
+
+    half_life_s: float
+    figures: Dict[str, Tuple[float, float, float]] = field(default_factory=dict)  # user -> (gpu_s, cpu_s, at)
+
+    def add(self, job: TraceJob, started: float, now: float) -> None:
+        gpu_s, cpu_s, at = self.figures.get(job.user, (0.0, 0.0, now))
+        keep = decayed(1.0, now - at, self.half_life_s)
+        seconds = now - started
+        self.figures[job.user] = (gpu_s * keep + job.gpus * seconds, cpu_s * keep + job.cpus * seconds, now)
+
+    def billing(self, now: float) -> Dict[str, float]:
+        return billing(
+            {
+                user: {"gpu_s": decayed(g, now - at, self.half_life_s), "cpu_s": decayed(c, now - at, self.half_life_s)}
+                for user, (g, c, at) in self.figures.items()
+            },
+            {},
+        )
 
 
 def check_fits(gpus: Sequence[str], cpus: float, capacity: Capacity, running: Dict[str, LedgerEntry]) -> None:
@@ -302,12 +350,18 @@ def main() -> None:
         print(title)
         print(comparison(result))
         print()
+    users = fairshare.measure(
+        options.gpus, options.cpus, options.memory_gib, options.reserve_after_s, options.lookahead
+    )
     shown = {k: v for k, v in result.items() if k != "gpus_by_job"}
+    shown["users"] = users
     shown["backfill"], shown["fifo"] = (
         {k: v for k, v in result[name].items() if k != "waits_s"} for name in ("backfill", "fifo")
     )
-    emit(rows(result), shown, options.json, "Judged against the targets:")
+    emit(rows(result) + fairshare.rows(users), shown, options.json, "Judged against the targets:")
 
+
+import fairshare  # noqa: E402  (it imports this module's simulation)
 
 if __name__ == "__main__":
     main()

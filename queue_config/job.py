@@ -76,6 +76,7 @@ class Reason(str, Enum):
     REQUEUED_AGENT_LOST = "requeued_agent_lost"  # put back in the queue after its agent was lost
     CANCELED_BY_USER = "canceled_by_user"
     DOCKER_UNAVAILABLE = "docker_unavailable"  # the engine went away and the container with it
+    PREEMPTED = "preempted"  # stopped for a higher-priority job and put back at the front of its queue
     SECRET_MISSING = "secret_missing"  # a secret of the queue could not be read on the agent's host
     GPU_FAILED = "gpu_failed"  # a GPU it ran on became unhealthy (agent/gpu_health.py); maybe requeued
 
@@ -86,7 +87,7 @@ class Reason(str, Enum):
 JSON_FIELDS = frozenset(
     {"spec", "request", "constraints", "run_config", "file_overrides", "gpus", "effective_config", "summary"}
 )
-INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s"})
+INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s", "preemptions"})
 FLOAT_FIELDS = frozenset({"estimated_start"})
 #: Why a queued job waits: written by agents' passes (``lifecycle.set_pending``), cleared by the claim.
 PENDING_FIELDS = ("pending_reason", "pending_detail", "estimated_start")

@@ -5,21 +5,13 @@ one Lua check-and-set (:meth:`Records.transition`): a cancel racing a finish, or
 job, have one winner; the claim (``claim.lua``) also takes the job out of its RQ queue and writes the
 ledger. What follows a change (RQ's mirror, ``eof``, expiry, the event) is here too, safe to run twice.
 
-Who calls what:
-
-===============================  =======================================================
-:func:`enqueue`                  the client (``client/enqueue.py``)
-:class:`ClaimScript`             the agent's claimer (``agent/claim.py``); ``confirm`` after a
-                                 claim over ``redis+sentinel://``
-:func:`record_rq_start`          the agent, right after a claim
-:func:`mark_running`             the agent's job runner, once the container started
-:func:`end`                      the job runner, the reaper, reconcile, the daemon (a hand-over
-                                 that failed): the one way a claimed job ends
-:func:`complete_end`             reconcile: an end recorded by an agent that died right after
-:func:`put_back`                 the reaper and reconcile: an active job back to the front of its queue
-:func:`cancel`, :func:`requeue`  ``launchbay cancel`` / ``requeue``, the UI, queue deletion
-:func:`set_pending`              an agent's pass (``agent/pending_pass.py``): why queued jobs wait
-===============================  =======================================================
+Who calls what: :func:`enqueue` the client; :class:`ClaimScript` the agent's claimer (``confirm`` after
+a claim over ``redis+sentinel://``); :func:`record_rq_start` the agent right after a claim;
+:func:`mark_running` the job runner once the container started; :func:`end` (the one way a claimed job
+ends) the job runner, the reaper, reconcile, the daemon (a failed hand-over); :func:`complete_end`
+reconcile (an end recorded by an agent that died right after); :func:`put_back` the reaper and
+reconcile (an active job back to the front of its queue); :func:`cancel`, :func:`requeue` the CLI, the
+UI, queue deletion; :func:`set_pending` an agent's pass (``agent/pending_pass.py``): why jobs wait.
 """
 
 from __future__ import annotations
@@ -333,6 +325,13 @@ def put_back(records: Records, job_id: str, record: Dict[str, Any], **fields: An
     rq_bridge.requeue(records.conn, job_id, at_front=True, execution_id=record.get("rq_execution"))
     events.publish(records.conn, records.keys, events.Enqueued(record.get("queue")))
     return True
+
+
+def put_back_preempted(records: Records, job_id: str, record: Dict[str, Any], message: str) -> bool:
+    """A preempted job back at the front of its queue: reason preempted, preemptions + 1, queued_at kept."""
+    times = int(record.get("preemptions") or 0) + 1
+    kept = {"queued_at": record["queued_at"]} if record.get("queued_at") else {}
+    return put_back(records, job_id, record, reason=Reason.PREEMPTED, message=message, preemptions=times, **kept)
 
 
 # -- what a person does: cancel, requeue --------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""Job specs, resource requests and queue configs (pydantic v2); loaders' errors name the file and field.
-
-Sizes and durations are accepted as people write them (``16GiB``, ``2h``) and stored normalized, with the
-unit in the field name (``memory_mib``). Unknown fields are refused: a misspelt option is an error.
+"""Job specs, resource requests and queue configs (pydantic v2), with loaders whose errors name
+the file and the field. Sizes and durations are accepted as people write them (``16GiB``, ``2h``)
+and stored normalized, with the unit in the field name (``memory_mib``, ``max_runtime_s``).
+Unknown fields are refused, so a misspelt option is an error instead of being silently ignored.
+The options of a shared queue (``preemption``, ``fair_share``) live in ``sharing.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Dict, List, Literal, Optional
 from launchbay.queue_config.inputs_decl import InputsDeclaration
 from launchbay.queue_config.quotas import Quotas
 from launchbay.queue_config.secrets import SecretSource
+from launchbay.queue_config.sharing import SharingOptions
 from launchbay.queue_config.structured import read_structured_file
 from launchbay.queue_config.units import parse_duration_s, parse_size_mib, rename_unit_keys
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -193,7 +195,7 @@ class QueueLimits(Resources):
         return rename_unit_keys(data, {"max_runtime": ("max_runtime_s", parse_duration_s)})
 
 
-class QueueConfig(_Strict):
+class QueueConfig(SharingOptions, _Strict):
     """A queue: where jobs wait, with its defaults, limits and container options."""
 
     name: str

@@ -5,7 +5,7 @@
 limit instead of ``default`` (per resource: a resource the user's entry leaves out falls back to
 ``default``). No quota (the default) means no limit.
 
-Usage lives in ``{ns}:usage:{queue}:{user}`` (HASH gpus/cpus/jobs, see ``keys.py``). ``claim.lua``
+Usage lives in ``{ns}:quota_usage:{queue}:{user}`` (HASH gpus/cpus/jobs, see ``keys.py``). ``claim.lua``
 checks it and adds a claim's allocation in the same atomic step as the claim, and the release
 script (:data:`RELEASE_LUA`) takes it off in the same step as the ledger entry, so two agents can
 never together take a user past a limit.

@@ -26,6 +26,8 @@ ENV_INPUTS_DIR = "LAUNCHBAY_INPUTS_DIR"
 ENV_OUTPUT_DIR = "LAUNCHBAY_OUTPUT_DIR"
 ENV_JOB_ID = "LAUNCHBAY_JOB_ID"
 ENV_QUEUE = "LAUNCHBAY_QUEUE"
+#: How many times this job was preempted before this run ("0" on its first): resume from a checkpoint.
+ENV_PREEMPTED = "LAUNCHBAY_PREEMPTED"
 #: Host GPU ids given to the job, comma-separated (empty when none).
 ENV_GPUS = "LAUNCHBAY_GPUS"
 

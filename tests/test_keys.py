@@ -19,7 +19,8 @@ def test_key_shapes_are_pinned():
     assert k.agent_drained_gpus("h1") == "launchbay:agent:h1:drained_gpus"
     assert k.events == "launchbay:events"
     assert k.reaper_lock == "launchbay:reaper:lock"
-    assert k.user_usage("gpu", "alice") == "launchbay:usage:gpu:alice"
+    assert k.usage("gpu") == "launchbay:usage:gpu"
+    assert k.user_usage("gpu", "alice") == "launchbay:quota_usage:gpu:alice"
     assert k.replication_probe == "launchbay:replication-probe"
 
 

@@ -104,7 +104,8 @@ def test_a_job_that_ends_before_the_heads_reservation_may_start():
         job("long", gpus=1, runtime_s=3600, position=1),
         job("short", gpus=1, runtime_s=200, position=2),
     ]
-    decision = select(candidates, host(), running, NOW, Policy(reserve_after_s=300))
+    # No credit for length here: with it, "long" (1 h) would rank ahead of the head (waited 10 min).
+    decision = select(candidates, host(), running, NOW, Policy(reserve_after_s=300, long_job_credit=0))
     assert decision.job_id == "short" and decision.gpus in (("2",), ("3",))
 
 
@@ -255,3 +256,30 @@ def test_the_head_job_is_never_delayed_past_its_reservation(capacity, pending, d
         still = [a for a in running if a.max_runtime_s is None or a.claimed_at + a.max_runtime_s > reservation.start_at]
     at_start = free_capacity(capacity, still)
     assert fit(head.request, head.constraints, at_start, live=False) is not None
+
+
+def test_a_long_job_ranks_ahead_of_a_shorter_one_queued_a_little_earlier():
+    # Slurm multifactor's idea, with length as the size: a 4 h job gets 2 h of waiting credited.
+    candidates = [
+        job("short", gpus=4, runtime_s=600, waited_s=600),
+        job("long", gpus=4, runtime_s=4 * 3600, position=1),
+    ]
+    assert select(candidates, host(), [], NOW).job_id == "long"
+    assert select(candidates, host(), [], NOW, Policy(long_job_credit=0)).job_id == "short"
+
+
+def test_fair_share_puts_the_user_with_less_usage_first_within_a_priority_only():
+    flood = [Candidate(f"f{i}", "q", Request(cpus=1), NOW - 100, position=i, submitter="ann") for i in range(5)]
+    steady = Candidate("s0", "q", Request(cpus=1), NOW, position=5, submitter="bob")
+    urgent = Candidate("h0", "q", Request(cpus=1), NOW, position=6, priority="high", submitter="ann")
+    policy = Policy(usage={"q": {"ann": 5000.0, "bob": 10.0}})
+    assert [c.job_id for c in claim_order([*flood, steady], host(), [], NOW, policy, limit=2)] == ["s0", "f0"]
+    assert select([*flood, steady, urgent], host(), [], NOW, policy).job_id == "h0"
+    assert select([*flood, steady], host(), [], NOW).job_id == "f0"  # no usage known: FIFO
+
+
+def test_nothing_starts_ahead_of_a_held_head_job():
+    running = [Running("victim", 0, 0, ("0", "1"), NOW - 100, None)]  # still stopping
+    candidates = [job("urgent", gpus=4, position=0), job("small", gpus=1, position=1)]
+    assert select(candidates, host(), running, NOW).job_id == "small"  # plain backfill
+    assert select(candidates, host(), running, NOW, Policy(hold_for=frozenset({"urgent"}))) is None

@@ -70,3 +70,29 @@ def test_simulate_reads_any_trace_with_the_documented_columns_and_backfills(tmp_
 def test_the_kept_trace_is_what_make_trace_writes(tmp_path):
     fresh = make_trace(tmp_path / "seed7.csv", jobs=500, seed=7)
     assert fresh.read_text() == (BENCH / "traces" / "seed7-500.csv").read_text()
+
+
+def test_simulate_prints_each_users_share_against_their_fair_share_and_the_steady_users_wait(tmp_path):
+    done = simulate(str(make_trace(tmp_path / "small.csv")), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    figures = {row["figure"]: row for row in result["rows"]}
+    jain = figures["users: Jain's index of GPU-h / fair share"]
+    wait = figures["users: steady users' median wait (min)"]
+    assert jain["verdict"] in {"PASS", "MISS"} and wait["verdict"] in {"PASS", "MISS"}
+    assert 0 < jain["median"] <= 1.0  # Jain's index is in (0, 1]
+    users = result["details"]["users"]
+    for policy in ("fair_share", "fifo"):
+        shares = users[policy]["shares"]
+        assert sorted(shares) == ["flood", "steady-1", "steady-2"]
+        for share in shares.values():
+            assert share["gpu_h"] >= 0 and share["fair_gpu_h"] > 0
+    for user in ("flood", "steady-1", "steady-2"):
+        assert figures[f"users: {user} GPU-h / fair share"]["verdict"] == "-"  # information, not a target
+
+
+def test_the_users_section_is_in_the_printed_table(tmp_path):
+    done = simulate(str(make_trace(tmp_path / "small.csv")))
+    assert done.returncode == 0, done.stderr
+    for text in ("users: Jain's index", "users: steady users' median wait", "users: flood GPU-h / fair share"):
+        assert text in done.stdout

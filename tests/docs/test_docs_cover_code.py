@@ -25,6 +25,7 @@ from launchbay.queue_config.models import (
     RetryPolicy,
 )
 from launchbay.queue_config.quotas import Quota, Quotas
+from launchbay.queue_config.sharing import FairShareConfig, PreemptionConfig
 from pydantic import BaseModel
 
 DOCS = REPO_ROOT / "docs"
@@ -40,6 +41,9 @@ HUMAN_NAMES = {
     "default_max_runtime_s": "default_max_runtime",
     "reserve_memory_mib": "reserve_memory",
     "log_cap_bytes": "log_cap",
+    "grace_s": "grace",
+    "min_runtime_before_preempt_s": "min_runtime_before_preempt",
+    "half_life_s": "half_life",
     "metrics_cap_bytes": "metrics_cap",
 }
 
@@ -49,6 +53,8 @@ FIELD_TABLES = {
     Resources: ("job-spec.md", "| field | meaning |"),
     QueueConfig: ("queue-config.md", "| field | default | meaning |"),
     RetryPolicy: ("queue-config.md", "| field | default | meaning |"),
+    PreemptionConfig: ("queue-config.md", "| field | default | meaning |"),
+    FairShareConfig: ("queue-config.md", "| field | default | meaning |"),
     DockerOptions: ("queue-config.md", "| field | default | meaning |"),
     AgentSettings: ("agent.md", "| setting | flag | default | what |"),
 }

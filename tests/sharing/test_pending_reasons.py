@@ -121,7 +121,7 @@ def test_two_agent_processes_never_run_more_than_a_users_quota(redis_conn, redis
 
     states = wait_for(lambda: settled(3), timeout_s=60, what="two of alice's jobs running, three waiting on her quota")
     assert max(seen) <= 2
-    assert float(redis_conn.hget("launchbay:usage:race:alice", "gpus")) == 2
+    assert float(redis_conn.hget("launchbay:quota_usage:race:alice", "gpus")) == 2
     running = [s["id"] for s in states if s["state"] in ("starting", "running")]
     assert cli(redis_url, "cancel", running[0]).returncode == 0  # frees one GPU of her quota: one more starts
     states = wait_for(lambda: settled(2), timeout_s=60, what="another of alice's jobs started in the freed place")

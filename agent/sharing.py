@@ -1,0 +1,75 @@
+"""The agent's side of a shared queue: fair-share usage in and out of Redis around placement.
+
+:func:`with_usage` gives placement each served queue's users' decayed usage (queues whose
+``fair_share`` is enabled; read once per claim pass, one HGETALL per queue); :func:`record_usage`
+adds an ended run's GPU- and CPU-seconds to its submitter's usage. A Redis or config problem here
+never stops a claim or an end: fair share falls back to FIFO for that pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+
+import redis
+from launchbay.agent.placement import Policy
+from launchbay.queue_config import usage
+from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.models import QueueConfig
+
+from launchbay.errors import LaunchbayError
+
+log = logging.getLogger(__name__)
+
+
+def with_usage(
+    policy: Policy,
+    conn: redis.Redis,
+    keys: Keys,
+    config_for: Callable[[str], QueueConfig],
+    queues: Sequence[str],
+    now: Optional[float] = None,
+) -> Policy:
+    """``policy`` with ``usage`` = ``{queue: {user: billing}}`` for the served fair-share queues."""
+    now = time.time() if now is None else now
+    by_queue: Dict[str, Mapping[str, float]] = {}
+    for queue in queues:
+        try:
+            fair = config_for(queue).fair_share
+            if fair.enabled:
+                figures = usage.read(conn, keys, queue, now=now, half_life_s=fair.half_life_s)
+                by_queue[queue] = usage.billing(figures, fair.weights)
+        except (LaunchbayError, redis.RedisError) as exc:
+            log.debug("fair share of queue %s unknown this pass: %s", queue, exc)
+    return replace(policy, usage=by_queue)
+
+
+def run_seconds(record: Mapping[str, Any], now: float) -> Optional[tuple]:
+    """``(gpu_s, cpu_s)`` of the run the record describes, or None when it never started."""
+    started = record.get("starting_at")
+    try:
+        seconds = max(0.0, now - float(started))
+        cpus = float((record.get("request") or {}).get("cpus") or 0.0)
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return len(record.get("gpus") or ()) * seconds, cpus * seconds
+
+
+def record_usage(
+    conn: redis.Redis, keys: Keys, config_for: Callable[[str], QueueConfig], record: Mapping[str, Any], now: float
+) -> None:
+    """Add the ended run to its submitter's usage of its queue (when the queue keeps fair share)."""
+    queue = record.get("queue") or ""
+    spent = run_seconds(record, now)
+    if not queue or spent is None:
+        return
+    try:
+        fair = config_for(queue).fair_share
+        if fair.enabled:
+            user = record.get("submitter") or usage.UNKNOWN_USER
+            gpu_s, cpu_s = spent
+            usage.add(conn, keys, queue, user, gpu_s=gpu_s, cpu_s=cpu_s, now=now, half_life_s=fair.half_life_s)
+    except (LaunchbayError, redis.RedisError) as exc:
+        log.warning("job usage not added to fair share of queue %s: %s", queue, exc)
