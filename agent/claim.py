@@ -30,6 +30,7 @@ from launchbay.queue_config.job import is_waiting
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import ClaimScript
 from launchbay.queue_config.matching import Capacity, Request, could_ever_fit
+from launchbay.queue_config.quotas import Quotas, limits_json
 
 from launchbay.errors import RedisUnavailableError
 from launchbay.text import as_text
@@ -130,6 +131,8 @@ class QueueReader:
         self.agent_id = agent_id
         self.queues = list(queues)
         self.lookahead = lookahead
+        #: queue -> its quotas, as of the latest read
+        self.quotas: Dict[str, Quotas] = {}
         #: (job id, queue) -> (queued_at as stored, what was parsed then, None if unusable)
         self._known: Dict[Tuple[str, str], Tuple[Optional[str], Optional[Parsed]]] = {}
         #: queue -> how many listed jobs this agent could never run (read past them next time)
@@ -160,11 +163,12 @@ class QueueReader:
         windows = {queue: self.lookahead + self._window_past.get(queue, 0) for queue in self.queues}
         with self.conn.pipeline(transaction=False) as pipe:
             for queue in self.queues:
-                pipe.hget(self.keys.queue(queue), "paused")
+                pipe.hmget(self.keys.queue(queue), ("paused", "config"))
                 pipe.lrange(rq_bridge.rq_queue(self.conn, queue).key, 0, windows[queue] - 1)
             replies = pipe.execute()
         listed, full = [], []
-        for rank, (queue, paused, ids) in enumerate(zip(self.queues, replies[0::2], replies[1::2])):
+        self.quotas = {queue: quotas_of(config) for queue, (_, config) in zip(self.queues, replies[0::2])}
+        for rank, (queue, (paused, _), ids) in enumerate(zip(self.queues, replies[0::2], replies[1::2])):
             if paused != b"1":
                 listed += [(queue, rank, position, as_text(job_id)) for position, job_id in enumerate(ids)]
                 if len(ids) >= windows[queue]:
@@ -211,6 +215,19 @@ class QueueReader:
         return Snapshot(candidates=candidates, running=list(decode_entries(ledger_raw).values())), full
 
 
+@functools.lru_cache(maxsize=64)
+def _parse_quotas(raw: bytes) -> Quotas:
+    try:
+        return Quotas.model_validate((json.loads(raw) or {}).get("quotas") or {})
+    except (ValueError, TypeError, AttributeError):
+        return Quotas()  # an unreadable config was refused by ``queue apply``; nothing to enforce
+
+
+def quotas_of(config: Optional[bytes]) -> Quotas:
+    """The quotas in a queue's stored config JSON (parsed once per distinct config)."""
+    return _parse_quotas(config) if config else Quotas()
+
+
 def read_snapshot(conn: redis.Redis, keys: Keys, agent_id: str, queues: Sequence[str], lookahead: int) -> Snapshot:
     """One read with nothing kept from before (:class:`QueueReader` keeps parsed records between reads)."""
     return QueueReader(conn, keys, agent_id, queues, lookahead).read()
@@ -225,7 +242,17 @@ def ledger_entry(decision: Decision, claimed_at: float) -> LedgerEntry:
         gpus=tuple(decision.gpus),
         claimed_at=claimed_at,
         max_runtime_s=decision.max_runtime_s,
+        user=decision.user,
     )
+
+
+#: Quotas by queue name, as :class:`QueueReader` read them (None: no quotas).
+QuotaMap = Optional[Mapping[str, Quotas]]
+
+
+def _limits(quotas: QuotaMap, entry: LedgerEntry) -> str:
+    quota = (quotas or {}).get(entry.queue)
+    return limits_json(quota.for_user(entry.user) if quota is not None else {})
 
 
 class Claimer:
@@ -238,19 +265,33 @@ class Claimer:
         self.host = host
         self._script = ClaimScript(conn, keys, agent_id=agent_id, host=host)
 
-    def claim(self, entry: LedgerEntry, capacity: Capacity, *, now: Optional[float] = None) -> ClaimResult:
+    def claim(
+        self, entry: LedgerEntry, capacity: Capacity, *, now: Optional[float] = None, quotas: QuotaMap = None
+    ) -> ClaimResult:
         """Claim ``entry.job_id`` with the allocation ``entry`` if Redis still agrees it is free to take."""
-        return self.claim_first([entry], capacity, now=now)
+        return self.claim_first([entry], capacity, now=now, quotas=quotas)
 
     def claim_first(
-        self, entries: Sequence[LedgerEntry], capacity: Capacity, *, now: Optional[float] = None
+        self,
+        entries: Sequence[LedgerEntry],
+        capacity: Capacity,
+        *,
+        now: Optional[float] = None,
+        quotas: QuotaMap = None,
     ) -> ClaimResult:
-        """Claim the first of ``entries`` that Redis still agrees to, in one atomic call."""
+        """Claim the first of ``entries`` that Redis still agrees to, in one atomic call.
+
+        ``quotas`` (queue -> :class:`Quotas`) are checked against each entry's user's usage in the
+        same step; a queue without an entry there has no quota.
+        """
         if not entries:
             raise ValueError("claim_first needs at least one candidate")
         now = time.time() if now is None else now
         claimed, why, index = self._script(
-            [(entry.job_id, entry.queue, entry.to_json(), entry.gpus) for entry in entries],
+            [
+                (entry.job_id, entry.queue, entry.to_json(), entry.gpus, entry.user, _limits(quotas, entry))
+                for entry in entries
+            ],
             cpus=capacity.cpus,
             memory_mib=capacity.memory_mib,
             slots=capacity.slots,
@@ -322,7 +363,7 @@ class ClaimPass:
                 self._snapshot = None  # lost races or our own claims made the read out of date
                 continue
             entries = [ledger_entry(decision, now) for decision in decisions]
-            result = self.claimer.claim_first(entries, capacity, now=now)
+            result = self.claimer.claim_first(entries, capacity, now=now, quotas=self.reader.quotas)
             tried = result.index + 1 if result.claimed else result.index
             self.skip.update(entry.job_id for entry in entries[:tried])
             self.lost_races += result.index

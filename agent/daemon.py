@@ -2,13 +2,12 @@
 
 Threads, each with one job:
 
-- main: reconcile after a restart, then on every wake-up: act on cancel requests, check Docker,
-  reap lost agents, sweep orphans, and claim jobs one at a time until nothing more fits;
-- heartbeat: every ``heartbeat_interval_s`` (``heartbeat.py``);
-- inventory (``inventory_loop.py``): re-reads CPUs, memory and GPUs every ``inventory_refresh_s`` and on
-  ``gpu_drain``; a GPU gone, drained or unhealthy gets no new jobs (``gpu_health.py``: ``gpu_failed``);
-- events (``counters.EventListener``): wakes the loop on ``enqueued`` (to it when idle) and ``cancel``;
-- the supervisor's, one per job (``supervisor.py``), which call :meth:`Agent._release` at the end.
+- main: reconcile after a restart, then on every wake-up: act on cancel requests, check Docker, reap
+  lost agents, sweep orphans, claim jobs until nothing fits, say why the rest wait (``pending_pass``);
+- heartbeat (``heartbeat.py``); inventory (``inventory_loop.py``): re-reads CPUs, memory and GPUs every
+  ``inventory_refresh_s`` and on ``gpu_drain``; a GPU gone, drained or unhealthy gets no new jobs (``gpu_health.py``);
+- events (``counters.EventListener``): wakes the loop on ``enqueued`` (to it when idle) and ``cancel``
+  (inventory on ``gpu_drain``; a poll timer is the fallback); the supervisor's, one per job, call :meth:`Agent._release`.
 
 Stopping: SIGTERM/SIGINT stop claiming; running containers are left for the next agent process with the
 same id to adopt (within heartbeat TTL + grace, or the reaper frees the jobs); the hash says ``stopping``.
@@ -35,6 +34,7 @@ from launchbay.agent.ledger import Ledger, LedgerEntry
 from launchbay.agent.log_files import PRUNE_INTERVAL_S, prune_log_files
 from launchbay.agent.metrics_http import AgentMetrics
 from launchbay.agent.payload_dir import remove_stale_job_dirs
+from launchbay.agent.pending_pass import PendingPass
 from launchbay.agent.reaper import Reaper, lock_ttl_for
 from launchbay.agent.reconcile import Reconciler
 from launchbay.agent.run_context import RunContext
@@ -94,6 +94,7 @@ class Agent:
         self._note_gpus(self.inventory)
         self.claimer = Claimer(conn, self.keys, agent_id=settings.agent_id, host=settings.host)
         self.reader = QueueReader(conn, self.keys, settings.agent_id, settings.queues, settings.lookahead)
+        self.pending = PendingPass(conn, self.keys, settings.queues, settings.lookahead)
         self.heartbeat = Heartbeat(
             conn, self.keys, settings, status=self.status, capacity=self.capacity_json, counters=self.counters.snapshot
         )
@@ -280,6 +281,7 @@ class Agent:
         finally:
             self.counters.inc("lost_races", claims.lost_races)
             self.listener.offer(len(self.supervisor.running_job_ids()), self.capacity().slots, again=True)
+            self.pending.maybe_run()
         return claims.claimed
 
     def _launch(self, entry: LedgerEntry, *, backfilled: bool) -> None:

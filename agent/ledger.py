@@ -13,6 +13,7 @@ from typing import Dict, Optional
 import redis
 from launchbay.queue_config.agents import LedgerEntry, decode_entries
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.quotas import RELEASE_LUA
 
 
 class Ledger:
@@ -23,6 +24,7 @@ class Ledger:
         self.keys = keys
         self.agent_id = agent_id
         self.key = keys.agent_ledger(agent_id)
+        self._release = conn.register_script(RELEASE_LUA)
 
     def entries(self) -> Dict[str, LedgerEntry]:
         return decode_entries(self.conn.hgetall(self.key))
@@ -32,8 +34,12 @@ class Ledger:
         return LedgerEntry.from_json(raw) if raw else None
 
     def release(self, job_id: str) -> bool:
-        """Free the job's resources; True when it held any."""
-        return bool(self.conn.hdel(self.key, job_id))
+        """Free the job's resources and take them off its user's quota usage (one step); True when it held any."""
+        entry = self.get(job_id)
+        usage = self.keys.user_usage(entry.queue, entry.user) if entry is not None else self.key
+        return bool(self._release(keys=[self.key, usage], args=[job_id]))
 
     def clear(self) -> None:
-        self.conn.delete(self.key)
+        """Release every entry (each one's quota usage with it)."""
+        for job_id in self.entries():
+            self.release(job_id)

@@ -86,6 +86,7 @@ class Decision:
     gpus: Tuple[str, ...]
     max_runtime_s: Optional[int]
     backfilled: bool = False  # started ahead of a head job that waits
+    user: str = ""  # the job's submitter, whose quota the claim counts it in
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ def _decision(candidate: Candidate, gpus: Tuple[str, ...], *, backfilled: bool) 
         gpus=tuple(gpus),
         max_runtime_s=candidate.max_runtime_s,
         backfilled=backfilled,
+        user=candidate.submitter,
     )
 
 

@@ -15,6 +15,7 @@ import click
 from launchbay.client import JobHandle, adhoc_spec, enqueue, get_job, list_jobs, load_spec, with_changes
 from launchbay.client.fit import describe_request
 from launchbay.client.inputs_check import section_rows
+from launchbay.client.jobs import with_pending
 from launchbay.client.overrides import parse_file_options, parse_set_options
 from launchbay.queue_config.job import State
 from launchbay.queue_config.keys import Keys
@@ -89,6 +90,11 @@ def _spec_from_args(args: Tuple[str, ...], options: Dict[str, Any]) -> JobSpec:
 @click.option("--constraint", multiple=True, metavar="LABEL=VALUE", help="Agent label that must match.")
 @click.option("--priority", type=click.Choice(PRIORITIES), default="normal", show_default=True)
 @click.option("--max-runtime", metavar="DURATION", help="Stop the job after this long, e.g. 2h or 1h30m.")
+@click.option(
+    "--user",
+    envvar="LAUNCHBAY_USER",
+    help="Submitter to record (default: the Redis ACL user, else $LAUNCHBAY_USER, else your OS user name).",
+)
 @click.option("--wait", is_flag=True, help="Wait for the job to end; exit with its exit code.")
 @click.option("--follow", is_flag=True, help="Stream the job's logs, then exit like --wait.")
 @json_option
@@ -113,6 +119,7 @@ def enqueue_cmd(args: Tuple[str, ...], queue: str, as_json: bool, conn: Any, key
         priority=options["priority"],
         conn=conn,
         keys=keys,
+        user=options["user"],
     )
     for line in handle.notes:
         note(line)
@@ -142,7 +149,8 @@ def _wait_and_exit(handle: JobHandle, *, follow: bool, as_json: bool) -> None:
 
 
 STATUS_FIELDS = (
-    ("state", "state"), ("reason", "reason"), ("message", "message"), ("exit_code", "exit code"),
+    ("state", "state"), ("pending_reason", "waiting"), ("pending_detail", "why"), ("submitter", "submitter"),
+    ("reason", "reason"), ("message", "message"), ("exit_code", "exit code"),
     ("name", "job"), ("queue", "queue"), ("priority", "priority"), ("agent", "agent"), ("host", "host"),
     ("container", "container"), ("attempts", "attempts"), ("cancel_requested", "cancel requested"),
 )  # fmt: skip
@@ -160,6 +168,9 @@ def _status_rows(record: Dict[str, Any]):
     yield "gpus", ",".join(record.get("gpus") or []) or "-"
     yield "request", describe_request(record.get("request") or {})
     yield "max runtime", format_duration(record.get("max_runtime_s"))
+    if record.get("pending_reason"):
+        start = record.get("estimated_start")
+        yield "estimated start", when(start) if start else "unknown (a job in the way has no max runtime)"
     for stamp in TIMESTAMPS:
         if record.get(stamp):
             yield stamp.replace("_at", ""), when(record[stamp])
@@ -175,8 +186,8 @@ def _status_rows(record: Dict[str, Any]):
 @json_option
 @uses_redis
 def status_cmd(job_id: str, as_json: bool, conn: Any, keys: Keys) -> None:
-    """Show a job's state, reason, exit code, placement, timestamps, overrides and metrics summary."""
-    record = get_job(job_id, conn=conn, keys=keys).status()
+    """Show a job's state, why it waits, reason, exit code, placement, timestamps, overrides and metrics summary."""
+    record = with_pending(conn, keys, [get_job(job_id, conn=conn, keys=keys).status()])[0]
     if as_json:
         print_json(record)
         return
@@ -189,22 +200,26 @@ def status_cmd(job_id: str, as_json: bool, conn: Any, keys: Keys) -> None:
 @click.command("list")
 @click.option("-q", "--queue", help="Only this queue.")
 @click.option("--state", type=click.Choice([s.value for s in State]), help="Only jobs in this state.")
+@click.option("--user", help="Only jobs this submitter enqueued.")
 @click.option(
     "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many, newest first."
 )
 @json_option
 @uses_redis
-def list_cmd(queue: Optional[str], state: Optional[str], limit: int, as_json: bool, conn: Any, keys: Keys) -> None:
-    """List the newest jobs."""
-    records = list_jobs(conn, keys, queue=queue, state=state, limit=limit)
+def list_cmd(
+    queue: Optional[str], state: Optional[str], user: Optional[str], limit: int, as_json: bool, conn: Any, keys: Keys
+) -> None:
+    """List the newest jobs (REASON: why an ended job ended, or why a queued one waits)."""
+    records = list_jobs(conn, keys, queue=queue, state=state, limit=limit, user=user)
     if as_json:
         print_json(records)
         return
-    grid = table("ID", "NAME", "QUEUE", "STATE", "REASON", "EXIT", "AGENT", "QUEUED")
+    grid = table("ID", "NAME", "QUEUE", "USER", "STATE", "REASON", "EXIT", "AGENT", "QUEUED")
     for r in records:
         exit_code = r.get("exit_code")
         grid.add_row(
-            r["id"], r.get("name", ""), r.get("queue", ""), r["state"], r.get("reason") or "",
+            r["id"], r.get("name", ""), r.get("queue", ""), r.get("submitter") or "", r["state"],
+            r.get("reason") or r.get("pending_reason") or "",
             "" if exit_code is None else str(exit_code), r.get("agent") or "", when(r.get("queued_at")),
         )  # fmt: skip
     print_table(grid)

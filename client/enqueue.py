@@ -24,7 +24,7 @@ from launchbay.queue_config.structured import MAX_NESTING, MAX_YAML_VALUES, chec
 
 from launchbay.errors import ValidationError
 
-from . import policy
+from . import policy, submitter
 from .fit import fit_notes
 from .handle import JobHandle
 from .inputs_check import check_overrides
@@ -88,11 +88,13 @@ def enqueue(
     redis_url: Optional[str] = None,
     conn: Optional[redis.Redis] = None,
     keys: Optional[Keys] = None,
+    user: Optional[str] = None,
 ) -> JobHandle:
     """Validate and enqueue one job; returns its handle (``handle.notes`` says what to know).
 
     ``overrides`` are run-config overrides (nested), merged over the spec's ``config``;
-    ``file_overrides`` map a config file's relative path to its overrides. ``resources`` takes
+    ``file_overrides`` map a config file's relative path to its overrides. ``user`` is the
+    submitter when the connection has no ACL user (see ``client/submitter.py``). ``resources`` takes
     people's units (``{"memory": "16GiB", "gpus": "A100:2"}``); ``max_runtime`` a duration (``2h``).
     Raises ValidationError / NotFoundError / ConfigError (nothing written) on any problem.
     """
@@ -107,11 +109,13 @@ def enqueue(
     queue_config = store.get(queue)
     fields = _build_record(job_spec, queue_config, asked, asked_runtime_s, priority)
     _check_payload({"run_config": dict(overrides or {}), "file_overrides": dict(file_overrides or {})})
+    fields["submitter"] = submitter.resolve(conn, user)
     fields["run_config"] = merge_trees(job_spec.config, overrides or {}, what="overrides")
     fields["file_overrides"] = {path: dict(tree) for path, tree in (file_overrides or {}).items()}
     _check_payload(fields)
     _check_inputs(job_spec, queue_config, store, fields)
     notes = _notes(conn, keys, store, queue, fields)
+    notes += submitter.quota_notes(conn, keys, queue_config, fields["submitter"], fields["request"])
     job_id = new_job_id(owner_of_connection(conn))  # a named Redis user's jobs are NAME_<hex>: its ACL role
     _write(conn, keys, store, job_id, fields)
     return JobHandle(job_id, conn, keys, notes=notes)

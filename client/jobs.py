@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 import redis
+from launchbay.queue_config import pending
 from launchbay.queue_config.connection import connect
-from launchbay.queue_config.job import State, from_hash
+from launchbay.queue_config.job import State, from_hash, state_of
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.secrets import mask_record
 from launchbay.queue_config.store import QueueStore
@@ -35,8 +36,11 @@ def list_jobs(
     queue: Optional[str] = None,
     state: Optional[str] = None,
     limit: int = 50,
+    user: Optional[str] = None,
 ) -> List[Dict[str, Any]]:
-    """The newest ``limit`` job records (of ``queue`` and in ``state`` when given), newest first; secret values masked."""
+    """The newest ``limit`` job records (of ``queue``, in ``state``, by submitter ``user`` when given),
+    newest first; secret values masked, and queued jobs carry why they wait (:func:`with_pending`).
+    """
     keys = keys or Keys.from_env()
     if state is not None and state not in {s.value for s in State}:
         raise ValidationError(f"unknown state {state!r}; states: {', '.join(s.value for s in State)}")
@@ -45,13 +49,22 @@ def list_jobs(
     queues = [queue] if queue else QueueStore(conn, keys).names()
     records: List[Dict[str, Any]] = []
     for name in queues:
-        records += _newest_in_queue(conn, keys, name, state, limit)
+        records += _newest_in_queue(conn, keys, name, state, limit, user)
     records.sort(key=lambda r: r.get("queued_at") or 0.0, reverse=True)
-    return records[:limit]
+    return with_pending(conn, keys, records[:limit])
+
+
+def with_pending(conn: redis.Redis, keys: Keys, records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The records, each queued one with ``pending_reason``, ``pending_detail`` and ``estimated_start``
+    as people should see them now (``pending.current``: the agents' last word, or paused / no agent)."""
+    if not any(state_of(r) is State.QUEUED for r in records):
+        return records
+    views = pending.fleet(conn, keys)
+    return [pending.current(conn, keys, r, views) for r in records]
 
 
 def _newest_in_queue(
-    conn: redis.Redis, keys: Keys, queue: str, state: Optional[str], limit: int
+    conn: redis.Redis, keys: Keys, queue: str, state: Optional[str], limit: int, user: Optional[str]
 ) -> List[Dict[str, Any]]:
     index = keys.queue_jobs(queue)
     found: List[Dict[str, Any]] = []
@@ -66,7 +79,8 @@ def _newest_in_queue(
             raws = pipe.execute()
         for raw in raws:
             record = from_hash(raw) if raw else None  # an expired record leaves its id behind
-            if record and (state is None or record.get("state") == state):
+            wanted = state is None or record.get("state") == state if record else False
+            if record and wanted and (user is None or record.get("submitter") == user):
                 found.append(mask_record(record))
         start += PAGE_SIZE
     return found[:limit]

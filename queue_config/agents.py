@@ -32,6 +32,7 @@ class LedgerEntry:
     gpus: Tuple[str, ...]
     claimed_at: float
     max_runtime_s: Optional[int] = None
+    user: str = ""  # the job's submitter, whose quota usage the claim counted it in ("" = none)
 
     def to_json(self) -> str:
         # Built by hand rather than with dataclasses.asdict, which deep-copies: this runs on every claim.
@@ -51,6 +52,7 @@ class LedgerEntry:
             gpus=tuple(str(g) for g in data.get("gpus") or ()),
             claimed_at=float(data.get("claimed_at") or 0.0),
             max_runtime_s=int(max_runtime) if max_runtime is not None else None,
+            user=str(data.get("user") or ""),
         )
 
 

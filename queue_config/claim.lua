@@ -5,8 +5,9 @@
 -- other agents took since the caller's read cost no round trip each.
 --
 -- KEYS[1]        the agent's ledger hash ({ns}:agent:<agent>:ledger)
--- KEYS[2i]       candidate i's RQ queue list (rq:queue:<queue>), i = 1..n
--- KEYS[2i+1]     candidate i's job record hash ({ns}:job:<id>)
+-- KEYS[3i-1]     candidate i's RQ queue list (rq:queue:<queue>), i = 1..n
+-- KEYS[3i]       candidate i's job record hash ({ns}:job:<id>)
+-- KEYS[3i+1]     candidate i's user's usage hash ({ns}:usage:<queue>:<user>; see quotas.py)
 -- ARGV[1]        CPUs the agent may hand out in total
 -- ARGV[2]        memory (MiB) the agent may hand out in total
 -- ARGV[3]        most jobs at once (max_jobs)
@@ -14,14 +15,16 @@
 -- ARGV[5]        now, epoch seconds
 -- ARGV[6]        agent id
 -- ARGV[7]        host
--- ARGV[5+3i]     candidate i's job id
--- ARGV[6+3i]     candidate i's allocation, ledger JSON: {job_id, queue, cpus, memory_mib, gpus,
---                claimed_at, max_runtime_s}
--- ARGV[7+3i]     candidate i's record gpus field (JSON list, as the records module encodes it)
+-- ARGV[4+4i]     candidate i's job id
+-- ARGV[5+4i]     candidate i's allocation, ledger JSON: {job_id, queue, cpus, memory_mib, gpus,
+--                claimed_at, max_runtime_s, user}
+-- ARGV[6+4i]     candidate i's record gpus field (JSON list, as the records module encodes it)
+-- ARGV[7+4i]     candidate i's user's quota limits, JSON {gpus?, cpus?, jobs?} ({} = none); the
+--                usage hash is checked against them and, on a claim by a named user, added to
 --
 -- Returns {1, "claimed", i} for the candidate claimed, or {0, why, n} when none was: why is the
 -- first candidate's reason, one of not_queued, cancel_requested, already_claimed, max_jobs, cpus,
--- memory, gpu_unknown, gpu_taken or not_in_queue. Every check reads; the first write (LREM)
+-- memory, quota, gpu_unknown, gpu_taken or not_in_queue. Every check reads; the first write (LREM)
 -- happens only once all of a candidate's checks passed, and LREM returning 1 is what makes the
 -- claim exclusive between agents.
 
@@ -45,7 +48,25 @@ end
 local present = {}
 for _, gpu in ipairs(cjson.decode(ARGV[4])) do present[tostring(gpu)] = true end
 
-local function refusal(queue_key, job_key, job_id, alloc)
+local function over_quota(usage_key, alloc, limits)
+  local ask = {gpus = 0, cpus = tonumber(alloc.cpus) or 0, jobs = 1}
+  if type(alloc.gpus) == 'table' then ask.gpus = #alloc.gpus end
+  for name, limit in pairs(limits) do
+    local used = tonumber(redis.call('HGET', usage_key, name)) or 0
+    if ask[name] ~= nil and used + ask[name] > tonumber(limit) + 1e-9 then return true end
+  end
+  return false
+end
+
+local function add_usage(usage_key, alloc)
+  local gpus = 0
+  if type(alloc.gpus) == 'table' then gpus = #alloc.gpus end
+  redis.call('HINCRBYFLOAT', usage_key, 'gpus', gpus)
+  redis.call('HINCRBYFLOAT', usage_key, 'cpus', tonumber(alloc.cpus) or 0)
+  redis.call('HINCRBYFLOAT', usage_key, 'jobs', 1)
+end
+
+local function refusal(queue_key, job_key, job_id, alloc, usage_key, limits)
   if redis.call('HGET', job_key, 'state') ~= 'queued' then return 'not_queued' end
   if redis.call('HGET', job_key, 'cancel_requested') == '1' then return 'cancel_requested' end
   if redis.call('HEXISTS', ledger, job_id) == 1 then return 'already_claimed' end
@@ -53,6 +74,7 @@ local function refusal(queue_key, job_key, job_id, alloc)
   -- cpus are fractional; the slack lets 0.1 + 0.2 fit in 0.3
   if used_cpus + (tonumber(alloc.cpus) or 0) > tonumber(ARGV[1]) + 1e-9 then return 'cpus' end
   if used_memory + (tonumber(alloc.memory_mib) or 0) > tonumber(ARGV[2]) then return 'memory' end
+  if over_quota(usage_key, alloc, limits) then return 'quota' end
   local chosen = {}
   if type(alloc.gpus) == 'table' then
     for _, gpu in ipairs(alloc.gpus) do
@@ -66,20 +88,24 @@ local function refusal(queue_key, job_key, job_id, alloc)
   return nil
 end
 
-local count = (#ARGV - 7) / 3
+local count = (#ARGV - 7) / 4
 local first_why = nil
 for i = 1, count do
-  local job_id, raw_alloc = ARGV[5 + 3 * i], ARGV[6 + 3 * i]
-  local job_key = KEYS[2 * i + 1]
-  local why = refusal(KEYS[2 * i], job_key, job_id, cjson.decode(raw_alloc))
+  local job_id, raw_alloc = ARGV[4 + 4 * i], ARGV[5 + 4 * i]
+  local job_key, usage_key = KEYS[3 * i], KEYS[3 * i + 1]
+  local alloc = cjson.decode(raw_alloc)
+  local why = refusal(KEYS[3 * i - 1], job_key, job_id, alloc, usage_key, cjson.decode(ARGV[7 + 4 * i]))
   if why == nil then
     redis.call('HSET', ledger, job_id, raw_alloc)
+    if type(alloc.user) == 'string' and alloc.user ~= '' then add_usage(usage_key, alloc) end
     redis.call('HSET', job_key, 'state', 'starting', 'starting_at', ARGV[5], 'agent', ARGV[6], 'host', ARGV[7],
-      'gpus', ARGV[7 + 3 * i])
+      'gpus', ARGV[6 + 4 * i])
     redis.call('HINCRBY', job_key, 'attempts', 1)
     -- what an earlier run left behind does not describe this one
     redis.call('HDEL', job_key, 'reason', 'message', 'exit_code', 'container', 'rq_execution', 'effective_config',
       'summary', 'running_at', 'finished_at', 'failed_at', 'canceled_at')
+    -- a claimed job waits no more (job.PENDING_FIELDS)
+    redis.call('HDEL', job_key, 'pending_reason', 'pending_detail', 'estimated_start', 'pending_at')
     return {1, 'claimed', i}
   end
   first_why = first_why or why

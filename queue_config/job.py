@@ -24,6 +24,11 @@ effective_config          JSON: the config the job ran with (the SDK's config.js
 summary                   JSON: the job's summary.json when it ended (last value per metric)
 attempts                  how many times an agent claimed it
 cancel_requested          "1" once a user asked to cancel a claimed job
+submitter                 who asked: the Redis ACL user, else --user / LAUNCHBAY_USER, else
+                          the OS user (client/submitter.py)
+pending_reason            while queued: why it waits, a stable code (queue_config/pending.py)
+pending_detail            while queued: the same in one line for people
+estimated_start           while queued: epoch seconds it should start by, or empty (unknown)
 rq_execution              RQ's execution id while an agent runs it
 <state>_at                epoch seconds when it entered that state (queued_at, ...)
 ========================  ==========================================================
@@ -83,6 +88,9 @@ JSON_FIELDS = frozenset(
     {"spec", "request", "constraints", "run_config", "file_overrides", "gpus", "effective_config", "summary"}
 )
 INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s", "preemptions"})
+FLOAT_FIELDS = frozenset({"estimated_start"})
+#: Why a queued job waits: written by agents' passes (``lifecycle.set_pending``), cleared by the claim.
+PENDING_FIELDS = ("pending_reason", "pending_detail", "estimated_start")
 #: Added by :func:`from_hash`: the names of the fields whose stored value could not be read.
 UNREADABLE_FIELDS = "unreadable_fields"
 CANCEL_REQUESTED = "cancel_requested"
@@ -137,7 +145,7 @@ def _decode_value(name: str, text: str) -> Any:
         return json.loads(text) if text else None
     if name in INT_FIELDS:
         return int(text) if text else None
-    if name.endswith("_at"):
+    if name.endswith("_at") or name in FLOAT_FIELDS:
         return float(text) if text else None
     return text
 

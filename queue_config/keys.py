@@ -34,6 +34,9 @@ key                                    type    TTL          written by
 {ns}:reaper:lock                       STRING  a few s      agent: SET NX EX, one reaper at a time
 {ns}:usage:{queue}                     HASH    none         agent at a job's end (usage.py):
                                                             <user>:gpu_s, :cpu_s, :at (fair share)
+{ns}:quota_usage:{queue}:{user}        HASH    none         claim.lua (+) and the release script
+                                                            (-) only: gpus, cpus, jobs a user
+                                                            holds claimed in a queue (quotas.py)
 {ns}:replication-probe                 PUBSUB  -            agents over redis+sentinel://, after a claim
                                                             (lifecycle): a write WAIT can count; no
                                                             one listens
@@ -126,6 +129,10 @@ class Keys:
 
     def usage(self, queue: str) -> str:
         return self._k("usage", queue)
+
+    def user_usage(self, queue: str, user: str) -> str:
+        """What ``user`` holds claimed in ``queue`` (quotas): written only by claim.lua and the release script."""
+        return self._k("quota_usage", queue, user)
 
     @property
     def replication_probe(self) -> str:

@@ -1,27 +1,17 @@
 """Every change of a job, in one place: enqueue -> claim -> mark running -> end, and requeue, put back, cancel.
 
-This is the only module that writes a job hash (``{ns}:job:{id}``, fields in
-``launchbay.queue_config.job``). Each transition is atomic in Redis: a change of state is one Lua
-check-and-set (:meth:`Records.transition`), so a cancel racing a finish, or two agents racing one
-job, have exactly one winner; the claim is one Lua script (``claim.lua``) that also takes the job
-out of its RQ queue and writes the agent's ledger. What follows a change (RQ's mirror through
-``rq_bridge``, the log's ``eof``, the expiry, the wake-up event) is written here too, and is safe
-to run twice.
+The only module that writes a job hash (``{ns}:job:{id}``, fields in ``job.py``). A change of state is
+one Lua check-and-set (:meth:`Records.transition`): a cancel racing a finish, or two agents racing one
+job, have one winner; the claim (``claim.lua``) also takes the job out of its RQ queue and writes the
+ledger. What follows a change (RQ's mirror, ``eof``, expiry, the event) is here too, safe to run twice.
 
-Who calls what:
-
-===============================  =======================================================
-:func:`enqueue`                  the client (``client/enqueue.py``)
-:class:`ClaimScript`             the agent's claimer (``agent/claim.py``); ``confirm`` after a
-                                 claim over ``redis+sentinel://``
-:func:`record_rq_start`          the agent, right after a claim
-:func:`mark_running`             the agent's job runner, once the container started
-:func:`end`                      the job runner, the reaper, reconcile, the daemon (a hand-over
-                                 that failed): the one way a claimed job ends
-:func:`complete_end`             reconcile: an end recorded by an agent that died right after
-:func:`put_back`                 the reaper and reconcile: an active job back to the front of its queue
-:func:`cancel`, :func:`requeue`  ``launchbay cancel`` / ``requeue``, the UI, queue deletion
-===============================  =======================================================
+Who calls what: :func:`enqueue` the client; :class:`ClaimScript` the agent's claimer (``confirm`` after
+a claim over ``redis+sentinel://``); :func:`record_rq_start` the agent right after a claim;
+:func:`mark_running` the job runner once the container started; :func:`end` (the one way a claimed job
+ends) the job runner, the reaper, reconcile, the daemon (a failed hand-over); :func:`complete_end`
+reconcile (an end recorded by an agent that died right after); :func:`put_back` the reaper and
+reconcile (an active job back to the front of its queue); :func:`cancel`, :func:`requeue` the CLI, the
+UI, queue deletion; :func:`set_pending` an agent's pass (``agent/pending_pass.py``): why jobs wait.
 """
 
 from __future__ import annotations
@@ -29,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from importlib import resources
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import redis
 from launchbay.queue_config import connection, events, logstream, rq_bridge
@@ -60,6 +50,7 @@ CANCEL_REQUESTED_ANSWER = CANCEL_REQUESTED
 #: A queued job can be claimed between our read of its state and our write; try again this often.
 STATE_RACE_RETRIES = 3
 CLAIM_LUA = resources.files("launchbay.queue_config").joinpath("claim.lua").read_text(encoding="utf-8")
+SET_PENDING_LUA = resources.files("launchbay.queue_config").joinpath("set_pending.lua").read_text(encoding="utf-8")
 
 # KEYS[1] = job hash. ARGV[1] = new state, ARGV[2] = now, ARGV[3] = allowed current states
 # (comma-separated), then field/value pairs to set. Returns 1 when written, 0 when the job is
@@ -189,8 +180,8 @@ def enqueue(
     )
 
 
-#: One candidate of a claim: (job id, its RQ queue's name, its ledger JSON, its GPU ids).
-ClaimCandidate = Tuple[str, str, str, Sequence[str]]
+#: A claim candidate: (job id, RQ queue name, ledger JSON, GPU ids, user, ``quotas.limits_json``).
+ClaimCandidate = Tuple[str, str, str, Sequence[str], str, str]
 
 
 class ClaimScript:
@@ -213,9 +204,9 @@ class ClaimScript:
         """``(claimed, why, index)``: see ``claim.lua`` (``gpus`` is the JSON list of the agent's GPU ids)."""
         keys = [self.keys.agent_ledger(self.agent_id)]
         args = [repr(float(cpus)), str(int(memory_mib)), str(int(slots)), gpus, repr(now), self.agent_id, self.host]
-        for job_id, queue, allocation, gpu_ids in candidates:
-            keys += [rq_bridge.rq_queue(self.conn, queue).key, self.keys.job(job_id)]
-            args += [job_id, allocation, to_hash({"gpus": list(gpu_ids)})["gpus"]]
+        for job_id, queue, allocation, gpu_ids, user, limits in candidates:
+            keys += [rq_bridge.rq_queue(self.conn, queue).key, self.keys.job(job_id), self.keys.user_usage(queue, user)]
+            args += [job_id, allocation, to_hash({"gpus": list(gpu_ids)})["gpus"], limits]
         ok, why, index = self._script(keys=keys, args=args)
         return int(ok) == 1, as_text(why), int(index)
 
@@ -235,6 +226,14 @@ class ClaimScript:
             lambda pipe: pipe.hexists(ledger, job_id),
             f"the claim of job {job_id}",
         )
+
+
+def set_pending(records: Records, changes: Mapping[str, Tuple[str, str, Optional[float]]]) -> int:
+    """Write why queued jobs wait, ``{job id: (reason, detail, estimated start)}``, in one call (only
+    what changed, from an agent's pass); jobs no longer queued are left alone (``set_pending.lua``)."""
+    args = [v for r, d, t in changes.values() for v in (r, d[:300], "" if t is None else repr(float(t)))]
+    keys = [records.keys.job(job_id) for job_id in changes]
+    return int(records.conn.register_script(SET_PENDING_LUA)(keys=keys, args=args)) if keys else 0
 
 
 def record_rq_start(records: Records, job_id: str, *, worker_name: str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
 from launchbay.queue_config.inputs_decl import InputsDeclaration
+from launchbay.queue_config.quotas import Quotas
 from launchbay.queue_config.secrets import SecretSource
 from launchbay.queue_config.sharing import SharingOptions
 from launchbay.queue_config.structured import check_finite, read_structured_file
@@ -209,6 +210,7 @@ class QueueConfig(SharingOptions, _Strict):
     docker: DockerOptions = Field(default_factory=DockerOptions)
     submitter_may_set: Dict[str, Optional[List[Any]]] = Field(default_factory=dict)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    quotas: Quotas = Field(default_factory=Quotas)
     #: Hand every container W&B Launch's own env contract (WANDB_LAUNCH, WANDB_CONFIG...).
     wandb_env: bool = True
     #: Env var name in the container -> where the agent reads the value on its host.

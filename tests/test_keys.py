@@ -22,6 +22,7 @@ def test_key_shapes_are_pinned():
     assert k.idle("gpu") == "launchbay:idle:gpu"
     assert k.reaper_lock == "launchbay:reaper:lock"
     assert k.usage("gpu") == "launchbay:usage:gpu"
+    assert k.user_usage("gpu", "alice") == "launchbay:quota_usage:gpu:alice"
     assert k.replication_probe == "launchbay:replication-probe"
 
 

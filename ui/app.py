@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 from urllib.parse import urlencode
 
 import redis
@@ -21,7 +21,7 @@ from launchbay.queue_config.keys import Keys
 
 from launchbay.errors import NotFoundError, RedisUnavailableError, UserError
 
-from . import form, security
+from . import form, identity, security
 from .context import EXTENSION, Settings, settings
 from .views import pages
 
@@ -38,10 +38,17 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 def create_app(
-    conn: redis.Redis, *, keys: Optional[Keys] = None, token: Optional[str] = None, bind_host: str = "127.0.0.1"
+    conn: redis.Redis,
+    *,
+    keys: Optional[Keys] = None,
+    token: Optional[str] = None,
+    bind_host: str = "127.0.0.1",
+    named_tokens: Optional[Dict[str, str]] = None,
+    user_header: Optional[str] = None,
 ) -> Flask:
-    """The launch page app. ``token`` protects it as :mod:`launchbay.ui.security` describes."""
-    security.check_bind(bind_host, token)
+    """The launch page app. ``token`` and ``named_tokens`` ({token: user}) protect it as
+    :mod:`launchbay.ui.security` describes; ``user_header`` trusts a reverse proxy to name the user."""
+    security.check_bind(bind_host, token or ("named" if named_tokens else None))
     app = Flask(__name__)
     app.config["SECRET_KEY"] = os.urandom(32)  # signs the flash messages; new each start
     app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
@@ -49,13 +56,15 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = MAX_OVERRIDES_BYTES + FORM_OVERHEAD_BYTES
     app.config["MAX_FORM_MEMORY_SIZE"] = MAX_OVERRIDES_BYTES
     keys = keys or Keys.from_env()
-    app.extensions[EXTENSION] = Settings(conn, keys, token or None, bind_host, queue_registry(conn, keys))
+    app.extensions[EXTENSION] = Settings(
+        conn, keys, token or None, bind_host, queue_registry(conn, keys), dict(named_tokens or {}), user_header
+    )
     app.before_request(_check_request)
     app.after_request(_protect_response)
     _register_error_pages(app)
     app.jinja_env.filters.update(when=when, pretty_json=pretty_json, number=number, dom_id=dom_id)
     app.jinja_env.globals.update(
-        ui_token=lambda: settings().token, token_field=security.TOKEN_FIELD, no_override=form.NO_OVERRIDE
+        ui_token=identity.request_token, token_field=security.TOKEN_FIELD, no_override=form.NO_OVERRIDE
     )
     app.register_blueprint(pages)
     return app
@@ -68,19 +77,20 @@ def _check_request() -> Optional[Any]:
         return _refuse(400, "Unexpected Host header", f"This page answers only to {config.bind_host}.")
     if request.method == "POST" and not security.same_origin(request.headers, request.host_url.rstrip("/")):
         return _refuse(403, "Cross-origin request refused", "Launch and cancel only from this page itself.")
-    if config.token is None or request.endpoint == "static":
+    if not config.protected or request.endpoint == "static":
         return None
     if request.method == "POST":
         given = request.headers.get(security.TOKEN_HEADER) or request.form.get(security.TOKEN_FIELD)
-        if not security.tokens_match(given, config.token):
+        if not identity.valid(given):
             return _refuse(403, "Token missing or wrong", "Reload the page and try again.")
         return None
-    return _check_read_token(config.token)
+    return _check_read_token()
 
 
-def _check_read_token(token: str) -> Optional[Any]:
+def _check_read_token() -> Optional[Any]:
     from_url = request.args.get(security.TOKEN_FIELD)
-    if from_url is not None and security.tokens_match(from_url, token):
+    if from_url is not None and identity.valid(from_url):
+        token = from_url
         # Keep it in a cookie and drop it from the address bar (and from history and Referer).
         rest = [(k, v) for k, v in request.args.items(multi=True) if k != security.TOKEN_FIELD]
         response = redirect(request.path + (f"?{urlencode(rest)}" if rest else ""), code=303)
@@ -89,7 +99,7 @@ def _check_read_token(token: str) -> Optional[Any]:
         )
         return response
     given = request.headers.get(security.TOKEN_HEADER) or request.cookies.get(security.TOKEN_COOKIE)
-    if security.tokens_match(given, token):
+    if identity.valid(given):
         return None
     return _refuse(
         401, "Token needed", f"Open this page as {request.base_url}?token=… with the value of {security.TOKEN_ENV}."

@@ -147,7 +147,9 @@ def pending_row(
         "user": str(record.get("submitter") or UNKNOWN_USER),
         "request": describe_request(record.get("request") or {}),
         "waiting": format_duration(max(0, int(now - queued_at))) if now - queued_at >= 1 else "just now",
-        "reason": record.get("pending_reason") or pending_reason(record, capacities, allocations, set(paused)),
+        "reason": record.get("pending_detail")
+        or record.get("pending_reason")
+        or pending_reason(record, capacities, allocations, set(paused)),
     }
 
 

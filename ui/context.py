@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import redis
 from flask import current_app
@@ -21,6 +21,12 @@ class Settings:
     token: Optional[str]
     bind_host: str
     metrics_registry: Any = field(default=None, compare=False)  # the queue collector's, for /metrics
+    named_tokens: Dict[str, str] = field(default_factory=dict, compare=False)  # token -> user name
+    user_header: Optional[str] = None  # a trusted reverse proxy's header naming the user (opt-in)
+
+    @property
+    def protected(self) -> bool:
+        return self.token is not None or bool(self.named_tokens)
 
 
 def settings() -> Settings:

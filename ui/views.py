@@ -9,6 +9,7 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from launchbay.client import get_job, list_jobs
 from launchbay.client.fit import describe_request
 from launchbay.client.inputs_check import section_rows
+from launchbay.client.jobs import with_pending
 from launchbay.client.metrics import MetricsReader
 from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.store import QueueStore
@@ -17,7 +18,7 @@ from launchbay.queue_config.units import format_duration
 from launchbay.errors import UserError
 
 from . import cluster as cluster_data
-from . import joblog, launch, overview
+from . import identity, joblog, launch, overview
 from .context import settings
 
 pages = Blueprint("pages", __name__)
@@ -72,7 +73,7 @@ def launch_form(name: str) -> Any:
     if request.method == "GET" and request.args.get("queue"):
         page.values["queue"] = request.args["queue"]
     if request.method == "POST":
-        handle = launch.submit(config.conn, config.keys, page, request.form)
+        handle = launch.submit(config.conn, config.keys, page, request.form, user=identity.submitter())
         if handle is not None:
             flash(f"Job {handle.id} enqueued on {request.form.get('queue')!r}.", "done")
             for note in handle.notes:
@@ -98,8 +99,8 @@ def _recorded_rows(jobdef: Optional[Mapping[str, Any]]) -> List[Dict[str, str]]:
 @pages.get("/job/<job_id>")
 def job(job_id: str) -> Any:
     """A job's state, placement, overrides and effective config, with its log tail."""
-    record = _record(job_id)
     config = settings()
+    record = with_pending(config.conn, config.keys, [_record(job_id)])[0]
     log = joblog.tail(config.conn, config.keys, job_id)
     return render_template("job.html", job=job_view(record), log=log)
 

@@ -24,6 +24,7 @@ from launchbay.queue_config.models import (
     Resources,
     RetryPolicy,
 )
+from launchbay.queue_config.quotas import Quota, Quotas
 from launchbay.queue_config.sharing import FairShareConfig, PreemptionConfig
 from pydantic import BaseModel
 
@@ -61,6 +62,8 @@ FIELD_TABLES = {
 NESTED_IN_ROW = {
     QueueLimits: ("queue-config.md", "| field | default | meaning |", "limits"),
     Mount: ("queue-config.md", "| field | default | meaning |", "mounts"),
+    Quotas: ("queue-config.md", "| field | default | meaning |", "quotas"),
+    Quota: ("queue-config.md", "| field | default | meaning |", "quotas"),
 }
 # Where each command's options are documented.
 COMMAND_DOCS = {"agent": "agent.md", "inventory": "agent.md", "agents": "agent.md", "ui": "ui.md"}

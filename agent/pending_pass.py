@@ -1,0 +1,116 @@
+"""After each claim pass: write why the jobs still queued in the agent's queues wait.
+
+Reads the first ``lookahead`` jobs of each queue the agent serves (paused ones too), the live
+agents with their ledgers, and the submitters' quota usage, asks ``pending.explain`` for each job
+and writes, through ``lifecycle.set_pending`` in one call, only the answers that differ from what
+the record already says. At most one pass per ``min_interval_s``, so a busy loop stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import redis
+from launchbay.agent.claim import quotas_of
+from launchbay.queue_config import lifecycle, pending, rq_bridge
+from launchbay.queue_config.job import from_hash, is_waiting
+from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.quotas import parse_usage
+
+from launchbay.text import as_text
+
+log = logging.getLogger(__name__)
+
+READ_FIELDS = ("state", "cancel_requested", "queue", "request", "constraints", "priority", "submitter")
+STORED = ("pending_reason", "pending_detail", "estimated_start")
+Change = Tuple[str, str, Optional[float]]
+
+
+class PendingPass:
+    """Keeps ``pending_reason``/``pending_detail``/``estimated_start`` current for one agent's queues."""
+
+    def __init__(
+        self, conn: redis.Redis, keys: Keys, queues: Sequence[str], lookahead: int, min_interval_s: float = 1.0
+    ) -> None:
+        self.conn = conn
+        self.records = lifecycle.Records(conn, keys)
+        self.keys = keys
+        self.queues = list(queues)
+        self.lookahead = lookahead
+        self.min_interval_s = min_interval_s
+        self._last = 0.0
+        self.writes = 0
+
+    def maybe_run(self, now: Optional[float] = None) -> None:
+        """Run a pass unless one ran within ``min_interval_s``; a failure is logged, never raised."""
+        now = time.time() if now is None else now
+        if now - self._last < self.min_interval_s:
+            return
+        self._last = now
+        try:
+            self.writes += lifecycle.set_pending(self.records, self.changes(now))
+        except (redis.RedisError, ValueError, TypeError) as exc:
+            log.warning("could not update why queued jobs wait: %s", exc)
+
+    def changes(self, now: float) -> Dict[str, Change]:
+        """``{job id: (reason, detail, estimated start)}`` for the queued jobs whose answer changed."""
+        with self.conn.pipeline(transaction=False) as pipe:
+            for queue in self.queues:
+                pipe.hmget(self.keys.queue(queue), ("paused", "config"))
+                pipe.lrange(rq_bridge.rq_queue(self.conn, queue).key, 0, self.lookahead - 1)
+            replies = pipe.execute()
+        listed: List[Tuple[str, str]] = []
+        for queue, ids in zip(self.queues, replies[1::2]):
+            listed += [(queue, as_text(job_id)) for job_id in ids]
+        with self.conn.pipeline(transaction=False) as pipe:
+            for _, job_id in listed:
+                pipe.hmget(self.keys.job(job_id), READ_FIELDS + STORED)
+            values = pipe.execute()
+        views = pending.fleet(self.conn, self.keys)
+        settings = {q: (p == b"1", quotas_of(c)) for q, (p, c) in zip(self.queues, replies[0::2])}
+        usage = self._usage(listed, values, settings)
+        out: Dict[str, Change] = {}
+        ahead: Dict[str, List[pending.Ahead]] = {}
+        for (queue, job_id), raw in zip(listed, values):
+            fields = dict(zip(READ_FIELDS + STORED, (None if v is None else as_text(v) for v in raw)))
+            if not is_waiting(fields):
+                continue
+            record = from_hash({k: v for k, v in fields.items() if v is not None})
+            paused, quotas = settings[queue]
+            user = str(record.get("submitter") or "")
+            answer = pending.explain(
+                record, views, paused=paused, ahead=ahead.get(queue, []), quota=quotas.for_user(user),
+                usage=usage.get((queue, user), {}), now=now,
+            )  # fmt: skip
+            if answer.reason not in pending.NOT_IN_THE_WAY:
+                ahead.setdefault(queue, []).append(pending.Ahead(job_id, str(record.get("priority") or "normal")))
+            if _differs(record, answer):
+                out[job_id] = (answer.reason, answer.detail, answer.estimated_start)
+        return out
+
+    def _usage(self, listed, values, settings) -> Dict[Tuple[str, str], Dict[str, float]]:
+        wanted = sorted(
+            {
+                (q, as_text(v[READ_FIELDS.index("submitter")] or b""))
+                for (q, _), v in zip(listed, values)
+                if settings[q][1].any
+            }
+        )
+        with self.conn.pipeline(transaction=False) as pipe:
+            for queue, user in wanted:
+                pipe.hgetall(self.keys.user_usage(queue, user))
+            return {key: parse_usage(raw) for key, raw in zip(wanted, pipe.execute())}
+
+
+def _differs(record: Dict[str, object], answer: pending.Pending) -> bool:
+    stored = record.get("estimated_start")
+    start_same = (stored is None and answer.estimated_start is None) or (
+        stored is not None and answer.estimated_start is not None and abs(float(stored) - answer.estimated_start) < 1  # type: ignore[arg-type]
+    )
+    return (
+        record.get("pending_reason") != answer.reason
+        or record.get("pending_detail") != answer.detail[:300]
+        or not start_same
+    )
