@@ -157,17 +157,6 @@ def _read_outputs(run: RunLeftovers) -> JobOutputs:
         return JobOutputs(problems=[f"ignored the job's output folder: {type(exc).__name__}: {exc}"])
 
 
-def _read_outputs(run: RunLeftovers) -> JobOutputs:
-    """What the job left in its output folder; anything unexpected is a log line, never a missing end."""
-    if run.paths is None:
-        return JobOutputs()
-    try:
-        return read_outputs(run.paths)
-    except Exception as exc:  # read_outputs means never to raise; the end must not depend on it
-        logger.warning("job %s: its output folder could not be read: %s", run.job_id, exc, exc_info=True)
-        return JobOutputs(problems=[f"ignored the job's output folder: {type(exc).__name__}: {exc}"])
-
-
 def _record_inputs(ctx: RunContext, run: RunLeftovers, outputs: JobOutputs) -> None:
     name = run.record.get("name")
     if outputs.inputs is None or not name:

@@ -35,8 +35,8 @@ def agent_with_rival(redis_conn, tmp_path, monkeypatch):
     reads = []
     real_read = claim.QueueReader.read
 
-    def read_then_lose_the_head(self):
-        snapshot = real_read(self)
+    def read_then_lose_the_head(self, could_run=None):
+        snapshot = real_read(self, could_run)
         if not reads:
             rival = Claimer(redis_conn, Keys(), agent_id="rival", host="rival")
             taken = LedgerEntry(job_ids[0], "default", 0.0, 0, (), claimed_at=time.time())
