@@ -6,11 +6,11 @@ may write; everything else in the namespace is readable only (``%R~`` key permis
 - **admin**: everything in the namespace and RQ's keys: queue configs (``queue apply``,
   ``pause``, ``delete``), any job, agents' keys.
 - **agent**: job records, logs, job definitions, agents' keys (ledgers, heartbeats), the reaper
-  lock and RQ's keys. Queue configs are read-only: the policy an agent enforces is only ever
+  lock, the idle lists, fair-share usage and quota counters, and RQ's keys. Queue configs are read-only: the policy an agent enforces is only ever
   written by an admin.
 - **submitter** ``NAME``: enqueue; cancel and requeue its own jobs. Its job ids start with
   ``NAME_`` (the client does this for every named Redis user), and only those records and RQ jobs
-  are writable; queue configs, other users' jobs, ledgers and agents' keys are read-only.
+  are writable (and the queues' idle lists, from which an enqueue wakes an agent); queue configs, other users' jobs, ledgers and agents' keys are read-only.
 
 ``launchbay acl`` prints these rules as ``ACL SETUSER`` lines for a namespace.
 """
@@ -35,7 +35,7 @@ JOB_ID_HEX_DIGITS = 16
 COMMANDS = (
     "+ping +info +multi +exec +evalsha +script|load "
     "+get +set +del +exists +expire +persist +pttl "
-    "+hget +hset +hsetnx +hdel +hgetall +hmget +hkeys +hvals +hexists +hincrby "
+    "+hget +hset +hsetnx +hdel +hgetall +hmget +hkeys +hvals +hexists +hincrby +hincrbyfloat "
     "+lpush +rpush +lrange +lrem "
     "+sadd +srem +smembers +sismember "
     "+zadd +zrem +zrange +zrevrange "
@@ -65,19 +65,30 @@ def rules(role: str, keys: Keys, user: str = "") -> str:
     if role == "admin":
         patterns = f"~{ns}:* ~rq:*"
     elif role == "agent":
-        writable = ("job:*", "jobs:*", "jobdef:*", "jobdefs", "agents", "agent:*", "reaper:*")
+        writable = (
+            "job:*",
+            "jobs:*",
+            "jobdef:*",
+            "jobdefs",
+            "agents",
+            "agent:*",
+            "reaper:*",
+            "idle:*",
+            "usage:*",
+            "quota_usage:*",
+        )
         patterns = f"%R~{ns}:* " + " ".join(f"~{ns}:{p}" for p in writable) + " ~rq:*"
     elif role == "submitter":
         if not OWNER_RE.match(user):
             raise ConfigError(f"submitter name {user!r} must be 1-32 letters, digits or '-' (no '_')")
         own = f"{user}{OWNER_SEPARATOR}*"
         patterns = (
-            f"%R~{ns}:* %R~rq:* ~{ns}:job:{own} ~{ns}:jobs:* ~{ns}:jobdefs "
+            f"%R~{ns}:* %R~rq:* ~{ns}:job:{own} ~{ns}:jobs:* ~{ns}:jobdefs ~{ns}:idle:* "
             f"~rq:job:{own} ~rq:queue:* ~rq:queues ~rq:canceled:* ~rq:finished:* ~rq:failed:*"
         )
     else:
         raise ConfigError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
-    return f"resetkeys {patterns} resetchannels &{keys.events} -@all {COMMANDS}"
+    return f"resetkeys {patterns} resetchannels &{keys.events}* &{keys.replication_probe} -@all {COMMANDS}"
 
 
 def setuser_lines(keys: Keys, submitters: List[str], *, admin: str, agent: str) -> List[Tuple[str, str, str]]:

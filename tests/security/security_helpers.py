@@ -82,10 +82,10 @@ RECORDED_INPUTS: Dict[str, Any] = {
 #: The least a launchbay user needs, for the CLI and the agent alike (docs/security.md shows the
 #: same rules; a test checks they agree). Keys: launchbay's namespace and RQ's; one channel.
 LAUNCHBAY_ACL = (
-    "resetkeys ~launchbay:* ~rq:* resetchannels &launchbay:events* -@all "
+    "resetkeys ~launchbay:* ~rq:* resetchannels &launchbay:events* &launchbay:replication-probe -@all "
     "+ping +info +multi +exec +evalsha +script|load "
     "+get +set +del +exists +expire +persist +pttl "
-    "+hget +hset +hsetnx +hdel +hgetall +hmget +hkeys +hvals +hexists +hincrby "
+    "+hget +hset +hsetnx +hdel +hgetall +hmget +hkeys +hvals +hexists +hincrby +hincrbyfloat "
     "+lpush +rpush +lrange +lrem "
     "+sadd +srem +smembers +sismember "
     "+zadd +zrem +zrange +zrevrange "
