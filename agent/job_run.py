@@ -186,7 +186,8 @@ class JobRun:
             return canceled("canceled by user before the container started")
         stream_after, file_offset = self.log.position()
         spec["labels"].update({LOG_STREAM_LABEL: stream_after, LOG_FILE_LABEL: str(file_offset)})
-        failure = self._docker_step(lambda: self._create(spec), before_start=True)
+        # Not put back on an engine error: a create-and-start whose reply was lost may have started it.
+        failure = self._docker_step(lambda: self._create(spec))
         if failure is not None:
             return failure
         self._set_deadline(time.time())

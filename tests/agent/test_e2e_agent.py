@@ -233,7 +233,11 @@ def test_a_job_whose_gpu_reports_an_xid_mid_run_is_requeued_and_finishes_on_a_he
         line.startswith("[launchbay] queued (gpu_failed): GPU 0 became unhealthy (xid 79: GPU has fallen off the bus)")
         for line in lines
     ), lines
-    capacity = json.loads(redis_conn.get(Keys().agent_capacity("e2e-xid")))
-    assert capacity["gpus"][0]["health"] == "unhealthy"
+    # The capacity JSON is rewritten on the agent's next heartbeat, which may come after the job's end.
+    wait_for(
+        lambda: json.loads(redis_conn.get(Keys().agent_capacity("e2e-xid")))["gpus"][0]["health"] == "unhealthy",
+        timeout_s=30,
+        what="the capacity JSON to show GPU 0 unhealthy",
+    )
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(first_container)
