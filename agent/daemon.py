@@ -7,7 +7,8 @@ Threads, each with one job:
 - heartbeat (``heartbeat.py``); inventory (``inventory_loop.py``): re-reads CPUs, memory and GPUs every
   ``inventory_refresh_s`` and on ``gpu_drain``; a GPU gone, drained or unhealthy gets no new jobs (``gpu_health.py``);
 - events (``counters.EventListener``): wakes the loop on ``enqueued`` (to it when idle) and ``cancel``
-  (inventory on ``gpu_drain``; a poll timer is the fallback); the supervisor's, one per job, call :meth:`Agent._release`.
+  (inventory on ``gpu_drain``; a poll timer is the fallback); the supervisor's, one per job, call :meth:`Agent._release`;
+- sweeps (``sweep_driver.py``): drives the open sweeps of its queues whose lease it holds or can take.
 
 Stopping: SIGTERM/SIGINT stop claiming; running containers are left for the next agent process with the
 same id to adopt (within heartbeat TTL + grace, or the reaper frees the jobs); the hash says ``stopping``.
@@ -42,6 +43,7 @@ from launchbay.agent.runtime import ContainerInfo, Runtime
 from launchbay.agent.settings import AgentSettings
 from launchbay.agent.shared_queue import SharedQueue
 from launchbay.agent.supervisor import JobSupervisor
+from launchbay.agent.sweep_driver import SweepDriver
 from launchbay.queue_config import lifecycle
 from launchbay.queue_config.job import TERMINAL_STATES, Outcome, Reason, State, cancel_requested
 from launchbay.queue_config.keys import Keys
@@ -152,6 +154,7 @@ class Agent:
             self.conn, self.keys, settings.queues, wake=self._wake, cancels=self._cancels, closing=self._closing
         )
         self.inventory_loop = InventoryLoop.of(self)
+        self.sweeps = SweepDriver(self.conn, self.keys, settings.agent_id, settings.queues, self._closing)
         self.listener.agent_id, self.listener.on_drain = settings.agent_id, self.inventory_loop.look_again
         self._cancel_sent: Set[str] = set()
         self._reconciled = False
@@ -289,15 +292,11 @@ class Agent:
         job_id = entry.job_id
         if not self.claimer.replicated(job_id):
             return  # not launched; the sweep settles the claim (back to the front of its queue)
+        what = (
+            f"{entry.cpus:g} CPUs, {entry.memory_mib} MiB, GPUs [{','.join(entry.gpus)}]{' (backfilled)' * backfilled}"
+        )
         log.info(
-            "claimed job %s from %s: %g CPUs, %d MiB, GPUs [%s]%s",
-            job_id,
-            entry.queue,
-            entry.cpus,
-            entry.memory_mib,
-            ",".join(entry.gpus),
-            " (backfilled)" if backfilled else "",
-            extra={"job_id": job_id, "queue": entry.queue},
+            "claimed job %s from %s: %s", job_id, entry.queue, what, extra={"job_id": job_id, "queue": entry.queue}
         )
         try:
             lifecycle.record_rq_start(self.records, job_id, worker_name=self.settings.agent_id)
@@ -327,6 +326,7 @@ class Agent:
         self.ledger.release(job_id)
         self._cancel_sent.discard(job_id)
         self._wake.set()
+        self.sweeps.wake.set()  # a trial's end: its sweep's next trial without waiting for the next pass
 
     def _handle_cancels(self) -> None:
         while True:
@@ -348,6 +348,7 @@ class Agent:
             ("inventory", self.inventory_loop.run),
             ("events", self.listener.run),
             ("engine", lambda: self.engine.run_until(self._closing, self._wake)),
+            ("sweeps", self.sweeps.run),
         ):
             thread = threading.Thread(target=target, name=f"launchbay-{name}", daemon=True)
             thread.start()

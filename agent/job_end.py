@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import redis
@@ -48,6 +48,7 @@ class RunLeftovers:
 
 def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Callable[[Callable[[], T]], T]) -> None:
     """Record ``outcome`` (``retry`` runs a Redis call through an outage), then clean up after the job."""
+    outcome = _asked_reason(ctx, run, outcome, retry)
     outputs = _read_outputs(run)
     summary, metrics_problems = _finish_metrics(run)
     for problem in outputs.problems + metrics_problems:
@@ -71,6 +72,19 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
     _remove_container(ctx, run)
     if run.paths is not None:
         remove_job_dir(run.paths)
+
+
+def _asked_reason(
+    ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Callable[[Callable[[], T]], T]
+) -> Outcome:
+    """A cancel asked with a reason (a sweep pruning its trial) ends with that reason and message."""
+    if outcome.reason != Reason.CANCELED_BY_USER:
+        return outcome
+    try:
+        asked = retry(lambda: lifecycle.cancel_reason(ctx.records, run.job_id))
+    except redis.RedisError:
+        return outcome
+    return replace(outcome, reason=asked[0], message=asked[1] or outcome.message) if asked else outcome
 
 
 def _end(

@@ -74,10 +74,21 @@ from launchbay.cli import (  # noqa: E402
     metrics_cmds,
     queue_cmds,
     step_metrics_cmds,
+    sweep_cmds,
     ui_cmds,
 )
 
-for _module in (queue_cmds, job_cmds, step_metrics_cmds, agent_cmds, inventory_cmds, ui_cmds, metrics_cmds, acl_cmds):
+for _module in (
+    queue_cmds,
+    job_cmds,
+    step_metrics_cmds,
+    sweep_cmds,
+    agent_cmds,
+    inventory_cmds,
+    ui_cmds,
+    metrics_cmds,
+    acl_cmds,
+):
     _module.register(cli)
 
 

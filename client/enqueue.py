@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import redis
-from launchbay.queue_config import lifecycle
 from launchbay.queue_config.acl import new_job_id, owner_of_connection
 from launchbay.queue_config.connection import connect
 from launchbay.queue_config.inputs_decl import effective_inputs
@@ -21,6 +21,7 @@ from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import PRIORITIES, JobSpec, QueueConfig, Resources, load_job_spec, parse_model
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.structured import MAX_NESTING, MAX_YAML_VALUES, check_finite, check_shape
+from launchbay.queue_config.submit import write_job
 
 from launchbay.errors import ValidationError
 
@@ -98,27 +99,49 @@ def enqueue(
     people's units (``{"memory": "16GiB", "gpus": "A100:2"}``); ``max_runtime`` a duration (``2h``).
     Raises ValidationError / NotFoundError / ConfigError (nothing written) on any problem.
     """
-    job_spec = load_spec(spec)
-    if priority not in PRIORITIES:
-        raise ValidationError(f"priority {priority!r} must be one of {', '.join(PRIORITIES)}")
-    asked = policy.parse_resources(resources)
-    asked_runtime_s = policy.parse_max_runtime(max_runtime)
     conn = conn or connect(redis_url)
     keys = keys or Keys.from_env()
+    launch = Launch(overrides, file_overrides, resources, max_runtime, priority, user)
+    fields, notes = prepare(spec, queue, launch, conn=conn, keys=keys)
+    job_id = new_job_id(owner_of_connection(conn))  # a named Redis user's jobs are NAME_<hex>: its ACL role
+    write_job(conn, keys, job_id, fields)
+    return JobHandle(job_id, conn, keys, notes=notes)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What one launch asks on top of the job spec (the arguments of :func:`enqueue`)."""
+
+    overrides: Optional[Mapping[str, Any]] = None
+    file_overrides: Optional[Mapping[str, Mapping[str, Any]]] = None
+    resources: policy.ResourcesArg = None
+    max_runtime: Union[str, int, None] = None
+    priority: str = "normal"
+    user: Optional[str] = None
+
+
+def prepare(
+    spec: SpecArg, queue: str, launch: Launch, *, conn: redis.Redis, keys: Keys
+) -> Tuple[Dict[str, Any], List[str]]:
+    """``(record fields, notes)`` of a launch, every check done and nothing written (a sweep keeps them as its template)."""
+    job_spec = load_spec(spec)
+    if launch.priority not in PRIORITIES:
+        raise ValidationError(f"priority {launch.priority!r} must be one of {', '.join(PRIORITIES)}")
+    asked = policy.parse_resources(launch.resources)
+    asked_runtime_s = policy.parse_max_runtime(launch.max_runtime)
     store = QueueStore(conn, keys)
     queue_config = store.get(queue)
-    fields = _build_record(job_spec, queue_config, asked, asked_runtime_s, priority)
-    _check_payload({"run_config": dict(overrides or {}), "file_overrides": dict(file_overrides or {})})
-    fields["submitter"] = submitter.resolve(conn, user)
-    fields["run_config"] = merge_trees(job_spec.config, overrides or {}, what="overrides")
-    fields["file_overrides"] = {path: dict(tree) for path, tree in (file_overrides or {}).items()}
+    fields = _build_record(job_spec, queue_config, asked, asked_runtime_s, launch.priority)
+    overrides, file_overrides = launch.overrides or {}, launch.file_overrides or {}
+    _check_payload({"run_config": dict(overrides), "file_overrides": dict(file_overrides)})
+    fields["submitter"] = submitter.resolve(conn, launch.user)
+    fields["run_config"] = merge_trees(job_spec.config, overrides, what="overrides")
+    fields["file_overrides"] = {path: dict(tree) for path, tree in file_overrides.items()}
     _check_payload(fields)
     _check_inputs(job_spec, queue_config, store, fields)
     notes = _notes(conn, keys, store, queue, fields)
     notes += submitter.quota_notes(conn, keys, queue_config, fields["submitter"], fields["request"])
-    job_id = new_job_id(owner_of_connection(conn))  # a named Redis user's jobs are NAME_<hex>: its ACL role
-    _write(conn, keys, store, job_id, fields)
-    return JobHandle(job_id, conn, keys, notes=notes)
+    return fields, notes
 
 
 def _check_inputs(spec: JobSpec, queue: QueueConfig, store: QueueStore, fields: Dict[str, Any]) -> None:
@@ -186,16 +209,3 @@ def _notes(conn: redis.Redis, keys: Keys, store: QueueStore, queue: str, fields:
     if store.is_paused(queue):
         notes.append(f"note: queue {queue!r} is paused; the job waits until `launchbay queue resume {queue}`")
     return notes + fit_notes(conn, keys, queue, fields["request"], fields["constraints"])
-
-
-def _write(conn: redis.Redis, keys: Keys, store: QueueStore, job_id: str, fields: Dict[str, Any]) -> None:
-    meta = {"launchbay": {key: fields[key] for key in ("name", "priority", "request", "constraints", "max_runtime_s")}}
-    lifecycle.enqueue(
-        conn,
-        keys,
-        job_id,
-        fields,
-        meta=meta,
-        description=f"launchbay job {fields['name']} ({fields['spec']['image']})",
-        also=lambda pipe: store.add_jobdef_name(fields["name"], pipeline=pipe),
-    )

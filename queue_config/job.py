@@ -79,6 +79,7 @@ class Reason(str, Enum):
     PREEMPTED = "preempted"  # stopped for a higher-priority job and put back at the front of its queue
     SECRET_MISSING = "secret_missing"  # a secret of the queue could not be read on the agent's host
     GPU_FAILED = "gpu_failed"  # a GPU it ran on became unhealthy (agent/gpu_health.py); maybe requeued
+    PRUNED = "pruned"  # a sweep's early termination stopped the trial (agent/sweep_driver.py)
 
     def __str__(self) -> str:
         return self.value
@@ -87,25 +88,27 @@ class Reason(str, Enum):
 JSON_FIELDS = frozenset(
     {"spec", "request", "constraints", "run_config", "file_overrides", "gpus", "effective_config", "summary"}
 )
-INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s", "preemptions"})
+INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s", "preemptions", "trial"})
 FLOAT_FIELDS = frozenset({"estimated_start"})
 #: Why a queued job waits: written by agents' passes (``lifecycle.set_pending``), cleared by the claim.
 PENDING_FIELDS = ("pending_reason", "pending_detail", "estimated_start")
 #: Added by :func:`from_hash`: the names of the fields whose stored value could not be read.
 UNREADABLE_FIELDS = "unreadable_fields"
 CANCEL_REQUESTED = "cancel_requested"
+#: A cancel and why it was asked (``lifecycle.cancel``): a person (no reason) or a sweep pruning a trial.
+CANCEL_FIELDS = (CANCEL_REQUESTED, "cancel_reason", "cancel_message")
 #: Fields that describe one run (who ran it, how it ended): the one list. A requeued job starts
 #: without them; a job put back after its agent was lost keeps only its cancel request; ``claim.lua``
 #: clears them less what the claim itself sets (:data:`CLAIM_SETS`) and the cancel request (a
 #: queued job that has one is not claimed). ``tests/test_structure.py`` checks claim.lua's list.
 RUN_FIELDS = (
     "reason", "message", "exit_code", "agent", "host", "gpus", "container", "rq_execution",
-    "effective_config", "summary", CANCEL_REQUESTED, "starting_at", "running_at", "finished_at", "failed_at", "canceled_at",
+    "effective_config", "summary", *CANCEL_FIELDS, "starting_at", "running_at", "finished_at", "failed_at", "canceled_at",
 )  # fmt: skip
 #: What ``claim.lua`` writes with ``state=starting`` (``attempts`` it increments).
 CLAIM_SETS = ("agent", "host", "gpus", "starting_at")
 #: What a job put back in its queue by the reaper or reconcile clears.
-PUT_BACK_CLEARS = tuple(name for name in RUN_FIELDS if name != CANCEL_REQUESTED)
+PUT_BACK_CLEARS = tuple(name for name in RUN_FIELDS if name not in CANCEL_FIELDS)
 
 
 def to_hash(fields: Mapping[str, Any]) -> Dict[str, str]:

@@ -37,6 +37,14 @@ key                                    type    TTL          written by
 {ns}:quota_usage:{queue}:{user}        HASH    none         claim.lua (+) and the release script
                                                             (-) only: gpus, cpus, jobs a user
                                                             holds claimed in a queue (quotas.py)
+{ns}:sweeps                            ZSET    none         CLI (sweep create): sweep ids by
+                                                            creation time (sweeps.py)
+{ns}:sweeps:active                     SET     none         sweeps.py: sweeps a driver advances
+{ns}:sweep:{id}                        HASH    none         sweeps.py only: config, job template,
+                                                            state, submitter, timestamps
+{ns}:sweep:{id}:lease                  STRING  lease        agent: SET NX PX, the sweep's driver
+{ns}:sweep:{id}:journal                LIST    none         the driver (and create): the Optuna
+                                                            study's journal (sweep_study.py)
 {ns}:replication-probe                 PUBSUB  -            agents over redis+sentinel://, after a claim
                                                             (lifecycle): a write WAIT can count; no
                                                             one listens
@@ -133,6 +141,23 @@ class Keys:
     def user_usage(self, queue: str, user: str) -> str:
         """What ``user`` holds claimed in ``queue`` (quotas): written only by claim.lua and the release script."""
         return self._k("quota_usage", queue, user)
+
+    @property
+    def sweeps(self) -> str:
+        return self._k("sweeps")
+
+    @property
+    def sweeps_active(self) -> str:
+        return self._k("sweeps", "active")
+
+    def sweep(self, sweep_id: str) -> str:
+        return self._k("sweep", sweep_id)
+
+    def sweep_lease(self, sweep_id: str) -> str:
+        return self._k("sweep", sweep_id, "lease")
+
+    def sweep_journal(self, sweep_id: str) -> str:
+        return self._k("sweep", sweep_id, "journal")
 
     @property
     def replication_probe(self) -> str:

@@ -51,28 +51,7 @@ CANCEL_REQUESTED_ANSWER = CANCEL_REQUESTED
 STATE_RACE_RETRIES = 3
 CLAIM_LUA = resources.files("launchbay.queue_config").joinpath("claim.lua").read_text(encoding="utf-8")
 SET_PENDING_LUA = resources.files("launchbay.queue_config").joinpath("set_pending.lua").read_text(encoding="utf-8")
-
-# KEYS[1] = job hash. ARGV[1] = new state, ARGV[2] = now, ARGV[3] = allowed current states
-# (comma-separated), then field/value pairs to set. Returns 1 when written, 0 when the job is
-# missing or in a state not allowed.
-_TRANSITION_LUA = """
-local current = redis.call('HGET', KEYS[1], 'state')
-if not current then return 0 end
-local allowed = false
-for s in string.gmatch(ARGV[3], '[^,]+') do
-  if s == current then allowed = true end
-end
-if not allowed then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[1], ARGV[1] .. '_at', ARGV[2])
-for i = 4, #ARGV, 2 do
-  if ARGV[i + 1] == '' then
-    redis.call('HDEL', KEYS[1], ARGV[i])
-  else
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  end
-end
-return 1
-"""
+TRANSITION_LUA = resources.files("launchbay.queue_config").joinpath("transition.lua").read_text(encoding="utf-8")
 
 
 class Records:
@@ -81,7 +60,7 @@ class Records:
     def __init__(self, conn: redis.Redis, keys: Optional[Keys] = None) -> None:
         self.conn = conn
         self.keys = keys or Keys.from_env()
-        self._transition = conn.register_script(_TRANSITION_LUA)
+        self._transition = conn.register_script(TRANSITION_LUA)
 
     def create(self, job_id: str, fields: Dict[str, Any], *, pipeline: Any = None) -> None:
         """Write a new record in state ``queued`` (in ``pipeline`` when given, so it lands with the enqueue)."""
@@ -336,25 +315,36 @@ def put_back_preempted(records: Records, job_id: str, record: Dict[str, Any], me
 # -- what a person does: cancel, requeue --------------------------------------------------------------
 
 
-def cancel(conn: redis.Redis, keys: Keys, job_id: str, *, missing_ok: bool = False, terminal_ok: bool = False) -> str:
+def cancel(
+    conn: redis.Redis,
+    keys: Keys,
+    job_id: str,
+    *,
+    missing_ok: bool = False,
+    terminal_ok: bool = False,
+    why: Optional[Outcome] = None,
+) -> str:
     """Cancel a job: ``"canceled"`` when it was still queued, ``"cancel_requested"`` when an agent has it.
 
     A claimed job cannot be stopped from here: it is flagged and its agent told, which owns the
-    container and ends the job through :func:`end`. A job that already ended is a UserError unless
-    ``terminal_ok`` (then its state is returned); an unknown job is a NotFoundError unless
+    container and ends the job through :func:`end` (with ``why``'s reason and message when given:
+    a sweep pruning a trial; else ``canceled_by_user``). A job that already ended is a UserError
+    unless ``terminal_ok`` (then its state is returned); an unknown job is a NotFoundError unless
     ``missing_ok`` (then ``"missing"``).
     """
     records = Records(conn, keys)
+    why = why or Outcome(State.CANCELED, Reason.CANCELED_BY_USER, message="canceled before an agent claimed it")
     for _ in range(STATE_RACE_RETRIES):
         state = records.state(job_id)
         if state is None:
             if missing_ok:
                 return "missing"
             raise NotFoundError(f"unknown job {job_id!r}")
-        if state == State.QUEUED and _cancel_queued(records, job_id):
+        if state == State.QUEUED and _cancel_queued(records, job_id, why):
             return CANCELED
         if state in ACTIVE_STATES:
-            records.update(job_id, cancel_requested=1)
+            reason = None if why.reason == Reason.CANCELED_BY_USER else why.reason
+            records.update(job_id, cancel_requested=1, cancel_reason=reason, cancel_message=reason and why.message)
             events.publish(conn, keys, events.Cancel(job_id))
             return CANCEL_REQUESTED_ANSWER
         if state in TERMINAL_STATES:
@@ -364,8 +354,13 @@ def cancel(conn: redis.Redis, keys: Keys, job_id: str, *, missing_ok: bool = Fal
     raise UserError(f"job {job_id} changed state while being canceled; run the command again")
 
 
-def _cancel_queued(records: Records, job_id: str) -> bool:
-    outcome = Outcome(State.CANCELED, Reason.CANCELED_BY_USER, message="canceled before an agent claimed it")
+def cancel_reason(records: Records, job_id: str) -> Optional[Tuple[Reason, str]]:
+    """``(reason, message)`` a cancel was asked with, when not a person's (see :func:`cancel`)."""
+    reason, message = records.conn.hmget(records.keys.job(job_id), ["cancel_reason", "cancel_message"])
+    return (Reason(as_text(reason)), as_text(message or b"")) if reason else None
+
+
+def _cancel_queued(records: Records, job_id: str, outcome: Outcome) -> bool:
     moved = records.transition(
         job_id, outcome.state, allowed_from=[State.QUEUED], reason=outcome.reason, message=outcome.message
     )

@@ -24,6 +24,11 @@ def test_key_shapes_are_pinned():
     assert k.usage("gpu") == "launchbay:usage:gpu"
     assert k.user_usage("gpu", "alice") == "launchbay:quota_usage:gpu:alice"
     assert k.replication_probe == "launchbay:replication-probe"
+    assert k.sweeps == "launchbay:sweeps"
+    assert k.sweeps_active == "launchbay:sweeps:active"
+    assert k.sweep("s1") == "launchbay:sweep:s1"
+    assert k.sweep_lease("s1") == "launchbay:sweep:s1:lease"
+    assert k.sweep_journal("s1") == "launchbay:sweep:s1:journal"
 
 
 def test_namespace_is_configurable():

@@ -116,6 +116,7 @@ def main() -> None:
             time.sleep(0.2)  # "training"
             loss *= decay * math.exp(-lr * 8) * (1 + rng.random() / math.sqrt(trainer["batch_size"]))
             print(f"epoch {epoch}/{epochs}: loss {loss:.4f}")
+            run.log({"loss": loss, "epoch": epoch})  # metrics.jsonl: `launchbay metrics`, charts, sweeps
         print("result:", json.dumps({"final_loss": round(loss, 4), "dataset": trainer["dataset"]}))
 
         flat_run, flat_file = flatten(run.config.as_dict()), flatten(file_config)

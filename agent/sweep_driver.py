@@ -1,0 +1,264 @@
+"""Sweeps advance while agents run: one agent per sweep holds its lease and drives it.
+
+Nothing else has to keep running. Each agent's ``sweeps`` thread looks at the open sweeps of the
+queues it serves; for each, the agent that holds (or takes) the sweep's lease in Redis:
+
+1. follows its open trials: writes a trial's job if a driver died before it could, reports a
+   finished job's metric to the study (from the job's summary, else its last logged value), tells
+   a failed or pruned one, and feeds a running one's new steps (``_step`` in its metrics stream)
+   to the pruner, canceling the job with reason ``pruned`` when the pruner says so;
+2. makes new trials (``study.ask``, then an ordinary job with the trial's values as overrides)
+   while fewer than ``max_parallel`` are open and the sweep is ``running``;
+3. ends the sweep (``finished``, or ``stopped`` after ``sweep stop``) once no trial is open and
+   none is to be made.
+
+A lease lasts :data:`LEASE_S` and is renewed on every pass and before each new trial; a driver
+that dies is replaced by another agent of the queue within a lease. The study (Optuna's journal),
+the sweep and the jobs are in Redis, so a new driver starts where the old one stopped: a trial's
+job id is fixed by its number, so none is written twice, and an asked trial without a job gets one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import redis
+from launchbay.queue_config import lifecycle, sweep_study
+from launchbay.queue_config.job import TERMINAL_STATES, Outcome, Reason, State, state_of
+from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import Records
+from launchbay.queue_config.sweep_spec import SweepSpec, parse_sweep
+from launchbay.queue_config.sweeps import SweepState, SweepStore, enqueue_trial, trial_fields, trial_job_id
+
+from launchbay.text import as_text
+
+log = logging.getLogger(__name__)
+
+#: How long a driver's lease lasts unless renewed: the longest a sweep waits for a new driver.
+LEASE_S = 10.0
+#: Seconds between passes while this agent drives a sweep, and while it only looks for one.
+DRIVE_INTERVAL_S = 0.5
+LOOK_INTERVAL_S = 2.0
+_METRIC_FIELD = b"m"
+
+
+@dataclass
+class _Drive:
+    """What a driver keeps for one sweep between passes (rebuilt from Redis after any error)."""
+
+    spec: SweepSpec
+    study: Any
+    cursors: Dict[str, str] = field(default_factory=dict)  # job id -> last metrics entry read
+
+
+class SweepDriver:
+    """The ``sweeps`` thread of one agent."""
+
+    def __init__(self, conn: redis.Redis, keys: Keys, agent_id: str, queues: Sequence[str], closing: threading.Event):
+        self.conn, self.keys, self.agent_id = conn, keys, agent_id
+        self.queues, self.closing = set(queues), closing
+        self.store = SweepStore(conn, keys)
+        self.records = Records(conn, keys)
+        self.wake = threading.Event()
+        self._drives: Dict[str, _Drive] = {}
+
+    def run(self) -> None:
+        while not self.closing.is_set():
+            driving = self.pass_once()
+            self.wake.wait(DRIVE_INTERVAL_S if driving else LOOK_INTERVAL_S)
+            self.wake.clear()
+        for sweep_id in list(self._drives):
+            self._let_go(sweep_id)
+
+    def pass_once(self) -> bool:
+        """Advance every sweep this agent holds or can take; True when it drives at least one."""
+        try:
+            sweep_ids = self.store.active_ids()
+        except redis.RedisError as exc:
+            log.warning("sweeps: cannot list them: %s", exc)
+            return bool(self._drives)
+        for sweep_id in set(self._drives) - set(sweep_ids):
+            self._drives.pop(sweep_id, None)
+        driving = False
+        for sweep_id in sweep_ids:
+            try:
+                driving = self._pass(sweep_id) or driving
+            except redis.RedisError as exc:
+                log.warning("sweep %s: Redis: %s; trying again next pass", sweep_id, exc)
+                self._drives.pop(sweep_id, None)
+            except Exception as exc:  # a bad sweep must not stop the others, nor the agent
+                log.exception("sweep %s: the driver failed", sweep_id)
+                self._drives.pop(sweep_id, None)
+                self._note(sweep_id, f"driver on {self.agent_id}: {type(exc).__name__}: {exc}")
+        return driving
+
+    def _pass(self, sweep_id: str) -> bool:
+        sweep = self.store.get(sweep_id)
+        if sweep is None or sweep.get("queue") not in self.queues:
+            return False
+        if not self.store.hold_lease(sweep_id, self.agent_id, LEASE_S):
+            self._drives.pop(sweep_id, None)
+            return False
+        drive = self._drives.get(sweep_id) or self._open(sweep)
+        open_trials = [t for t in drive.study.get_trials(deepcopy=False) if t.state.name == "RUNNING"]
+        still_open = sum(1 for trial in open_trials if self._follow(sweep, drive, trial))
+        made = len(drive.study.get_trials(deepcopy=False, states=None))
+        if sweep["state"] == SweepState.RUNNING.value:
+            made, still_open = self._make_trials(sweep, drive, made, still_open)
+        self._maybe_end(sweep, drive.spec, made, still_open)
+        return True
+
+    def _open(self, sweep: Dict[str, Any]) -> _Drive:
+        spec = parse_sweep(sweep["config"])
+        storage = sweep_study.storage(self.conn, self.keys, sweep["id"])
+        made = len(sweep_study.load_trials(storage, sweep["id"]))
+        drive = _Drive(spec, sweep_study.open_study(storage, sweep["id"], spec, trials_so_far=made))
+        self._drives[sweep["id"]] = drive
+        log.info("sweep %s: driving it (%d trials so far)", sweep["id"], made)
+        return drive
+
+    # -- open trials ---------------------------------------------------------------------------------
+
+    def _follow(self, sweep: Dict[str, Any], drive: _Drive, trial: Any) -> bool:
+        """Bring one open trial up to date; True while it stays open."""
+        job_id = trial_job_id(sweep["id"], trial.number)
+        record = self.records.get(job_id)
+        if record is None:
+            if sweep_study.JOB_ATTR in trial.user_attrs:  # written once, ended, and expired unseen
+                self._tell(drive, trial, "fail", why="its job's record expired before the driver saw the end")
+                return False
+            self._write_job(sweep, drive, trial)  # the last driver died before it could
+            return True
+        state = state_of(record)
+        if state in TERMINAL_STATES:
+            self._tell_end(drive, trial, record)
+            return False
+        if state == State.RUNNING and drive.spec.pruner:
+            self._feed_pruner(drive, trial, job_id)
+        return True
+
+    def _tell_end(self, drive: _Drive, trial: Any, record: Dict[str, Any]) -> None:
+        state, reason = state_of(record), record.get("reason")
+        job_id = as_text(record.get("id") or "")
+        if state == State.FINISHED:
+            value = self._final_value(drive.spec.metric_name or "", record, job_id)
+            if value is None:
+                self._tell(drive, trial, "fail", why=f"the job finished without logging {drive.spec.metric_name!r}")
+            else:
+                self._tell(drive, trial, "complete", value=value)
+        elif reason == Reason.PRUNED.value:
+            self._tell(drive, trial, "pruned")
+        else:
+            self._tell(drive, trial, "fail", why=f"the job ended {state} ({reason})")
+
+    def _tell(self, drive: _Drive, trial: Any, how: str, *, value: Optional[float] = None, why: str = "") -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        if why:
+            optuna.trial.Trial(drive.study, trial._trial_id).set_user_attr("why", why)
+        state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "fail": TrialState.FAIL}[how]
+        drive.study.tell(trial.number, value if how == "complete" else None, state=state, skip_if_finished=True)
+        drive.cursors.pop(trial_job_id(drive.study.study_name, trial.number), None)
+
+    def _final_value(self, name: str, record: Dict[str, Any], job_id: str) -> Optional[float]:
+        """The metric's value in the job's summary, else the last value it logged."""
+        summary = record.get("summary") if isinstance(record.get("summary"), dict) else {}
+        if _number(summary.get(name)) is not None:
+            return _number(summary.get(name))
+        for _entry_id, fields in self.conn.xrevrange(self.keys.job_metrics(job_id), count=10_000):
+            value = _number(_step_of(fields).get(name))
+            if value is not None:
+                return value
+        return None
+
+    def _feed_pruner(self, drive: _Drive, trial: Any, job_id: str) -> None:
+        """Report the steps logged since the last pass; cancel the job (``pruned``) when the pruner says so."""
+        import optuna
+
+        name, seen = drive.spec.metric_name or "", trial.intermediate_values
+        entries = self.conn.xrange(self.keys.job_metrics(job_id), min=_after(drive.cursors.get(job_id)), max="+")
+        if not entries:
+            return
+        drive.cursors[job_id] = as_text(entries[-1][0])
+        live = optuna.trial.Trial(drive.study, trial._trial_id)
+        reported = None
+        for _entry_id, fields in entries:
+            step_values = _step_of(fields)
+            step, value = step_values.get("_step"), _number(step_values.get(name))
+            if isinstance(step, int) and step >= 0 and value is not None and step not in seen:
+                live.report(value, step)
+                seen, reported = {**seen, step: value}, (step, value)
+        if reported and live.should_prune():
+            message = f"pruned by sweep {drive.study.study_name} at step {reported[0]}: {name} {reported[1]:.6g}"
+            why = Outcome(State.CANCELED, Reason.PRUNED, message=message)
+            lifecycle.cancel(self.conn, self.keys, job_id, missing_ok=True, terminal_ok=True, why=why)
+            log.info("sweep %s: %s (job %s)", drive.study.study_name, message, job_id)
+
+    # -- new trials ------------------------------------------------------------------------------------
+
+    def _make_trials(self, sweep: Dict[str, Any], drive: _Drive, made: int, still_open: int) -> Tuple[int, int]:
+        spec = drive.spec
+        distributions = {p.name: sweep_study.distribution(p) for p in spec.params}
+        while still_open < spec.max_parallel and made < spec.trial_cap() and not self.closing.is_set():
+            if not self.store.hold_lease(sweep["id"], self.agent_id, LEASE_S):  # another driver took over
+                return made, still_open
+            self._write_job(sweep, drive, drive.study.ask(distributions))
+            made, still_open = made + 1, still_open + 1
+        return made, still_open
+
+    def _write_job(self, sweep: Dict[str, Any], drive: _Drive, trial: Any) -> None:
+        """Write ``trial``'s job (an Optuna Trial or FrozenTrial), then note its id on the trial."""
+        import optuna
+
+        values = sweep_study.trial_params(drive.spec, trial.params)
+        fields = trial_fields(sweep["template"], drive.spec.params, values)
+        job_id = enqueue_trial(self.conn, self.keys, sweep, trial.number, fields)
+        optuna.trial.Trial(drive.study, trial._trial_id).set_user_attr(sweep_study.JOB_ATTR, job_id)
+        log.info("sweep %s: trial %d is job %s: %s", sweep["id"], trial.number, job_id, json.dumps(values, default=str))
+
+    def _maybe_end(self, sweep: Dict[str, Any], spec: SweepSpec, made: int, still_open: int) -> None:
+        if still_open:
+            return
+        state = sweep["state"]
+        if state == SweepState.STOPPING.value:
+            self.store.set_state(sweep["id"], SweepState.STOPPED, [SweepState.STOPPING])
+        elif made >= spec.trial_cap():
+            self.store.set_state(sweep["id"], SweepState.FINISHED, [SweepState.RUNNING, SweepState.PAUSED])
+        else:
+            return
+        log.info("sweep %s: ended after %d trials", sweep["id"], made)
+        self._let_go(sweep["id"])
+
+    def _let_go(self, sweep_id: str) -> None:
+        self._drives.pop(sweep_id, None)
+        with contextlib.suppress(redis.RedisError):  # else it expires
+            self.store.release_lease(sweep_id, self.agent_id)
+
+    def _note(self, sweep_id: str, message: str) -> None:
+        with contextlib.suppress(redis.RedisError):
+            self.store.note(sweep_id, message)
+
+
+def _after(entry_id: Optional[str]) -> str:
+    return f"({entry_id}" if entry_id else "-"
+
+
+def _step_of(fields: Dict[bytes, bytes]) -> Dict[str, Any]:
+    try:
+        value = json.loads(fields.get(_METRIC_FIELD) or b"{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)

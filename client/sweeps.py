@@ -1,0 +1,233 @@
+"""Sweeps as a person makes and reads them: create (every check first), show, list, pause/resume/stop.
+
+``create`` refuses a sweep that could make an invalid trial: each parameter's key must be a launch
+input of the job (include/exclude), and every value it can take, or both ends of its range, must
+have the recorded type and pass the recorded schema (bounds, enums). Then the job fields every
+trial starts from are validated once, as ``launchbay enqueue`` would (queue limits, resources),
+and stored with the sweep; agents make the trials (``agent/sweep_driver.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import redis
+from launchbay.queue_config import sweep_study
+from launchbay.queue_config.acl import new_job_id, owner_of_connection
+from launchbay.queue_config.job import TERMINAL_STATES, State
+from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import Records
+from launchbay.queue_config.models import JobSpec, parse_model
+from launchbay.queue_config.store import QueueStore
+from launchbay.queue_config.structured import read_structured_file
+from launchbay.queue_config.sweep_spec import Param, SweepSpec, parse_sweep, problem_lines
+from launchbay.queue_config.sweeps import SweepState, SweepStore, trial_job_id
+from launchbay.sdk.overlay import merge_overrides
+
+from launchbay.errors import ConfigError, ValidationError
+from launchbay.text import as_text
+
+from .enqueue import Launch, load_spec, prepare
+from .inputs_check import section_problems
+
+_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+#: Studies kept open per process (the UI's polls read only the journal's new entries).
+_OPEN_STORAGES = 32
+_storages: OrderedDict[Tuple[int, str, str], Any] = OrderedDict()
+
+
+def create(
+    sweep: Any, queue: str, *, conn: redis.Redis, keys: Keys, user: Optional[str] = None, job: Optional[str] = None
+) -> Tuple[str, List[str]]:
+    """``(sweep id, notes)`` for SWEEP.yaml (a path or its mapping); ValidationError (nothing written) on any problem."""
+    base = Path(sweep).parent if isinstance(sweep, (str, Path)) else Path.cwd()
+    raw = read_structured_file(sweep) if isinstance(sweep, (str, Path)) else sweep
+    spec = parse_sweep(raw, source=str(sweep) if isinstance(sweep, (str, Path)) else "sweep")
+    job_spec = resolve_job(job or spec.job, base, conn, keys)
+    launch = Launch(
+        resources=spec.launch.get("resources"),
+        max_runtime=spec.launch.get("max_runtime"),
+        priority=spec.launch.get("priority", "normal"),
+        user=user,
+    )
+    template, notes = prepare(job_spec, queue, launch, conn=conn, keys=keys)
+    problems = param_problems(spec, template["spec"].get("inputs"), job_spec.name)
+    if problems:
+        raise ValidationError(problem_lines(f"sweep refused (job {job_spec.name!r})", problems))
+    sweep_id = new_job_id(owner_of_connection(conn))
+    name = spec.name or f"{job_spec.name} {spec.method}"
+    config = json.loads(json.dumps(raw, default=str))
+    SweepStore(conn, keys).create(
+        sweep_id, queue=queue, config=config, template=template, submitter=template["submitter"], name=name
+    )
+    return sweep_id, notes
+
+
+def resolve_job(ref: Optional[str], base: Path, conn: redis.Redis, keys: Keys) -> JobSpec:
+    """``job:`` as a job spec file (beside SWEEP.yaml, else from here) or the name of a job that ran."""
+    if not ref:
+        raise ValidationError("the sweep names no job: add job: PATH/TO/job.yaml (or a job name), or pass --job")
+    for path in (base / ref, Path(ref)):
+        if path.is_file():
+            return load_spec(path)
+    if not _JOB_NAME.match(ref):
+        raise ValidationError(f"job {ref!r}: no such job spec file, and not a job name")
+    return _spec_of_last_run(ref, conn, keys)
+
+
+def _spec_of_last_run(name: str, conn: redis.Redis, keys: Keys) -> JobSpec:
+    """The spec a named job last ran with: its image, command, workdir, env and run config."""
+    jobdef = QueueStore(conn, keys).get_jobdef(name)
+    record = Records(conn, keys).get(jobdef["job_id"]) if jobdef and jobdef.get("job_id") else None
+    if record is None:
+        raise ValidationError(
+            f"job {name!r}: no job spec file of that name, and no recorded run of it to take the image from; "
+            "give job: the path of its job spec"
+        )
+    run = record.get("spec") or {}
+    fields = {key: run[key] for key in ("image", "command", "workdir", "env", "docker") if run.get(key)}
+    return parse_model(JobSpec, {"name": name, **fields, "config": record.get("run_config") or {}}, source=name)
+
+
+def param_problems(spec: SweepSpec, inputs: Optional[Mapping[str, Any]], job_name: str) -> List[str]:
+    """Every way a trial of ``spec`` could be refused by the job's inputs, one line each."""
+    if inputs is None:
+        return [
+            f"job {job_name!r} has recorded no inputs (it has not run once) and its spec declares none, "
+            "so no parameter can be checked: run it once, or add inputs: to its spec"
+        ]
+    problems: List[str] = []
+    for param in spec.params:
+        section, missing = _section(inputs, param)
+        if missing:
+            problems.append(f"parameter {param.name!r}: {missing}")
+            continue
+        for value in param.bounds_to_check():
+            tree: Dict[str, Any] = {}
+            merge_overrides(tree, {param.parts: value})
+            for problem in section_problems(section, tree):
+                line = f"parameter {param.name!r}: {problem}"
+                if line not in problems:
+                    problems.append(line)
+    return problems
+
+
+def _section(inputs: Mapping[str, Any], param: Param) -> Tuple[Optional[Mapping[str, Any]], str]:
+    if param.file is None:
+        section = inputs.get("run_config")
+        return section, "" if section is not None else "the job declares no run-config inputs"
+    files = inputs.get("files") or {}
+    if param.file not in files:
+        managed = ", ".join(sorted(files)) or "none"
+        return None, f"config file {param.file!r} is not one the job manages (it manages: {managed})"
+    return files[param.file], ""
+
+
+# -- reading -----------------------------------------------------------------------------------------
+
+
+def show(conn: redis.Redis, keys: Keys, sweep_id: str) -> Dict[str, Any]:
+    """The sweep as ``launchbay sweep show --json`` prints it (docs/sweeps.md#show)."""
+    sweep = SweepStore(conn, keys).require(sweep_id)
+    spec = parse_sweep(sweep["config"])
+    trials = sweep_study.load_trials(_storage(conn, keys, sweep_id), sweep_id)
+    jobs = _job_states(conn, keys, [trial_job_id(sweep_id, t.number) for t in trials])
+    rows = [_trial_row(spec, t, jobs[i], trial_job_id(sweep_id, t.number)) for i, t in enumerate(trials)]
+    return {
+        "id": sweep_id,
+        "name": sweep.get("name"),
+        "state": sweep["state"],
+        "method": spec.method,
+        "metric": {"name": spec.metric_name, "goal": spec.goal},
+        "queue": sweep.get("queue"),
+        "submitter": sweep.get("submitter"),
+        "created_at": sweep.get("created_at"),
+        "ended_at": sweep.get("ended_at"),
+        "trial_cap": spec.trial_cap(),
+        "max_parallel": spec.max_parallel,
+        "parameters": [p.name for p in spec.params],
+        "early_terminate": spec.pruner,
+        "message": sweep.get("message") or None,
+        "driver": SweepStore(conn, keys).lease_holder(sweep_id),
+        "best": best_of(rows, spec.goal),
+        "trials": rows,
+    }
+
+
+def list_sweeps(conn: redis.Redis, keys: Keys, limit: int = 50) -> List[Dict[str, Any]]:
+    """One summary per sweep, newest first."""
+    out = []
+    for sweep_id in SweepStore(conn, keys).ids(limit):
+        try:
+            full = show(conn, keys, sweep_id)
+        except (ValidationError, ConfigError) as exc:
+            out.append({"id": sweep_id, "state": "unreadable", "message": str(exc)})
+            continue
+        summary = {k: full[k] for k in ("id", "name", "state", "method", "metric", "queue", "trial_cap", "created_at")}
+        summary["trials"] = len(full["trials"])
+        summary["ended"] = sum(1 for t in full["trials"] if t["ended"])
+        summary["best"] = full["best"]
+        out.append(summary)
+    return out
+
+
+def command(conn: redis.Redis, keys: Keys, sweep_id: str, action: str) -> str:
+    """``pause``, ``resume`` or ``stop``: the state the sweep is now in."""
+    to = {"pause": SweepState.PAUSED, "resume": SweepState.RUNNING, "stop": SweepState.STOPPING}[action]
+    return SweepStore(conn, keys).command(sweep_id, to)
+
+
+def best_of(rows: List[Dict[str, Any]], goal: str) -> Optional[Dict[str, Any]]:
+    done = [r for r in rows if r["state"] == State.FINISHED and isinstance(r["value"], (int, float))]
+    done = [r for r in done if math.isfinite(r["value"])]
+    if not done:
+        return None
+    pick = max if goal == "maximize" else min
+    best = pick(done, key=lambda r: r["value"])
+    return {"job_id": best["job_id"], "params": best["params"], "value": best["value"]}
+
+
+def _trial_row(spec: SweepSpec, trial: Any, job: Tuple[Optional[str], Optional[str]], job_id: str) -> Dict[str, Any]:
+    state, reason = job
+    optuna_state = trial.state.name.lower()
+    ended = state in {s.value for s in TERMINAL_STATES}
+    if state is None:  # the job's record expired (or the driver has not written it yet)
+        state, ended = ("expired", True) if sweep_study.JOB_ATTR in trial.user_attrs else ("making", False)
+    steps = trial.intermediate_values
+    last = max(steps) if steps else None
+    return {
+        "job_id": job_id,
+        "number": trial.number,
+        "params": sweep_study.trial_params(spec, trial.params),
+        "state": state,
+        "reason": reason,
+        "ended": ended,
+        "label": state if not reason or state == State.FINISHED else f"{state} ({reason})",
+        "value": trial.value if optuna_state == "complete" else None,
+        "last": {"step": last, "value": steps[last]} if last is not None else None,
+    }
+
+
+def _job_states(conn: redis.Redis, keys: Keys, job_ids: List[str]) -> List[Tuple[Optional[str], Optional[str]]]:
+    with conn.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hmget(keys.job(job_id), ["state", "reason"])
+        replies = pipe.execute() if job_ids else []
+    return [(as_text(s) if s else None, as_text(r) if r else None) for s, r in replies]
+
+
+def _storage(conn: redis.Redis, keys: Keys, sweep_id: str) -> Any:
+    key = (id(conn), keys.namespace, sweep_id)
+    if key in _storages:
+        _storages.move_to_end(key)
+        return _storages[key]
+    store = sweep_study.storage(conn, keys, sweep_id)
+    _storages[key] = store
+    while len(_storages) > _OPEN_STORAGES:
+        _storages.popitem(last=False)
+    return store
