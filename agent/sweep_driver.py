@@ -135,6 +135,8 @@ class SweepDriver:
                 return False
             self._write_job(sweep, drive, trial)  # the last driver died before it could
             return True
+        if sweep_study.JOB_ATTR not in trial.user_attrs:  # the last driver died between the job and the note
+            self._note_job(drive, trial, job_id)
         state = state_of(record)
         if state in TERMINAL_STATES:
             self._tell_end(drive, trial, record)
@@ -215,13 +217,16 @@ class SweepDriver:
 
     def _write_job(self, sweep: Dict[str, Any], drive: _Drive, trial: Any) -> None:
         """Write ``trial``'s job (an Optuna Trial or FrozenTrial), then note its id on the trial."""
-        import optuna
-
         values = sweep_study.trial_params(drive.spec, trial.params)
         fields = trial_fields(sweep["template"], drive.spec.params, values)
         job_id = enqueue_trial(self.conn, self.keys, sweep, trial.number, fields)
-        optuna.trial.Trial(drive.study, trial._trial_id).set_user_attr(sweep_study.JOB_ATTR, job_id)
+        self._note_job(drive, trial, job_id)
         log.info("sweep %s: trial %d is job %s: %s", sweep["id"], trial.number, job_id, json.dumps(values, default=str))
+
+    def _note_job(self, drive: _Drive, trial: Any, job_id: str) -> None:
+        import optuna
+
+        optuna.trial.Trial(drive.study, trial._trial_id).set_user_attr(sweep_study.JOB_ATTR, job_id)
 
     def _maybe_end(self, sweep: Dict[str, Any], spec: SweepSpec, made: int, still_open: int) -> None:
         if still_open:
