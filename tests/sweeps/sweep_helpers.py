@@ -159,3 +159,16 @@ class Runner:
 def states(conn, job_ids: Iterable[str]) -> List[str]:
     records = Records(conn, Keys())
     return [str(records.state(j)) for j in job_ids]
+
+
+def assert_bad_trials_pruned(view):
+    """Every bad trial made after the first good one is pruned; the best never is.
+
+    One bracket (``max_iter`` < ``min_iter`` * ``eta``): which trials compete does not hang on the
+    bracket Optuna hashes each trial into by the sweep's id. Trials run one at a time, in number order.
+    """
+    trials = sorted(view["trials"], key=lambda t: t["number"])
+    first_good = next(t["number"] for t in trials if t["params"]["trainer.learning_rate"] < 0.5)
+    late_bad = [t for t in trials if t["number"] > first_good and t["params"]["trainer.learning_rate"] >= 0.5]
+    assert late_bad and all(t["state"] == "canceled" for t in late_bad), trials
+    assert next(t for t in trials if t["params"]["trainer.learning_rate"] == 0.01)["state"] == "finished"
