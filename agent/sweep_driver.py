@@ -81,8 +81,10 @@ class SweepDriver:
         try:
             sweep_ids = self.store.active_ids()
         except redis.RedisError as exc:
+            # What the studies hold in memory may be ahead of a Redis that restarts from its AOF: read them again.
             log.warning("sweeps: cannot list them: %s", exc)
-            return bool(self._drives)
+            self._drives.clear()
+            return False
         for sweep_id in set(self._drives) - set(sweep_ids):
             self._drives.pop(sweep_id, None)
         driving = False
