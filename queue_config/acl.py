@@ -6,9 +6,11 @@ may write; everything else in the namespace is readable only (``%R~`` key permis
 - **admin**: everything in the namespace and RQ's keys: queue configs (``queue apply``,
   ``pause``, ``delete``), any job, agents' keys.
 - **agent**: job records, logs, job definitions, agents' keys (ledgers, heartbeats), the reaper
-  lock, the idle lists, fair-share usage and quota counters, and RQ's keys. Queue configs are read-only: the policy an agent enforces is only ever
+  lock, the idle lists, fair-share usage and quota counters, sweeps (their drivers' leases,
+  studies and trials' jobs), and RQ's keys. Queue configs are read-only: the policy an agent enforces is only ever
   written by an admin.
-- **submitter** ``NAME``: enqueue; cancel and requeue its own jobs. Its job ids start with
+- **submitter** ``NAME``: enqueue; cancel and requeue its own jobs; create, pause, resume and
+  stop its own sweeps (ids ``NAME_...`` too; agents write their trials). Its job ids start with
   ``NAME_`` (the client does this for every named Redis user), and only those records and RQ jobs
   are writable (and the queues' idle lists, from which an enqueue wakes an agent); queue configs, other users' jobs, ledgers and agents' keys are read-only.
 
@@ -76,6 +78,9 @@ def rules(role: str, keys: Keys, user: str = "") -> str:
             "idle:*",
             "usage:*",
             "quota_usage:*",
+            "sweeps",
+            "sweeps:*",
+            "sweep:*",
         )
         patterns = f"%R~{ns}:* " + " ".join(f"~{ns}:{p}" for p in writable) + " ~rq:*"
     elif role == "submitter":
@@ -84,6 +89,7 @@ def rules(role: str, keys: Keys, user: str = "") -> str:
         own = f"{user}{OWNER_SEPARATOR}*"
         patterns = (
             f"%R~{ns}:* %R~rq:* ~{ns}:job:{own} ~{ns}:jobs:* ~{ns}:jobdefs ~{ns}:idle:* "
+            f"~{ns}:sweep:{own} ~{ns}:sweeps ~{ns}:sweeps:active "
             f"~rq:job:{own} ~rq:queue:* ~rq:queues ~rq:canceled:* ~rq:finished:* ~rq:failed:*"
         )
     else:

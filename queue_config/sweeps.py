@@ -70,12 +70,8 @@ return current
 # KEYS[1] = lease. ARGV[1] = holder, ARGV[2] = TTL in ms. 1 when ARGV[1] holds it now (taken or renewed).
 _LEASE_LUA = """
 local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if holder then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])  -- taken, or renewed (SET: the roles allow no PEXPIRE)
 return 1
 """
 

@@ -158,3 +158,32 @@ def test_the_role_lines_in_docs_security_md_are_what_launchbay_acl_prints(redis_
     docs = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
     printed = cli(redis_url, "acl", "--submitter", "alice").stdout.splitlines()
     assert printed and all(line in docs for line in printed), "docs/security.md shows other ACL lines"
+
+
+def test_a_submitter_creates_and_stops_its_own_sweeps_and_an_agent_makes_their_trials(roles_redis, tmp_path):
+    import threading
+
+    import yaml
+    from launchbay.agent.sweep_driver import SweepDriver
+
+    assert _apply(roles_redis, "launchbay-admin", tmp_path).returncode == 0
+    spec = {"name": "swept", "image": "x:1", "inputs": {"run_config": {"include": ["lr"]}}}
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(spec))
+    body = {"job": "job.yaml", "method": "grid", "metric": {"name": "loss"}, "parameters": {"lr": {"values": [1, 2]}}}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(body))
+    alice, bob = url_of(roles_redis, "alice"), url_of(roles_redis, "bob")
+    made = cli(alice, "sweep", "create", str(tmp_path / "sweep.yaml"), "-q", "sec")
+    assert made.returncode == 0, made.stderr
+    sweep_id = made.stdout.strip()
+    assert sweep_id.startswith("alice_")
+
+    driver = SweepDriver(conn_of(roles_redis, "launchbay-agent"), Keys(), "agent-1", ["sec"], threading.Event())
+    assert driver.pass_once() is True
+    root = redis.Redis(port=roles_redis.port, username="root", password=ROOT_PASSWORD)
+    trial_jobs = sorted(j.decode() for j in root.zrange(Keys().queue_jobs("sec"), 0, -1))
+    assert trial_jobs == [f"{sweep_id}-0", f"{sweep_id}-1"]
+    assert {root.hget(Keys().job(j), "submitter") for j in trial_jobs} == {b"alice"}
+
+    _refused(cli(bob, "sweep", "stop", sweep_id))
+    assert cli(alice, "sweep", "stop", sweep_id).returncode == 0
+    assert cli(bob, "sweep", "show", sweep_id).returncode == 0  # everyone reads
