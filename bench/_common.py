@@ -231,6 +231,24 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str, every_
         time.sleep(every_s)
 
 
+def job_output(conn: Any, job_id: str, timeout_s: float = 60) -> str:
+    """The job's log lines once its stream says eof (XREAD BLOCK: no polling); raises if it did not finish."""
+    from launchbay.queue_config.keys import Keys
+
+    key, last, lines = Keys().job_log(job_id), "0", []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for _, entries in conn.xread({key: last}, block=1000, count=100) or []:
+            for entry_id, fields in entries:
+                last = entry_id
+                if b"eof" in fields:
+                    if fields[b"eof"] != b"finished":
+                        raise RuntimeError(f"job {job_id} {fields[b'eof'].decode()}: {lines}")
+                    return "\n".join(lines)
+                lines.append(fields.get(b"line", b"").decode())
+    raise TimeoutError(f"job {job_id} did not end within {timeout_s:g} s")
+
+
 def apply_queues(conn: Any, *names: str) -> None:
     from launchbay.queue_config.models import QueueConfig
     from launchbay.queue_config.store import QueueStore
@@ -292,6 +310,26 @@ class AgentProcess:
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def thread_cpu_seconds(pid: int, comm_prefix: str) -> float:
+    """CPU seconds (user + system) of process ``pid``'s threads whose OS name starts with ``comm_prefix``.
+
+    The OS name is ``/proc/PID/task/TID/comm`` (15 bytes); raises when no thread has it.
+    """
+    import psutil
+
+    total, found = 0.0, False
+    for thread in psutil.Process(pid).threads():
+        try:
+            comm = Path(f"/proc/{pid}/task/{thread.id}/comm").read_text().strip()
+        except OSError:  # the thread ended
+            continue
+        if comm.startswith(comm_prefix):
+            total, found = total + thread.user_time + thread.system_time, True
+    if not found:
+        raise RuntimeError(f"process {pid} has no thread named {comm_prefix}*")
+    return total
 
 
 def docker_available() -> Optional[str]:

@@ -39,6 +39,7 @@ from _common import (
     emit,
     first_timestamp,
     interleaved,
+    job_output,
     median,
     ratio,
     wait_until,
@@ -51,22 +52,6 @@ RQ_QUEUE = "bench-rq"
 DOCKER_RUN = ["docker", "run", "--rm", IMAGE, *FIRST_INSTRUCTION]
 TARGET_VS_DOCKER = 1.15
 TARGET_VS_RQ = 1.0
-
-
-def job_output(conn: redis.Redis, job_id: str, timeout_s: float = 60) -> str:
-    """The job's log lines once its stream says eof (XREAD BLOCK: no polling); raises if it did not finish."""
-    key, last, lines = Keys().job_log(job_id), "0", []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for _, entries in conn.xread({key: last}, block=1000, count=100) or []:
-            for entry_id, fields in entries:
-                last = entry_id
-                if b"eof" in fields:
-                    if fields[b"eof"] != b"finished":
-                        raise RuntimeError(f"job {job_id} {fields[b'eof'].decode()}: {lines}")
-                    return "\n".join(lines)
-                lines.append(fields.get(b"line", b"").decode())
-    raise TimeoutError(f"job {job_id} did not end within {timeout_s:g} s")
 
 
 def agent_sample(conn: redis.Redis, ledger_key: str) -> float:

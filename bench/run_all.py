@@ -28,6 +28,7 @@ FIGURES: Dict[str, Tuple[str, bool, List[str], List[str]]] = {
     "idle_agent": ("idle_agent.py", True, [], ["--quick"]),
     "dispatch": ("dispatch.py", True, [], ["--runs", "8"]),
     "throughput": ("throughput.py", True, [], ["--jobs", "32", "--rounds", "1"]),
+    "sweeps": ("sweeps.py", True, [], ["--quick"]),
     "fleet": ("fleet.py", False, [], ["--quick"]),
 }
 SDK_TARGET_MS = 50.0
