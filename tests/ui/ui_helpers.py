@@ -14,7 +14,7 @@ import threading
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from conftest import BIN_DIR, REPO_ROOT, require
 from launchbay.client import enqueue
@@ -215,6 +215,19 @@ def require_chromium() -> None:
     except ImportError:
         require(False, "the playwright package is not installed (pip install -e '.[test]')")
     require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
+
+
+def chromium_browser() -> Iterator[Any]:
+    """Headless Chromium through Playwright, for a module's ``browser`` fixture (``yield from`` it)."""
+    require_chromium()
+    from playwright.sync_api import expect as playwright_expect
+    from playwright.sync_api import sync_playwright
+
+    playwright_expect.set_options(timeout=EXPECT_MS)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
 
 
 def wait_for(condition, timeout_s: float = 10.0, interval_s: float = 0.05) -> Any:
