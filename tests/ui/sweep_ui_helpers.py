@@ -48,31 +48,36 @@ def grid_sweep(conn, tmp_path: Path, *, name: str = "lr-momentum-dataset") -> st
     return sweep_id
 
 
+def driver(conn) -> SweepDriver:
+    """The sweep driver of agent ``agent-1``, as its agent runs it: ``pass_once`` advances every sweep."""
+    return SweepDriver(conn, Keys(), "agent-1", ["sweeps"], threading.Event())
+
+
 def finished_and_pruned(conn, tmp_path: Path, *, leave_running: bool = False) -> Tuple[str, Dict[str, Any]]:
     """``(sweep id, its show dict)``: the trials at learning rate 0.01 and the first trial run to the end;
     the others log three steps, worse than the median, and are pruned (all but one left running when
     ``leave_running``)."""
     sweep_id = grid_sweep(conn, tmp_path)
-    driver = SweepDriver(conn, Keys(), "agent-1", ["sweeps"], threading.Event())
+    agent = driver(conn)
     runner = Runner(conn, "sweeps", curve)
     records = Records(conn, Keys())
-    driver.pass_once()
+    agent.pass_once()
     queued = runner.queued()
     curves = {job_id: runner.start(job_id, 0) for job_id in queued}
     good = [queued[0]] + [j for j in queued[1:] if trial_values(records.get(j))["lr"] == 0.01]
     for job_id in good:
         runner.log_steps(job_id, curves[job_id], 0, STEPS)
-    driver.pass_once()
+    agent.pass_once()
     for job_id in good:
         runner.finish(job_id, curves[job_id][-1])
-    driver.pass_once()
+    agent.pass_once()
     rest = [j for j in queued if j not in good]
     kept = rest[:1] if leave_running else []
     for job_id in rest:
         runner.log_steps(job_id, curves[job_id], 0, 3)
-    driver.pass_once()
+    agent.pass_once()
     for job_id in rest:
         if job_id not in kept:
             assert runner.cancel_if_asked(job_id), f"{job_id} was not pruned"
-    driver.pass_once()
+    agent.pass_once()
     return sweep_id, sweeps.show(conn, Keys(), sweep_id)

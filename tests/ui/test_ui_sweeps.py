@@ -42,8 +42,8 @@ def test_the_sweep_page_shows_the_best_trial_and_a_row_per_trial_linked_to_its_j
     best_card = page.split('id="sweep-best"', 1)[1].split("</section>", 1)[0]
     assert '<strong id="best-value">1.2</strong>' in best_card
     assert f'href="/job/{best["job_id"]}"' in best_card
-    assert "trainer.learning_rate</dt><dd class=\"mono\">0.01</dd>" in best_card
-    assert "config.yaml:optimizer.momentum</dt><dd class=\"mono\">0.7</dd>" in best_card
+    assert 'trainer.learning_rate</dt><dd class="mono">0.01</dd>' in best_card
+    assert 'config.yaml:optimizer.momentum</dt><dd class="mono">0.7</dd>' in best_card
     assert "12 ended / 12 made of 12" in page
     assert "(minimize)" in page and "early termination: median" in page
 
