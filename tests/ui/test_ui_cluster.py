@@ -14,13 +14,12 @@ from launchbay.client import enqueue
 from launchbay.queue_config.keys import Keys
 from launchbay.ui.app import create_app
 from ui_helpers import (
-    EXPECT_MS,
     JOB_SPEC,
     SCREENSHOT_DIR,
-    VIEWPORT,
-    UiServer,
     apply_queues,
     chromium_browser,
+    expect,
+    page_on_own_server,
     play_agent_start,
     register_agent,
 )
@@ -99,18 +98,7 @@ def browser():
 
 @pytest.fixture
 def page(browser, redis_server, redis_url):
-    server = UiServer(redis_server.url)
-    context = browser.new_context(viewport={**VIEWPORT, "height": 760}, base_url=server.url)
-    context.set_default_timeout(EXPECT_MS)
-    yield context.new_page()
-    context.close()
-    server.stop()
-
-
-def expect(target):
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
+    yield from page_on_own_server(browser, redis_server.url, 760)
 
 
 def gpu_cell(page, agent: str, index: str):

@@ -8,7 +8,7 @@ import re
 
 import pytest
 from sweep_ui_helpers import Runner, curve, driver, finished_and_pruned
-from ui_helpers import EXPECT_MS, SCREENSHOT_DIR, VIEWPORT, UiServer, chromium_browser
+from ui_helpers import SCREENSHOT_DIR, chromium_browser, expect, page_on_own_server
 
 pytestmark = pytest.mark.integration
 
@@ -20,18 +20,7 @@ def browser():
 
 @pytest.fixture
 def page(browser, redis_server, redis_url):
-    server = UiServer(redis_server.url)
-    context = browser.new_context(viewport={**VIEWPORT, "height": 1000}, base_url=server.url)
-    context.set_default_timeout(EXPECT_MS)
-    yield context.new_page()
-    context.close()
-    server.stop()
-
-
-def expect(target):
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
+    yield from page_on_own_server(browser, redis_server.url, 1000)
 
 
 def chart(page, key: str):

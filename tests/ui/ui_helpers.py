@@ -230,6 +230,23 @@ def chromium_browser() -> Iterator[Any]:
         chromium.close()
 
 
+def page_on_own_server(browser: Any, redis_url: str, height: int) -> Iterator[Any]:
+    """A browser page on a ``launchbay ui`` of its own, ``height`` pixels tall (``yield from`` it in a fixture)."""
+    server = UiServer(redis_url)
+    context = browser.new_context(viewport={**VIEWPORT, "height": height}, base_url=server.url)
+    context.set_default_timeout(EXPECT_MS)
+    yield context.new_page()
+    context.close()
+    server.stop()
+
+
+def expect(target: Any) -> Any:
+    """Playwright's ``expect``, imported only where a browser test runs."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(target)
+
+
 def wait_for(condition, timeout_s: float = 10.0, interval_s: float = 0.05) -> Any:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
