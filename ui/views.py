@@ -1,4 +1,4 @@
-"""The pages: job definitions, the launch form, one job (with its live log), queues and agents."""
+"""The pages: job definitions, the launch form, one job (with its live log), sweeps, queues and agents."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from launchbay.client import get_job, list_jobs
+from launchbay.client import sweeps as sweeps_client
 from launchbay.client.fit import describe_request
 from launchbay.client.inputs_check import section_rows
 from launchbay.client.jobs import with_pending
@@ -18,7 +19,7 @@ from launchbay.queue_config.units import format_duration
 from launchbay.errors import UserError
 
 from . import cluster as cluster_data
-from . import identity, joblog, launch, overview
+from . import identity, joblog, launch, overview, sweep_view
 from .context import settings
 
 pages = Blueprint("pages", __name__)
@@ -162,6 +163,28 @@ def cancel(job_id: str) -> Any:
     return redirect(url_for(".job", job_id=job_id), code=303)
 
 
+@pages.get("/sweeps")
+def sweeps() -> Any:
+    """Every sweep, newest first: state, method, queue, trials, best value."""
+    config = settings()
+    return render_template("sweeps.html", sweeps=sweep_view.sweep_rows(config.conn, config.keys))
+
+
+@pages.get("/sweeps/<sweep_id>")
+def sweep(sweep_id: str) -> Any:
+    """One sweep: its state and best trial, a row per trial, charts of the metric; refreshes while open."""
+    config = settings()
+    view = sweep_view.sweep_page(config.conn, config.keys, _valid_id(sweep_id))
+    return render_template("sweep.html", sweep=view)
+
+
+@pages.get("/sweeps/<sweep_id>/data")
+def sweep_data(sweep_id: str) -> Any:
+    """JSON: the sweep as ``launchbay sweep show --json`` prints it; the sweep page's charts and poll."""
+    config = settings()
+    return jsonify(sweep_view.as_json(sweeps_client.show(config.conn, config.keys, _valid_id(sweep_id))))
+
+
 @pages.get("/queues")
 def queues() -> Any:
     """Queues (depth, running, paused) and live agents (free and total resources)."""
@@ -196,8 +219,13 @@ def metrics() -> Any:
     return encode(settings().metrics_registry), 200, {"Content-Type": content_type}
 
 
-def _record(job_id: str) -> Dict[str, Any]:
-    if not JOB_ID_RE.match(job_id):
+def _valid_id(job_or_sweep_id: str) -> str:
+    """The id, when it has the shape of one (sweep ids are made like job ids); else the 404 page."""
+    if not JOB_ID_RE.match(job_or_sweep_id):
         abort(404)
+    return job_or_sweep_id
+
+
+def _record(job_id: str) -> Dict[str, Any]:
     config = settings()
-    return get_job(job_id, conn=config.conn, keys=config.keys).status()
+    return get_job(_valid_id(job_id), conn=config.conn, keys=config.keys).status()

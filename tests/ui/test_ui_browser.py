@@ -14,19 +14,17 @@ from launchbay.client import enqueue
 from launchbay.queue_config.job import State
 from launchbay.queue_config.keys import Keys
 from ui_helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     EXPECT_MS,
     JOB_SPEC,
     SCREENSHOT_DIR,
     VIEWPORT,
     UiServer,
     apply_queues,
+    chromium_browser,
     define_job,
     play_agent_end,
     play_agent_start,
     record,
-    require_chromium,
     rq_queue_length,
     write_log,
 )
@@ -45,15 +43,7 @@ TRAINING_LOG = [
 
 @pytest.fixture(scope="module")
 def browser():
-    require_chromium()
-    from playwright.sync_api import expect as playwright_expect
-    from playwright.sync_api import sync_playwright
-
-    playwright_expect.set_options(timeout=EXPECT_MS)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    yield from chromium_browser()
 
 
 @pytest.fixture(scope="module")

@@ -14,17 +14,14 @@ from launchbay.client import enqueue
 from launchbay.queue_config.keys import Keys
 from launchbay.ui.app import create_app
 from ui_helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    EXPECT_MS,
     JOB_SPEC,
     SCREENSHOT_DIR,
-    VIEWPORT,
-    UiServer,
     apply_queues,
+    chromium_browser,
+    expect,
+    page_on_own_server,
     play_agent_start,
     register_agent,
-    require_chromium,
 )
 
 pytestmark = pytest.mark.integration
@@ -96,31 +93,12 @@ def test_the_cluster_page_shows_each_gpu_with_its_job_user_usage_and_health(redi
 
 @pytest.fixture(scope="module")
 def browser():
-    require_chromium()
-    from playwright.sync_api import expect as playwright_expect
-    from playwright.sync_api import sync_playwright
-
-    playwright_expect.set_options(timeout=EXPECT_MS)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    yield from chromium_browser()
 
 
 @pytest.fixture
 def page(browser, redis_server, redis_url):
-    server = UiServer(redis_server.url)
-    context = browser.new_context(viewport={**VIEWPORT, "height": 760}, base_url=server.url)
-    context.set_default_timeout(EXPECT_MS)
-    yield context.new_page()
-    context.close()
-    server.stop()
-
-
-def expect(target):
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
+    yield from page_on_own_server(browser, redis_server.url, 760)
 
 
 def gpu_cell(page, agent: str, index: str):

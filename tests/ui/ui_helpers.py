@@ -14,7 +14,7 @@ import threading
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from conftest import BIN_DIR, REPO_ROOT, require
 from launchbay.client import enqueue
@@ -215,6 +215,36 @@ def require_chromium() -> None:
     except ImportError:
         require(False, "the playwright package is not installed (pip install -e '.[test]')")
     require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
+
+
+def chromium_browser() -> Iterator[Any]:
+    """Headless Chromium through Playwright, for a module's ``browser`` fixture (``yield from`` it)."""
+    require_chromium()
+    from playwright.sync_api import expect as playwright_expect
+    from playwright.sync_api import sync_playwright
+
+    playwright_expect.set_options(timeout=EXPECT_MS)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def page_on_own_server(browser: Any, redis_url: str, height: int) -> Iterator[Any]:
+    """A browser page on a ``launchbay ui`` of its own, ``height`` pixels tall (``yield from`` it in a fixture)."""
+    server = UiServer(redis_url)
+    context = browser.new_context(viewport={**VIEWPORT, "height": height}, base_url=server.url)
+    context.set_default_timeout(EXPECT_MS)
+    yield context.new_page()
+    context.close()
+    server.stop()
+
+
+def expect(target: Any) -> Any:
+    """Playwright's ``expect``, imported only where a browser test runs."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(target)
 
 
 def wait_for(condition, timeout_s: float = 10.0, interval_s: float = 0.05) -> Any:

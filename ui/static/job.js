@@ -3,7 +3,6 @@
 (function () {
   "use strict";
   var POLL_MS = 1000;
-  var RETRY_MS = 3000;
   var ENDED_STATES = ["finished", "failed", "canceled"];
   var log = document.getElementById("log");
   if (!log) {
@@ -41,19 +40,7 @@
   }
 
   function poll() {
-    var url = log.dataset.url + (lastId ? "?after=" + encodeURIComponent(lastId) : "");
-    fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
-      .then(function (response) {
-        if (!response.ok) {
-          throw new Error("HTTP " + response.status);
-        }
-        return response.json();
-      })
-      .then(handle)
-      .catch(function () {
-        status.textContent = "reconnecting…";
-        window.setTimeout(poll, RETRY_MS);
-      });
+    window.launchbay.poll(log.dataset.url + (lastId ? "?after=" + encodeURIComponent(lastId) : ""), handle, status, poll);
   }
 
   log.scrollTop = log.scrollHeight;
