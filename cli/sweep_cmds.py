@@ -117,22 +117,22 @@ _command("stop", "Make no new trials; the sweep ends `stopped` once its running 
 
 def _wait(conn: Any, keys: Keys, sweep_id: str, *, quiet: bool) -> None:
     """Print each trial as it ends (to stderr with --json) until the sweep ends."""
-    seen: Dict[int, str] = {}
+    seen: Dict[int, Dict[str, Any]] = {}
     while True:
         view = sweeps.show(conn, keys, sweep_id)
         for trial in view["trials"]:
             if trial["ended"] and trial["number"] not in seen:
-                seen[trial["number"]] = trial["state"]
-                line = _progress_line(view, trial, len(seen))
+                seen[trial["number"]] = trial
+                best = sweeps.best_of(list(seen.values()), view["metric"]["goal"])  # of the trials printed so far
+                line = _progress_line(view, trial, len(seen), best)
                 note(line) if quiet else click.echo(line)
         if view["state"] in ENDED_SWEEP_STATES:
             return
         time.sleep(WAIT_POLL_S)
 
 
-def _progress_line(view: Dict[str, Any], trial: Dict[str, Any], ended: int) -> str:
+def _progress_line(view: Dict[str, Any], trial: Dict[str, Any], ended: int, best: Optional[Dict[str, Any]]) -> str:
     params = ", ".join(f"{k}={_text(v)}" for k, v in trial["params"].items())
-    best = view["best"]
     best_text = f"best {best['value']:.6g} (trial {best['job_id']})" if best else "no best yet"
     return f"trial {trial['number']} {trial['label']}: {_value_text(trial)} [{params}]; {ended}/{view['trial_cap']} ended, {best_text}"
 
@@ -160,6 +160,9 @@ def _value_text(trial: Dict[str, Any]) -> str:
 
 
 def _text(value: Any) -> str:
+    """A value as a table shows it: floats to 6 significant digits (``--json`` has them whole)."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
     return value if isinstance(value, str) else json.dumps(value)
 
 

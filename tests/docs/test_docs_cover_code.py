@@ -66,7 +66,7 @@ NESTED_IN_ROW = {
     Quota: ("queue-config.md", "| field | default | meaning |", "quotas"),
 }
 # Where each command's options are documented.
-COMMAND_DOCS = {"agent": "agent.md", "inventory": "agent.md", "agents": "agent.md", "ui": "ui.md"}
+COMMAND_DOCS = {"agent": "agent.md", "inventory": "agent.md", "agents": "agent.md", "ui": "ui.md", "sweep": "sweeps.md"}
 
 
 def tables(doc: str, header: str) -> Iterator[List[List[str]]]:
