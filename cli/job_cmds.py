@@ -153,6 +153,7 @@ STATUS_FIELDS = (
     ("reason", "reason"), ("message", "message"), ("exit_code", "exit code"),
     ("name", "job"), ("queue", "queue"), ("priority", "priority"), ("agent", "agent"), ("host", "host"),
     ("container", "container"), ("attempts", "attempts"), ("cancel_requested", "cancel requested"),
+    ("sweep", "sweep"), ("trial", "trial"),
 )  # fmt: skip
 TIMESTAMPS = ("queued_at", "starting_at", "running_at", "finished_at", "failed_at", "canceled_at")
 

@@ -110,3 +110,11 @@ def test_a_trial_s_value_text_is_its_value_else_its_last_step():
     assert trial_value_text({"value": None, "last": {"step": 3, "value": 2.5}}) == "2.5 @ step 3"
     assert trial_value_text({"value": None, "last": None}) == "-"
     assert param_text([1, 2]) == "[1, 2]" and param_text("adam") == "adam" and param_text(1e-4) == "0.0001"
+
+
+def test_a_trial_s_job_page_links_back_to_its_sweep(client, redis_conn, tmp_path):
+    sweep_id, shown = finished_and_pruned(redis_conn, tmp_path)
+    trial = shown["trials"][3]
+    page = client.get(f"/job/{trial['job_id']}").get_data(as_text=True)
+    sweep_row = page.split('id="job-sweep"', 1)[1].split("</dd>", 1)[0]
+    assert f'href="/sweeps/{sweep_id}"' in sweep_row and f"(trial {trial['number']})" in sweep_row
