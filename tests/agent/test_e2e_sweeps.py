@@ -16,17 +16,25 @@ import sys
 from pathlib import Path
 
 import pytest
+import test_e2e_agent
+import test_e2e_trainer
 import yaml
 from conftest import run_cli
 from launchbay.queue_config.keys import Keys
 from test_control_support import make_queue, record, wait_for
-from test_e2e_agent import TERMINAL, agents, log_lines, python  # noqa: F401  (agents is a fixture)
-from test_e2e_trainer import enqueue, trainer_image, trainer_spec  # noqa: F401  (fixtures)
+from test_e2e_agent import log_lines, python
+from test_e2e_trainer import enqueue
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sweeps"))
 from sweep_helpers import assert_bad_trials_pruned, trial_values
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
+# Fixtures of the agent and trainer end-to-end tests.
+agents, trainer_image, trainer_spec = (
+    test_e2e_agent.agents,
+    test_e2e_trainer.trainer_image,
+    test_e2e_trainer.trainer_spec,
+)
 
 
 def sweep_cli(redis_url, *args, timeout=60):
@@ -50,8 +58,8 @@ def wait_for_end(redis_url, sweep_id, agent_outputs, timeout=300):
 def test_a_grid_over_a_run_config_key_and_a_config_file_key_runs_each_combination_once(
     redis_url,
     redis_conn,
-    trainer_spec,  # noqa: F811
-    agents,  # noqa: F811
+    trainer_spec,
+    agents,
     tmp_path,
 ):
     make_queue(redis_conn, "e2e")
@@ -114,7 +122,7 @@ def curve_job(tmp_path, base_image, sleep_s=None):
     return path
 
 
-def test_hyperband_stops_trials_that_log_bad_early_values(redis_url, redis_conn, base_image, agents, tmp_path):  # noqa: F811
+def test_hyperband_stops_trials_that_log_bad_early_values(redis_url, redis_conn, base_image, agents, tmp_path):
     make_queue(redis_conn, "e2e")
     agent = agents("sweep-prune")
     sweep_id = create(redis_url, tmp_path, {
@@ -137,7 +145,48 @@ def test_hyperband_stops_trials_that_log_bad_early_values(redis_url, redis_conn,
     assert view["best"]["params"] == {"trainer.learning_rate": 0.01}
 
 
-def test_killing_the_driving_agent_loses_and_duplicates_no_trial(redis_url, redis_conn, base_image, agents, tmp_path):  # noqa: F811
+# The loss is a known function of two inputs, 1.0 at lr 0.01 and momentum 0.7 (sweep_helpers.bowl).
+BOWL_JOB = """
+import json, math, os
+lr = json.loads(os.environ["LAUNCHBAY_RUN_CONFIG"])["trainer"]["learning_rate"]
+momentum = json.loads(os.environ["LAUNCHBAY_FILE_OVERRIDES"])["config.yaml"]["optimizer"]["momentum"]
+loss = 1.0 + (math.log10(lr) + 2.0) ** 2 + (momentum - 0.7) ** 2
+with open(os.path.join(os.environ["LAUNCHBAY_OUTPUT_DIR"], "summary.json"), "w") as out:
+    json.dump({"loss": loss}, out)
+"""
+
+
+def test_bayes_gets_within_10_percent_of_a_known_optimum_on_most_seeds(
+    redis_url, redis_conn, base_image, agents, tmp_path
+):
+    make_queue(redis_conn, "e2e")
+    agent = agents("sweep-bayes", "--max-jobs", "5")
+    spec = {"name": "bowl", "image": base_image, "command": python(BOWL_JOB),
+            "config": {"trainer": {"learning_rate": 0.1}},
+            "inputs": {"run_config": {"include": ["trainer"]}, "files": {"config.yaml": {"include": ["optimizer"]}}}}  # fmt: skip
+    (tmp_path / "bowl.yaml").write_text(yaml.safe_dump(spec))
+    sweep_ids = []
+    for seed in range(5):  # five sweeps at once, one trial at a time each: the draws of tests/sweeps' seeds 0-4
+        (tmp_path / str(seed)).mkdir()
+        sweep_ids.append(create(redis_url, tmp_path / str(seed), {
+            "job": str(tmp_path / "bowl.yaml"), "method": "bayes", "seed": seed, "run_cap": 12, "max_parallel": 1,
+            "metric": {"name": "loss", "goal": "minimize"},
+            "parameters": {
+                "trainer.learning_rate": {"distribution": "log_uniform_values", "min": 0.0001, "max": 1.0},
+                "config.yaml:optimizer.momentum": {"min": 0.0, "max": 1.0},
+            },
+        }))  # fmt: skip
+    best = []
+    for sweep_id in sweep_ids:
+        view, _progress = wait_for_end(redis_url, sweep_id, [agent.output])
+        assert len(view["trials"]) == 12 and all(t["state"] == "finished" for t in view["trials"])
+        best.append(view["best"]["value"])
+    within = sum(value <= 1.1 for value in best)
+    print(f"bayes, 12 trials, real agent: {within}/5 seeds within 10% of the optimum 1.0; best {best}")
+    assert within >= 3, best
+
+
+def test_killing_the_driving_agent_loses_and_duplicates_no_trial(redis_url, redis_conn, base_image, agents, tmp_path):
     # The queue puts back the jobs of a lost agent: the dead agent's running trial runs again, as the same job.
     make_queue(redis_conn, "e2e", retry={"on_agent_lost": "requeue"})
     one, two = agents("sweep-a"), agents("sweep-b")

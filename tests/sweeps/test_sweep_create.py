@@ -126,3 +126,24 @@ def test_create_prints_the_id_and_show_json_has_the_documented_shape(redis_conn,
     assert again.returncode == 2 and f"sweep {sweep_id} is stopping; it cannot be made running" in again.stderr
     missing = run_cli("sweep", "show", "nope", "--redis-url", redis_url)
     assert missing.returncode == 2 and "unknown sweep 'nope'" in missing.stderr
+
+
+def test_job_may_name_a_job_that_ran_and_the_trials_get_its_image_and_command(redis_conn, redis_url, tmp_path):
+    from launchbay.client.enqueue import enqueue
+    from launchbay.queue_config.store import QueueStore
+    from sweep_helpers import TRAINER_INPUTS
+
+    spec = trainer_job(redis_conn, tmp_path, image="registry.local/trainer:7", command=["python3", "train.py"])
+    ran = enqueue(spec, "sweeps", conn=redis_conn, keys=Keys())
+    QueueStore(redis_conn, Keys()).record_inputs("trainer", TRAINER_INPUTS, ran.id)  # what its agent records
+    body = {"job": "trainer", "method": "grid", "metric": METRIC, "parameters": {"seed": {"values": [1, 2]}}}
+    result = create(redis_url, sweep_file(tmp_path, body, name="by-name.yaml"))
+    assert result.returncode == 0, result.stderr
+    template = json.loads(redis_conn.hget(Keys().sweep(result.stdout.strip()), "template"))
+    assert (template["name"], template["spec"]["image"], template["spec"]["command"]) == (
+        "trainer", "registry.local/trainer:7", ["python3", "train.py"]
+    )  # fmt: skip
+
+    unknown = create(redis_url, sweep_file(tmp_path, {**body, "job": "nobody"}, name="unknown.yaml"))
+    assert unknown.returncode == 2
+    assert "job 'nobody': no job spec file of that name, and no recorded run of it" in unknown.stderr
