@@ -16,7 +16,7 @@ from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.units import format_duration
 
-from launchbay.errors import UserError
+from launchbay.errors import NotFoundError, UserError
 
 from . import cluster as cluster_data
 from . import identity, joblog, launch, overview, sweep_view
@@ -176,6 +176,29 @@ def sweep(sweep_id: str) -> Any:
     config = settings()
     view = sweep_view.sweep_page(config.conn, config.keys, _valid_id(sweep_id))
     return render_template("sweep.html", sweep=view)
+
+
+@pages.post("/sweeps/<sweep_id>/<any(pause, resume, stop):action>")
+def sweep_command(sweep_id: str, action: str) -> Any:
+    """``launchbay sweep pause|resume|stop``, then the sweep's page again."""
+    config = settings()
+    try:
+        state = sweeps_client.command(config.conn, config.keys, _valid_id(sweep_id), action)
+    except NotFoundError:
+        raise  # the UI's 404 page
+    except UserError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(SWEEP_DONE[state], "done")
+    return redirect(url_for(".sweep", sweep_id=sweep_id), code=303)
+
+
+#: What a sweep page says after a command.
+SWEEP_DONE = {
+    "paused": "Paused: no new trials; the running ones go on.",
+    "running": "Resumed: trials are made again.",
+    "stopping": "Stopping: no new trials; the sweep ends once its running trials end.",
+}
 
 
 @pages.get("/sweeps/<sweep_id>/data")

@@ -110,11 +110,14 @@ def main() -> None:
         trainer = run.config["trainer"]
         rng = random.Random(run.config["seed"])
         lr, epochs = trainer["learning_rate"], file_config["epochs"]
-        decay = 1 - file_config["optimizer"]["weight_decay"]
+        decay = file_config["optimizer"]["weight_decay"]
+        # A toy with a best learning rate (0.25: too high diverges) and a best weight decay (0.125),
+        # so a sweep (examples/trainer/sweep.yaml) has something to find.
+        per_epoch = math.exp(-8 * lr + 16 * lr**2) * (1 - decay + 4 * decay**2)
         loss = 2.3
         for epoch in range(1, epochs + 1):
             time.sleep(0.2)  # "training"
-            loss *= decay * math.exp(-lr * 8) * (1 + rng.random() / math.sqrt(trainer["batch_size"]))
+            loss *= per_epoch * (1 + rng.random() / math.sqrt(trainer["batch_size"]))
             print(f"epoch {epoch}/{epochs}: loss {loss:.4f}")
             run.log({"loss": loss, "epoch": epoch})  # metrics.jsonl: `launchbay metrics`, charts, sweeps
         print("result:", json.dumps({"final_loss": round(loss, 4), "dataset": trainer["dataset"]}))

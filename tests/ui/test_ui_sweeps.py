@@ -118,3 +118,30 @@ def test_a_trial_s_job_page_links_back_to_its_sweep(client, redis_conn, tmp_path
     page = client.get(f"/job/{trial['job_id']}").get_data(as_text=True)
     sweep_row = page.split('id="job-sweep"', 1)[1].split("</dd>", 1)[0]
     assert f'href="/sweeps/{sweep_id}"' in sweep_row and f"(trial {trial['number']})" in sweep_row
+
+
+def test_pause_resume_and_stop_from_the_sweep_page(client, redis_conn, tmp_path):
+    sweep_id = grid_sweep(redis_conn, tmp_path)
+    origin = {"Origin": "http://localhost"}
+    page = client.get(f"/sweeps/{sweep_id}").get_data(as_text=True)
+    assert 'id="sweep-pause"' in page and 'id="sweep-stop"' in page and 'id="sweep-resume"' not in page
+
+    response = client.post(f"/sweeps/{sweep_id}/pause", headers=origin)
+    assert response.status_code == 303 and response.headers["Location"].endswith(f"/sweeps/{sweep_id}")
+    page = client.get(f"/sweeps/{sweep_id}").get_data(as_text=True)
+    assert "Paused: no new trials; the running ones go on." in page
+    assert sweeps.show(redis_conn, Keys(), sweep_id)["state"] == "paused" and 'id="sweep-resume"' in page
+
+    client.post(f"/sweeps/{sweep_id}/resume", headers=origin)
+    assert sweeps.show(redis_conn, Keys(), sweep_id)["state"] == "running"
+    client.post(f"/sweeps/{sweep_id}/stop", headers=origin)
+    page = client.get(f"/sweeps/{sweep_id}").get_data(as_text=True)
+    assert sweeps.show(redis_conn, Keys(), sweep_id)["state"] == "stopping"
+    assert 'id="sweep-pause"' not in page and 'id="sweep-stop"' not in page
+
+    client.post(f"/sweeps/{sweep_id}/resume", headers=origin)  # a stopping sweep cannot be resumed: said, not a 500
+    assert f"sweep {sweep_id} is stopping; it cannot be made running" in client.get(f"/sweeps/{sweep_id}").get_data(
+        as_text=True
+    )
+    assert client.post("/sweeps/nope/pause", headers=origin).status_code == 404
+    assert client.post(f"/sweeps/{sweep_id}/delete", headers=origin).status_code in (404, 405)
