@@ -104,11 +104,14 @@ class SweepDriver:
         return driving
 
     def _pass(self, sweep_id: str) -> bool:
-        sweep = self.store.get(sweep_id)
-        if sweep is None or sweep.get("queue") not in self.queues:
+        # The queue first (one small field): of a fleet's agents, only the lease holder reads the whole sweep.
+        if self.store.queue_of(sweep_id) not in self.queues:
             return False
         if not self.store.hold_lease(sweep_id, self.agent_id, LEASE_S):
             self._drives.pop(sweep_id, None)
+            return False
+        sweep = self.store.get(sweep_id)
+        if sweep is None:
             return False
         drive = self._drives.get(sweep_id) or self._open(sweep)
         open_trials = [t for t in drive.study.get_trials(deepcopy=False) if t.state.name == "RUNNING"]

@@ -121,6 +121,10 @@ class SweepStore:
                 out[name] = float(out[name])
         return out
 
+    def queue_of(self, sweep_id: str) -> Optional[str]:
+        value = self.conn.hget(self.keys.sweep(sweep_id), "queue")
+        return as_text(value) if value else None
+
     def require(self, sweep_id: str) -> Dict[str, Any]:
         sweep = self.get(sweep_id)
         if sweep is None:

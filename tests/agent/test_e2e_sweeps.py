@@ -103,12 +103,12 @@ with open(os.path.join(os.environ["LAUNCHBAY_OUTPUT_DIR"], "metrics.jsonl"), "a"
         loss = 1 + (math.log10(lr) + 2) ** 2 + 1 / (step + 1)
         out.write(json.dumps({"_step": step, "loss": loss}) + "\\n")
         out.flush()
-        time.sleep(0.4)
+        time.sleep(0.4 if lr < 0.5 else 1.0)  # a bad trial would take 9 s; a pruned one stops after a step or two
 """
 
 
 def curve_job(tmp_path, base_image, sleep_s=None):
-    source = CURVE_JOB if sleep_s is None else CURVE_JOB.replace("time.sleep(0.4)", f"time.sleep({sleep_s})")
+    source = CURVE_JOB if sleep_s is None else CURVE_JOB.replace("0.4 if lr < 0.5 else 1.0", str(sleep_s))
     spec = {
         "name": "curve",
         "image": base_image,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 
 import pytest
 from launchbay.agent import sweep_driver
@@ -42,13 +43,17 @@ def driver(conn, agent_id="a1"):
     return SweepDriver(conn, Keys(), agent_id, ["sweeps"], threading.Event())
 
 
-def run_to_end(conn, sweep_id, runner, drivers, passes=200):
-    for _ in range(passes):
+def run_to_end(conn, sweep_id, runner, drivers, timeout_s=60.0):
+    """Pass the drivers and run what they queue until the sweep ends (a lapsed lease takes time, not passes)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
         for d in drivers:
             d.pass_once()
         runner.run_all_queued()
-        if sweeps.show(conn, Keys(), sweep_id)["state"] in ("finished", "stopped"):
-            return sweeps.show(conn, Keys(), sweep_id)
+        view = sweeps.show(conn, Keys(), sweep_id)
+        if view["state"] in ("finished", "stopped"):
+            return view
+        time.sleep(0.01)
     raise AssertionError(f"sweep {sweep_id} did not end: {sweeps.show(conn, Keys(), sweep_id)}")
 
 
