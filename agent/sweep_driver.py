@@ -147,6 +147,8 @@ class SweepDriver:
             self._note_job(drive, trial, job_id)
         state = state_of(record)
         if state in TERMINAL_STATES:
+            if state == State.FINISHED and drive.spec.pruner:  # its last steps count at the rungs later trials meet
+                self._feed_pruner(drive, trial, job_id, stop=False)
             self._tell_end(drive, trial, record)
             return False
         if state == State.RUNNING and drive.spec.pruner:
@@ -188,8 +190,9 @@ class SweepDriver:
                 return value
         return None
 
-    def _feed_pruner(self, drive: _Drive, trial: Any, job_id: str) -> None:
-        """Report the steps logged since the last pass; cancel the job (``pruned``) when the pruner says so."""
+    def _feed_pruner(self, drive: _Drive, trial: Any, job_id: str, *, stop: bool = True) -> None:
+        """Report the steps logged since the last pass; cancel the job (``pruned``) when the pruner says so
+        and ``stop`` (a job that ended is only reported: the pruner records the rungs it reached)."""
         import optuna
 
         name, seen = drive.spec.metric_name or "", trial.intermediate_values
@@ -205,7 +208,8 @@ class SweepDriver:
             if isinstance(step, int) and step >= 0 and value is not None and step not in seen:
                 live.report(value, step)
                 seen, reported = {**seen, step: value}, (step, value)
-        if reported and live.should_prune():
+        prune = reported is not None and live.should_prune()  # also records each rung the trial reached
+        if prune and stop:
             message = f"pruned by sweep {drive.study.study_name} at step {reported[0]}: {name} {reported[1]:.6g}"
             why = Outcome(State.CANCELED, Reason.PRUNED, message=message)
             lifecycle.cancel(self.conn, self.keys, job_id, missing_ok=True, terminal_ok=True, why=why)
