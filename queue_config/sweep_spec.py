@@ -12,7 +12,8 @@ max_parallel: 4              # launchbay's: trials queued or running at once
 job: examples/trainer/job.yaml   # launchbay's: a job spec file, or the name of a job that ran
 ```
 
-A parameter is a run-config key path (``trainer.lr``, ``\\.`` for a dot inside a key) or a
+A parameter is a run-config key path (``trainer.lr``, ``\\.`` for a dot inside a key; W&B's nested
+``trainer: {parameters: {lr: ...}}`` is the same key) or a
 config-file key (``config.yaml:optimizer.momentum``): the syntax of ``--set`` and ``--file-set``.
 Distributions are W&B's: ``constant`` (``value``), ``categorical`` (``values``), ``int_uniform``,
 ``uniform``, ``q_uniform``, ``log_uniform`` (bounds are natural logs), ``log_uniform_values``,
@@ -220,12 +221,17 @@ def _pruner(early: Any, problems: List[str]) -> Optional[Dict[str, Any]]:
     return out
 
 
-def _params(parameters: Any, problems: List[str]) -> List[Param]:
+def _params(parameters: Any, problems: List[str], prefix: str = "") -> List[Param]:
+    """Each parameter; W&B's nested form (``optimizer: {parameters: {lr: ...}}``) is the key ``optimizer.lr``."""
     if not isinstance(parameters, Mapping) or not parameters:
-        problems.append("parameters must map at least one key to its values")
+        problems.append(f"{prefix or 'parameters'}: must map at least one key to its values")
         return []
     params = []
-    for name, body in parameters.items():
+    for key, body in parameters.items():
+        name = f"{prefix}{str(key).replace('.', chr(92) + '.') if prefix else key}"
+        if isinstance(body, Mapping) and "parameters" in body:
+            params += _params(body["parameters"], problems, prefix=f"{name}.")
+            continue
         try:
             params.append(parse_param(str(name), body))
         except ValidationError as exc:

@@ -80,3 +80,59 @@ def test_a_grid_too_large_is_refused():
     body = {"method": "grid", "metric": {"name": "l"}, "parameters": {c: {"min": 1, "max": 100} for c in "abc"}}
     with pytest.raises(ValidationError, match="1,000,000 combinations; at most 10,000"):
         parse_sweep(body)
+
+
+def test_w_and_b_nested_parameters_are_dotted_keys():
+    body = {"method": "grid", "metric": {"name": "r", "goal": "maximize"}, "parameters": {
+        "a": {"values": [1, 2, 3, 4]},
+        "b": {"parameters": {"b1": {"values": [1, 2]}, "b.2": {"value": 0}}},
+        "config.yaml:optimizer": {"parameters": {"momentum": {"values": [0.9]}}},
+    }}  # fmt: skip
+    spec = parse_sweep(body)
+    assert [(p.name, p.file, p.parts) for p in spec.params] == [
+        ("a", None, ("a",)),
+        ("b.b1", None, ("b", "b1")),
+        (r"b.b\.2", None, ("b", "b.2")),
+        ("config.yaml:optimizer.momentum", "config.yaml", ("optimizer", "momentum")),
+    ]
+    assert spec.grid_size() == 8
+
+
+# Sweep configurations from public repositories that run them with W&B, as data (the parameters as written there).
+PUBLIC_SWEEPS = {
+    # borkh/mcbm-ring-reco, sweep_configs.py: categorical, constant, uniform and q_log_uniform with natural-log bounds
+    "borkh/mcbm-ring-reco": {"method": "random", "metric": {"name": "loss", "goal": "minimize"}, "parameters": {
+        "optimizer": {"values": ["adam", "sgd"]}, "layers": {"values": [2, 3, 4]}, "epochs": {"value": 15},
+        "learning_rate": {"distribution": "uniform", "min": 0, "max": 0.1},
+        "batch_size": {"distribution": "q_log_uniform", "q": 1, "min": math.log(32), "max": math.log(256)}}},
+    # nedtaylor/athena, tools/sweep_initialise.py: min/max only, ints and floats (W&B infers the distribution)
+    "nedtaylor/athena": {"method": "random", "metric": {"goal": "minimize", "name": "loss"}, "parameters": {
+        "num_epochs": {"max": 20, "min": 10}, "learning_rate": {"max": 0.1, "min": 0.005},
+        "momentum": {"max": 0.9, "min": 0.0}, "cv_clip_norm": {"max": 50.0, "min": 1.0}}},
+    # MihirBafna/DiffRNAFold, sweep.py: categorical values of several types, a name
+    "MihirBafna/DiffRNAFold": {"method": "random", "name": "sweep", "metric": {"goal": "minimize", "name": "val_loss"},
+        "parameters": {"lr": {"values": [1e-7, 5e-7, 1e-6]}, "model_type": {"values": ["VAE", "AE"]},
+                       "augmented": {"values": [True, False]}}},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("source", sorted(PUBLIC_SWEEPS))
+def test_sweep_files_people_run_with_w_and_b_are_read_as_w_and_b_reads_them(source):
+    spec = parse_sweep(PUBLIC_SWEEPS[source], source=source)
+    kinds = {p.name: p.kind for p in spec.params}
+    if source == "borkh/mcbm-ring-reco":
+        batch = next(p for p in spec.params if p.name == "batch_size")
+        assert kinds == {"optimizer": "categorical", "layers": "categorical", "epochs": "constant",
+                         "learning_rate": "uniform", "batch_size": "q_log_uniform"}  # fmt: skip
+        assert (batch.low, batch.high) == pytest.approx((32, 256)) and batch.to_job(100.4) == 100
+    elif source == "nedtaylor/athena":
+        assert kinds == {
+            "num_epochs": "int_uniform",
+            "learning_rate": "uniform",
+            "momentum": "uniform",
+            "cv_clip_norm": "uniform",
+        }
+    else:
+        assert spec.name == "sweep" and kinds == dict.fromkeys(("lr", "model_type", "augmented"), "categorical")
+    for param in spec.params:  # every one maps to an Optuna distribution
+        assert sweep_study.distribution(param) is not None
