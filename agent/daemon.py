@@ -387,6 +387,7 @@ class Agent:
         else:
             self.status.state = "stopped"
         self._closing.set()
+        self.sweeps.wake.set()
         self.inventory_loop.look_again()
         self.metrics.close()
         for thread in self._threads:
