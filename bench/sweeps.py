@@ -164,36 +164,22 @@ def rows(result: Dict[str, Any]) -> List[Row]:
     )
     return [
         Row("sweep turnaround (s): plain chain", chain, note="baseline"),
-        Row(
-            "sweep turnaround (s): sweep vs chain",
-            sweep,
-            baseline=chain_med,
-            ratio=ratio_of(statistics.median(sweep), chain_med),
-            note=f"median ratio; {how}",
-        ),
-        Row(
-            "sweep turnaround p90 (s): sweep vs chain",
-            [p90(sweep)],
-            baseline=chain_p90,
-            ratio=ratio_of(p90(sweep), chain_p90),
-            note="p90 of each",
-        ),
+        _against("sweep turnaround (s): sweep vs chain", sweep, chain_med, f"median ratio; {how}"),
+        _against("sweep turnaround p90 (s): sweep vs chain", [p90(sweep)], chain_p90, "p90 of each"),
         Row("agent CPU per plain job (ms)", plain_ms, note="baseline"),
-        Row(
-            "agent CPU per trial (ms), whole agent",
-            trial_ms,
-            baseline=plain_med,
-            ratio=ratio_of(statistics.median(trial_ms), plain_med),
-            note="per round",
-        ),
-        Row(
+        _against("agent CPU per trial (ms), whole agent", trial_ms, plain_med, "per round"),
+        _against(
             "driver thread CPU per trial (ms)",
             driver_ms,
-            baseline=plain_med,
-            ratio=ratio_of(statistics.median(driver_ms), plain_med),
-            note="the launchbay-sweeps thread only; baseline: the agent's CPU per plain job",
+            plain_med,
+            "the launchbay-sweeps thread only; baseline: the agent's CPU per plain job",
         ),
     ]
+
+
+def _against(label: str, values: List[float], baseline: float, note: str) -> Row:
+    """A row of ``values`` with the ratio of their median to ``baseline``."""
+    return Row(label, values, baseline=baseline, ratio=ratio_of(statistics.median(values), baseline), note=note)
 
 
 def main() -> None:
