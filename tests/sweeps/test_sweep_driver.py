@@ -231,3 +231,45 @@ def test_the_sweep_survives_a_redis_restart_with_aof(tmp_path):
     assert [t["number"] for t in view["trials"]] == list(range(8))
     assert sorted(runner.started) == sorted(t["job_id"] for t in view["trials"])
     assert all(t["state"] == "finished" for t in view["trials"])
+
+
+def test_hyperband_with_three_brackets_saves_steps_on_bad_trials_and_never_prunes_the_best(
+    redis_conn, tmp_path, monkeypatch
+):
+    """W&B's usual hyperband (min_iter 1, max_iter 9, eta 3: three brackets). Optuna hashes each trial into
+    a bracket by the sweep's id, so the id is fixed here to make the run repeatable."""
+    monkeypatch.setattr(sweeps, "new_job_id", lambda owner: "hb0sweep")
+    body = {
+        **BAYES,
+        "method": "random",
+        "seed": 7,
+        "run_cap": 30,
+        "early_terminate": {"type": "hyperband", "min_iter": 1, "max_iter": 9, "eta": 3},
+    }
+    sweep_id = make(redis_conn, tmp_path, body)
+    runner = Runner(redis_conn, "sweeps", lambda v: [bowl(v) + 1.0 / (s + 1) for s in range(9)])
+    d = driver(redis_conn)
+    steps_run, final = {}, {}
+    while sweeps.show(redis_conn, Keys(), sweep_id)["state"] != "finished":
+        d.pass_once()
+        for job_id in runner.queued():
+            curve = runner.start(job_id, steps=0)
+            final[job_id] = curve[-1]
+            for step in range(9):
+                runner.log_steps(job_id, curve, step, step + 1)
+                steps_run[job_id] = step + 1
+                d.pass_once()
+                if runner.cancel_if_asked(job_id):
+                    break
+            else:
+                runner.finish(job_id, curve[-1])
+        d.pass_once()
+    view = sweeps.show(redis_conn, Keys(), sweep_id)
+    pruned = [t["job_id"] for t in view["trials"] if t["state"] == "canceled"]
+    done = [t["job_id"] for t in view["trials"] if t["state"] == "finished"]
+    saved = 1 - sum(steps_run.values()) / (9 * len(view["trials"]))
+    print(f"hyperband, 3 brackets: {len(pruned)}/30 pruned, {saved:.0%} of the steps saved")
+    assert len(view["trials"]) == 30 and pruned and saved > 0.2
+    assert min(final, key=final.get) in done  # the best trial ran to its end
+    mean = lambda ids: sum(final[i] for i in ids) / len(ids)  # noqa: E731
+    assert mean(pruned) > mean(done)  # what was stopped would have ended worse
