@@ -123,7 +123,7 @@ class EventListener:
                 pubsub = events.subscribe(self.conn, self.keys, self.agent_id if self._own_channel else None)
                 self.wake.set()  # whatever was published while we were not listening
                 while not self.closing.is_set():
-                    message = pubsub.get_message(timeout=0.5)
+                    message = _next_message(pubsub)
                     if message is not None:
                         self.on_event(message.get("data"))
             except redis.exceptions.NoPermissionError as exc:
@@ -150,3 +150,10 @@ class EventListener:
             self.wake.set()
         elif isinstance(event, events.GpuDrain) and event.agent == self.agent_id and self.on_drain is not None:
             self.on_drain()
+
+
+def _next_message(pubsub: Any) -> Any:
+    try:
+        return pubsub.get_message(timeout=0.5)
+    except AttributeError as exc:  # redis-py, when another thread disconnected the pool under this read
+        raise redis.ConnectionError(f"the connection went away during a read ({exc})") from exc
