@@ -73,7 +73,12 @@ class SweepDriver:
     def run(self) -> None:
         _name_native_thread(threading.current_thread().name)
         while not self.closing.is_set():
-            driving = self.pass_once()
+            try:
+                driving = self.pass_once()
+            except Exception:  # the thread must outlive any one pass: it is the only driver this agent has
+                log.exception("sweeps: a pass failed; the next one reads everything again")
+                self._drives.clear()
+                driving = False
             self.wake.wait(DRIVE_INTERVAL_S if driving else LOOK_INTERVAL_S)
             self.wake.clear()
         for sweep_id in list(self._drives):
