@@ -25,14 +25,14 @@ from typing import Any, Dict, List, Optional
 
 import redis
 from launchbay.agent.metrics_file import MAX_LINE_BYTES, MetricsFile, parse_object, read_summary
+from launchbay.queue_config import metricstream
 from launchbay.sdk.payload import METRICS_FILE
 
 from launchbay.text import as_text
 
 logger = logging.getLogger(__name__)
 
-FIELD = "m"
-TRUNCATED_FIELD = "truncated"
+FIELD, TRUNCATED_FIELD = metricstream.FIELD, metricstream.TRUNCATED  # the entry format: queue_config/metricstream.py
 POLL_S = 1.0
 _BATCH_ENTRIES = 500
 #: How long the last read, when the job ended, waits for a Redis that stopped answering.

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import redis
-from launchbay.queue_config import lifecycle, sweep_study
+from launchbay.queue_config import lifecycle, metricstream, sweep_study
 from launchbay.queue_config.job import TERMINAL_STATES, Outcome, Reason, State, state_of
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
@@ -47,7 +47,6 @@ LEASE_S = 10.0
 #: Seconds between passes while this agent drives a sweep, and while it only looks for one.
 DRIVE_INTERVAL_S = 0.5
 LOOK_INTERVAL_S = 2.0
-_METRIC_FIELD = b"m"
 
 
 @dataclass
@@ -56,6 +55,7 @@ class _Drive:
 
     spec: SweepSpec
     study: Any
+    distributions: Dict[str, Any]  # what ``study.ask`` samples each parameter from
     cursors: Dict[str, str] = field(default_factory=dict)  # job id -> last metrics entry read
 
 
@@ -119,9 +119,9 @@ class SweepDriver:
         if sweep is None:
             return False
         drive = self._drives.get(sweep_id) or self._open(sweep)
-        open_trials = [t for t in drive.study.get_trials(deepcopy=False) if t.state.name == "RUNNING"]
-        still_open = sum(1 for trial in open_trials if self._follow(sweep, drive, trial))
-        made = len(drive.study.get_trials(deepcopy=False, states=None))
+        trials = drive.study.get_trials(deepcopy=False)  # following them changes states, not how many there are
+        still_open = sum(1 for trial in trials if trial.state.name == "RUNNING" and self._follow(sweep, drive, trial))
+        made = len(trials)
         if sweep["state"] == SweepState.RUNNING.value:
             made, still_open = self._make_trials(sweep, drive, made, still_open)
         self._maybe_end(sweep, drive.spec, made, still_open)
@@ -131,7 +131,8 @@ class SweepDriver:
         spec = parse_sweep(sweep["config"])
         storage = sweep_study.storage(self.conn, self.keys, sweep["id"])
         made = len(sweep_study.load_trials(storage, sweep["id"]))
-        drive = _Drive(spec, sweep_study.open_study(storage, sweep["id"], spec, trials_so_far=made))
+        study = sweep_study.open_study(storage, sweep["id"], spec, trials_so_far=made)
+        drive = _Drive(spec, study, {p.name: sweep_study.distribution(p) for p in spec.params})
         self._drives[sweep["id"]] = drive
         log.info("sweep %s: driving it (%d trials so far)", sweep["id"], made)
         return drive
@@ -190,7 +191,7 @@ class SweepDriver:
         if _number(summary.get(name)) is not None:
             return _number(summary.get(name))
         for _entry_id, fields in self.conn.xrevrange(self.keys.job_metrics(job_id), count=10_000):
-            value = _number(_step_of(fields).get(name))
+            value = _number((metricstream.step_of(fields) or {}).get(name))
             if value is not None:
                 return value
         return None
@@ -208,7 +209,7 @@ class SweepDriver:
         live = optuna.trial.Trial(drive.study, trial._trial_id)
         reported = None
         for _entry_id, fields in entries:
-            step_values = _step_of(fields)
+            step_values = metricstream.step_of(fields) or {}
             step, value = step_values.get("_step"), _number(step_values.get(name))
             if isinstance(step, int) and step >= 0 and value is not None and step not in seen:
                 live.report(value, step)
@@ -224,11 +225,10 @@ class SweepDriver:
 
     def _make_trials(self, sweep: Dict[str, Any], drive: _Drive, made: int, still_open: int) -> Tuple[int, int]:
         spec = drive.spec
-        distributions = {p.name: sweep_study.distribution(p) for p in spec.params}
         while still_open < spec.max_parallel and made < spec.trial_cap() and not self.closing.is_set():
             if not self.store.hold_lease(sweep["id"], self.agent_id, LEASE_S):  # another driver took over
                 return made, still_open
-            self._write_job(sweep, drive, drive.study.ask(distributions))
+            self._write_job(sweep, drive, drive.study.ask(drive.distributions))
             made, still_open = made + 1, still_open + 1
         return made, still_open
 
@@ -282,14 +282,6 @@ def _name_native_thread(name: str) -> None:
 
 def _after(entry_id: Optional[str]) -> str:
     return f"({entry_id}" if entry_id else "-"
-
-
-def _step_of(fields: Dict[bytes, bytes]) -> Dict[str, Any]:
-    try:
-        value = json.loads(fields.get(_METRIC_FIELD) or b"{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _number(value: Any) -> Optional[float]:

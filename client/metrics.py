@@ -8,33 +8,26 @@ follower that sees a terminal state and then reads what is left has every step.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import redis
+from launchbay.queue_config import metricstream
 from launchbay.queue_config.keys import Keys
 
 from launchbay.text import as_text
 
 #: Entries read per round trip.
 BATCH = 1000
-FIELD = b"m"
-TRUNCATED = b"truncated"
 
 
 def _decode(entries: List[Tuple[Any, Dict[bytes, bytes]]]) -> Tuple[List[Dict[str, Any]], Optional[str]]:
     """``(steps, truncated why or None)``; an entry that is not a JSON object is passed over."""
     steps, truncated = [], None
     for _entry_id, fields in entries:
-        if FIELD in fields:
-            try:
-                value = json.loads(fields[FIELD])
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                steps.append(value)
-        elif TRUNCATED in fields:
-            truncated = as_text(fields[TRUNCATED])
+        step = metricstream.step_of(fields)
+        if step is not None:
+            steps.append(step)
+        truncated = metricstream.truncated_of(fields) or truncated
     return steps, truncated
 
 
