@@ -6,12 +6,12 @@ it back. docs/sweeps.md has a worked example.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Dict, Optional
 
 import click
 from launchbay.client import sweeps
+from launchbay.client.sweeps import param_text, trial_value_text, value_text
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.sweeps import ENDED_STATES
 
@@ -76,8 +76,8 @@ def show_cmd(sweep_id: str, wait: bool, as_json: bool, conn: Any, keys: Keys) ->
     _print_header(view)
     grid = table("TRIAL", "JOB", "STATE", view["metric"]["name"] or "VALUE", *view["parameters"])
     for trial in view["trials"]:
-        grid.add_row(str(trial["number"]), trial["job_id"], trial["label"], _value_text(trial),
-                     *[_text(trial["params"].get(name)) for name in view["parameters"]])  # fmt: skip
+        grid.add_row(str(trial["number"]), trial["job_id"], trial["label"], trial_value_text(trial),
+                     *[param_text(trial["params"].get(name)) for name in view["parameters"]])  # fmt: skip
     print_table(grid)
 
 
@@ -97,7 +97,7 @@ def list_cmd(limit: int, as_json: bool, conn: Any, keys: Keys) -> None:
         metric = (row.get("metric") or {}).get("name") or ""
         grid.add_row(row["id"], row.get("name") or "", row["state"], row.get("method") or "", row.get("queue") or "",
                      f"{row.get('ended', 0)}/{row.get('trials', 0)} of {row.get('trial_cap', '?')}",
-                     f"{metric} {best['value']:.6g}" if best else "-", when(row.get("created_at")))  # fmt: skip
+                     f"{metric} {value_text(best['value'])}" if best else "-", when(row.get("created_at")))  # fmt: skip
     print_table(grid)
 
 
@@ -132,9 +132,9 @@ def _wait(conn: Any, keys: Keys, sweep_id: str, *, quiet: bool) -> None:
 
 
 def _progress_line(view: Dict[str, Any], trial: Dict[str, Any], ended: int, best: Optional[Dict[str, Any]]) -> str:
-    params = ", ".join(f"{k}={_text(v)}" for k, v in trial["params"].items())
-    best_text = f"best {best['value']:.6g} (trial {best['job_id']})" if best else "no best yet"
-    return f"trial {trial['number']} {trial['label']}: {_value_text(trial)} [{params}]; {ended}/{view['trial_cap']} ended, {best_text}"
+    params = ", ".join(f"{k}={param_text(v)}" for k, v in trial["params"].items())
+    best_text = f"best {value_text(best['value'])} (trial {best['job_id']})" if best else "no best yet"
+    return f"trial {trial['number']} {trial['label']}: {trial_value_text(trial)} [{params}]; {ended}/{view['trial_cap']} ended, {best_text}"
 
 
 def _print_header(view: Dict[str, Any]) -> None:
@@ -144,26 +144,12 @@ def _print_header(view: Dict[str, Any]) -> None:
     click.echo(f"metric: {metric['name']} ({metric['goal']}); trials: {len(view['trials'])} of at most "
                f"{view['trial_cap']}, {view['max_parallel']} at a time; driver: {view['driver'] or 'none now'}")  # fmt: skip
     if best:
-        params = ", ".join(f"{k}={_text(v)}" for k, v in best["params"].items())
-        click.echo(f"best: {metric['name']} {best['value']:.6g} in job {best['job_id']} [{params}]")
+        params = ", ".join(f"{k}={param_text(v)}" for k, v in best["params"].items())
+        click.echo(f"best: {metric['name']} {value_text(best['value'])} in job {best['job_id']} [{params}]")
     else:
         click.echo("best: none yet (no trial has finished with the metric)")
     if view.get("message"):
         click.echo(f"note: {view['message']}")
-
-
-def _value_text(trial: Dict[str, Any]) -> str:
-    if trial["value"] is not None:
-        return f"{trial['value']:.6g}"
-    last = trial.get("last")
-    return f"{last['value']:.6g} @ step {last['step']}" if last else "-"
-
-
-def _text(value: Any) -> str:
-    """A value as a table shows it: floats to 6 significant digits (``--json`` has them whole)."""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def register(cli: click.Group) -> None:

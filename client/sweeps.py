@@ -133,11 +133,13 @@ def _section(inputs: Mapping[str, Any], param: Param) -> Tuple[Optional[Mapping[
 
 def show(conn: redis.Redis, keys: Keys, sweep_id: str) -> Dict[str, Any]:
     """The sweep as ``launchbay sweep show --json`` prints it (docs/sweeps.md#show)."""
-    sweep = SweepStore(conn, keys).require(sweep_id)
+    store = SweepStore(conn, keys)
+    sweep = store.require(sweep_id)
     spec = parse_sweep(sweep["config"])
     trials = sweep_study.load_trials(_storage(conn, keys, sweep_id), sweep_id)
-    jobs = _job_states(conn, keys, [trial_job_id(sweep_id, t.number) for t in trials])
-    rows = [_trial_row(spec, t, jobs[i], trial_job_id(sweep_id, t.number)) for i, t in enumerate(trials)]
+    job_ids = [trial_job_id(sweep_id, t.number) for t in trials]
+    jobs = _job_states(conn, keys, job_ids)
+    rows = [_trial_row(spec, t, job, job_id) for t, job, job_id in zip(trials, jobs, job_ids)]
     return {
         "id": sweep_id,
         "name": sweep.get("name"),
@@ -153,7 +155,7 @@ def show(conn: redis.Redis, keys: Keys, sweep_id: str) -> Dict[str, Any]:
         "parameters": [p.name for p in spec.params],
         "early_terminate": spec.pruner,
         "message": sweep.get("message") or None,
-        "driver": SweepStore(conn, keys).lease_holder(sweep_id),
+        "driver": store.lease_holder(sweep_id),
         "best": best_of(rows, spec.goal),
         "trials": rows,
     }
@@ -183,8 +185,11 @@ def command(conn: redis.Redis, keys: Keys, sweep_id: str, action: str) -> str:
 
 
 def best_of(rows: List[Dict[str, Any]], goal: str) -> Optional[Dict[str, Any]]:
-    done = [r for r in rows if r["state"] == State.FINISHED and isinstance(r["value"], (int, float))]
-    done = [r for r in done if math.isfinite(r["value"])]
+    done = [
+        r
+        for r in rows
+        if r["state"] == State.FINISHED and isinstance(r["value"], (int, float)) and math.isfinite(r["value"])
+    ]
     if not done:
         return None
     pick = max if goal == "maximize" else min
@@ -192,9 +197,39 @@ def best_of(rows: List[Dict[str, Any]], goal: str) -> Optional[Dict[str, Any]]:
     return {"job_id": best["job_id"], "params": best["params"], "value": best["value"]}
 
 
+# -- as people read them (CLI and UI) ---------------------------------------------------------------
+
+
+def value_text(value: Any) -> str:
+    """A metric value to 6 significant digits, ``-`` when there is none."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "-"
+    return f"{value:.6g}"
+
+
+def trial_value_text(trial: Mapping[str, Any]) -> str:
+    """The trial's value, else its last logged value and step (a running or pruned trial), else ``-``."""
+    if trial.get("value") is not None:
+        return value_text(trial["value"])
+    last = trial.get("last")
+    if last and last.get("value") is not None:
+        return f"{value_text(last['value'])} @ step {last['step']}"
+    return "-"
+
+
+def param_text(value: Any) -> str:
+    """A parameter's value as written in SWEEP.yaml: numbers short, strings bare, lists and maps as JSON."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return json.dumps(value, sort_keys=True)
+    return f"{value:.6g}"
+
+
 def _trial_row(spec: SweepSpec, trial: Any, job: Tuple[Optional[str], Optional[str]], job_id: str) -> Dict[str, Any]:
     state, reason = job
-    optuna_state = trial.state.name.lower()
     ended = state in {s.value for s in TERMINAL_STATES}
     if state is None:  # the job's record expired (or the driver has not written it yet)
         state, ended = ("expired", True) if sweep_study.JOB_ATTR in trial.user_attrs else ("making", False)
@@ -208,7 +243,7 @@ def _trial_row(spec: SweepSpec, trial: Any, job: Tuple[Optional[str], Optional[s
         "reason": reason,
         "ended": ended,
         "label": state if not reason or state == State.FINISHED else f"{state} ({reason})",
-        "value": trial.value if optuna_state == "complete" else None,
+        "value": trial.value if trial.state.name == "COMPLETE" else None,
         "last": {"step": last, "value": steps[last]} if last is not None else None,
     }
 

@@ -6,12 +6,12 @@ The charts are drawn in the browser (``static/sweep.js``) from the same dict ser
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Dict, List, Mapping
 
 import redis
 from launchbay.client import sweeps
+from launchbay.client.sweeps import param_text, trial_value_text, value_text
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.sweeps import OPEN_STATES
 
@@ -73,31 +73,3 @@ def as_json(sweep: Any) -> Any:
 def _trials_text(ended: Any, made: Any, cap: Any) -> str:
     """``4 ended / 6 made of 9`` (``of ∞`` for a sweep without a cap)."""
     return f"{ended or 0} ended / {made or 0} made of {cap if cap else '∞'}"
-
-
-def value_text(value: Any) -> str:
-    """A metric value to 6 significant digits, ``-`` when there is none."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "-"
-    return f"{value:.6g}"
-
-
-def trial_value_text(trial: Mapping[str, Any]) -> str:
-    """The trial's value, else its last logged value and step (a running or pruned trial), else ``-``."""
-    if trial.get("value") is not None:
-        return value_text(trial["value"])
-    last = trial.get("last")
-    if last and last.get("value") is not None:
-        return f"{value_text(last['value'])} @ step {last['step']}"
-    return "-"
-
-
-def param_text(value: Any) -> str:
-    """A parameter's value as written in SWEEP.yaml: numbers short, strings bare, lists and maps as JSON."""
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return json.dumps(value, sort_keys=True)
-    return f"{value:.6g}"
