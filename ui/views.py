@@ -126,9 +126,7 @@ def job_view(record: Mapping[str, Any]) -> Dict[str, Any]:
 def job_log(job_id: str) -> Any:
     """JSON: the log entries after ``?after=ID``, the end marker, and the job's state now."""
     record = _record(job_id)
-    last_id = request.args.get("after", "")
-    if last_id and not STREAM_ID_RE.match(last_id):
-        abort(400)
+    last_id = _after_arg()
     config = settings()
     data = joblog.after(config.conn, config.keys, job_id, last_id)
     data.update(state=record.get("state"), reason=record.get("reason") or "")
@@ -139,13 +137,19 @@ def job_log(job_id: str) -> Any:
 def job_metrics(job_id: str) -> Any:
     """JSON: the logged steps after ``?after=ID`` (a batch), whether more wait, the cap's note, the state."""
     record = _record(job_id)
-    last_id = request.args.get("after", "")
-    if last_id and not STREAM_ID_RE.match(last_id):
-        abort(400)
+    last_id = _after_arg()
     config = settings()
     reader = MetricsReader(config.conn, config.keys, job_id)
     steps, newest, more = reader.after(last_id)
     return jsonify(steps=steps, last_id=newest, more=more, truncated=reader.truncated or "", state=record.get("state"))
+
+
+def _after_arg() -> str:
+    """``?after=``: a stream entry id to read after ("" from the start); anything else is a 400."""
+    last_id = request.args.get("after", "")
+    if last_id and not STREAM_ID_RE.match(last_id):
+        abort(400)
+    return last_id
 
 
 @pages.post("/job/<job_id>/cancel")
