@@ -19,7 +19,7 @@ if str(_RELIABILITY) not in sys.path:
     sys.path.append(str(_RELIABILITY))
 
 from launchbay.agent.runtime import JOB_ID_LABEL  # noqa: E402
-from launchbay.queue_config import rq_bridge  # noqa: E402
+from launchbay.queue_config import acl, rq_bridge  # noqa: E402
 from launchbay.queue_config.keys import Keys  # noqa: E402
 from launchbay.queue_config.lifecycle import Records  # noqa: E402
 from launchbay.queue_config.store import QueueStore  # noqa: E402
@@ -79,19 +79,9 @@ RECORDED_INPUTS: Dict[str, Any] = {
     },
 }
 
-#: The least a launchbay user needs, for the CLI and the agent alike (docs/security.md shows the
+#: The least a launchbay user needs, for the CLI and the agent alike: the admin role of queue_config/acl.py (docs/security.md shows the
 #: same rules; a test checks they agree). Keys: launchbay's namespace and RQ's; one channel.
-LAUNCHBAY_ACL = (
-    "resetkeys ~launchbay:* ~rq:* resetchannels &launchbay:events* &launchbay:replication-probe -@all "
-    "+ping +info +multi +exec +evalsha +script|load "
-    "+get +set +del +exists +expire +persist +pttl "
-    "+hget +hset +hsetnx +hdel +hgetall +hmget +hkeys +hvals +hexists +hincrby +hincrbyfloat "
-    "+lpush +rpush +lrange +lrem "
-    "+sadd +srem +smembers +sismember "
-    "+zadd +zrem +zrange +zrevrange "
-    "+xadd +xrange +xrevrange +xread "
-    "+publish +subscribe"
-)
+LAUNCHBAY_ACL = acl.rules("admin", Keys())
 
 
 def record_inputs(conn, name: str = "trainer", inputs: Optional[Dict[str, Any]] = None) -> None:
