@@ -9,6 +9,7 @@ the queue's other limits (a grace longer than the queue's max runtime is refused
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, Dict, Mapping
 
 from launchbay.queue_config.units import parse_duration_s, rename_unit_keys
@@ -37,8 +38,12 @@ class PreemptionConfig(_Strict):
         return rename_unit_keys(
             data,
             {
-                "grace": ("grace_s", parse_duration_s),
-                "min_runtime_before_preempt": ("min_runtime_before_preempt_s", parse_duration_s),
+                # 0 is a natural setting for both: stop at once, and no minimum run time.
+                "grace": ("grace_s", partial(parse_duration_s, allow_zero=True)),
+                "min_runtime_before_preempt": (
+                    "min_runtime_before_preempt_s",
+                    partial(parse_duration_s, allow_zero=True),
+                ),
             },
         )
 

@@ -58,8 +58,9 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(d|h|m|s)")
 _DURATION_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
-def parse_duration_s(value: object, *, what: str = "duration") -> int:
-    """Seconds in ``value`` (``2h``, ``1h30m``, ``45s``, ``90``)."""
+def parse_duration_s(value: object, *, what: str = "duration", allow_zero: bool = False) -> int:
+    """Seconds in ``value`` (``2h``, ``1h30m``, ``45s``, ``90``). Zero (``0s``, ``0``) is refused unless
+    ``allow_zero``: for a timeout it means nothing sensible, for "no minimum" or "no grace" it does."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"{what} must be a duration such as 2h or 30m, got {value!r}")
     text = str(value).strip().lower()
@@ -72,7 +73,7 @@ def parse_duration_s(value: object, *, what: str = "duration") -> int:
         seconds = sum(float(n) * _DURATION_SECONDS[u] for n, u in parts)
     if not math.isfinite(seconds):  # a 400-digit number is infinity as a float
         raise ValueError(f"{what} {str(value)[:40]!r} is too long")
-    if seconds <= 0:
+    if seconds < 0 or (seconds == 0 and not allow_zero):
         raise ValueError(f"{what} must be positive, got {value!r}")
     return round(seconds)
 

@@ -31,6 +31,22 @@ lb_apt() {
     || lb_die "apt-get install ${missing[*]} failed"
 }
 
+# The Debian packages the test suite needs, with the command each puts on PATH: one list, read by
+# lb_test_packages (what to install), lb_check_test_packages (what must answer) and tests/conftest.py.
+LB_TEST_PACKAGES_FILE="$LB_ROOT/scripts/test-packages.txt"
+
+# lb_test_packages: the package names of scripts/test-packages.txt, one a line.
+lb_test_packages() { awk '!/^[[:space:]]*(#|$)/ { print $1 }' "$LB_TEST_PACKAGES_FILE"; }
+
+# lb_check_test_packages: every command of scripts/test-packages.txt is on PATH; else one line naming
+# each package whose command is missing, and exit 2.
+lb_check_test_packages() {
+  local missing
+  missing=$(awk '!/^[[:space:]]*(#|$)/ && $2 != "-" { print $1, $2 }' "$LB_TEST_PACKAGES_FILE" \
+    | while read -r pkg cmd; do PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || echo "$pkg (no $cmd)"; done | paste -sd, -)
+  [ -z "$missing" ] || lb_die "the test suite needs Debian packages that are not installed: ${missing//,/, }"
+}
+
 # lb_venv: .venv with launchbay installed editable, with the test extras.
 lb_venv() {
   local venv="$LB_ROOT/.venv" stamp

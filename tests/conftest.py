@@ -1,7 +1,9 @@
 """Shared fixtures: a private redis-server on a random loopback port, the Docker engine that
 scripts/test started, and the locally built base image.
 
-Outside CI a missing service skips the tests that need it; with CI=true it fails them.
+Outside CI a missing service skips the tests that need it; with CI=true it fails them. The Debian
+packages the suite needs are listed once, in scripts/test-packages.txt: with CI=true a run stops in its
+first second when one of their commands is missing (``pytest_sessionstart``), not twenty minutes later.
 """
 
 from __future__ import annotations
@@ -34,6 +36,70 @@ def require(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"CI=true and {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+TEST_PACKAGES = REPO_ROOT / "scripts" / "test-packages.txt"
+#: Where Debian puts administrators' commands (debootstrap, iptables), which a user's PATH may lack.
+SBIN_DIRS = ("/usr/sbin", "/sbin")
+
+
+def listed_test_packages() -> list[tuple[str, str]]:
+    """(package, command) for each line of scripts/test-packages.txt; command "-" is checked by dpkg only."""
+    rows = []
+    for line in TEST_PACKAGES.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            package, command = line.split()[:2]
+            rows.append((package, command))
+    return rows
+
+
+def missing_test_packages() -> list[str]:
+    """'package (no command)' for each listed package whose command is not on PATH."""
+    path = os.pathsep.join([os.environ.get("PATH", ""), *SBIN_DIRS])
+    return [
+        f"{package} (no {command})"
+        for package, command in listed_test_packages()
+        if command != "-" and shutil.which(command, path=path) is None
+    ]
+
+
+def git_status() -> str | None:
+    """``git status --porcelain`` of the checkout, or None when it is not a git work tree."""
+    try:
+        done = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+#: The work tree as the run found it (a developer's may already hold changes); tests/test_ci_setup.py
+#: compares it with the tree after every other test has run.
+STATUS_AT_START: dict = {}
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """The work-tree check runs after every other test, whatever order collection gives."""
+    last = [item for item in items if item.get_closest_marker("after_all")]
+    items[:] = [item for item in items if not item.get_closest_marker("after_all")] + last
+
+
+def pytest_sessionstart(session) -> None:
+    STATUS_AT_START["git"] = git_status()
+    missing = missing_test_packages()
+    if not missing:
+        return
+    line = (
+        f"the test suite needs Debian packages that are not installed: {', '.join(missing)}; scripts/test installs them"
+    )
+    if IN_CI:
+        pytest.exit(f"CI=true and {line}", returncode=2)
+    sys.stderr.write(f"\nwarning: {line} (the tests that need them skip)\n")
 
 
 def free_port() -> int:
