@@ -213,3 +213,12 @@ def test_every_command_and_each_of_its_options_is_in_the_docs(path, command: cli
             ):
                 missing.append(opt)
     assert not missing, f"docs/{doc.name}: `launchbay {' '.join(path)}` option(s) not documented: {', '.join(missing)}"
+
+
+def test_the_cli_docs_list_every_reason_a_job_can_end_with():
+    """docs/cli.md's "Reasons:" sentence names each value of ``Reason`` (three were missing once)."""
+    from launchbay.queue_config.job import Reason
+
+    text = (REPO_ROOT / "docs" / "cli.md").read_text()
+    sentence = text[text.index("Reasons: ") : text.index(".", text.index("Reasons: "))]
+    assert set(re.findall(r"`([a-z_]+)`", sentence)) == {reason.value for reason in Reason}
