@@ -39,9 +39,9 @@ def metrics_of(redis_url: str, job_id: str) -> list:
     return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
 
-def job_spec(tmp_path: Path, image: str) -> Path:
+def job_spec(tmp_path: Path, image: str, **more) -> Path:
     spec = {"name": "compat-wandb-metrics", "image": image, "command": ["python3", "wandb_metrics_job.py"]}
-    spec["workdir"] = "/app"
+    spec.update(workdir="/app", **more)
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -112,3 +112,38 @@ def _the_job_page_charts_it(redis_url: str, job_id: str) -> None:
     finally:
         browsers.close()
         server.stop()
+
+
+def test_a_wandb_format_grid_sweep_over_the_unchanged_job_finds_the_known_best_value(
+    tmp_path,
+    redis_url,
+    redis_conn,
+    wandb_image,  # noqa: F811
+    agents,  # noqa: F811
+):
+    # The job's objective is (x - 3)^2, which it only reports through wandb's run.summary. It records
+    # no inputs (W&B's SDK does not), so its spec declares the two a sweep may set.
+    inputs = {"run_config": {"include": ["x", "steps"]}}
+    make_queue(redis_conn, "e2e", docker={"gpu_mode": "env_only"})
+    agent = agents("wandb-sweep-agent", "--max-jobs", "2")
+    sweep = {
+        "job": str(job_spec(tmp_path, wandb_image, inputs=inputs)),
+        "method": "grid",
+        "metric": {"name": "objective", "goal": "minimize"},
+        "max_parallel": 2,
+        "parameters": {"x": {"values": [1.0, 2.0, 3.0, 4.5]}, "steps": {"value": 20}},
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    created = cli(redis_url, "sweep", "create", str(path), "-q", "e2e")
+    assert created.returncode == 0, created.stderr
+    sweep_id = created.stdout.strip()
+
+    shown = cli(redis_url, "sweep", "show", sweep_id, "--wait", "--json", timeout=400)
+    assert shown.returncode == 0, (shown.stderr, agent.output())
+    view = json.loads(shown.stdout)
+
+    assert view["state"] == "finished" and len(view["trials"]) == 4, view
+    values = {trial["params"]["x"]: trial["value"] for trial in view["trials"]}
+    assert values == pytest.approx({1.0: 4.0, 2.0: 1.0, 3.0: 0.0, 4.5: 2.25})
+    assert view["best"]["params"]["x"] == 3.0 and view["best"]["value"] == pytest.approx(0.0)
