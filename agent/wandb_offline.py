@@ -52,25 +52,36 @@ def keep_offline_runs(output_dir: Path, state_dir: Path, job_id: str) -> List[Pa
             Path(state_dir, KEPT_FOLDER).mkdir(mode=0o700, parents=True, exist_ok=True)
             target.mkdir(mode=0o700, exist_ok=True)
             os.rename(source, target / name)  # same file system: the state folder holds both
-            _only_plain_files(target / name)
-            kept.append(target / name)
         except OSError as exc:
             logger.warning("job %s: cannot keep its W&B run %s: %s", job_id, name, exc)
+            continue
+        try:
+            _only_plain_files(target / name)
+        except OSError as exc:
+            # Not cleaned is not kept: `wandb sync` must never meet what the job planted.
+            shutil.rmtree(target / name, ignore_errors=True)
+            logger.warning("job %s: its W&B run %s is not kept: %s", job_id, name, exc)
+            continue
+        kept.append(target / name)
     return kept
 
 
 def _only_plain_files(top: Path) -> None:
-    os.chmod(top, 0o755)
+    _plain_mode(str(top), os.lstat(top).st_mode)
     for folder, dirs, files in os.walk(top):
         for name in dirs + files:
             path = os.path.join(folder, name)
             mode = os.lstat(path).st_mode
-            if stat.S_ISDIR(mode):
-                os.chmod(path, 0o755)
-            elif stat.S_ISREG(mode):
-                os.chmod(path, 0o644)
+            if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+                _plain_mode(path, mode)
             else:
                 os.unlink(path)  # a symlink (os.walk does not descend into it), a FIFO, a device
+
+
+def _plain_mode(path: str, mode: int) -> None:
+    # Changed only where needed: an agent that is not root cannot chmod what the container's root wrote.
+    if mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWOTH):
+        os.chmod(path, stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWOTH))
 
 
 def prune_offline_runs(state_dir: Path, now: float, keep_s: float = KEEP_S) -> List[str]:

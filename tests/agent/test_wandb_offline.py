@@ -44,7 +44,7 @@ def test_symlinks_fifos_and_setuid_bits_a_job_planted_do_not_survive(tmp_path):
     (kept,) = keep_offline_runs(output, state, "j1")
 
     assert sorted(os.listdir(kept / "files")) == ["config.yaml"]
-    assert (kept / "files" / "config.yaml").stat().st_mode & 0o7777 == 0o644
+    assert (kept / "files" / "config.yaml").stat().st_mode & 0o7777 == 0o755
 
 
 def test_a_wandb_folder_that_is_a_symlink_is_left_alone(tmp_path):
@@ -68,3 +68,17 @@ def test_runs_kept_longer_than_a_week_go_when_new_ones_are_kept(tmp_path):
     keep_offline_runs(make_run(tmp_path / "new").parent.parent, state, "new-job")
 
     assert sorted(os.listdir(state / KEPT_FOLDER)) == ["new-job"]
+
+
+def test_a_run_the_agent_cannot_clean_is_not_kept(tmp_path, monkeypatch):
+    # E.g. a non-root agent and a symlink in a folder the container's root owns.
+    from launchbay.agent import wandb_offline
+
+    def refuse(_top):
+        raise PermissionError("Operation not permitted")
+
+    monkeypatch.setattr(wandb_offline, "_only_plain_files", refuse)
+    state = tmp_path / "state"
+
+    assert keep_offline_runs(make_run(tmp_path / "output").parent.parent, state, "j1") == []
+    assert os.listdir(state / KEPT_FOLDER / "j1") == []
