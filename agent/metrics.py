@@ -296,6 +296,10 @@ class JobMetrics:
         if self._wandb_chosen and self._wandb is not None:
             if self._wandb.problem:
                 self.problems.append(self._wandb.problem)
+            if self._wandb.long_rows:
+                self.problems.append(
+                    f"W&B run: {self._wandb.long_rows} step(s) longer than {MAX_LINE_BYTES} bytes as a line skipped"
+                )
             if self._wandb.skipped_values:
                 self.problems.append(
                     f"W&B run: {self._wandb.skipped_values} logged value(s) that are not a number, text or bool "

@@ -26,7 +26,7 @@ import stat
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from launchbay.agent.metrics_file import MAX_LINE_BYTES, parse_object
+from launchbay.agent.metrics_file import MAX_LINE_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +91,11 @@ def _key(item: Any) -> str:
 
 
 def _value(value_json: str) -> Tuple[bool, Any]:
-    value, _ = parse_object('{"v":' + value_json + "}") if value_json else (None, False)
-    if value is None:
+    """``(usable, value)`` of one W&B ``value_json``; bare NaN/Infinity become the strings launchbay's lines use."""
+    try:
+        return True, json.loads(value_json, parse_constant=str)
+    except ValueError:  # empty or not JSON
         return False, None
-    return True, value["v"]
 
 
 class WandbRun:
@@ -105,6 +106,7 @@ class WandbRun:
         self.path: Optional[str] = None  # relative to the output folder, once found
         self.problem: Optional[str] = None  # why it cannot be read, once
         self.skipped_values = 0  # values that are not a number, text, bool or null (media, tables)
+        self.long_rows = 0  # history rows longer than MAX_LINE_BYTES as a line, skipped as metrics.jsonl's are
         self.summary: Dict[str, Any] = {}
         self._store: Any = None
         self._pb2: Any = None
@@ -208,7 +210,10 @@ class WandbRun:
         if not isinstance(row["_step"], int):
             return None
         line = json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        return line if len(line) <= MAX_LINE_BYTES else None
+        if len(line) > MAX_LINE_BYTES:
+            self.long_rows += 1
+            return None
+        return line
 
     def _apply_summary(self, summary: Any) -> None:
         for item in summary.update:

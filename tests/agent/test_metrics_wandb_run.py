@@ -200,3 +200,11 @@ def test_a_file_that_is_not_wandbs_is_one_problem_not_a_crash(redis_conn, tmp_pa
     assert stream.finish(output_dir) is None
     (problem,) = stream.problems
     assert problem.startswith("cannot read wandb/offline-run-20260101_000000-abc123/run-abc123.wandb")
+
+
+def test_values_are_read_as_wandb_wrote_them():
+    assert wandb_follow._value("0.5") == (True, 0.5)
+    assert wandb_follow._value("NaN") == (True, "NaN")  # as launchbay's own lines write it
+    assert wandb_follow._value("-Infinity") == (True, "-Infinity")
+    assert wandb_follow._value('{"_type": "image-file"}') == (True, {"_type": "image-file"})
+    assert wandb_follow._value("") == (False, None)
