@@ -220,6 +220,7 @@ def _environment(
     contract, notes = wandb_env.contract_env(secrets.run_config, secrets.file_overrides, inputs)
     for line in notes:
         warn(line)
+    contract.update(wandb_env.run_files_env(environment, secrets.env))
     return {**environment, **secrets.env, **contract}
 
 

@@ -21,6 +21,7 @@ from launchbay.agent.metrics import JobMetrics
 from launchbay.agent.payload_dir import JobOutputs, PayloadPaths, read_outputs, remove_job_dir
 from launchbay.agent.run_context import RunContext
 from launchbay.agent.sharing import record_usage
+from launchbay.agent.wandb_offline import keep_offline_runs
 from launchbay.queue_config import events, lifecycle
 from launchbay.queue_config.job import TERMINAL_STATES, Outcome, Reason, State
 from launchbay.queue_config.logstream import is_eof
@@ -53,6 +54,9 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
     summary, metrics_problems = _finish_metrics(run)
     for problem in outputs.problems + metrics_problems:
         run.log.note(problem)
+    if run.paths is not None:  # the job folder goes below; W&B's offline runs are kept for `wandb sync`
+        for kept in keep_offline_runs(run.paths.output_dir, run.paths.job_dir.parent.parent, run.job_id):
+            run.log.note(f"W&B offline run kept on the agent's host for `wandb sync`: {kept}")
     _record_inputs(ctx, run, outputs)
     if outcome.state != State.FINISHED and run.stop_reason != "lost":
         run.log.note(f"{outcome.state.value} ({outcome.reason.value if outcome.reason else ''}): {outcome.message}")

@@ -12,6 +12,12 @@ skipped, a file replaced or shortened is read again from its start, and the stre
 in entries and bytes, ending with one ``{"truncated": why}`` entry; nothing more is read after it.
 Lines that are not a JSON object with an integer ``_step`` are skipped (the first of each kind is
 noted in the job's log). Nothing waits on the job: reads are of what is there, never blocking.
+
+An unchanged W&B job writes no metrics.jsonl: its steps are in W&B's own run file under the output
+folder, which :class:`~launchbay.agent.wandb_follow.WandbRun` reads and turns into the same lines,
+and its summary stands in for ``summary.json``. The W&B run is the source only when, as it is first
+found, the job has written neither metrics.jsonl nor the SDK's ``config.json`` (a ``launchbay.wandb``
+job forwarding to an installed ``wandb`` writes both sources; launchbay's own wins).
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from typing import Any, Dict, List, Optional
 
 import redis
 from launchbay.agent.metrics_file import MAX_LINE_BYTES, MetricsFile, parse_object, read_summary
+from launchbay.agent.wandb_follow import WandbRun
 from launchbay.queue_config import metricstream
-from launchbay.sdk.payload import METRICS_FILE
+from launchbay.sdk.payload import EFFECTIVE_CONFIG_FILE, METRICS_FILE
 
 from launchbay.text import as_text
 
@@ -65,6 +72,8 @@ class JobMetrics:
         self._lines_seen = 0
         self._kinds_noted: set = set()
         self._file: Optional[MetricsFile] = None
+        self._wandb: Optional[WandbRun] = None
+        self._wandb_chosen: Optional[bool] = None  # whether W&B's run is the source, once decided
         self._unsent: List[Dict[str, str]] = []
         self._redis_warned = False
         self._lock = threading.Lock()
@@ -98,6 +107,7 @@ class JobMetrics:
         else:
             self._drop_earlier_attempt()
         self._file = MetricsFile(Path(output_dir) / METRICS_FILE)
+        self._wandb = WandbRun(Path(output_dir))
         self._thread = threading.Thread(target=self._run, name=f"metrics-{Path(output_dir).parent.name}", daemon=True)
         self._thread.start()
 
@@ -109,6 +119,8 @@ class JobMetrics:
         if self._file is not None:
             with self._lock:
                 self._file.close()
+                if self._wandb is not None:
+                    self._wandb.close()
 
     def finish(self, output_dir: Path) -> Optional[Dict[str, Any]]:
         """After the container ended: send the rest of the file, return ``summary.json`` (None if absent or bad).
@@ -132,6 +144,8 @@ class JobMetrics:
         self.summary, problem = read_summary(output_dir)
         if problem:
             self.problems.append(problem)
+        if self.summary is None and self._wandb_chosen and self._wandb is not None and self._wandb.summary:
+            self.summary = dict(self._wandb.summary)
         return self.summary
 
     # -- internals ---------------------------------------------------------------------------------
@@ -153,13 +167,25 @@ class JobMetrics:
                 return  # Redis is away: these lines wait here, the rest waits in the file
             if self.truncated:
                 return
-            lines = self._file.read_lines()
+            lines = self._read_lines()
             if not lines:
                 return
             self._unsent = self._accept(lines)
             if not final:
                 self._send(self._unsent, 0.0)
                 return
+
+    def _read_lines(self) -> List[bytes]:
+        """New lines from metrics.jsonl, or from the W&B run when that is the job's only source."""
+        assert self._file is not None and self._wandb is not None
+        lines = self._file.read_lines()
+        if self._wandb_chosen is None and self._wandb.locate():
+            # Decided once W&B's run exists: launchbay.wandb has written config.json before it starts one.
+            output = self._file.path.parent
+            self._wandb_chosen = not any((output / name).exists() for name in (METRICS_FILE, EFFECTIVE_CONFIG_FILE))
+        if self._wandb_chosen:
+            lines += self._wandb.read_lines()
+        return lines
 
     def _accept(self, lines: List[bytes]) -> List[Dict[str, str]]:
         out: List[Dict[str, str]] = []
@@ -265,6 +291,20 @@ class JobMetrics:
     def _collect_file_problems(self) -> None:
         file = self._file
         assert file is not None
+        if self._wandb is not None:
+            self._wandb.close()
+        if self._wandb_chosen and self._wandb is not None:
+            if self._wandb.problem:
+                self.problems.append(self._wandb.problem)
+            if self._wandb.long_rows:
+                self.problems.append(
+                    f"W&B run: {self._wandb.long_rows} step(s) longer than {MAX_LINE_BYTES} bytes as a line skipped"
+                )
+            if self._wandb.skipped_values:
+                self.problems.append(
+                    f"W&B run: {self._wandb.skipped_values} logged value(s) that are not a number, text or bool "
+                    "(media, tables, histograms) are not in launchbay's metrics"
+                )
         if file.problem:
             self.problems.append(file.problem)
         if file.long_lines:

@@ -11,6 +11,12 @@ W&B's launch agent hands a run (``wandb/sdk/launch/_project_spec.py``, ``get_env
 A JSON text longer than W&B's limit (``MAX_ENV_LENGTHS``, 32670 characters for its local runners)
 is cut into ``NAME_0``, ``NAME_1``, ... instead, and ``wandb`` joins the pieces back.
 
+Beside W&B Launch's names, the agent points W&B's run files into the job's output folder
+(``WANDB_DIR``, always the agent's), where it follows the run's logged steps and summary
+(``agent/wandb_follow.py``); and when the queue gives no ``WANDB_API_KEY`` and the job's env sets
+no ``WANDB_MODE``, it sets ``WANDB_MODE=offline``, so ``wandb.init`` never waits at a login prompt
+(such runs can be uploaded later with ``wandb sync``).
+
 The real ``wandb`` applies every key it is given, excluded or not, so the agent first keeps only
 what the job's inputs allow (recorded by the SDK, or declared in the job spec; enqueue stored the
 ones it checked in the record's ``spec.inputs``). With no inputs at all, everything goes, as on W&B.
@@ -24,16 +30,20 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from launchbay.sdk.filtering import filter_tree, flatten
 from launchbay.sdk.paths import join_path, parse_prefixes
+from launchbay.sdk.payload import OUTPUT_MOUNT
 
 ENV_LAUNCH = "WANDB_LAUNCH"
 ENV_CONFIG = "WANDB_CONFIG"
 ENV_FILE_OVERRIDES = "WANDB_LAUNCH_FILE_OVERRIDES"
+ENV_DIR = "WANDB_DIR"
+ENV_MODE = "WANDB_MODE"
+ENV_API_KEY = "WANDB_API_KEY"
 #: W&B's ``MAX_ENV_LENGTHS`` default: the longest value before it splits one into numbered pieces.
 MAX_ENV_LENGTH = 32670
 #: Above this many bytes in all, the contract is left out (with a note): env shares the kernel's
 #: ARG_MAX (2 MiB) with the command line. launchbay's own payload travels by file whatever its size.
 MAX_TOTAL_BYTES = 1 << 20
-_OWN_NAME = re.compile(rf"^(?:{ENV_LAUNCH}|{ENV_CONFIG}(?:_\d+)?|{ENV_FILE_OVERRIDES}(?:_\d+)?)$")
+_OWN_NAME = re.compile(rf"^(?:{ENV_LAUNCH}|{ENV_DIR}|{ENV_CONFIG}(?:_\d+)?|{ENV_FILE_OVERRIDES}(?:_\d+)?)$")
 
 
 def is_contract_name(name: str) -> bool:
@@ -94,3 +104,11 @@ def contract_env(
         )
         return {}, notes
     return env, notes
+
+
+def run_files_env(job_env: Mapping[str, str], secret_env: Mapping[str, str]) -> Dict[str, str]:
+    """``WANDB_DIR`` in the output folder, and ``WANDB_MODE=offline`` when no key is given and no mode chosen."""
+    env = {ENV_DIR: OUTPUT_MOUNT}
+    if not secret_env.get(ENV_API_KEY) and not job_env.get(ENV_API_KEY) and ENV_MODE not in job_env:
+        env[ENV_MODE] = "offline"
+    return env

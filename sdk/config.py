@@ -8,7 +8,6 @@ warning names the keys, as W&B does for keys it locks for launch.
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
-from types import SimpleNamespace
 from typing import Any, Iterator, Optional
 
 from .console import warn
@@ -126,9 +125,9 @@ class Config(MutableMapping):
         write_records(STATE)
 
     @property
-    def config_static(self) -> SimpleNamespace:
-        """A snapshot with attribute access to the top-level keys, like W&B's (writing to it changes nothing)."""
-        return SimpleNamespace(**self.as_dict())
+    def config_static(self) -> ConfigStatic:
+        """A read-only snapshot with attribute and item access to the top-level keys, like W&B's."""
+        return ConfigStatic(self.as_dict())
 
     def as_dict(self) -> dict[str, Any]:
         """A copy of the config as a plain nested dict (for ``json.dumps`` and the like)."""
@@ -170,3 +169,24 @@ def _differs(tree: dict, parts: KeyPath, leaf: Any) -> bool:
         if node is MISSING:
             return False
     return node != leaf
+
+
+class ConfigStatic:
+    """W&B's ``config_static``: the config's top-level keys as attributes and items; writing to it is an error."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        object.__setattr__(self, "__dict__", dict(values))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("config_static is read-only: change run.config instead")
+
+    __setitem__ = __setattr__
+
+    def __getitem__(self, key: str) -> Any:
+        return self.__dict__[key]
+
+    def keys(self) -> Any:
+        return self.__dict__.keys()
+
+    def __repr__(self) -> str:
+        return f"ConfigStatic({self.__dict__!r})"

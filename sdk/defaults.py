@@ -1,6 +1,7 @@
 """Config values a job gets before ``init(config=...)``, as W&B loads them.
 
-``config-defaults.yaml`` beside the script, then each file named by ``--configs a.yaml,b.yaml``
+``config-defaults.yaml`` (the working directory's, as W&B reads it, else the one beside the
+script), then each file named by ``--configs a.yaml,b.yaml``
 on the command line, later files winning key by key. Each top-level key is either a plain
 value or W&B's ``{desc: ..., value: ...}`` form.
 """
@@ -45,12 +46,14 @@ def config_paths_from_argv(argv: Sequence[str]) -> list[str]:
     return paths
 
 
-def load_defaults(directory: Path, argv: Sequence[str]) -> dict[str, Any]:
-    """``config-defaults.yaml`` in ``directory`` (if present), then every ``--configs`` file (must exist)."""
+def load_defaults(directories: Sequence[Path], argv: Sequence[str]) -> dict[str, Any]:
+    """``config-defaults.yaml`` from the first of ``directories`` that has one, then every ``--configs`` file (must exist)."""
     config: dict[str, Any] = {}
-    defaults = directory / DEFAULTS_FILE
-    if defaults.is_file():
-        config.update(file_values(defaults))
+    for directory in dict.fromkeys(Path(d).resolve() for d in directories):
+        defaults = directory / DEFAULTS_FILE
+        if defaults.is_file():
+            config.update(file_values(defaults))
+            break
     for name in config_paths_from_argv(argv):
         config.update(file_values(Path(name)))
     return config

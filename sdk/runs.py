@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from . import payload
-from .config import Config, as_config_dict
+from .config import Config, ConfigStatic, as_config_dict
 from .defaults import load_defaults, script_dir
 from .errors import SdkError
 from .manage import track
@@ -34,6 +35,11 @@ class Run:
     def summary(self) -> Summary:
         """The last value of each logged key; set ``run.summary[key]`` to report another."""
         return self.metrics.summary
+
+    @property
+    def config_static(self) -> ConfigStatic:
+        """``run.config_static``, as in W&B: a read-only snapshot of the config's top-level keys."""
+        return self.config.config_static
 
     @property
     def step(self) -> int:
@@ -74,6 +80,8 @@ class Run:
 def init(config: Any = None) -> Run:
     """Start a Run whose config is ``config-defaults.yaml`` < ``--configs`` files < ``config`` < overrides.
 
+    ``config-defaults.yaml`` is the working directory's, as in W&B, else the one beside the script.
+
     ``config`` may be a dict, an ``argparse.Namespace``, an absl/TF flags object or any object
     with attributes. Launch overrides are filtered by the job's ``manage_config`` declarations
     (all of them apply when there is none) and validated against its schema. A previous
@@ -81,7 +89,8 @@ def init(config: Any = None) -> Run:
     """
     if STATE.run is not None:
         STATE.run.finish()
-    values = load_defaults(script_dir(), sys.argv[1:])
+    # W&B reads config-defaults.yaml from the working directory; beside the script is launchbay's fallback.
+    values = load_defaults((Path.cwd(), script_dir()), sys.argv[1:])
     values.update(as_config_dict(config))
     STATE.run = Run(Config(values))
     track()

@@ -2,10 +2,13 @@
 
 We accept everything W&B's input-schema meta-schema accepts (``label``, ``placeholder``,
 ``format: secret``, per-field ``required``, arrays of enum items with ``uniqueItems``,
-``minItems``, ``maxItems``) plus ``boolean`` and ``default``. Where W&B warns but the value can
-still be enforced we warn too; an attribute we cannot enforce (``pattern``, ``minimum`` on a
-string, ``contains``) is an error naming it and where it is, because W&B would publish such a
-schema and then never check it.
+``minItems``, ``maxItems``) plus ``boolean`` and ``default``. What W&B's meta-schema flags is an
+error naming the attribute and where it is, where W&B only warns: an attribute we cannot enforce
+(``pattern``, ``minimum`` on a string, ``contains``), because W&B would publish such a schema and
+then never check it, and a wrong type inside a schema's own keywords (a fractional ``minimum`` on
+an integer field, a number as ``label``, a fraction as ``minItems``), because its author meant
+something the schema does not say. Only an array whose items W&B's launch drawer cannot offer
+(no ``items``, items without ``enum``) is a warning: it is still checked by type.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ _ANY_TYPE = frozenset().union(*_ALLOWED.values())
 #: Array items are scalars picked from a list, as in W&B's multi-select.
 _ITEM_TYPES = ("integer", "number", "string", "boolean")
 _ITEM_ALLOWED = frozenset({"type", "enum", "title", "description", "format"})
-#: Attributes W&B only displays: a wrong type is worth a warning, not a refused job.
+#: Attributes W&B's meta-schema types as strings.
 _TEXTS = ("title", "description", "label", "placeholder", "format")
 _DEFS_PREFIX = "#/$defs/"
 
@@ -92,9 +95,8 @@ def _inline(node: Any, defs: dict, path: tuple, seen: tuple) -> Any:
 def check_schema(node: Any, path: tuple = ()) -> None:
     """Raise :class:`SchemaError` unless ``node`` (already ref-free) uses only supported attributes.
 
-    Where W&B's meta-schema only warns and the value can still be enforced (an integer field
-    with a fractional bound, a non-string label, an array without ``items`` or with items that
-    have no ``enum``), one warning names the attribute and the schema is kept.
+    An array without ``items``, or with items that have no ``enum``, is kept with one warning
+    (W&B's launch drawer cannot offer it; launchbay checks its type).
     """
     if not isinstance(node, dict):
         raise SchemaError(f"{_where(path)}: expected a schema object, got {type(node).__name__}")
@@ -119,14 +121,16 @@ def check_schema(node: Any, path: tuple = ()) -> None:
 def _check_values(node: dict, path: tuple) -> None:
     for attribute in _TEXTS:
         if attribute in node and not isinstance(node[attribute], str):
-            warn(f"{_where(path)}: attribute {attribute!r} should be a string, got {node[attribute]!r}")
+            raise SchemaError(f"{_where(path)}: attribute {attribute!r} must be a string, got {node[attribute]!r}")
     for attribute in _BOUNDS:
         value = node.get(attribute)
         if attribute in node and not _is_number(value):
             raise SchemaError(f"{_where(path)}: attribute {attribute!r} must be a number, got {value!r}")
         if attribute in node and node["type"] == "integer" and not _is_whole(value):
-            # W&B warns too; the bound is still enforced as written.
-            warn(f"{_where(path)}: attribute {attribute!r} of an integer field should be an integer, got {value!r}")
+            # W&B's meta-schema flags it too (and only warns): 1.5 on an integer field hides a typo.
+            raise SchemaError(
+                f"{_where(path)}: attribute {attribute!r} of an integer field must be an integer, got {value!r}"
+            )
     if "enum" in node and not (isinstance(node["enum"], list) and node["enum"]):
         raise SchemaError(f"{_where(path)}: attribute 'enum' must be a non-empty list")
     if "properties" in node and not isinstance(node["properties"], dict):
@@ -143,7 +147,7 @@ def _check_array(node: dict, path: tuple) -> None:
         if attribute in node and not (_is_number(value) and value >= 0):
             raise SchemaError(f"{_where(path)}: attribute {attribute!r} must be a number >= 0, got {value!r}")
         if attribute in node and not _is_whole(value):
-            warn(f"{_where(path)}: attribute {attribute!r} should be an integer, got {value!r}")
+            raise SchemaError(f"{_where(path)}: attribute {attribute!r} must be a whole number, got {value!r}")
     if "uniqueItems" in node and not isinstance(node["uniqueItems"], bool):
         raise SchemaError(f"{_where(path)}: attribute 'uniqueItems' must be true or false")
     items = node.get("items")

@@ -98,7 +98,7 @@ def test_a_contract_over_the_total_cap_is_left_out_with_a_note():
 @pytest.mark.parametrize(
     ("name", "owned"),
     [("WANDB_CONFIG", True), ("WANDB_CONFIG_12", True), ("WANDB_LAUNCH", True), ("WANDB_LAUNCH_FILE_OVERRIDES_0", True),
-     ("WANDB_CONFIG_DIR", False), ("WANDB_API_KEY", False), ("WANDB_MODE", False)],
+     ("WANDB_DIR", True), ("WANDB_CONFIG_DIR", False), ("WANDB_API_KEY", False), ("WANDB_MODE", False)],
 )  # fmt: skip
 def test_only_the_contract_names_are_the_agents(name, owned):
     assert wandb_env.is_contract_name(name) is owned
@@ -157,3 +157,22 @@ def test_secrets_go_over_the_jobs_env_and_under_launchbays_own_names(tmp_path):
     env = build(tmp_path, QueueConfig(name="q"), {"WANDB_API_KEY": "submitters-own"}, secrets=secrets)["env"]
     assert env["WANDB_API_KEY"] == "k-123456"
     assert env["LAUNCHBAY_JOB_ID"] == "job-1"
+
+
+def test_wandbs_run_files_go_to_the_output_folder_and_without_a_key_the_run_is_offline(tmp_path):
+    # The job's own WANDB_DIR would put the run where the agent cannot follow it.
+    env = build(tmp_path, QueueConfig(name="q"), {"WANDB_DIR": "/tmp"})["env"]
+    assert env["WANDB_DIR"] == "/launchbay/output"
+    assert env["WANDB_MODE"] == "offline"  # no key: wandb.init must not wait at a login prompt
+
+
+def test_with_the_queues_key_or_the_jobs_own_mode_the_agent_sets_no_mode(tmp_path):
+    secrets = JobSecrets(env={"WANDB_API_KEY": "k-123456"}, run_config={}, file_overrides={})
+    assert "WANDB_MODE" not in build(tmp_path / "a", QueueConfig(name="q"), {}, secrets=secrets)["env"]
+    env = build(tmp_path / "b", QueueConfig(name="q"), {"WANDB_MODE": "disabled"})["env"]
+    assert env["WANDB_MODE"] == "disabled"
+
+
+def test_a_queue_with_wandb_env_off_gets_no_wandb_dir_or_mode(tmp_path):
+    env = build(tmp_path, QueueConfig(name="q", wandb_env=False), {})["env"]
+    assert "WANDB_DIR" not in env and "WANDB_MODE" not in env

@@ -22,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sdk"))
 from launchbay.sdk import payload
 from sdk_helpers import PAYLOAD_ENV, JobResult
 
+from launchbay.wandb._forward import ENV_FORWARD
+
 #: W&B's payload variables (WANDB_CONFIG, WANDB_CONFIG_0, WANDB_LAUNCH_FILE_OVERRIDES...) are not inherited.
 WANDB_ENV = (payload.WANDB_ENV_RUN_CONFIG, payload.WANDB_ENV_FILE_OVERRIDES)
 
@@ -76,6 +78,8 @@ class JobRunner:
             key: value for key, value in os.environ.items() if key not in PAYLOAD_ENV and not key.startswith(WANDB_ENV)
         }
         env[payload.ENV_OUTPUT_DIR] = str(outdir)
+        # As in an image without wandb: the host's (launchbay[wandb], for the agent) is not forwarded to.
+        env[ENV_FORWARD] = "0"
         if run_config is not None:
             env[payload.ENV_RUN_CONFIG] = json.dumps(run_config)
         if file_overrides is not None:

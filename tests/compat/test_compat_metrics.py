@@ -186,7 +186,7 @@ def test_tracking_calls_are_forwarded_to_an_installed_wandb(run_job, tmp_path):
     job = run_job(
         script,
         run_config={"trainer": {"lr": 0.1}, "seed": 9},
-        raw_env={"FAKE_WANDB_CALLS": str(calls)},
+        raw_env={"FAKE_WANDB_CALLS": str(calls), "LAUNCHBAY_WANDB_FORWARD": "1"},
         python_path=(site,),
     )
 

@@ -96,12 +96,37 @@ def test_setdefaults(defaults, expected):
     assert dict(run.config) == expected
 
 
-def test_config_defaults_yaml_is_loaded(tmp_path, monkeypatch):
-    # test_load_config_default: {"value": ...} entries of config-defaults.yaml beside the script
+def test_config_defaults_yaml_is_loaded_from_the_working_directory(tmp_path, monkeypatch):
+    # test_load_config_default: W&B writes config-defaults.yaml into the working directory, {"value": ...} entries
     (tmp_path / "config-defaults.yaml").write_text("epochs:\n  value: 32\nsize_batch:\n  value: 32\n")
-    monkeypatch.setattr("launchbay.sdk.runs.script_dir", lambda: tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("launchbay.sdk.runs.script_dir", lambda: tmp_path / "elsewhere")
     run = wandb.init()
     assert dict(run.config) == {"epochs": 32, "size_batch": 32}
+
+
+def test_config_defaults_yaml_beside_the_script_is_the_fallback_and_the_working_directorys_wins(tmp_path, monkeypatch):
+    script_dir, work_dir = tmp_path / "script", tmp_path / "work"
+    script_dir.mkdir(), work_dir.mkdir()
+    (script_dir / "config-defaults.yaml").write_text("epochs: 3\nlr: 0.1\n")
+    monkeypatch.setattr("launchbay.sdk.runs.script_dir", lambda: script_dir)
+    monkeypatch.chdir(work_dir)
+    assert dict(wandb.init().config) == {"epochs": 3, "lr": 0.1}
+    (work_dir / "config-defaults.yaml").write_text("epochs: 5\n")
+    assert dict(wandb.init().config) == {"epochs": 5}  # one file, as in W&B: not merged with the script's
+
+
+def test_run_config_static_is_a_read_only_snapshot():
+    # wandb_run.Run.config_static -> wandb_config.ConfigStatic: attributes and items, no writes
+    run = wandb.init(config={"a": 1, "b": {"c": 2}})
+    static = run.config_static
+    assert static.a == 1 and static["b"] == {"c": 2} and list(static.keys()) == ["a", "b"]
+    with pytest.raises(AttributeError):
+        static.a = 5
+    with pytest.raises(AttributeError):
+        static["a"] = 5
+    run.config.update({"a": 3})
+    assert static.a == 1 and run.config_static.a == 3
 
 
 def test_an_empty_config_defaults_yaml_gives_no_defaults(tmp_path, monkeypatch):

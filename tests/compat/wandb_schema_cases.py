@@ -147,7 +147,7 @@ CASES = [
         "integer-fractional-minimum",
         obj(key1={"type": "integer", "minimum": 1.5}),
         ["1.5 is not of type 'integer'"],
-        ("warn", "attribute 'minimum' of an integer field should be an integer, got 1.5"),
+        ("refuse", "schema at key1: attribute 'minimum' of an integer field must be an integer, got 1.5"),
     ),
     (
         "minimum-on-string",
@@ -179,13 +179,13 @@ CASES = [
         "placeholder-not-a-string",
         obj(field1={"type": "string", "placeholder": 123}),
         ["123 is not of type 'string'"],
-        ("warn", "attribute 'placeholder' should be a string, got 123"),
+        ("refuse", "schema at field1: attribute 'placeholder' must be a string, got 123"),
     ),
     (
         "label-not-a-string",
         obj(field1={"type": "string", "label": 456}),
         ["456 is not of type 'string'"],
-        ("warn", "attribute 'label' should be a string, got 456"),
+        ("refuse", "schema at field1: attribute 'label' must be a string, got 456"),
     ),
     (
         "array-string-enum-bounds-unique",
@@ -252,7 +252,7 @@ CASES = [
         "array-fractional-min-items",
         obj(vals={"type": "array", "items": {"type": "string"}, "minItems": 1.5}),
         ["1.5 is not of type 'integer'"],
-        ("warn", "attribute 'minItems' should be an integer, got 1.5"),
+        ("refuse", "schema at vals: attribute 'minItems' must be a whole number, got 1.5"),
     ),
 ]
 

@@ -92,6 +92,8 @@ class JobRunner:
         (workdir / script_name).write_text(textwrap.dedent(script))
         env = {key: value for key, value in os.environ.items() if key not in PAYLOAD_ENV}
         env[payload.ENV_OUTPUT_DIR] = str(outdir)
+        # As in an image without wandb: the host's (launchbay[wandb], for the agent) is not forwarded to.
+        env["LAUNCHBAY_WANDB_FORWARD"] = "0"
         if run_config is not None:
             env[payload.ENV_RUN_CONFIG] = json.dumps(run_config)
         if file_overrides is not None:

@@ -229,8 +229,9 @@ def test_config_defaults_yaml_is_loaded_in_both_forms(run_job):
     assert job.printed == {"batch_size": 32, "epochs": 10}
 
 
-def test_config_defaults_yaml_is_found_beside_the_script_not_in_the_working_folder(run_job):
-    # The launcher script runs from the working folder; the job's main module lives in src/.
+def test_config_defaults_yaml_of_the_working_folder_wins_over_the_one_beside_the_script(run_job):
+    # The launcher script runs from the working folder; the job's main module lives in src/. W&B reads
+    # config-defaults.yaml from the working folder (wandb_config.Config._load_defaults), and so do we.
     script = """
     import runpy
     runpy.run_path("src/main.py", run_name="__main__")
@@ -244,7 +245,20 @@ def test_config_defaults_yaml_is_found_beside_the_script_not_in_the_working_fold
         },
     )
 
-    assert job.printed == {"where": "beside the script"}
+    assert job.printed == {"where": "working folder"}
+
+
+def test_config_defaults_yaml_beside_the_script_is_used_when_the_working_folder_has_none(run_job):
+    script = """
+    import runpy
+    runpy.run_path("src/main.py", run_name="__main__")
+    """
+    job = run_job(
+        script,
+        files={"src/main.py": PRINT_CONFIG.replace("INIT_CONFIG", "None"), "src/config-defaults.yaml": "where: src\n"},
+    )
+
+    assert job.printed == {"where": "src"}
 
 
 def test_init_config_overrides_config_defaults(run_job):
