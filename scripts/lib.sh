@@ -301,3 +301,21 @@ lb_wheels() {
   fi
   cp "$cache"/*.whl "$dir"/
 }
+
+# lb_rq2_venv: .venv-rq2, launchbay[test] with rq 2.12 (the oldest rq launchbay supports), for
+# scripts/test-rq2. pip resolves the rest as for .venv; rebuilt when pyproject.toml changes.
+LB_RQ2_PIN='rq==2.12.*'
+lb_rq2_venv() {
+  local venv="$LB_ROOT/.venv-rq2" stamp
+  stamp=$( (cat "$LB_ROOT/pyproject.toml"; echo "$LB_RQ2_PIN") | sha256sum | cut -c1-16)
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.launchbay-stamp" 2>/dev/null)" = "$stamp" ]; then
+    return 0
+  fi
+  lb_step "creating .venv-rq2: launchbay[test] with $LB_RQ2_PIN (pip)"
+  rm -rf "$venv"
+  python3 -m venv "$venv" || lb_die "python3 -m venv failed; install python3-venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -e "${LB_ROOT}[test]" "$LB_RQ2_PIN" 2>&1 \
+    | grep -v '^WARNING: Location' || true
+  "$venv/bin/python" -c "import launchbay.cli.main" || lb_die "installing launchbay into .venv-rq2 failed"
+  echo "$stamp" > "$venv/.launchbay-stamp"
+}
