@@ -30,6 +30,9 @@
 #   container so the agent sees the GPUs; the agent uses none itself, and jobs get theirs from the
 #   engine as the queue's docker.gpu_mode says. Without the toolkit, mount the host's nvidia-smi and
 #   libnvidia-ml.so.1 and pass --device /dev/nvidiactl --device /dev/nvidia0 (one per GPU).
+# - Stop: `docker stop` sends SIGTERM and kills the agent 10 s later; job containers keep running for
+#   the next start to adopt. To drain instead (wait for the running jobs, as the systemd unit does),
+#   add `-e LAUNCHBAY_AGENT_DRAIN=true --stop-timeout N`, N the longest max_runtime of its queues + 70 s.
 # - HEALTHCHECK: `launchbay agent --check` exits 1 when Redis or the Docker engine does not answer,
 #   so `docker ps` shows the container unhealthy.
 ARG BASE_IMAGE=python:3.12-slim

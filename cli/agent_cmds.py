@@ -18,6 +18,7 @@ from launchbay.agent.settings import CONFIG_ENV, ENV_PREFIX, AgentSettings, pars
 from launchbay.cli.gpu_cmds import drain_options, gpu_summary, run_drain
 from launchbay.cli.metrics_cmds import metrics_options
 from launchbay.cli.queue_cmds import json_option, note, print_json, print_table, table, uses_redis, when
+from launchbay.cli.service_cmds import install_service_cmd
 from launchbay.cli.step_metrics_cmds import metrics_cap_options
 from launchbay.queue_config.agents import read_agents
 from launchbay.queue_config.connection import URL_ENV, connect, redact_url, redis_errors_translated, resolve_url
@@ -104,7 +105,7 @@ def load_settings(config_file: Optional[Path], **given: Any) -> AgentSettings:
 # -- launchbay agent --------------------------------------------------------------------------------
 
 
-@click.command("agent")
+@click.group("agent", invoke_without_command=True)
 @click.option(
     "--redis-url",
     metavar="URL",
@@ -153,7 +154,9 @@ def load_settings(config_file: Optional[Path], **given: Any) -> AgentSettings:
     help="Claim jobs until nothing fits, wait for them to end, then exit (for tests and batch hosts).",
 )
 @drain_options
+@click.pass_context
 def agent_cmd(
+    ctx: click.Context,
     config_file: Optional[Path],
     check: bool,
     once: bool,
@@ -169,8 +172,11 @@ def agent_cmd(
     poll_interval_s 5, lookahead 64, reserve_after_s 300, inventory_refresh_s 10,
     reaper_interval_s 5, stop_grace_s 10, docker_host, nvidia_smi) come from LAUNCHBAY_AGENT_<NAME>
     or the --config file. SIGTERM/SIGINT stop claiming and leave running containers to be adopted by
-    the next start with the same --agent-id (unless --drain).
+    the next start with the same --agent-id (unless --drain). `launchbay agent install-service` installs
+    it as a systemd service.
     """
+    if ctx.invoked_subcommand:
+        return
     # A stop asked for while the agent is still starting (imports, first Redis and Docker calls take
     # seconds on a busy host) is kept and honoured once the agent exists, instead of Python's default
     # action killing the process half-way through its start.
@@ -197,7 +203,7 @@ def agent_cmd(
     with redis_errors_translated(url):
         agent = Agent(settings, conn=conn, runtime=runtime)
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: agent.request_stop())
+            signal.signal(signum, lambda sig, _frame: _stop_on_signal(agent, sig))
         if early_stop:
             logging.getLogger("launchbay.agent").info(
                 "agent %s stopped before serving (%s during start-up)",
@@ -207,6 +213,24 @@ def agent_cmd(
             sys.exit(0)
         code = agent.run(once=once)
     sys.exit(code)
+
+
+def _stop_on_signal(agent: Any, signum: int) -> None:
+    """Stop the agent, saying in its log what happens to its running jobs (``journalctl`` shows it)."""
+    name = signal.Signals(signum).name
+    again = agent.status.state in ("draining", "stopping")
+    agent.request_stop()
+    running = len(agent.supervisor.running_job_ids())
+    left = f"{running} running job(s) keep running for the next start of agent {agent.settings.agent_id} to adopt"
+    if again:
+        message = f"{name} again: not waiting any more; {left}"
+    elif agent.status.state == "draining":
+        message = (
+            f"{name}: draining: no new jobs; waiting for {running} running job(s) to end (another {name} stops waiting)"
+        )
+    else:
+        message = f"{name}: stopping: no new jobs; {left}"
+    logging.getLogger("launchbay.agent").info(message)
 
 
 def _health_check(settings: AgentSettings) -> int:
@@ -290,5 +314,6 @@ def agents_cmd(include_gone: bool, as_json: bool, conn: Any, keys: Keys) -> None
 
 
 def register(group: click.Group) -> None:
+    agent_cmd.add_command(install_service_cmd)
     group.add_command(agent_cmd)
     group.add_command(agents_cmd)

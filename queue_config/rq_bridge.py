@@ -6,8 +6,14 @@ an agent claims them with its own atomic script and runs them in containers. Thi
 only Python module that writes RQ's structures, and it does so through rq's classes (Queue, Job,
 Execution, the registries), never by key name. The one other writer is the claim script
 (``queue_config/claim.lua``, run by ``lifecycle.ClaimScript``), which takes a claimed job out of its
-RQ queue list (LREM) in the same atomic step as the claim. rq is pinned below 3.0 because ``Execution`` is
-not a stable public API across majors.
+RQ queue list (LREM) in the same atomic step as the claim; it gets the list's key from ``rq_queue(..).key``.
+
+Supported: rq 2.12 and 3.x (``scripts/test-rq2`` runs this module's tests on 2.12, the main suite on 3).
+``Execution`` is the one class used here whose behaviour differs between them: rq 3 also indexes an
+execution under its worker (``rq:worker:<name>:executions``), so every ``Execution`` built here carries
+the worker's name (kept on RQ's job by ``prepare_for_execution``), which makes ``delete`` take it out of
+that index again and lets the heartbeat keep the index alive; on 2.12 the name only labels the execution.
+rq 3's ``RQ_KEY_PREFIX`` must stay unset (``rq``): launchbay's Redis roles (``acl.py``) grant ``rq:*``.
 """
 
 from __future__ import annotations
@@ -87,12 +93,20 @@ def mark_started(conn: redis.Redis, job_id: str, *, worker_name: str) -> str:
     return execution.id
 
 
+def _execution(conn: redis.Redis, job: Job, execution_id: str) -> Execution:
+    """RQ's handle on one run of ``job``, named after the agent that runs it (see the module's docstring)."""
+    return Execution(execution_id, job.id, connection=conn, worker_name=job.worker_name or "")
+
+
 def heartbeat(conn: redis.Redis, job_id: str, execution_id: str, *, pipeline: Any = None) -> None:
     """Keep RQ's started entry alive (so its abandoned-job cleanup leaves the job alone)."""
     job = fetch(conn, job_id)
-    execution = Execution(execution_id, job_id, connection=conn)
+    execution = _execution(conn, job, execution_id)
     pipe = pipeline if pipeline is not None else conn.pipeline()
     execution.heartbeat(job.started_job_registry, ttl=EXECUTION_TTL_S, pipeline=pipe)
+    index = getattr(execution, "worker_executions_key", None)  # rq 3 only; an RQ worker refreshes its own
+    if index and execution.worker_name:
+        pipe.expire(index, EXECUTION_TTL_S + 60)
     if pipeline is None:
         pipe.execute()
 
@@ -102,7 +116,7 @@ def mark_ended(conn: redis.Redis, job_id: str, execution_id: Optional[str], *, s
     job = fetch(conn, job_id)
     with conn.pipeline() as pipe:
         if execution_id:
-            Execution(execution_id, job_id, connection=conn).delete(job, pipe)
+            _execution(conn, job, execution_id).delete(job, pipe)
         job.ended_at = datetime.now(timezone.utc)
         if state == State.FINISHED:
             job.set_status(JobStatus.FINISHED, pipeline=pipe)
@@ -134,7 +148,7 @@ def requeue(conn: redis.Redis, job_id: str, *, at_front: bool = False, execution
     queue = rq_queue(conn, job.origin)
     with conn.pipeline() as pipe:
         if execution_id:
-            Execution(execution_id, job_id, connection=conn).delete(job, pipe)
+            _execution(conn, job, execution_id).delete(job, pipe)
         for registry in (queue.finished_job_registry, queue.failed_job_registry, queue.canceled_job_registry):
             registry.remove(job, pipeline=pipe)
         pipe.execute()

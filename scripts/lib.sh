@@ -317,3 +317,64 @@ lb_wheels() {
   fi
   cp "$cache"/*.whl "$dir"/
 }
+
+# lb_rq2_venv: .venv-rq2, launchbay[test] with rq 2.12 (the oldest rq launchbay supports), for
+# scripts/test-rq2. pip resolves the rest as for .venv; rebuilt when pyproject.toml changes.
+LB_RQ2_PIN='rq==2.12.*'
+lb_rq2_venv() {
+  local venv="$LB_ROOT/.venv-rq2" stamp
+  stamp=$( (cat "$LB_ROOT/pyproject.toml"; echo "$LB_RQ2_PIN") | sha256sum | cut -c1-16)
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.launchbay-stamp" 2>/dev/null)" = "$stamp" ]; then
+    return 0
+  fi
+  lb_step "creating .venv-rq2: launchbay[test] with $LB_RQ2_PIN (pip)"
+  rm -rf "$venv"
+  python3 -m venv "$venv" || lb_die "python3 -m venv failed; install python3-venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -e "${LB_ROOT}[test]" "$LB_RQ2_PIN" 2>&1 \
+    | grep -v '^WARNING: Location' || true
+  "$venv/bin/python" -c "import launchbay.cli.main" || lb_die "installing launchbay into .venv-rq2 failed"
+  echo "$stamp" > "$venv/.launchbay-stamp"
+}
+
+# lb_systemd_image: sets LB_SYSTEMD_IMAGE, a Debian bookworm image whose /sbin/init is systemd, with
+# launchbay installed from this tree's wheel (for scripts/check-systemd-unit). Its debootstrap root
+# is cached in the state folder like lb_base_image's; the launchbay layer is rebuilt every time.
+LB_SYSTEMD_PACKAGES=systemd,systemd-sysv,dbus,python3,python3-pip,ca-certificates,procps,redis-server
+LB_SYSTEMD_IMAGE=launchbay-systemd:bookworm
+lb_systemd_image() {
+  local stamp base tarball context
+  stamp=$(echo "bookworm $LB_SYSTEMD_PACKAGES" | sha256sum | cut -c1-12)
+  base=launchbay-systemd-base:$stamp
+  if ! docker image inspect "$base" >/dev/null 2>&1; then
+    tarball="$LB_STATE/bookworm-systemd-$stamp.tar"
+    if [ ! -s "$tarball" ]; then
+      [ "$(id -u)" = 0 ] || lb_die "building the systemd image needs root (debootstrap)"
+      lb_apt debootstrap
+      local rootfs="$LB_STATE/rootfs-systemd.tmp" rc
+      rm -rf "$rootfs"
+      lb_step "debootstrap: Debian bookworm + systemd into a folder (a few minutes; log $LB_STATE/debootstrap-systemd.log)"
+      set +e
+      debootstrap --variant=minbase --include="$LB_SYSTEMD_PACKAGES" bookworm "$rootfs" "$LB_DEBIAN_MIRROR" 2>&1 \
+        | tee "$LB_STATE/debootstrap-systemd.log" | lb_phases debootstrap
+      rc=${PIPESTATUS[0]}
+      set -e
+      [ "$rc" = 0 ] || { tail -n 20 "$LB_STATE/debootstrap-systemd.log" >&2; lb_die "debootstrap failed"; }
+      rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+      tar -C "$rootfs" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+      rm -rf "$rootfs"
+    fi
+    docker import -c 'CMD ["/sbin/init"]' -c 'ENV container=docker' "$tarball" "$base" >/dev/null \
+      || lb_die "docker import failed"
+  fi
+  context=$(mktemp -d)
+  local deps
+  mapfile -t deps < <(lb_runtime_deps)
+  lb_wheels "$base" "$context/wheels" "${deps[@]}"
+  # No login consoles in a container; the unit under test and Redis are all that has to run.
+  printf '%s\n' "FROM $base" 'COPY wheels/ /tmp/wheels/' \
+    'RUN python3 -m pip install -q --no-cache-dir --break-system-packages --no-index --find-links /tmp/wheels launchbay \' \
+    ' && rm -rf /tmp/wheels && systemctl mask getty@tty1.service console-getty.service redis-server.service' \
+    'STOPSIGNAL SIGRTMIN+3' >"$context/Dockerfile"
+  lb_docker_build "$LB_SYSTEMD_IMAGE" "$context"
+  rm -rf "$context"
+}

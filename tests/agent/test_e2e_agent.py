@@ -202,6 +202,30 @@ def test_sigterm_stops_claiming_and_leaves_the_running_container_for_the_next_ag
     assert container.status == "running"
     assert state_of(redis_conn, job_id) == "running"
     assert redis_conn.hget(Keys().agent("e2e-term"), "status") == b"stopping"
+    assert (
+        "SIGTERM: stopping: no new jobs; 1 running job(s) keep running for the next start of agent e2e-term to adopt"
+    ) in agent.output()
+
+
+def test_sigterm_with_drain_set_as_the_systemd_unit_does_waits_for_the_running_job(
+    redis_conn, base_image, agents, monkeypatch
+):
+    # agent/launchbay-agent.service sets LAUNCHBAY_AGENT_DRAIN=true, so `systemctl stop` drains.
+    monkeypatch.setenv("LAUNCHBAY_AGENT_DRAIN", "true")
+    make_queue(redis_conn, "e2e")
+    job_id = put_job(
+        redis_conn, "e2e", image=base_image, command=python("import time; print('begin', flush=True); time.sleep(4)")
+    )
+    agent = agents("e2e-drain")
+    wait_until_printed(redis_conn, job_id, "begin", agent)
+    agent.proc.send_signal(signal.SIGTERM)
+    assert agent.proc.wait(60) == 0, agent.output()
+    assert state_of(redis_conn, job_id) == "finished"
+    output = agent.output()
+    assert (
+        "SIGTERM: draining: no new jobs; waiting for 1 running job(s) to end (another SIGTERM stops waiting)" in output
+    )
+    assert output.index("draining") < output.index(f"job {job_id} finished") < output.index("agent e2e-drain stopped")
 
 
 def test_a_job_whose_gpu_reports_an_xid_mid_run_is_requeued_and_finishes_on_a_healthy_gpu(
