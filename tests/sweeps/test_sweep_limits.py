@@ -5,6 +5,8 @@ and exit 2, nothing written (a grid is counted, never listed, before its 10,000-
 from __future__ import annotations
 
 import contextlib
+import json
+import threading
 import time
 
 import pytest
@@ -103,3 +105,46 @@ def test_a_secret_reference_is_refused_where_enqueue_refuses_it(redis_conn, redi
         in result.stderr
     )
     assert sweep_keys(redis_conn) == []
+
+
+GOOD = {"method": "grid", "metric": METRIC, "max_parallel": 2, "parameters": {"seed": {"values": [1, 2, 3]}}}
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"config": {**GOOD, "parameters": {"seed": {"min": 0, "max": 20_000_000}}}}, "the grid has 20,000,001 combinations"),
+        ({"config": {**GOOD, "method": "random", "parameters": {"trainer.learning_rate": {"distribution": "log_uniform", "min": -1000, "max": -1}}}}, "must lie within ±708"),
+        ({"config": {**GOOD, "method": "random", "parameters": {"seed": {"min": 0, "max": HUGE_INT}}}}, "is out of range"),
+        ({"config": {**GOOD, "parameters": {"trainer.learning_rate": {"values": [float("nan")]}}}}, "values: 0 is nan"),
+        ({"config": {**GOOD, "run_cap": 10**9}}, "run_cap 1,000,000,000 is more than a sweep makes"),
+        ({"config": "{not json"}, "its config is not JSON"),
+        ({"config": {**GOOD, "description": "x" * (300 << 10)}}, "field config (307,"),
+        ({"name": "x" * 100_000}, "field name (100,000 bytes; at most 1,024)"),
+        ({"template": {"run_config": {}}}, "the sweep's job template needs run_config and file_overrides"),
+    ],
+)  # fmt: skip
+def test_the_driver_ends_a_sweep_whose_hash_fails_validation_with_the_reason_and_drives_the_others(
+    redis_conn, tmp_path, fields, expected
+):
+    """What a sweep's owner writes into its hash after ``sweep create`` is validated again by the driver,
+    as create validates it: the sweep ends ``stopped`` with the reason (it stayed ``running`` for ever,
+    or cost ~800 MB a pass); another sweep of the queue goes on."""
+    from launchbay.agent.sweep_driver import SweepDriver
+
+    trainer_job(redis_conn, tmp_path)
+    good, _ = sweeps.create(sweep_file(tmp_path, GOOD), "sweeps", conn=redis_conn, keys=Keys())
+    bad, _ = sweeps.create(sweep_file(tmp_path, GOOD, name="bad.yaml"), "sweeps", conn=redis_conn, keys=Keys())
+    written = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
+    redis_conn.hset(Keys().sweep(bad), mapping=written)
+    redis_conn.sadd(Keys().sweeps_active, bad)  # where the driver looked before issue 23
+
+    started = time.monotonic()
+    SweepDriver(redis_conn, Keys(), "a1", ["sweeps"], threading.Event()).pass_once()
+    assert time.monotonic() - started < 5
+
+    state, message = (v.decode() for v in redis_conn.hmget(Keys().sweep(bad), ["state", "message"]))
+    assert state == "stopped" and message.startswith("refused by the driver on a1: ") and expected in message, message
+    assert not redis_conn.exists(Keys().sweep_journal(bad)) and not redis_conn.exists(f"{Keys().sweep(bad)}:journal")
+    jobs = [j.decode() for j in redis_conn.zrange(Keys().queue_jobs("sweeps"), 0, -1)]
+    assert sorted(jobs) == [f"{good}-0", f"{good}-1"]
