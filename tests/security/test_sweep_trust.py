@@ -140,17 +140,22 @@ def test_a_submitter_cannot_stop_stall_or_hide_another_users_sweep(roles_redis, 
     assert listed.returncode == 0 and bob_id in listed.stdout, listed
 
 
-def test_what_a_submitter_writes_in_her_own_sweep_breaks_no_one_elses_list_show_or_page(roles_redis, two_sweeps):
+def test_what_a_submitter_writes_in_her_own_sweep_breaks_no_one_elses_list_show_or_page(
+    roles_redis, two_sweeps, tmp_path
+):
     from launchbay.ui.app import create_app
 
     alice_id, bob_id = two_sweeps
+    hostile_id = make_sweep(roles_redis, tmp_path, "alice", [8])
     alice, root = conn_of(roles_redis, "alice"), root_of(roles_redis)
     agent = agent_driver(roles_redis)
     agent.pass_once()
-    for key in (K.sweep_journal(alice_id), f"{K.sweep(alice_id)}:journal"):  # the study's key, then and now
+    # A bad entry in her own study (at its key before issue 23 and now) ...
+    for key in (K.sweep_journal(alice_id), f"{K.sweep(alice_id)}:journal"):
         attempt(alice, "RPUSH", key, "not json", json.dumps({"op_code": 99}))
-    alice.hset(K.sweep(alice_id), mapping={"config": json.dumps(HOSTILE_GRID), "name": "x" * 100_000})
-    for junk in ("x:lease", "*", "carol_0123456789abcdef", alice_id):
+    # ... a config and a name no sweep has in another of hers, and junk where sweeps are announced.
+    alice.hset(K.sweep(hostile_id), mapping={"config": json.dumps(HOSTILE_GRID), "name": "x" * 100_000})
+    for junk in ("x:lease", "*", "carol_0123456789abcdef", alice_id, hostile_id):
         attempt(alice, "SADD", K.sweeps_new, junk)
     agent.pass_once()
 
@@ -164,8 +169,8 @@ def test_what_a_submitter_writes_in_her_own_sweep_breaks_no_one_elses_list_show_
     page = create_app(conn_of(roles_redis, "bob"), keys=K).test_client().get("/sweeps")
     assert page.status_code == 200 and bob_id in page.get_data(as_text=True)
     ended = sweeps.SweepStore(root, K)
-    assert root.hget(K.sweep(alice_id), "state") == b"stopped"  # the driver refused hers, once, with the reason
-    assert b"refused by the driver" in root.hget(K.sweep(alice_id), "message")
+    assert root.hget(K.sweep(hostile_id), "state") == b"stopped"  # the driver refused it, once, with the reason
+    assert b"refused by the driver" in root.hget(K.sweep(hostile_id), "message")
     assert ended.get(bob_id)["state"] == "running" and jobs_of(root, bob_id)
 
 
