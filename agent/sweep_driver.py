@@ -158,6 +158,8 @@ class SweepDriver:
     def _open(self, sweep: Dict[str, Any]) -> _Drive:
         spec = parse_sweep(sweep.get("config"), source=f"sweep {sweep['id']}")  # as `sweep create` checked it
         check_template(sweep.get("template"))
+        # A parameter whose key the template cannot hold (inside a number, say) fails every trial: refuse it now.
+        trial_fields(sweep["template"], spec.params, {p.name: p.bounds_to_check()[0] for p in spec.params})
         storage = sweep_study.storage(self.conn, self.keys, sweep["id"])
         made = len(sweep_study.load_trials(storage, sweep["id"]))
         study = sweep_study.open_study(storage, sweep["id"], spec, trials_so_far=made)

@@ -307,7 +307,7 @@ def trial_fields(template: Mapping[str, Any], params: Iterable[Param], values: M
         tree = fields["run_config"] if param.file is None else fields["file_overrides"].setdefault(param.file, {})
         problems = merge_overrides(tree, {param.parts: values[param.name]})
         if problems:
-            raise UserError(f"parameter {param.name!r}: " + "; ".join(problems))
+            raise ValidationError(f"parameter {param.name!r}: " + "; ".join(problems))
     return fields
 
 

@@ -122,6 +122,7 @@ GOOD = {"method": "grid", "metric": METRIC, "max_parallel": 2, "parameters": {"s
         ({"config": {**GOOD, "description": "x" * (300 << 10)}}, "field config (307,"),
         ({"name": "x" * 100_000}, "field name (100,000 bytes; at most 1,024)"),
         ({"template": {"run_config": {}}}, "the sweep's job template needs run_config and file_overrides"),
+        ({"config": {**GOOD, "parameters": {"seed.inner": {"values": [1]}}}}, "parameter 'seed.inner': "),
     ],
 )  # fmt: skip
 def test_the_driver_ends_a_sweep_whose_hash_fails_validation_with_the_reason_and_drives_the_others(
