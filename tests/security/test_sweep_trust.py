@@ -11,13 +11,17 @@ part for the trials' jobs.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 import time
+from typing import Tuple
 
 import pytest
 import redis
 import test_redis_roles
 import yaml
+from conftest import BIN_DIR
 from launchbay.agent.sweep_driver import LOOK_INTERVAL_S, SweepDriver
 from launchbay.client import sweeps
 from launchbay.queue_config import lifecycle
@@ -78,6 +82,19 @@ def jobs_of(root: redis.Redis, sweep_id: str):
     records = Records(root, K)
     ids = sorted(j.decode() for j in root.zrange(K.queue_jobs("sec"), 0, -1) if j.decode().startswith(f"{sweep_id}-"))
     return {j: (records.get(j)["submitter"], records.get(j)["run_config"].get("lr")) for j in ids}
+
+
+def measured_cli(url: str, *args: str, tmp_path) -> Tuple[int, str, str, float, float]:
+    """``launchbay ARGS`` as ``cli`` runs it: (exit code, stdout, stderr, seconds, that process's peak RSS
+    in MiB, from its own rusage)."""
+    out, err = tmp_path / "cli.out", tmp_path / "cli.err"
+    started = time.monotonic()
+    with out.open("w") as stdout, err.open("w") as stderr:
+        env = {**os.environ, "LAUNCHBAY_REDIS_URL": url}
+        proc = subprocess.Popen([str(BIN_DIR / "launchbay"), *args], stdout=stdout, stderr=stderr, env=env)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, out.read_text(), err.read_text(), time.monotonic() - started, usage.ru_maxrss / 1024
 
 
 def finish_queued(root: redis.Redis) -> int:
@@ -162,11 +179,13 @@ def test_what_a_submitter_writes_in_her_own_sweep_breaks_no_one_elses_list_show_
         attempt(alice, "SADD", K.sweeps_new, junk)
     agent.pass_once()
 
-    started = time.monotonic()
-    listed = cli(url_of(roles_redis, "bob"), "sweep", "list")
-    assert time.monotonic() - started < 5
-    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed
-    assert bob_id in listed.stdout and "unreadable" in listed.stdout
+    code, stdout, stderr, took_s, peak_mib = measured_cli(
+        url_of(roles_redis, "bob"), "sweep", "list", tmp_path=tmp_path
+    )
+    print(f"bob's sweep list beside alice's hostile sweep: {took_s:.1f} s, peak RSS {peak_mib:.0f} MiB")
+    assert code == 0 and "Traceback" not in stderr, stderr
+    assert bob_id in stdout and "unreadable" in stdout, stdout
+    assert took_s < 5 and peak_mib < 150  # it was 6.3 s and 840 MB
     shown = cli(url_of(roles_redis, "bob"), "sweep", "show", bob_id)
     assert shown.returncode == 0, shown
     page = create_app(conn_of(roles_redis, "bob"), keys=K).test_client().get("/sweeps")
