@@ -65,9 +65,9 @@ FIELD_LIMITS = {"config": 256 << 10, "template": 17 << 20, "name": 1024, "messag
 SWEEP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,95}\Z")
 
 # KEYS[1] = sweep hash, KEYS[2] = the active set, given only to end a sweep (an agent's write: a
-# submitter's pause, resume and stop touch her own hash alone). ARGV[1] = new state, ARGV[2] = now, ARGV[3] = allowed
-# states (comma-separated), ARGV[4] = sweep id, then field/value pairs. Returns the state before
-# (the change was made when it is one of the allowed), or false when the sweep is missing.
+# submitter's pause, resume and stop touch her own hash alone). ARGV[1] = new state, ARGV[2] = now,
+# ARGV[3] = allowed states (comma-separated), ARGV[4] = sweep id, then field/value pairs. Returns the
+# state before (the change was made when it is one of the allowed), or false when the sweep is missing.
 _SET_STATE_LUA = """
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then return false end
