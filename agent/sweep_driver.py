@@ -160,6 +160,7 @@ class SweepDriver:
         check_template(sweep.get("template"))
         # A parameter whose key the template cannot hold (inside a number, say) fails every trial: refuse it now.
         trial_fields(sweep["template"], spec.params, {p.name: p.bounds_to_check()[0] for p in spec.params})
+        self._check_study_key(sweep["id"])
         storage = sweep_study.storage(self.conn, self.keys, sweep["id"])
         made = len(sweep_study.load_trials(storage, sweep["id"]))
         study = sweep_study.open_study(storage, sweep["id"], spec, trials_so_far=made)
@@ -167,6 +168,18 @@ class SweepDriver:
         self._drives[sweep["id"]] = drive
         log.info("sweep %s: driving it (%d trials so far)", sweep["id"], made)
         return drive
+
+    def _check_study_key(self, sweep_id: str) -> None:
+        """A sweep made before studies moved to agents' keys: a new study would pair new trials with the
+        old trials' jobs (same ids), so it ends with the reason instead."""
+        if self.conn.exists(self.keys.sweep_journal(sweep_id)) or not self.conn.exists(
+            self.keys.legacy_sweep_journal(sweep_id)
+        ):
+            return
+        raise ValidationError(
+            "its study is at the key launchbay used before this version (sweep:ID:journal, writable by "
+            "its owner); create the sweep again to go on"
+        )
 
     # -- open trials ---------------------------------------------------------------------------------
 

@@ -47,6 +47,8 @@ key                                    type    TTL          written by
 {ns}:sweep:{id}:lease                  STRING  lease        agent: SET NX PX, the sweep's driver
 {ns}:study:{id}                        LIST    none         agent only (the driver): the sweep's
                                                             Optuna journal (sweep_study.py)
+{ns}:sweep:{id}:journal                LIST    none         before issue 23, the journal (its owner
+                                                            could write it): only read, to refuse
 {ns}:replication-probe                 PUBSUB  -            agents over redis+sentinel://, after a claim
                                                             (lifecycle): a write WAIT can count; no
                                                             one listens
@@ -166,6 +168,10 @@ class Keys:
     def sweep_journal(self, sweep_id: str) -> str:
         """Outside ``sweep:{id}*``, which the sweep's owner may write: only agents write a study."""
         return self._k("study", sweep_id)
+
+    def legacy_sweep_journal(self, sweep_id: str) -> str:
+        """Where a study was kept before issue 23 (its owner could write it): a driver refuses such a sweep."""
+        return self._k("sweep", sweep_id, "journal")
 
     @property
     def replication_probe(self) -> str:

@@ -149,3 +149,17 @@ def test_the_driver_ends_a_sweep_whose_hash_fails_validation_with_the_reason_and
     assert not redis_conn.exists(Keys().sweep_journal(bad)) and not redis_conn.exists(f"{Keys().sweep(bad)}:journal")
     jobs = [j.decode() for j in redis_conn.zrange(Keys().queue_jobs("sweeps"), 0, -1)]
     assert sorted(jobs) == [f"{good}-0", f"{good}-1"]
+
+
+def test_a_sweep_whose_study_is_at_the_old_owner_writable_key_ends_with_the_reason(redis_conn, tmp_path):
+    """Studies moved from ``sweep:ID:journal`` (its owner could write it) to ``study:ID``: a sweep open
+    across the upgrade would pair new trials with its old trials' jobs (same ids), so it ends instead."""
+    from launchbay.agent.sweep_driver import SweepDriver
+
+    trainer_job(redis_conn, tmp_path)
+    old, _ = sweeps.create(sweep_file(tmp_path, GOOD), "sweeps", conn=redis_conn, keys=Keys())
+    redis_conn.rpush(Keys().legacy_sweep_journal(old), json.dumps({"op_code": 0, "worker_id": "w"}))
+    SweepDriver(redis_conn, Keys(), "a1", ["sweeps"], threading.Event()).pass_once()
+    state, message = (v.decode() for v in redis_conn.hmget(Keys().sweep(old), ["state", "message"]))
+    assert state == "stopped" and "create the sweep again" in message, message
+    assert not redis_conn.zrange(Keys().queue_jobs("sweeps"), 0, -1)
