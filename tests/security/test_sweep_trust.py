@@ -188,8 +188,12 @@ def test_what_a_submitter_writes_in_her_own_sweep_breaks_no_one_elses_list_show_
     assert took_s < 5 and peak_mib < 150  # it was 6.3 s and 840 MB
     shown = cli(url_of(roles_redis, "bob"), "sweep", "show", bob_id)
     assert shown.returncode == 0, shown
-    page = create_app(conn_of(roles_redis, "bob"), keys=K).test_client().get("/sweeps")
+    ui = create_app(conn_of(roles_redis, "bob"), keys=K).test_client()
+    page = ui.get("/sweeps")
     assert page.status_code == 200 and bob_id in page.get_data(as_text=True)
+    assert ui.get(f"/sweeps/{bob_id}").status_code == 200
+    hers = ui.get(f"/sweeps/{hostile_id}")  # her unreadable sweep's own page says why, no 500
+    assert hers.status_code == 400 and "field name (100,000 bytes; at most 1,024)" in hers.get_data(as_text=True)
     ended = sweeps.SweepStore(root, K)
     assert root.hget(K.sweep(hostile_id), "state") == b"stopped"  # the driver refused it, once, with the reason
     assert b"refused by the driver" in root.hget(K.sweep(hostile_id), "message")
