@@ -251,7 +251,8 @@ def param_text(value: Any) -> str:
 
 def _trial_row(spec: SweepSpec, trial: Any, job: Tuple[Optional[str], Optional[str]], job_id: str) -> Dict[str, Any]:
     state, reason = job
-    ended = state in {s.value for s in TERMINAL_STATES}
+    # Ended once the driver has recorded it too: a job that just finished has no value in the study yet.
+    ended = state in {s.value for s in TERMINAL_STATES} and trial.state.name != "RUNNING"
     if state is None:  # the job's record expired (or the driver has not written it yet)
         state, ended = ("expired", True) if sweep_study.JOB_ATTR in trial.user_attrs else ("making", False)
     steps = trial.intermediate_values
