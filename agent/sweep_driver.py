@@ -12,6 +12,12 @@ queues it serves; for each, the agent that holds (or takes) the sweep's lease in
 3. ends the sweep (``finished``, or ``stopped`` after ``sweep stop``) once no trial is open and
    none is to be made.
 
+A sweep's hash is written by its owner, so the driver believes none of it: the sweep's id is the
+key it lives under and its submitter the owner that id names (``SweepStore.get``), and its config
+is validated again, as ``sweep create`` validates it (``parse_sweep``: bounded in size, a grid
+counted before it is listed), before a study is opened. A sweep that fails ends ``stopped`` with
+the reason as its message; nothing else is touched.
+
 A lease lasts :data:`LEASE_S` and is renewed on every pass and before each new trial; a driver
 that dies is replaced by another agent of the queue within a lease. The study (Optuna's journal),
 the sweep and the jobs are in Redis, so a new driver starts where the old one stopped: a trial's
@@ -36,8 +42,17 @@ from launchbay.queue_config.job import TERMINAL_STATES, Outcome, Reason, State, 
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.sweep_spec import SweepSpec, parse_sweep
-from launchbay.queue_config.sweeps import SweepState, SweepStore, enqueue_trial, trial_fields, trial_job_id
+from launchbay.queue_config.sweeps import (
+    OPEN_STATES,
+    SweepState,
+    SweepStore,
+    check_template,
+    enqueue_trial,
+    trial_fields,
+    trial_job_id,
+)
 
+from launchbay.errors import ValidationError
 from launchbay.text import as_text
 
 log = logging.getLogger(__name__)
@@ -47,6 +62,8 @@ LEASE_S = 10.0
 #: Seconds between passes while this agent drives a sweep, and while it only looks for one.
 DRIVE_INTERVAL_S = 0.5
 LOOK_INTERVAL_S = 2.0
+#: The longest reason the driver writes into a sweep's message.
+MESSAGE_CHARS = 1000
 
 
 @dataclass
@@ -87,6 +104,7 @@ class SweepDriver:
     def pass_once(self) -> bool:
         """Advance every sweep this agent holds or can take; True when it drives at least one."""
         try:
+            self.store.adopt_new()
             sweep_ids = self.store.active_ids()
         except redis.RedisError as exc:
             # What the studies hold in memory may be ahead of a Redis that restarts from its AOF: read them again.
@@ -102,6 +120,8 @@ class SweepDriver:
             except redis.RedisError as exc:
                 log.warning("sweep %s: Redis: %s; trying again next pass", sweep_id, exc)
                 self._drives.pop(sweep_id, None)
+            except ValidationError as exc:  # what its owner wrote: end it, once, with the reason
+                self._refuse(sweep_id, exc)
             except Exception as exc:  # a bad sweep must not stop the others, nor the agent
                 log.exception("sweep %s: the driver failed", sweep_id)
                 self._drives.pop(sweep_id, None)
@@ -127,8 +147,20 @@ class SweepDriver:
         self._maybe_end(sweep, drive.spec, made, still_open)
         return True
 
+    def _refuse(self, sweep_id: str, exc: ValidationError) -> None:
+        message = f"refused by the driver on {self.agent_id}: {' '.join(str(exc).split())}"[:MESSAGE_CHARS]
+        log.warning("sweep %s: %s", sweep_id, message)
+        self._drives.pop(sweep_id, None)
+        with contextlib.suppress(redis.RedisError):
+            self.store.set_state(sweep_id, SweepState.STOPPED, OPEN_STATES, message=message)
+            self._let_go(sweep_id)
+
     def _open(self, sweep: Dict[str, Any]) -> _Drive:
-        spec = parse_sweep(sweep["config"])
+        spec = parse_sweep(sweep.get("config"), source=f"sweep {sweep['id']}")  # as `sweep create` checked it
+        check_template(sweep.get("template"))
+        # A parameter whose key the template cannot hold (inside a number, say) fails every trial: refuse it now.
+        trial_fields(sweep["template"], spec.params, {p.name: p.bounds_to_check()[0] for p in spec.params})
+        self._check_study_key(sweep["id"])
         storage = sweep_study.storage(self.conn, self.keys, sweep["id"])
         made = len(sweep_study.load_trials(storage, sweep["id"]))
         study = sweep_study.open_study(storage, sweep["id"], spec, trials_so_far=made)
@@ -136,6 +168,18 @@ class SweepDriver:
         self._drives[sweep["id"]] = drive
         log.info("sweep %s: driving it (%d trials so far)", sweep["id"], made)
         return drive
+
+    def _check_study_key(self, sweep_id: str) -> None:
+        """A sweep made before studies moved to agents' keys: a new study would pair new trials with the
+        old trials' jobs (same ids), so it ends with the reason instead."""
+        if self.conn.exists(self.keys.sweep_journal(sweep_id)) or not self.conn.exists(
+            self.keys.legacy_sweep_journal(sweep_id)
+        ):
+            return
+        raise ValidationError(
+            "its study is at the key launchbay used before this version (sweep:ID:journal, writable by "
+            "its owner); create the sweep again to go on"
+        )
 
     # -- open trials ---------------------------------------------------------------------------------
 

@@ -22,18 +22,19 @@ from launchbay.queue_config.acl import new_job_id, owner_of_connection
 from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
-from launchbay.queue_config.models import JobSpec, parse_model
+from launchbay.queue_config.models import JobSpec, QueueConfig, parse_model
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.structured import read_structured_file
 from launchbay.queue_config.sweep_spec import Param, SweepSpec, parse_sweep, problem_lines
 from launchbay.queue_config.sweeps import SweepState, SweepStore, trial_job_id
 from launchbay.sdk.overlay import merge_overrides
 
-from launchbay.errors import ConfigError, ValidationError
+from launchbay.errors import ValidationError
 from launchbay.text import as_text
 
 from .enqueue import Launch, load_spec, prepare
 from .inputs_check import section_problems
+from .secret_refs import check_references
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 #: Studies kept open per process (the UI's polls read only the journal's new entries).
@@ -57,6 +58,7 @@ def create(
     )
     template, notes = prepare(job_spec, queue, launch, conn=conn, keys=keys)
     problems = param_problems(spec, template["spec"].get("inputs"), job_spec.name)
+    problems += secret_problems(spec, QueueStore(conn, keys).get(queue), template["spec"].get("inputs"))
     if problems:
         raise ValidationError(problem_lines(f"sweep refused (job {job_spec.name!r})", problems))
     sweep_id = new_job_id(owner_of_connection(conn))
@@ -117,6 +119,23 @@ def param_problems(spec: SweepSpec, inputs: Optional[Mapping[str, Any]], job_nam
     return problems
 
 
+def secret_problems(spec: SweepSpec, queue: QueueConfig, inputs: Optional[Mapping[str, Any]]) -> List[str]:
+    """Each value that is a ``${secret:NAME}`` where enqueue refuses one (``check_references``, the same check)."""
+    problems: List[str] = []
+    for param in spec.params:
+        for value in param.bounds_to_check():
+            tree: Dict[str, Any] = {}
+            merge_overrides(tree, {param.parts: value})
+            run_config, files = (tree, {}) if param.file is None else ({}, {param.file: tree})
+            try:
+                check_references(queue, inputs, run_config, files)
+            except ValidationError as exc:
+                line = f"parameter {param.name!r}: {str(exc).removeprefix('invalid secret references: ')}"
+                if line not in problems:
+                    problems.append(line)
+    return problems
+
+
 def _section(inputs: Mapping[str, Any], param: Param) -> Tuple[Optional[Mapping[str, Any]], str]:
     if param.file is None:
         section = inputs.get("run_config")
@@ -135,7 +154,7 @@ def show(conn: redis.Redis, keys: Keys, sweep_id: str) -> Dict[str, Any]:
     """The sweep as ``launchbay sweep show --json`` prints it (docs/sweeps.md#show)."""
     store = SweepStore(conn, keys)
     sweep = store.require(sweep_id)
-    spec = parse_sweep(sweep["config"])
+    spec = parse_sweep(sweep.get("config"), source=f"sweep {sweep_id}")
     trials = sweep_study.load_trials(_storage(conn, keys, sweep_id), sweep_id)
     job_ids = [trial_job_id(sweep_id, t.number) for t in trials]
     jobs = _job_states(conn, keys, job_ids)
@@ -143,7 +162,7 @@ def show(conn: redis.Redis, keys: Keys, sweep_id: str) -> Dict[str, Any]:
     return {
         "id": sweep_id,
         "name": sweep.get("name"),
-        "state": sweep["state"],
+        "state": sweep.get("state"),
         "method": spec.method,
         "metric": {"name": spec.metric_name, "goal": spec.goal},
         "queue": sweep.get("queue"),
@@ -167,8 +186,10 @@ def list_sweeps(conn: redis.Redis, keys: Keys, limit: int = 50) -> List[Dict[str
     for sweep_id in SweepStore(conn, keys).ids(limit):
         try:
             full = show(conn, keys, sweep_id)
-        except (ValidationError, ConfigError) as exc:
-            out.append({"id": sweep_id, "state": "unreadable", "message": str(exc)})
+        except redis.RedisError:
+            raise
+        except Exception as exc:  # one user's sweep, whatever she wrote in it, must not fail everyone's list
+            out.append({"id": sweep_id, "state": "unreadable", "message": " ".join(str(exc).split())[:500]})
             continue
         summary = {k: full[k] for k in ("id", "name", "state", "method", "metric", "queue", "trial_cap", "created_at")}
         summary["trials"] = len(full["trials"])
@@ -230,7 +251,8 @@ def param_text(value: Any) -> str:
 
 def _trial_row(spec: SweepSpec, trial: Any, job: Tuple[Optional[str], Optional[str]], job_id: str) -> Dict[str, Any]:
     state, reason = job
-    ended = state in {s.value for s in TERMINAL_STATES}
+    # Ended once the driver has recorded it too: a job that just finished has no value in the study yet.
+    ended = state in {s.value for s in TERMINAL_STATES} and trial.state.name != "RUNNING"
     if state is None:  # the job's record expired (or the driver has not written it yet)
         state, ended = ("expired", True) if sweep_study.JOB_ATTR in trial.user_attrs else ("making", False)
     steps = trial.intermediate_values

@@ -6,11 +6,12 @@ may write; everything else in the namespace is readable only (``%R~`` key permis
 - **admin**: everything in the namespace and RQ's keys: queue configs (``queue apply``,
   ``pause``, ``delete``), any job, agents' keys.
 - **agent**: job records, logs, job definitions, agents' keys (ledgers, heartbeats), the reaper
-  lock, the idle lists, fair-share usage and quota counters, sweeps (their drivers' leases,
-  studies and trials' jobs), and RQ's keys. Queue configs are read-only: the policy an agent enforces is only ever
+  lock, the idle lists, fair-share usage and quota counters, sweeps (the index and active set,
+  their drivers' leases, studies and trials' jobs), and RQ's keys. Queue configs are read-only: the policy an agent enforces is only ever
   written by an admin.
 - **submitter** ``NAME``: enqueue; cancel and requeue its own jobs; create, pause, resume and
-  stop its own sweeps (ids ``NAME_...`` too; agents write their trials). Its job ids start with
+  stop its own sweeps (ids ``NAME_...`` too; agents write their trials, studies, the sweep index
+  and active set; a submitter only adds its new sweep's id to ``sweeps:new``, SADD and nothing else). Its job ids start with
   ``NAME_`` (the client does this for every named Redis user), and only those records and RQ jobs
   are writable (and the queues' idle lists, from which an enqueue wakes an agent); queue configs, other users' jobs, ledgers and agents' keys are read-only.
 
@@ -37,7 +38,7 @@ JOB_ID_HEX_DIGITS = 16
 COMMANDS = (
     "+ping +info +multi +exec +evalsha +script|load "
     "+get +set +del +exists +expire +persist +pttl "
-    "+hget +hset +hsetnx +hdel +hgetall +hmget +hkeys +hvals +hexists +hincrby +hincrbyfloat "
+    "+hget +hset +hsetnx +hdel +hgetall +hmget +hstrlen +hkeys +hvals +hexists +hincrby +hincrbyfloat "
     "+lpush +rpush +lrange +lrem "
     "+sadd +srem +smembers +sismember "
     "+zadd +zrem +zrange +zrevrange "
@@ -64,6 +65,7 @@ def owner_of_connection(conn) -> Optional[str]:
 def rules(role: str, keys: Keys, user: str = "") -> str:
     """The ACL rules (without user name and password) of ``role`` in ``keys``' namespace."""
     ns = keys.namespace
+    selectors = ""
     if role == "admin":
         patterns = f"~{ns}:* ~rq:*"
     elif role == "agent":
@@ -81,6 +83,7 @@ def rules(role: str, keys: Keys, user: str = "") -> str:
             "sweeps",
             "sweeps:*",
             "sweep:*",
+            "study:*",
         )
         patterns = f"%R~{ns}:* " + " ".join(f"~{ns}:{p}" for p in writable) + " ~rq:*"
     elif role == "submitter":
@@ -89,12 +92,16 @@ def rules(role: str, keys: Keys, user: str = "") -> str:
         own = f"{user}{OWNER_SEPARATOR}*"
         patterns = (
             f"%R~{ns}:* %R~rq:* ~{ns}:job:{own} ~{ns}:jobs:* ~{ns}:jobdefs ~{ns}:idle:* "
-            f"~{ns}:sweep:{own} ~{ns}:sweeps ~{ns}:sweeps:active "
+            f"~{ns}:sweep:{own} "
             f"~rq:job:{own} ~rq:queue:* ~rq:queues ~rq:canceled:* ~rq:finished:* ~rq:failed:*"
         )
+        # The one shared sweep structure a submitter writes, and only adds to: a sweep it made, for
+        # a driver to find. (A selector: the key's other writes, SREM and DEL, stay the agents'.)
+        selectors = f' "(~{ns}:sweeps:new +sadd)"'
     else:
         raise ConfigError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
-    return f"resetkeys {patterns} resetchannels &{keys.events}* &{keys.replication_probe} -@all {COMMANDS}"
+    channels = f"resetchannels &{keys.events}* &{keys.replication_probe}"
+    return f"resetkeys {patterns} {channels} -@all {COMMANDS} clearselectors{selectors}"
 
 
 def setuser_lines(keys: Keys, submitters: List[str], *, admin: str, agent: str) -> List[Tuple[str, str, str]]:

@@ -37,14 +37,18 @@ key                                    type    TTL          written by
 {ns}:quota_usage:{queue}:{user}        HASH    none         claim.lua (+) and the release script
                                                             (-) only: gpus, cpus, jobs a user
                                                             holds claimed in a queue (quotas.py)
-{ns}:sweeps                            ZSET    none         CLI (sweep create): sweep ids by
-                                                            creation time (sweeps.py)
-{ns}:sweeps:active                     SET     none         sweeps.py: sweeps a driver advances
+{ns}:sweeps                            ZSET    none         agent only: sweep ids by the time a
+                                                            driver first saw them (sweeps.py)
+{ns}:sweeps:new                        SET     none         CLI (sweep create): ids not yet seen by
+                                                            a driver; a submitter may only SADD
+{ns}:sweeps:active                     SET     none         agent only: sweeps a driver advances
 {ns}:sweep:{id}                        HASH    none         sweeps.py only: config, job template,
                                                             state, submitter, timestamps
 {ns}:sweep:{id}:lease                  STRING  lease        agent: SET NX PX, the sweep's driver
-{ns}:sweep:{id}:journal                LIST    none         the driver (and create): the Optuna
-                                                            study's journal (sweep_study.py)
+{ns}:study:{id}                        LIST    none         agent only (the driver): the sweep's
+                                                            Optuna journal (sweep_study.py)
+{ns}:sweep:{id}:journal                LIST    none         before issue 23, the journal (its owner
+                                                            could write it): only read, to refuse
 {ns}:replication-probe                 PUBSUB  -            agents over redis+sentinel://, after a claim
                                                             (lifecycle): a write WAIT can count; no
                                                             one listens
@@ -150,6 +154,11 @@ class Keys:
     def sweeps_active(self) -> str:
         return self._k("sweeps", "active")
 
+    @property
+    def sweeps_new(self) -> str:
+        """Sweeps made and not yet seen by a driver: the one sweep structure a submitter writes (SADD only)."""
+        return self._k("sweeps", "new")
+
     def sweep(self, sweep_id: str) -> str:
         return self._k("sweep", sweep_id)
 
@@ -157,6 +166,11 @@ class Keys:
         return self._k("sweep", sweep_id, "lease")
 
     def sweep_journal(self, sweep_id: str) -> str:
+        """Outside ``sweep:{id}*``, which the sweep's owner may write: only agents write a study."""
+        return self._k("study", sweep_id)
+
+    def legacy_sweep_journal(self, sweep_id: str) -> str:
+        """Where a study was kept before issue 23 (its owner could write it): a driver refuses such a sweep."""
         return self._k("sweep", sweep_id, "journal")
 
     @property

@@ -25,10 +25,13 @@ optimizer samples bounded ranges. Pure: no Redis, no Optuna (``sweep_study.py`` 
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from launchbay.queue_config.structured import check_finite
 from launchbay.sdk.errors import SdkError
 from launchbay.sdk.paths import KeyPath, split_path
 
@@ -37,8 +40,17 @@ from launchbay.errors import ValidationError
 METHODS = ("grid", "random", "bayes")
 GOALS = ("minimize", "maximize")
 PRUNERS = ("hyperband", "median")
-#: The most trials a grid may have (its every combination is one job).
+#: The most trials a grid may have (its every combination is one job), and the most values one
+#: parameter may list: a grid's size is counted before any value is listed.
 MAX_GRID = 10_000
+#: The most trials any sweep makes (``run_cap``): its study lives in Redis and is replayed by readers.
+MAX_RUN_CAP = 10_000
+#: Integer bounds stay where a float counts exactly (the optimizer samples integers through floats).
+MAX_INT = 2**53
+#: SWEEP.yaml as JSON, at most: the sweep hash is read by every agent of its queue and by `sweep list`.
+MAX_CONFIG_BYTES = 256 << 10
+#: ``log_uniform``'s bounds are natural logs: e**709 is near the largest float, e**-708 the smallest normal one.
+MAX_EXPONENT = 708
 DEFAULT_MAX_PARALLEL = 4
 DEFAULT_RUN_CAP = 100  # a random or bayes sweep without run_cap stops here
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
@@ -81,26 +93,44 @@ class Param:
     def log(self) -> bool:
         return self.kind in _RANGE_KINDS and _RANGE_KINDS[self.kind][0]
 
+    def size(self) -> Optional[int]:
+        """How many values it can take when that is finite (counted, never listed), else None."""
+        if self.kind == "constant":
+            return 1
+        if self.kind == "categorical":
+            return len(self.values)
+        if self.kind == "int_uniform":
+            return (int(self.high) - int(self.low)) // int(self.q or 1) + 1
+        if self.kind == "q_uniform" and self.q:
+            steps = (self.high - self.low) / self.q  # a tiny q over a wide range overflows to inf
+            return math.floor(steps + 1e-9) + 1 if math.isfinite(steps) else sys.maxsize
+        return None
+
     def finite_values(self) -> Optional[List[Any]]:
-        """Every value it can take when that is a finite list (what a grid enumerates), else None."""
+        """Every value it can take when that is a finite list (what a grid enumerates), else None.
+
+        ValueError past :data:`MAX_GRID` values: a range of 10**9 must never be listed (validation
+        refuses such a grid before anything lists it).
+        """
+        size = self.size()
+        if size is None:
+            return None
+        if size > MAX_GRID:
+            raise ValueError(f"parameter {self.name!r} takes {size:,} values; at most {MAX_GRID:,} are listed")
         if self.kind == "constant":
             return [self.values[0]]
         if self.kind == "categorical":
             return list(self.values)
         if self.kind == "int_uniform":
-            step = int(self.q or 1)
-            return list(range(int(self.low), int(self.high) + 1, step))
-        if self.kind == "q_uniform" and self.q:
-            count = math.floor((self.high - self.low) / self.q + 1e-9) + 1
-            cast = int if self.is_int else float
-            return [cast(round(self.low + i * self.q, 12)) for i in range(count)]
-        return None
+            return list(range(int(self.low), int(self.high) + 1, int(self.q or 1)))
+        cast = int if self.is_int else float
+        return [cast(round(self.low + i * (self.q or 1), 12)) for i in range(size)]
 
     def bounds_to_check(self) -> List[Any]:
-        """The values to check against the job's inputs: every finite value, else both ends of the range."""
-        finite = self.finite_values()
-        if finite is not None:
-            return finite
+        """The values to check against the job's inputs: every value of a listable set, else both ends."""
+        size = self.size()
+        if size is not None and size <= MAX_GRID:
+            return self.finite_values() or []
         return [self.to_job(self.low), self.to_job(self.high)]
 
     def to_job(self, sampled: Any) -> Any:
@@ -128,9 +158,10 @@ class SweepSpec:
     launch: Dict[str, Any] = field(default_factory=dict)  # resources, priority, max_runtime for each trial
 
     def grid_size(self) -> Optional[int]:
+        """The number of combinations, counted (never listed); None unless the method is grid."""
         if self.method != "grid":
             return None
-        return math.prod(len(p.finite_values() or ()) for p in self.params)
+        return math.prod(p.size() or 0 for p in self.params)
 
     def trial_cap(self) -> int:
         """How many trials the sweep makes at most."""
@@ -143,6 +174,7 @@ def parse_sweep(data: Any, *, source: str = "sweep") -> SweepSpec:
     """The sweep in ``data`` (SWEEP.yaml's mapping); ValidationError naming every problem, one per line."""
     if not isinstance(data, Mapping):
         raise ValidationError(f"{source}: expected a mapping (method, metric, parameters, ...)")
+    _check_size(data, source)
     problems: List[str] = []
     problems += [f"unknown field {k!r}" for k in sorted(set(map(str, data)) - _TOP_KEYS)]
     method = data.get("method")
@@ -152,6 +184,8 @@ def parse_sweep(data: Any, *, source: str = "sweep") -> SweepSpec:
     params = _params(data.get("parameters"), problems)
     pruner = _pruner(data.get("early_terminate"), problems)
     run_cap = _positive_int(data, "run_cap", problems)
+    if run_cap is not None and run_cap > MAX_RUN_CAP:
+        problems.append(f"run_cap {run_cap:,} is more than a sweep makes: at most {MAX_RUN_CAP:,}")
     max_parallel = _positive_int(data, "max_parallel", problems) or DEFAULT_MAX_PARALLEL
     seed = data.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
@@ -160,15 +194,29 @@ def parse_sweep(data: Any, *, source: str = "sweep") -> SweepSpec:
         problems.append("metric: {name, goal} is missing: a sweep ranks its trials by a metric the job logs")
     if method == "grid":
         problems += [f"parameter {p.name!r}: grid needs a finite set (values, int_uniform or q_uniform)"
-                     for p in params if p.finite_values() is None]  # fmt: skip
+                     for p in params if p.size() is None]  # fmt: skip
     launch = {k: data[k] for k in ("resources", "priority", "max_runtime") if data.get(k) is not None}
     spec = SweepSpec(str(method), tuple(params), metric_name, goal, pruner, run_cap, max_parallel,
                      _text(data.get("job")), seed, _text(data.get("name")), launch)  # fmt: skip
-    if method == "grid" and not problems and (spec.grid_size() or 0) > MAX_GRID:
-        problems.append(f"the grid has {spec.grid_size():,} combinations; at most {MAX_GRID:,}")
+    size = spec.grid_size() or 0
+    if method == "grid" and not problems and size > MAX_GRID:
+        count = f"{size:,}" if size < sys.maxsize else "more"
+        problems.append(f"the grid has {count} combinations; at most {MAX_GRID:,}")
     if problems:
         raise ValidationError(problem_lines(source, problems))
     return spec
+
+
+def _check_size(data: Mapping[str, Any], source: str) -> None:
+    """Refuse a config too big to be a SWEEP.yaml before anything walks it (it is read on every driver pass)."""
+    try:
+        size = len(json.dumps(data, default=str))
+    except (ValueError, RecursionError) as exc:  # a NaN is refused below, where it can be named
+        if isinstance(exc, RecursionError):
+            raise ValidationError(f"{source}: nested too deeply") from None
+        return
+    if size > MAX_CONFIG_BYTES:
+        raise ValidationError(f"{source}: {size:,} bytes as JSON; a sweep's config is at most {MAX_CONFIG_BYTES:,}")
 
 
 def problem_lines(source: str, problems: List[str]) -> str:
@@ -267,11 +315,15 @@ def parse_param(name: str, body: Any) -> Param:
     if kind == "constant":
         if "value" not in body:
             raise ValidationError(f"{where}: distribution constant needs value")
+        _check_finite([body["value"]], f"{where}: value")
         return Param(name, file, parts, "constant", (body["value"],))
     if kind == "categorical":
         values = body.get("values")
         if not isinstance(values, list) or not values:
             raise ValidationError(f"{where}: values must be a non-empty list")
+        if len(values) > MAX_GRID:
+            raise ValidationError(f"{where}: {len(values):,} values; at most {MAX_GRID:,}")
+        _check_finite(values, f"{where}: values")
         return Param(name, file, parts, "categorical", tuple(values))
     if kind is None:
         raise ValidationError(f"{where}: needs values, value, or min and max")
@@ -293,16 +345,24 @@ def _inferred(body: Mapping[str, Any]) -> Optional[str]:
 def _range_param(name: str, file: Optional[str], parts: KeyPath, kind: str, body: Mapping[str, Any]) -> Param:
     where = f"parameter {name!r}"
     low, high, q = body.get("min"), body.get("max"), body.get("q")
+    for what, value in (("min", low), ("max", high), ("q", q)):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise ValidationError(f"{where}: {what} {_short(value)} is out of range: numbers within ±2**53")
     if not _is_number(low) or not _is_number(high) or low >= high:
-        raise ValidationError(f"{where}: {kind} needs numbers min < max, got min {low!r}, max {high!r}")
+        raise ValidationError(f"{where}: {kind} needs numbers min < max, got min {_short(low)}, max {_short(high)}")
     if q is not None and (not _is_number(q) or q <= 0):
-        raise ValidationError(f"{where}: q {q!r} must be a positive number")
+        raise ValidationError(f"{where}: q {_short(q)} must be a positive number")
     if kind.startswith("q_") and q is None:
         q = 1
     if kind == "int_uniform" and not _all_ints(low, high, q if q is not None else 1):
         raise ValidationError(f"{where}: int_uniform needs integer min, max (and q)")
     log, exponents = _RANGE_KINDS[kind]
     if exponents:
+        if not -MAX_EXPONENT <= low < high <= MAX_EXPONENT:
+            raise ValidationError(
+                f"{where}: {kind} bounds are natural logs (e**min to e**max) and must lie within "
+                f"±{MAX_EXPONENT}, got min {low!r}, max {high!r}; {kind}_values takes the values themselves"
+            )
         low, high = math.exp(low), math.exp(high)
     elif log and low <= 0:
         raise ValidationError(f"{where}: {kind} needs min > 0, got {low!r}")
@@ -311,8 +371,23 @@ def _range_param(name: str, file: Optional[str], parts: KeyPath, kind: str, body
     return Param(name, file, parts, kind, (), low, high, q)
 
 
+def _check_finite(values: List[Any], what: str) -> None:
+    try:
+        check_finite(list(values), what)
+    except ValueError as exc:
+        raise ValidationError(str(exc).replace(": (top level)", "")) from None
+
+
+def _short(value: Any) -> str:
+    """A value for a one-line message: a 330-digit number is not shown whole."""
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:12]}... ({len(text)} characters)"
+
+
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) <= MAX_INT if isinstance(value, int) else math.isfinite(value)
 
 
 def _all_ints(*values: Any) -> bool:

@@ -28,7 +28,8 @@ def test_key_shapes_are_pinned():
     assert k.sweeps_active == "launchbay:sweeps:active"
     assert k.sweep("s1") == "launchbay:sweep:s1"
     assert k.sweep_lease("s1") == "launchbay:sweep:s1:lease"
-    assert k.sweep_journal("s1") == "launchbay:sweep:s1:journal"
+    assert k.sweep_journal("s1") == "launchbay:study:s1"
+    assert k.sweeps_new == "launchbay:sweeps:new"
 
 
 def test_namespace_is_configurable():
