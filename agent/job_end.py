@@ -64,7 +64,7 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
         run.log.close()
         return
     if won:
-        record_usage(ctx.conn, ctx.keys, ctx.queue_config_for, run.record, time.time())
+        record_usage(ctx.conn, ctx.keys, ctx.queue_config_for, run.job_id, run.record, time.time())
         logger.info("job %s %s %s", run.job_id, outcome.state.value, outcome.message, extra={"job_id": run.job_id})
         run.log.close()  # lifecycle.end wrote the eof (a job put back gets none: its log goes on with its next run)
     else:

@@ -156,6 +156,9 @@ class JobRun:
             return failed(Reason.CONTAINER_FAILED, message)
         try:
             queue_config = self.ctx.queue_config_for(self.alloc.queue)
+            refused = self.ctx.refusal(self.job_id, self.record, queue_config)
+            if refused:
+                return failed(Reason.REFUSED, refused)
             self.secrets = job_secrets.resolve_into(self.log, self.record, queue_config)
             self.paths = prepare_payload(
                 self.ctx.state_dir, self.job_id, self.secrets.run_config, self.secrets.file_overrides

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import redis
 from launchbay.queue_config import sweep_study
 from launchbay.queue_config.acl import new_job_id, owner_of_connection
+from launchbay.queue_config.inputs_check import section_problems
 from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
@@ -33,7 +34,6 @@ from launchbay.errors import ConfigError, ValidationError
 from launchbay.text import as_text
 
 from .enqueue import Launch, load_spec, prepare
-from .inputs_check import section_problems
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 #: Studies kept open per process (the UI's polls read only the journal's new entries).

@@ -32,6 +32,8 @@ ROLES = ("admin", "agent", "submitter")
 OWNER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}\Z")
 OWNER_SEPARATOR = "_"
 JOB_ID_HEX_DIGITS = 16
+#: Whose a job is when neither its id nor its record names anyone.
+UNKNOWN_SUBMITTER = "unknown"
 
 #: Every command launchbay and RQ send (the least set; docs/security.md explains each).
 COMMANDS = (
@@ -50,6 +52,26 @@ def new_job_id(owner: Optional[str]) -> str:
     """A fresh job id: 16 random hex digits, after ``OWNER_`` when the Redis user is named."""
     digits = uuid.uuid4().hex[:JOB_ID_HEX_DIGITS]
     return f"{owner}{OWNER_SEPARATOR}{digits}" if owner else digits
+
+
+def job_owner(record_id: str) -> Optional[str]:
+    """The submitter a job (or sweep) id's key pins: its ``NAME_`` prefix, None for an id without one.
+
+    Only ``NAME``'s Redis role can write ``job:NAME_*`` (and admins and agents, who write what
+    the client asks), so this, not the record's ``submitter`` field, says whose the job is.
+    """
+    owner, separator, _ = str(record_id).partition(OWNER_SEPARATOR)
+    return owner if separator and OWNER_RE.match(owner) else None
+
+
+def submitter_of(record_id: str, recorded: Optional[str]) -> str:
+    """Whose job ``record_id`` is, for quotas, fair share and labels: the key's owner when it has one.
+
+    A job without an owner prefix was written by a connection with no named Redis user (the
+    default user or an admin, who may write anything): its ``submitter`` field is believed, as
+    the client set it (``--user``, ``LAUNCHBAY_USER``, the OS user).
+    """
+    return job_owner(record_id) or recorded or UNKNOWN_SUBMITTER
 
 
 def owner_of_connection(conn) -> Optional[str]:

@@ -9,9 +9,9 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from launchbay.client import get_job, list_jobs
 from launchbay.client import sweeps as sweeps_client
 from launchbay.client.fit import describe_request
-from launchbay.client.inputs_check import section_rows
 from launchbay.client.jobs import with_pending
 from launchbay.client.metrics import MetricsReader
+from launchbay.queue_config.inputs_check import section_rows
 from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.units import format_duration
