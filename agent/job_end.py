@@ -49,6 +49,8 @@ class RunLeftovers:
 def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Callable[[Callable[[], T]], T]) -> None:
     """Record ``outcome`` (``retry`` runs a Redis call through an outage), then clean up after the job."""
     outcome = _asked_reason(ctx, run, outcome, retry)
+    if run.secrets is not None:  # an engine's or the job's words may quote a secret's value
+        outcome = replace(outcome, message=run.secrets.redact(outcome.message))
     outputs = _read_outputs(run)
     summary, metrics_problems = _finish_metrics(run)
     for problem in outputs.problems + metrics_problems:

@@ -93,7 +93,7 @@ class JobRun:
             cap_bytes=ctx.settings.log_cap_bytes,
             file_cap_bytes=ctx.log_file_cap_bytes,
         )
-        self.metrics = JobMetrics.for_job(ctx, self.job_id)
+        self.metrics = JobMetrics.for_job(ctx, self.job_id, redact_as=self.log)
         self._thread = threading.Thread(target=self._main, name=f"job-{self.job_id}", daemon=True)
 
     # -- control, from other threads ---------------------------------------------------------------

@@ -11,7 +11,7 @@ replaces with the secret's value on its host when it starts the container.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from launchbay.sdk.filtering import flatten
 from launchbay.sdk.paths import KeyPath
@@ -101,6 +101,20 @@ def mask_tree(tree: Any, paths: List[KeyPath]) -> Any:
         if isinstance(node, dict) and parts[-1] in node and reference_name(node[parts[-1]]) is None:
             node[parts[-1]] = MASK
     return masked
+
+
+def redact_tree(tree: Any, redact: Callable[[str], str]) -> Any:
+    """``tree`` (JSON) with ``redact`` applied to every string in it, keys too; a number whose digits
+    ``redact`` would change becomes ``***`` (a job may log a numeric secret as a number)."""
+    if isinstance(tree, dict):
+        return {redact(str(key)): redact_tree(child, redact) for key, child in tree.items()}
+    if isinstance(tree, list):
+        return [redact_tree(item, redact) for item in tree]
+    if isinstance(tree, str):
+        return redact(tree)
+    if isinstance(tree, (int, float)) and not isinstance(tree, bool) and redact(repr(tree)) != repr(tree):
+        return MASK
+    return tree
 
 
 def _copy(tree: Dict[str, Any]) -> Dict[str, Any]:
