@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import redis
 from launchbay.queue_config import launch_policy
-from launchbay.queue_config.acl import new_job_id, owner_of_connection
+from launchbay.queue_config.acl import OWNER_RE, new_job_id, owner_of_connection
 from launchbay.queue_config.connection import connect
 from launchbay.queue_config.inputs_decl import effective_inputs
 from launchbay.queue_config.job_checks import check_inputs, check_payload
@@ -88,20 +88,24 @@ def enqueue(
     conn: Optional[redis.Redis] = None,
     keys: Optional[Keys] = None,
     user: Optional[str] = None,
+    on_behalf_of: Optional[str] = None,
 ) -> JobHandle:
     """Validate and enqueue one job; returns its handle (``handle.notes`` says what to know).
 
     ``overrides`` are run-config overrides (nested), merged over the spec's ``config``;
     ``file_overrides`` map a config file's relative path to its overrides. ``user`` is the
-    submitter when the connection has no ACL user (see ``client/submitter.py``). ``resources`` takes
+    submitter when the connection has no ACL user (see ``client/submitter.py``). ``on_behalf_of`` is
+    for a caller that authenticated its own user (the UI's named token): the job is that user's
+    (id ``NAME_...``, submitter, quota) whatever Redis user the connection logs in as; Redis' ACL
+    still decides whether the connection may write it (docs/security.md). ``resources`` takes
     people's units (``{"memory": "16GiB", "gpus": "A100:2"}``); ``max_runtime`` a duration (``2h``).
     Raises ValidationError / NotFoundError / ConfigError (nothing written) on any problem.
     """
     conn = conn or connect(redis_url)
     keys = keys or Keys.from_env()
-    launch = Launch(overrides, file_overrides, resources, max_runtime, priority, user)
+    launch = Launch(overrides, file_overrides, resources, max_runtime, priority, user, on_behalf_of)
     fields, notes = prepare(spec, queue, launch, conn=conn, keys=keys)
-    job_id = new_job_id(owner_of_connection(conn))  # a named Redis user's jobs are NAME_<hex>: its ACL role
+    job_id = new_job_id(launch.owner(conn))
     write_job(conn, keys, job_id, fields)
     return JobHandle(job_id, conn, keys, notes=notes)
 
@@ -116,6 +120,13 @@ class Launch:
     max_runtime: Union[str, int, None] = None
     priority: str = "normal"
     user: Optional[str] = None
+    on_behalf_of: Optional[str] = None
+
+    def owner(self, conn: redis.Redis) -> Optional[str]:
+        """The ``NAME_`` prefix of the job's id: the key the ACL pins to whose job it is (acl.py)."""
+        if self.on_behalf_of is not None:
+            return self.on_behalf_of if OWNER_RE.match(self.on_behalf_of) else None
+        return owner_of_connection(conn)  # a named Redis user's jobs are NAME_<hex>: its ACL role
 
 
 def prepare(
@@ -132,7 +143,11 @@ def prepare(
     fields = _build_record(job_spec, queue_config, asked, asked_runtime_s, launch.priority)
     overrides, file_overrides = launch.overrides or {}, launch.file_overrides or {}
     check_payload({"run_config": dict(overrides), "file_overrides": dict(file_overrides)})
-    fields["submitter"] = submitter.resolve(conn, launch.user)
+    fields["submitter"] = (
+        submitter.check_user_name(launch.on_behalf_of, what="submitter")
+        if launch.on_behalf_of is not None
+        else submitter.resolve(conn, launch.user)
+    )
     fields["run_config"] = merge_trees(job_spec.config, overrides, what="overrides")
     fields["file_overrides"] = {path: dict(tree) for path, tree in file_overrides.items()}
     check_payload(fields)

@@ -14,6 +14,11 @@ may write; everything else in the namespace is readable only (``%R~`` key permis
   ``NAME_`` (the client does this for every named Redis user), and only those records and RQ jobs
   are writable (and the queues' idle lists, from which an enqueue wakes an agent); queue configs, other users' jobs, ledgers and agents' keys are read-only.
 
+- **ui**: what every submitter may write, for every ``NAME_`` (the UI launches, cancels and
+  pauses as the user its named token names, and checks first, with ``ACL DRYRUN``, that this
+  user's own role would allow it: ``ui/identity.py``); queue configs, ledgers and agents' keys
+  read-only. The UI is then the gate for its tokens, as Redis is for the CLI.
+
 ``launchbay acl`` prints these rules as ``ACL SETUSER`` lines for a namespace.
 """
 
@@ -27,7 +32,7 @@ from launchbay.queue_config.keys import Keys
 
 from launchbay.errors import ConfigError
 
-ROLES = ("admin", "agent", "submitter")
+ROLES = ("admin", "agent", "submitter", "ui")
 #: What a job owner may be called: no ``_`` (it separates owner and id) and no glob characters.
 OWNER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}\Z")
 OWNER_SEPARATOR = "_"
@@ -105,10 +110,10 @@ def rules(role: str, keys: Keys, user: str = "") -> str:
             "sweep:*",
         )
         patterns = f"%R~{ns}:* " + " ".join(f"~{ns}:{p}" for p in writable) + " ~rq:*"
-    elif role == "submitter":
-        if not OWNER_RE.match(user):
+    elif role in ("submitter", "ui"):
+        if role == "submitter" and not OWNER_RE.match(user):
             raise ConfigError(f"submitter name {user!r} must be 1-32 letters, digits or '-' (no '_')")
-        own = f"{user}{OWNER_SEPARATOR}*"
+        own = f"{user}{OWNER_SEPARATOR}*" if role == "submitter" else "*"
         patterns = (
             f"%R~{ns}:* %R~rq:* ~{ns}:job:{own} ~{ns}:jobs:* ~{ns}:jobdefs ~{ns}:idle:* "
             f"~{ns}:sweep:{own} ~{ns}:sweeps ~{ns}:sweeps:active "
@@ -116,10 +121,14 @@ def rules(role: str, keys: Keys, user: str = "") -> str:
         )
     else:
         raise ConfigError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
-    return f"resetkeys {patterns} resetchannels &{keys.events}* &{keys.replication_probe} -@all {COMMANDS}"
+    commands = f"{COMMANDS} +acl|dryrun" if role == "ui" else COMMANDS
+    return f"resetkeys {patterns} resetchannels &{keys.events}* &{keys.replication_probe} -@all {commands}"
 
 
-def setuser_lines(keys: Keys, submitters: List[str], *, admin: str, agent: str) -> List[Tuple[str, str, str]]:
-    """``(user, role, "ACL SETUSER ...")`` for the admin, the agent user and each submitter."""
+def setuser_lines(
+    keys: Keys, submitters: List[str], *, admin: str, agent: str, ui: Optional[str] = None
+) -> List[Tuple[str, str, str]]:
+    """``(user, role, "ACL SETUSER ...")`` for the admin, the agent user, each submitter and the UI's user."""
     users = [(admin, "admin", ""), (agent, "agent", ""), *[(name, "submitter", name) for name in submitters]]
+    users += [(ui, "ui", "")] if ui else []
     return [(user, role, f"ACL SETUSER {user} on >PASSWORD {rules(role, keys, owner)}") for user, role, owner in users]
