@@ -72,6 +72,8 @@ def test_a_forged_submitter_neither_escapes_a_quota_of_one_nor_bills_another_use
 
     wait_for(lambda: _states(root, jobs[:1])[jobs[0]]["state"] == "running", what="alice's first job running")
     alice.hset(KEYS.job(jobs[0]), "submitter", "bob")  # while it runs: bill its time to bob
+    waits = wait_for(lambda: root.hget(KEYS.job(jobs[1]), "pending_detail"), what="a pending reason for a forged job")
+    assert waits.decode().startswith("over alice's quota"), waits  # the reason names whose quota holds it
     running = []
     for _ in range(20):  # a second of claim passes: never more than her quota at once
         running.append(sum(s["state"] in ("starting", "running") for s in _states(root, jobs).values()))
