@@ -51,9 +51,14 @@ def check_inputs(
     inputs: Optional[Mapping[str, Any]],
     run_config: Mapping[str, Any],
     file_overrides: Mapping[str, Mapping[str, Any]],
+    *,
+    keys_too: bool = True,
 ) -> None:
-    """Secret references only where ``inputs`` mark a secret field; the other overrides as ``inputs`` allow."""
+    """Secret references only where ``inputs`` mark a secret field; the other overrides as ``inputs``
+    allow (unless not ``keys_too``)."""
     check_references(queue, inputs, run_config, file_overrides)
+    if not keys_too:
+        return
     # A referenced value is the agent's to fill in: the checks see the rest.
     run_config, file_overrides = without_references(run_config), without_references(file_overrides)
     try:
@@ -68,8 +73,11 @@ def record_problems(
 ) -> List[str]:
     """Why the stored ``record`` of ``job_id`` must not run in ``queue`` as it is now configured (empty: it may).
 
-    ``recorded_inputs`` are what the job's last run recorded (written by agents only); without
-    them the record's own declared inputs apply, as at enqueue.
+    ``recorded_inputs`` are what the job's last run recorded (written by agents only): the
+    overrides must fit them, as at enqueue. Without them the record's own declared inputs say only
+    where secret references may go: they are the submitter's as much as her overrides are, so
+    checking one against the other proves nothing, and the SDK and the agent's W&B filter drop
+    what they exclude (``container_spec``).
     """
     owner, claimed = job_owner(job_id), record.get("submitter")
     if owner is not None and claimed != owner:
@@ -89,8 +97,9 @@ def record_problems(
             return problems
         overrides = {"run_config": record.get("run_config") or {}, "file_overrides": record.get("file_overrides") or {}}
         check_payload(overrides)
-        inputs = recorded_inputs if recorded_inputs is not None else (record.get("spec") or {}).get("inputs")
-        check_inputs(queue, spec.name, inputs, overrides["run_config"], overrides["file_overrides"])
+        recorded = recorded_inputs is not None
+        inputs = recorded_inputs if recorded else (record.get("spec") or {}).get("inputs")
+        check_inputs(queue, spec.name, inputs, overrides["run_config"], overrides["file_overrides"], keys_too=recorded)
     except PydanticValidationError as exc:
         return [f"{'.'.join(str(p) for p in exc.errors()[0]['loc'])}: {exc.errors()[0]['msg']}"]
     except (ValidationError, ValueError, TypeError, AttributeError) as exc:

@@ -97,6 +97,7 @@ HOSTILE = [
     ("priority", lambda _: "urgent", "priority 'urgent' is none of high, normal, low"),
     ("run_config", lambda _: {"token": "${secret:HF}"}, "a secret reference is allowed only in a field"),
     ("run_config", lambda _: {"lr": float("inf")}, "overrides"),
+    ("run_config", lambda _: {"epochs": 3}, "key 'epochs' is under no include prefix (lr)"),
 ]
 
 
@@ -111,6 +112,10 @@ def test_a_claimed_record_rewritten_after_enqueue_is_refused_and_nothing_else_is
         QueueConfig.model_validate(
             {"name": "sec", "limits": {"gpus": 1, "max_runtime": "1h"}, "secrets": {"HF": {"env": "HF_TOKEN_T23"}}}
         )
+    )
+    # What the job's last run recorded (an agent writes it): the overrides it accepts.
+    QueueStore(conn_of(roles_redis, "launchbay-agent"), KEYS).record_inputs(
+        "x-1", {"run_config": {"include": ["lr"]}}, "r"
     )
     jobs = _alice_jobs(roles_redis, len(HOSTILE) + 1)
     alice = conn_of(roles_redis, "alice")
