@@ -81,3 +81,9 @@ def test_a_named_token_pauses_only_its_users_sweeps(roles_redis, role):  # noqa:
         _post(client, f"/sweeps/{sweep_id}/pause", token)
         paused = root.hget(KEYS.sweep(sweep_id), "state")
         assert paused == (b"running" if token == BOB else b"paused"), (TOKENS[token], paused)
+
+
+def test_docs_security_md_shows_the_ui_role_that_launchbay_acl_prints():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    line = acl.setuser_lines(KEYS, [], admin="a", agent="b", ui="launchbay-ui")[-1][2]
+    assert line.startswith("ACL SETUSER launchbay-ui ") and line in docs
