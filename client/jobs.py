@@ -82,6 +82,6 @@ def _newest_in_queue(
             record = from_hash(raw) if raw else None  # an expired record leaves its id behind
             wanted = state is None or record.get("state") == state if record else False
             if record and wanted and (user is None or submitter_of(job_id.decode(), record.get("submitter")) == user):
-                found.append(mask_record(record))
+                found.append(mask_record(record, job_id.decode()))
         start += PAGE_SIZE
     return found[:limit]

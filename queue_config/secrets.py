@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
+from launchbay.queue_config.acl import job_owner
 from launchbay.sdk.filtering import flatten
 from launchbay.sdk.paths import KeyPath
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -134,16 +135,22 @@ def section_secret_paths(inputs: Optional[Mapping[str, Any]]) -> Tuple[List[KeyP
     return run_paths, {path: paths for path, paths in file_paths.items() if paths}
 
 
-def mask_record(record: Dict[str, Any]) -> Dict[str, Any]:
+def mask_record(record: Dict[str, Any], job_id: Optional[str] = None) -> Dict[str, Any]:
     """The job record as launchbay shows it: secret-format values in its overrides and effective config masked.
 
-    The inputs used are the ones enqueue checked the job against (``spec.inputs``).
+    The inputs used are the ones enqueue checked the job against (``spec.inputs``). With ``job_id``
+    (the key the record was read under), ``id`` and ``submitter`` are what that key says, not what
+    a submitter may have rewritten in her own record (``acl.job_owner``).
     """
+    shown = dict(record)
+    if job_id is not None:
+        shown["id"] = job_id
+        if job_owner(job_id) is not None:
+            shown["submitter"] = job_owner(job_id)
     spec = record.get("spec")
     run_paths, file_paths = section_secret_paths(spec.get("inputs") if isinstance(spec, dict) else None)
     if not run_paths and not file_paths:
-        return record
-    shown = dict(record)
+        return shown
     for field in ("run_config", "effective_config"):
         if isinstance(shown.get(field), dict):
             shown[field] = mask_tree(shown[field], run_paths)

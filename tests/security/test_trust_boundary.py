@@ -20,10 +20,10 @@ from launchbay.queue_config import usage
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import QueueConfig
 from launchbay.queue_config.store import QueueStore
-from security_helpers import wait_for
+from security_helpers import cli, wait_for
 from test_control_support import agent_settings
 from test_daemon import AgentThread
-from test_redis_roles import ROOT_PASSWORD, conn_of, roles_redis  # noqa: F401 (a fixture)
+from test_redis_roles import ROOT_PASSWORD, conn_of, roles_redis, url_of  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.integration]
 
@@ -79,6 +79,11 @@ def test_a_forged_submitter_neither_escapes_a_quota_of_one_nor_bills_another_use
         running.append(sum(s["state"] in ("starting", "running") for s in _states(root, jobs).values()))
         time.sleep(0.05)
     assert max(running) == 1, running
+    # What everyone is shown: whose the job is by its key, not the rewritten field.
+    shown = json.loads(cli(url_of(roles_redis, "bob"), "status", jobs[1], "--json").stdout)
+    assert shown["submitter"] == "alice", shown
+    listed = cli(url_of(roles_redis, "bob"), "list", "--user", "bob", "--json")
+    assert json.loads(listed.stdout or "[]") == [], listed.stdout
 
     wait_for(lambda: all(s["state"] in ("finished", "failed") for s in _states(root, jobs).values()), timeout_s=30)
     ended = _states(root, jobs)
