@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from launchbay.queue_config.acl import job_owner
 from launchbay.queue_config.inputs_check import check_overrides
-from launchbay.queue_config.launch_policy import docker_problems, limit_problems
+from launchbay.queue_config.launch_policy import docker_problems, effective_request, limit_problems
 from launchbay.queue_config.models import PRIORITIES, JobSpec, QueueConfig, Resources
 from launchbay.queue_config.secret_refs import check_references, redact, secret_values, without_references
 from launchbay.queue_config.structured import MAX_NESTING, MAX_YAML_VALUES, check_finite, check_shape
@@ -91,6 +91,7 @@ def record_problems(
         request = _request_of(record.get("request") or {})
         max_runtime_s = record.get("max_runtime_s")
         problems = limit_problems(request, max_runtime_s, queue) + docker_problems(spec, queue)
+        problems += _default_problems(request, spec, queue)
         if max_runtime_s is None and queue.limits.max_runtime_s is not None:
             problems.append(f"max_runtime: none, queue {queue.name!r} allows at most {queue.limits.max_runtime_s} s")
         if problems:
@@ -105,6 +106,15 @@ def record_problems(
     except (ValidationError, ValueError, TypeError, AttributeError) as exc:
         return [str(exc)]
     return []
+
+
+def _default_problems(request: Resources, spec: JobSpec, queue: QueueConfig) -> List[str]:
+    """What enqueue would have added to ``request`` (the queue's ``default_resources``, its GPU models)
+    and the record left out: without it a job escapes the limits Docker would set."""
+    wanted = effective_request(request, spec, queue).request_dict()
+    stored = request.request_dict()
+    left_out = sorted(name for name in wanted if wanted[name] != stored[name])
+    return [f"its request leaves out {name} = {wanted[name]!r}, queue {queue.name!r}'s default" for name in left_out]
 
 
 def _request_of(stored: Mapping[str, Any]) -> Resources:

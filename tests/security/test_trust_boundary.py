@@ -103,6 +103,7 @@ HOSTILE = [
     ("run_config", lambda _: {"token": "${secret:HF}"}, "a secret reference is allowed only in a field"),
     ("run_config", lambda _: {"lr": float("inf")}, "overrides"),
     ("run_config", lambda _: {"epochs": 3}, "key 'epochs' is under no include prefix (lr)"),
+    ("request", lambda r: {**r, "memory_mib": 0}, "its request leaves out memory_mib = 256, queue 'sec'"),
 ]
 
 
@@ -115,7 +116,12 @@ def test_a_claimed_record_rewritten_after_enqueue_is_refused_and_nothing_else_is
     admin = conn_of(roles_redis, "launchbay-admin")
     QueueStore(admin, KEYS).apply(
         QueueConfig.model_validate(
-            {"name": "sec", "limits": {"gpus": 1, "max_runtime": "1h"}, "secrets": {"HF": {"env": "HF_TOKEN_T23"}}}
+            {
+                "name": "sec",
+                "limits": {"gpus": 1, "max_runtime": "1h"},
+                "default_resources": {"memory": "256MiB"},
+                "secrets": {"HF": {"env": "HF_TOKEN_T23"}},
+            }
         )
     )
     # What the job's last run recorded (an agent writes it): the overrides it accepts.
