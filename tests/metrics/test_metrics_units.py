@@ -226,3 +226,12 @@ def test_forged_record_fields_give_no_new_label_values(redis_conn):
     assert jobs == [{"queue": "q", "state": "queued", "user": "mallory"}], jobs
     assert depth == [{"queue": "q", "priority": "unknown", "pending_reason": "unknown"}], depth
     assert seen.value("launchbay_jobs", queue="q", state="queued", user="mallory") == 25
+
+
+def test_an_agents_job_states_label_only_known_states():
+    from launchbay.agent.metrics_http import _jobs_by_state
+
+    entries = {f"mallory_{n:016x}": LedgerEntry(f"mallory_{n:016x}", "q", 1.0, 0, (), claimed_at=0.0) for n in range(3)}
+    records = {job_id: {"state": f"forged-{n}"} for n, job_id in enumerate(entries)}
+    family = _jobs_by_state(entries, records)
+    assert {sample.labels["state"] for sample in family.samples} == {"starting", "running", "unknown"}
