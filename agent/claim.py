@@ -26,6 +26,7 @@ import redis
 from launchbay.agent.ledger import LedgerEntry, decode_entries
 from launchbay.agent.placement import Candidate, Decision, Policy, claim_order
 from launchbay.queue_config import rq_bridge
+from launchbay.queue_config.acl import submitter_of
 from launchbay.queue_config.job import is_waiting
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import ClaimScript
@@ -107,7 +108,7 @@ def _parse(job_id: str, queue: str, fields: Mapping[str, Optional[str]]) -> Opti
         # Anyone with write access to Redis can write a record: one bad record must not stop the pass.
         _warn_unreadable(job_id, str(exc))
         return None
-    submitter = fields.get("submitter") or "unknown"
+    submitter = submitter_of(job_id, fields.get("submitter"))  # the key says whose it is, not the field
     return request, queued_at, constraints, max_runtime, fields["priority"] or "normal", submitter
 
 

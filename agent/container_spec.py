@@ -241,7 +241,7 @@ def build_container_spec(
     resolved (``agent/job_secrets.py``); without them the record's overrides are used as they are.
     """
     spec = record.get("spec") or {}
-    job_id = str(record["id"])
+    job_id = alloc.job_id  # the key it was claimed under: the record's own ``id`` field is the submitter's to write
     if secrets is None:
         secrets = JobSecrets(
             run_config=record.get("run_config") or {}, file_overrides=record.get("file_overrides") or {}

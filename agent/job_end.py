@@ -50,6 +50,8 @@ class RunLeftovers:
 def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Callable[[Callable[[], T]], T]) -> None:
     """Record ``outcome`` (``retry`` runs a Redis call through an outage), then clean up after the job."""
     outcome = _asked_reason(ctx, run, outcome, retry)
+    if run.secrets is not None:  # an engine's or the job's words may quote a secret's value
+        outcome = replace(outcome, message=run.secrets.redact(outcome.message))
     outputs = _read_outputs(run)
     summary, metrics_problems = _finish_metrics(run)
     for problem in outputs.problems + metrics_problems:
@@ -68,7 +70,7 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
         run.log.close()
         return
     if won:
-        record_usage(ctx.conn, ctx.keys, ctx.queue_config_for, run.record, time.time())
+        record_usage(ctx.conn, ctx.keys, ctx.queue_config_for, run.job_id, run.record, time.time())
         logger.info("job %s %s %s", run.job_id, outcome.state.value, outcome.message, extra={"job_id": run.job_id})
         run.log.close()  # lifecycle.end wrote the eof (a job put back gets none: its log goes on with its next run)
     else:

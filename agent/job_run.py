@@ -93,7 +93,7 @@ class JobRun:
             cap_bytes=ctx.settings.log_cap_bytes,
             file_cap_bytes=ctx.log_file_cap_bytes,
         )
-        self.metrics = JobMetrics.for_job(ctx, self.job_id)
+        self.metrics = JobMetrics.for_job(ctx, self.job_id, redact_as=self.log)
         self._thread = threading.Thread(target=self._main, name=f"job-{self.job_id}", daemon=True)
 
     # -- control, from other threads ---------------------------------------------------------------
@@ -156,6 +156,9 @@ class JobRun:
             return failed(Reason.CONTAINER_FAILED, message)
         try:
             queue_config = self.ctx.queue_config_for(self.alloc.queue)
+            refused = self.ctx.refusal(self.job_id, self.record, queue_config)
+            if refused:
+                return failed(Reason.REFUSED, refused)
             self.secrets = job_secrets.resolve_into(self.log, self.record, queue_config)
             self.paths = prepare_payload(
                 self.ctx.state_dir, self.job_id, self.secrets.run_config, self.secrets.file_overrides

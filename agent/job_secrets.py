@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from launchbay.agent.logs import JobLog
 from launchbay.queue_config.models import QueueConfig
-from launchbay.queue_config.secrets import SecretSource, mask_tree, reference_name, section_secret_paths
+from launchbay.queue_config.secrets import SecretSource, mask_tree, redact_tree, reference_name, section_secret_paths
 from launchbay.sdk.filtering import flatten
 
 from launchbay.errors import JobRunError
@@ -114,14 +114,6 @@ def _field_values(
     return tuple(found)
 
 
-def _redact_tree(tree: Any, secrets: JobSecrets) -> Any:
-    if isinstance(tree, dict):
-        return {key: _redact_tree(child, secrets) for key, child in tree.items()}
-    if isinstance(tree, list):
-        return [_redact_tree(item, secrets) for item in tree]
-    return secrets.redact(tree) if isinstance(tree, str) else tree
-
-
 def scrub_effective_config(
     record: Mapping[str, Any], config: Optional[Dict[str, Any]], secrets: Optional[JobSecrets]
 ) -> Optional[Dict[str, Any]]:
@@ -131,11 +123,14 @@ def scrub_effective_config(
     spec = record.get("spec") if isinstance(record.get("spec"), dict) else {}
     run_paths, _ = section_secret_paths(spec.get("inputs"))
     masked = mask_tree(config, run_paths)
-    return _redact_tree(masked, secrets) if secrets is not None else masked
+    return redact_tree(masked, secrets.redact) if secrets is not None else masked
 
 
 def resolve_into(log: JobLog, record: Mapping[str, Any], queue_config: QueueConfig) -> JobSecrets:
-    """:func:`resolve`, and ``log`` hides the values from then on (SecretMissingError as there)."""
+    """:func:`resolve`, and ``log`` hides the values from then on (SecretMissingError as there).
+
+    The job's metrics and summary go through the same ``log.redact`` (``JobMetrics.for_job``).
+    """
     secrets = resolve(record, queue_config)
     log.redact = secrets.redact
     return secrets

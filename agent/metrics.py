@@ -5,6 +5,8 @@ and keeps ``summary.json`` up to date (the contract is in docs/payload.md). On t
 folder is ``<state_dir>/jobs/<id>/output``. :class:`JobMetrics` follows the file about once a second
 and copies each line, as it is, into the STREAM ``keys.job_metrics(id)`` as ``{"m": line}``; when the
 job ends it reads the file to its end and returns ``summary.json`` for the record's ``summary``.
+Both pass through the job's secret redaction first (names and values): a line that held a queue
+secret's value is stored re-encoded with ``***`` in its place.
 
 The file is the job's, so it is untrusted: it is opened without following symlinks and without
 blocking (a FIFO or a device is refused, not read), a line longer than :data:`MAX_LINE_BYTES` is
@@ -27,12 +29,13 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import redis
 from launchbay.agent.metrics_file import MAX_LINE_BYTES, MetricsFile, parse_object, read_summary
 from launchbay.agent.wandb_follow import WandbRun
 from launchbay.queue_config import metricstream
+from launchbay.queue_config.secrets import redact_tree
 from launchbay.sdk.payload import EFFECTIVE_CONFIG_FILE, METRICS_FILE
 
 from launchbay.text import as_text
@@ -44,6 +47,10 @@ POLL_S = 1.0
 _BATCH_ENTRIES = 500
 #: How long the last read, when the job ended, waits for a Redis that stopped answering.
 FINAL_RETRY_S = 30.0
+
+
+def _unchanged(text: str) -> str:
+    return text
 
 
 class JobMetrics:
@@ -68,6 +75,9 @@ class JobMetrics:
         self.problems: List[str] = []
         #: ``summary.json`` as :meth:`finish` read it (None: none, or not readable).
         self.summary: Optional[Dict[str, Any]] = None
+        #: Hides the queue's secret values from metric names, values and the summary alike, before
+        #: anything goes to Redis (:meth:`for_job` ties it to the job log's).
+        self.redact: Callable[[str], str] = _unchanged
         self._skip = 0  # lines already in the stream (adoption): read again, not sent again
         self._lines_seen = 0
         self._kinds_noted: set = set()
@@ -81,15 +91,22 @@ class JobMetrics:
         self._thread: Optional[threading.Thread] = None
 
     @classmethod
-    def for_job(cls, ctx: Any, job_id: str) -> JobMetrics:
-        """The metrics of ``job_id`` with the caps of ``ctx.settings`` (a ``RunContext``)."""
+    def for_job(cls, ctx: Any, job_id: str, *, redact_as: Any = None) -> JobMetrics:
+        """The metrics of ``job_id`` with the caps of ``ctx.settings`` (a ``RunContext``).
+
+        ``redact_as`` (the job's ``JobLog``): its ``redact``, whatever it is when a line is read,
+        hides secrets here too, so the log and the metrics never disagree on what is secret.
+        """
         settings = ctx.settings
-        return cls(
+        metrics = cls(
             ctx.conn,
             ctx.keys.job_metrics(job_id),
             cap_entries=settings.metrics_cap_entries,
             cap_bytes=settings.metrics_cap_bytes,
         )
+        if redact_as is not None:
+            metrics.redact = lambda text: redact_as.redact(text)
+        return metrics
 
     def start(self, output_dir: Path, *, resume: bool) -> None:
         """Follow ``output_dir/metrics.jsonl``; ``resume`` keeps what an earlier agent process already sent.
@@ -141,11 +158,12 @@ class JobMetrics:
             with self._lock:
                 self._file.close()
             self._collect_file_problems()
-        self.summary, problem = read_summary(output_dir)
+        summary, problem = read_summary(output_dir)
+        self.summary = redact_tree(summary, self.redact) if summary is not None else None
         if problem:
             self.problems.append(problem)
         if self.summary is None and self._wandb_chosen and self._wandb is not None and self._wandb.summary:
-            self.summary = dict(self._wandb.summary)
+            self.summary = redact_tree(dict(self._wandb.summary), self.redact)
         return self.summary
 
     # -- internals ---------------------------------------------------------------------------------
@@ -228,8 +246,9 @@ class JobMetrics:
         step = value.get("_step")
         if not isinstance(step, int) or isinstance(step, bool):
             return self._skipped("no integer _step")
-        if bare_constants:
-            text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        redacted = redact_tree(value, self.redact)
+        if bare_constants or redacted != value:
+            text = json.dumps(redacted, separators=(",", ":"), ensure_ascii=False)
         return text
 
     def _skipped(self, why: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Proto
 
 import redis
 from launchbay.agent.ledger import LedgerEntry
-from launchbay.queue_config.job import ACTIVE_STATES, TERMINAL_STATES, from_hash
+from launchbay.queue_config.job import ACTIVE_STATES, TERMINAL_STATES, from_hash, state_of
 from launchbay.queue_config.keys import Keys
 from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
@@ -181,7 +181,8 @@ class AgentCollector(Collector):
 def _jobs_by_state(entries: Mapping[str, LedgerEntry], records: Mapping[str, Mapping[str, Any]]) -> Metric:
     counts = dict.fromkeys(sorted(s.value for s in ACTIVE_STATES), 0)
     for job_id in entries:
-        state = str((records.get(job_id) or {}).get("state") or "unknown")
+        known = state_of(records.get(job_id))  # the record is its submitter's to write: no label from it
+        state = known.value if known is not None else "unknown"
         counts[state] = counts.get(state, 0) + 1
     family = GaugeMetricFamily(
         "launchbay_agent_jobs", "Jobs this agent holds resources for, by their record's state.", labels=["state"]

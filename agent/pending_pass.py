@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import redis
 from launchbay.agent.claim import quotas_of
 from launchbay.queue_config import lifecycle, pending, rq_bridge
+from launchbay.queue_config.acl import submitter_of
 from launchbay.queue_config.job import from_hash, is_waiting
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.quotas import parse_usage
@@ -79,10 +80,10 @@ class PendingPass:
                 continue
             record = from_hash({k: v for k, v in fields.items() if v is not None})
             paused, quotas = settings[queue]
-            user = str(record.get("submitter") or "")
+            user = submitter_of(job_id, record.get("submitter"))
             answer = pending.explain(
                 record, views, paused=paused, ahead=ahead.get(queue, []), quota=quotas.for_user(user),
-                usage=usage.get((queue, user), {}), now=now,
+                usage=usage.get((queue, user), {}), user=user, now=now,
             )  # fmt: skip
             if answer.reason not in pending.NOT_IN_THE_WAY:
                 ahead.setdefault(queue, []).append(pending.Ahead(job_id, str(record.get("priority") or "normal")))
@@ -93,8 +94,8 @@ class PendingPass:
     def _usage(self, listed, values, settings) -> Dict[Tuple[str, str], Dict[str, float]]:
         wanted = sorted(
             {
-                (q, as_text(v[READ_FIELDS.index("submitter")] or b""))
-                for (q, _), v in zip(listed, values)
+                (q, submitter_of(job_id, as_text(v[READ_FIELDS.index("submitter")] or b"")))
+                for (q, job_id), v in zip(listed, values)
                 if settings[q][1].any
             }
         )

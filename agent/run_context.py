@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import redis
 from launchbay.agent.runtime import Runtime
 from launchbay.agent.settings import AgentSettings
+from launchbay.queue_config.job_checks import record_problems
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.models import QueueConfig
+from launchbay.queue_config.store import QueueStore
 
 
 @dataclass
@@ -45,3 +47,14 @@ class RunContext:
     @property
     def state_dir(self) -> Path:
         return Path(self.settings.state_dir)
+
+    def refusal(self, job_id: str, record: Mapping[str, Any], queue: QueueConfig) -> Optional[str]:
+        """Why the claimed ``record`` must not run, checked as enqueue checks a launch (None: it may).
+
+        The submitter may have rewritten her record since enqueue (``queue_config/job_checks.py``).
+        """
+        recorded = QueueStore(self.conn, self.keys).get_inputs(str(record.get("name") or ""))
+        problems = record_problems(job_id, record, queue, recorded)
+        if not problems:
+            return None
+        return "refused: " + "; ".join(problems)[:2000] + " (its record changed after enqueue checked it)"

@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 import redis
 from launchbay.agent.placement import Policy
 from launchbay.queue_config import usage
+from launchbay.queue_config.acl import submitter_of
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import QueueConfig
 
@@ -58,9 +59,17 @@ def run_seconds(record: Mapping[str, Any], now: float) -> Optional[tuple]:
 
 
 def record_usage(
-    conn: redis.Redis, keys: Keys, config_for: Callable[[str], QueueConfig], record: Mapping[str, Any], now: float
+    conn: redis.Redis,
+    keys: Keys,
+    config_for: Callable[[str], QueueConfig],
+    job_id: str,
+    record: Mapping[str, Any],
+    now: float,
 ) -> None:
-    """Add the ended run to its submitter's usage of its queue (when the queue keeps fair share)."""
+    """Add the ended run of ``job_id`` to its submitter's usage of its queue (when the queue keeps fair share).
+
+    The submitter is the one the job's key pins (``acl.submitter_of``): a field the submitter
+    may rewrite while the job runs must not bill someone else."""
     queue = record.get("queue") or ""
     spent = run_seconds(record, now)
     if not queue or spent is None:
@@ -68,7 +77,7 @@ def record_usage(
     try:
         fair = config_for(queue).fair_share
         if fair.enabled:
-            user = record.get("submitter") or usage.UNKNOWN_USER
+            user = submitter_of(job_id, record.get("submitter"))
             gpu_s, cpu_s = spent
             usage.add(conn, keys, queue, user, gpu_s=gpu_s, cpu_s=cpu_s, now=now, half_life_s=fair.half_life_s)
     except (LaunchbayError, redis.RedisError) as exc:

@@ -22,19 +22,28 @@ from .queue_cmds import json_option, print_json
 @click.option("--submitter", "submitters", metavar="NAME", multiple=True, help="A submitter user (repeatable).")
 @click.option("--admin-user", default="launchbay-admin", show_default=True, help="The admin's Redis user name.")
 @click.option("--agent-user", default="launchbay-agent", show_default=True, help="The agents' Redis user name.")
+@click.option(
+    "--ui-user", default=None, metavar="NAME", help="Also the role of `launchbay ui`'s Redis user (named tokens)."
+)
 @json_option
 def acl_cmd(
-    namespace: Optional[str], submitters: Tuple[str, ...], admin_user: str, agent_user: str, as_json: bool
+    namespace: Optional[str],
+    submitters: Tuple[str, ...],
+    admin_user: str,
+    agent_user: str,
+    ui_user: Optional[str],
+    as_json: bool,
 ) -> None:
     """Print the Redis ACL lines of the roles (admin, agent, one per submitter) for a namespace.
 
     \b
     A submitter may enqueue, cancel and requeue its own jobs (ids NAME_...) and read the rest;
-    an agent may not change queue configs; only the admin may. Example:
+    an agent may not change queue configs; only the admin may. The UI's user (--ui-user) acts
+    for its named tokens' users, each within what its own role allows. Example:
       launchbay acl --submitter alice --submitter bob | redis-cli -x ...
     """
     keys = Keys(namespace) if namespace else Keys.from_env()
-    lines = setuser_lines(keys, list(submitters) or ["submitter"], admin=admin_user, agent=agent_user)
+    lines = setuser_lines(keys, list(submitters) or ["submitter"], admin=admin_user, agent=agent_user, ui=ui_user)
     if as_json:
         print_json([{"user": user, "role": role, "acl": line} for user, role, line in lines])
         return

@@ -14,9 +14,9 @@ from typing import Any, Dict, Optional, Tuple
 import click
 from launchbay.client import JobHandle, adhoc_spec, enqueue, get_job, list_jobs, load_spec, with_changes
 from launchbay.client.fit import describe_request
-from launchbay.client.inputs_check import section_rows
 from launchbay.client.jobs import with_pending
 from launchbay.client.overrides import parse_file_options, parse_set_options
+from launchbay.queue_config.inputs_check import section_rows
 from launchbay.queue_config.job import State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import PRIORITIES, JobSpec

@@ -91,8 +91,8 @@ class _PlainTable(Table):
 
 def table(*columns: str) -> Table:
     grid = _PlainTable(box=None, header_style="bold", pad_edge=False)
-    for column in columns:
-        grid.add_column(column, overflow="fold")
+    for column in columns:  # a column may be named by a job (a metric's name): plain text, like a cell
+        grid.add_column(Text(printable(column)), overflow="fold")
     return grid
 
 

@@ -16,7 +16,7 @@ import click
 from launchbay.client import get_job
 from launchbay.queue_config.keys import Keys
 
-from .queue_cmds import note, print_table, table, uses_redis
+from .queue_cmds import note, print_table, printable, table, uses_redis
 
 #: Reserved keys the table does not show (``--json`` has them).
 HIDDEN_KEYS = ("_step", "_timestamp", "_runtime")
@@ -80,9 +80,10 @@ def _print_following(steps: Iterable[Dict[str, Any]]) -> int:
         before = len(keys)
         shown_keys([step], keys)
         if len(keys) != before or not printed:
-            widths = tuple(max(FOLLOW_WIDTH, len(k)) for k in ("STEP", *keys))
-            click.echo("  ".join(name.ljust(w) for name, w in zip(("STEP", *keys), widths)).rstrip())
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(_row(step, keys), widths)).rstrip())
+            names = [printable(name) for name in ("STEP", *keys)]  # the job names its metrics: never raw
+            widths = tuple(max(FOLLOW_WIDTH, len(name)) for name in names)
+            click.echo("  ".join(name.ljust(w) for name, w in zip(names, widths)).rstrip())
+        click.echo("  ".join(printable(cell).ljust(w) for cell, w in zip(_row(step, keys), widths)).rstrip())
         sys.stdout.flush()
         printed += 1
     return printed

@@ -7,30 +7,28 @@ half there. The CLI's ``launchbay enqueue`` is a thin layer over :func:`enqueue`
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import redis
-from launchbay.queue_config.acl import new_job_id, owner_of_connection
+from launchbay.queue_config import launch_policy
+from launchbay.queue_config.acl import OWNER_RE, new_job_id, owner_of_connection
 from launchbay.queue_config.connection import connect
 from launchbay.queue_config.inputs_decl import effective_inputs
+from launchbay.queue_config.job_checks import check_inputs, check_payload
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import PRIORITIES, JobSpec, QueueConfig, Resources, load_job_spec, parse_model
 from launchbay.queue_config.store import QueueStore
-from launchbay.queue_config.structured import MAX_NESTING, MAX_YAML_VALUES, check_finite, check_shape
 from launchbay.queue_config.submit import write_job
 
 from launchbay.errors import ValidationError
 
-from . import policy, submitter
+from . import submitter
 from .fit import fit_notes
 from .handle import JobHandle
-from .inputs_check import check_overrides
-from .overrides import MAX_OVERRIDES_BYTES, merge_trees
-from .secret_refs import check_references, redact, secret_values, without_references
+from .overrides import merge_trees
 
 SpecArg = Union[JobSpec, Mapping[str, Any], str, Path]
 
@@ -83,27 +81,31 @@ def enqueue(
     *,
     overrides: Optional[Mapping[str, Any]] = None,
     file_overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
-    resources: policy.ResourcesArg = None,
+    resources: launch_policy.ResourcesArg = None,
     max_runtime: Union[str, int, None] = None,
     priority: str = "normal",
     redis_url: Optional[str] = None,
     conn: Optional[redis.Redis] = None,
     keys: Optional[Keys] = None,
     user: Optional[str] = None,
+    on_behalf_of: Optional[str] = None,
 ) -> JobHandle:
     """Validate and enqueue one job; returns its handle (``handle.notes`` says what to know).
 
     ``overrides`` are run-config overrides (nested), merged over the spec's ``config``;
     ``file_overrides`` map a config file's relative path to its overrides. ``user`` is the
-    submitter when the connection has no ACL user (see ``client/submitter.py``). ``resources`` takes
+    submitter when the connection has no ACL user (see ``client/submitter.py``). ``on_behalf_of`` is
+    for a caller that authenticated its own user (the UI's named token): the job is that user's
+    (id ``NAME_...``, submitter, quota) whatever Redis user the connection logs in as; Redis' ACL
+    still decides whether the connection may write it (docs/security.md). ``resources`` takes
     people's units (``{"memory": "16GiB", "gpus": "A100:2"}``); ``max_runtime`` a duration (``2h``).
     Raises ValidationError / NotFoundError / ConfigError (nothing written) on any problem.
     """
     conn = conn or connect(redis_url)
     keys = keys or Keys.from_env()
-    launch = Launch(overrides, file_overrides, resources, max_runtime, priority, user)
+    launch = Launch(overrides, file_overrides, resources, max_runtime, priority, user, on_behalf_of)
     fields, notes = prepare(spec, queue, launch, conn=conn, keys=keys)
-    job_id = new_job_id(owner_of_connection(conn))  # a named Redis user's jobs are NAME_<hex>: its ACL role
+    job_id = new_job_id(launch.owner(conn))
     write_job(conn, keys, job_id, fields)
     return JobHandle(job_id, conn, keys, notes=notes)
 
@@ -114,10 +116,17 @@ class Launch:
 
     overrides: Optional[Mapping[str, Any]] = None
     file_overrides: Optional[Mapping[str, Mapping[str, Any]]] = None
-    resources: policy.ResourcesArg = None
+    resources: launch_policy.ResourcesArg = None
     max_runtime: Union[str, int, None] = None
     priority: str = "normal"
     user: Optional[str] = None
+    on_behalf_of: Optional[str] = None
+
+    def owner(self, conn: redis.Redis) -> Optional[str]:
+        """The ``NAME_`` prefix of the job's id: the key the ACL pins to whose job it is (acl.py)."""
+        if self.on_behalf_of is not None:
+            return self.on_behalf_of if OWNER_RE.match(self.on_behalf_of) else None
+        return owner_of_connection(conn)  # a named Redis user's jobs are NAME_<hex>: its ACL role
 
 
 def prepare(
@@ -127,17 +136,21 @@ def prepare(
     job_spec = load_spec(spec)
     if launch.priority not in PRIORITIES:
         raise ValidationError(f"priority {launch.priority!r} must be one of {', '.join(PRIORITIES)}")
-    asked = policy.parse_resources(launch.resources)
-    asked_runtime_s = policy.parse_max_runtime(launch.max_runtime)
+    asked = launch_policy.parse_resources(launch.resources)
+    asked_runtime_s = launch_policy.parse_max_runtime(launch.max_runtime)
     store = QueueStore(conn, keys)
     queue_config = store.get(queue)
     fields = _build_record(job_spec, queue_config, asked, asked_runtime_s, launch.priority)
     overrides, file_overrides = launch.overrides or {}, launch.file_overrides or {}
-    _check_payload({"run_config": dict(overrides), "file_overrides": dict(file_overrides)})
-    fields["submitter"] = submitter.resolve(conn, launch.user)
+    check_payload({"run_config": dict(overrides), "file_overrides": dict(file_overrides)})
+    fields["submitter"] = (
+        submitter.check_user_name(launch.on_behalf_of, what="submitter")
+        if launch.on_behalf_of is not None
+        else submitter.resolve(conn, launch.user)
+    )
     fields["run_config"] = merge_trees(job_spec.config, overrides, what="overrides")
     fields["file_overrides"] = {path: dict(tree) for path, tree in file_overrides.items()}
-    _check_payload(fields)
+    check_payload(fields)
     _check_inputs(job_spec, queue_config, store, fields)
     notes = _notes(conn, keys, store, queue, fields)
     notes += submitter.quota_notes(conn, keys, queue_config, fields["submitter"], fields["request"])
@@ -151,15 +164,7 @@ def _check_inputs(spec: JobSpec, queue: QueueConfig, store: QueueStore, fields: 
     their secret fields.
     """
     inputs, source = effective_inputs(store.get_inputs(spec.name), spec.inputs)
-    run_config, file_overrides = fields["run_config"], fields["file_overrides"]
-    check_references(queue, inputs, run_config, file_overrides)
-    # A referenced value is the agent's to fill in: the checks see the rest.
-    run_config, file_overrides = without_references(run_config), without_references(file_overrides)
-    try:
-        check_overrides(spec.name, inputs, run_config, file_overrides)
-    except ValidationError as exc:
-        # A schema message quotes the value it refuses; a secret's must not reach the terminal.
-        raise ValidationError(redact(str(exc), secret_values(inputs, run_config, file_overrides))) from None
+    check_inputs(queue, spec.name, inputs, fields["run_config"], fields["file_overrides"])
     if inputs is not None:
         fields["spec"]["inputs"] = inputs
         fields["spec"]["inputs_source"] = source
@@ -168,9 +173,9 @@ def _check_inputs(spec: JobSpec, queue: QueueConfig, store: QueueStore, fields: 
 def _build_record(
     spec: JobSpec, queue: QueueConfig, asked: Resources, asked_runtime_s: Optional[int], priority: str
 ) -> Dict[str, Any]:
-    request = policy.effective_request(asked, spec, queue)
-    max_runtime_s = policy.effective_max_runtime(asked_runtime_s, spec, queue)
-    policy.check_against_queue(request, max_runtime_s, spec, queue)
+    request = launch_policy.effective_request(asked, spec, queue)
+    max_runtime_s = launch_policy.effective_max_runtime(asked_runtime_s, spec, queue)
+    launch_policy.check_against_queue(request, max_runtime_s, spec, queue)
     return {
         "name": spec.name,
         "queue": queue.name,
@@ -180,28 +185,12 @@ def _build_record(
             "command": spec.command,
             "workdir": spec.workdir,
             "env": spec.env,
-            "docker": policy.submitter_docker(spec),
+            "docker": launch_policy.submitter_docker(spec),
         },
         "request": request.request_dict(),
         "constraints": spec.constraints,
         "max_runtime_s": max_runtime_s,
     }
-
-
-def _check_payload(fields: Dict[str, Any]) -> None:
-    """Overrides must be JSON as the job will get it: finite numbers, nesting and size within the limits."""
-    try:
-        check_finite(fields["run_config"], "overrides")
-        for path, tree in fields["file_overrides"].items():
-            check_finite(tree, f"overrides of {path}")
-        payload = {"run_config": fields["run_config"], "file_overrides": fields["file_overrides"]}
-        check_shape(payload, max_values=MAX_YAML_VALUES)
-        size = len(json.dumps(payload))
-    except (ValueError, RecursionError) as exc:
-        problem = f"nested deeper than {MAX_NESTING} levels" if isinstance(exc, RecursionError) else str(exc)
-        raise ValidationError(problem if problem.startswith("overrides") else f"overrides: {problem}") from exc
-    if size > MAX_OVERRIDES_BYTES:
-        raise ValidationError(f"overrides: {size >> 20} MiB of JSON; at most {MAX_OVERRIDES_BYTES >> 20} MiB")
 
 
 def _notes(conn: redis.Redis, keys: Keys, store: QueueStore, queue: str, fields: Dict[str, Any]) -> List[str]:

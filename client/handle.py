@@ -77,7 +77,7 @@ class JobHandle:
         record = self._records.get(self.id)
         if record is None:
             raise NotFoundError(f"unknown job {self.id!r} (never enqueued here, or its record expired)")
-        return mask_record(record)
+        return mask_record(record, self.id)
 
     def state(self) -> State:
         return State(self.status()["state"])

@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional
 
 import redis
 from launchbay.queue_config import pending
+from launchbay.queue_config.acl import submitter_of
 from launchbay.queue_config.connection import connect
 from launchbay.queue_config.job import State, from_hash, state_of
 from launchbay.queue_config.keys import Keys
@@ -77,10 +78,10 @@ def _newest_in_queue(
             for job_id in ids:
                 pipe.hgetall(keys.job(job_id.decode()))
             raws = pipe.execute()
-        for raw in raws:
+        for job_id, raw in zip(ids, raws):
             record = from_hash(raw) if raw else None  # an expired record leaves its id behind
             wanted = state is None or record.get("state") == state if record else False
-            if record and wanted and (user is None or record.get("submitter") == user):
-                found.append(mask_record(record))
+            if record and wanted and (user is None or submitter_of(job_id.decode(), record.get("submitter")) == user):
+                found.append(mask_record(record, job_id.decode()))
         start += PAGE_SIZE
     return found[:limit]

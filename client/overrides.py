@@ -23,10 +23,6 @@ from launchbay.sdk.paths import KeyPath, split_path
 
 from launchbay.errors import ValidationError
 
-#: The most bytes a job's overrides (run config and config files, as JSON) may take, whether they
-#: come from the CLI, the API or the launch form: they are stored in Redis with every job.
-MAX_OVERRIDES_BYTES = 16 << 20
-
 
 def parse_value(text: str) -> Any:
     """A ``--set`` value typed like a YAML scalar (or flow list/mapping)."""

@@ -19,10 +19,12 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import redis
 from launchbay.queue_config import sweep_study
 from launchbay.queue_config.acl import new_job_id, owner_of_connection
+from launchbay.queue_config.inputs_check import section_problems
 from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.models import JobSpec, QueueConfig, parse_model
+from launchbay.queue_config.secret_refs import check_references
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.structured import read_structured_file
 from launchbay.queue_config.sweep_spec import Param, SweepSpec, parse_sweep, problem_lines
@@ -33,8 +35,6 @@ from launchbay.errors import ValidationError
 from launchbay.text import as_text
 
 from .enqueue import Launch, load_spec, prepare
-from .inputs_check import section_problems
-from .secret_refs import check_references
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 #: Studies kept open per process (the UI's polls read only the journal's new entries).

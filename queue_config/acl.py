@@ -15,6 +15,11 @@ may write; everything else in the namespace is readable only (``%R~`` key permis
   ``NAME_`` (the client does this for every named Redis user), and only those records and RQ jobs
   are writable (and the queues' idle lists, from which an enqueue wakes an agent); queue configs, other users' jobs, ledgers and agents' keys are read-only.
 
+- **ui**: what every submitter may write, for every ``NAME_`` (the UI launches, cancels and
+  pauses as the user its named token names, and checks first, with ``ACL DRYRUN``, that this
+  user's own role would allow it: ``ui/identity.py``); queue configs, ledgers and agents' keys
+  read-only. The UI is then the gate for its tokens, as Redis is for the CLI.
+
 ``launchbay acl`` prints these rules as ``ACL SETUSER`` lines for a namespace.
 """
 
@@ -28,11 +33,13 @@ from launchbay.queue_config.keys import Keys
 
 from launchbay.errors import ConfigError
 
-ROLES = ("admin", "agent", "submitter")
+ROLES = ("admin", "agent", "submitter", "ui")
 #: What a job owner may be called: no ``_`` (it separates owner and id) and no glob characters.
 OWNER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}\Z")
 OWNER_SEPARATOR = "_"
 JOB_ID_HEX_DIGITS = 16
+#: Whose a job is when neither its id nor its record names anyone.
+UNKNOWN_SUBMITTER = "unknown"
 
 #: Every command launchbay and RQ send (the least set; docs/security.md explains each).
 COMMANDS = (
@@ -51,6 +58,26 @@ def new_job_id(owner: Optional[str]) -> str:
     """A fresh job id: 16 random hex digits, after ``OWNER_`` when the Redis user is named."""
     digits = uuid.uuid4().hex[:JOB_ID_HEX_DIGITS]
     return f"{owner}{OWNER_SEPARATOR}{digits}" if owner else digits
+
+
+def job_owner(record_id: str) -> Optional[str]:
+    """The submitter a job (or sweep) id's key pins: its ``NAME_`` prefix, None for an id without one.
+
+    Only ``NAME``'s Redis role can write ``job:NAME_*`` (and admins and agents, who write what
+    the client asks), so this, not the record's ``submitter`` field, says whose the job is.
+    """
+    owner, separator, _ = str(record_id).partition(OWNER_SEPARATOR)
+    return owner if separator and OWNER_RE.match(owner) else None
+
+
+def submitter_of(record_id: str, recorded: Optional[str]) -> str:
+    """Whose job ``record_id`` is, for quotas, fair share and labels: the key's owner when it has one.
+
+    A job without an owner prefix was written by a connection with no named Redis user (the
+    default user or an admin, who may write anything): its ``submitter`` field is believed, as
+    the client set it (``--user``, ``LAUNCHBAY_USER``, the OS user).
+    """
+    return job_owner(record_id) or recorded or UNKNOWN_SUBMITTER
 
 
 def owner_of_connection(conn) -> Optional[str]:
@@ -86,10 +113,10 @@ def rules(role: str, keys: Keys, user: str = "") -> str:
             "study:*",
         )
         patterns = f"%R~{ns}:* " + " ".join(f"~{ns}:{p}" for p in writable) + " ~rq:*"
-    elif role == "submitter":
-        if not OWNER_RE.match(user):
+    elif role in ("submitter", "ui"):
+        if role == "submitter" and not OWNER_RE.match(user):
             raise ConfigError(f"submitter name {user!r} must be 1-32 letters, digits or '-' (no '_')")
-        own = f"{user}{OWNER_SEPARATOR}*"
+        own = f"{user}{OWNER_SEPARATOR}*" if role == "submitter" else "*"
         patterns = (
             f"%R~{ns}:* %R~rq:* ~{ns}:job:{own} ~{ns}:jobs:* ~{ns}:jobdefs ~{ns}:idle:* "
             f"~{ns}:sweep:{own} "
@@ -101,10 +128,14 @@ def rules(role: str, keys: Keys, user: str = "") -> str:
     else:
         raise ConfigError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     channels = f"resetchannels &{keys.events}* &{keys.replication_probe}"
-    return f"resetkeys {patterns} {channels} -@all {COMMANDS} clearselectors{selectors}"
+    commands = f"{COMMANDS} +acl|dryrun" if role == "ui" else COMMANDS
+    return f"resetkeys {patterns} {channels} -@all {commands} clearselectors{selectors}"
 
 
-def setuser_lines(keys: Keys, submitters: List[str], *, admin: str, agent: str) -> List[Tuple[str, str, str]]:
-    """``(user, role, "ACL SETUSER ...")`` for the admin, the agent user and each submitter."""
+def setuser_lines(
+    keys: Keys, submitters: List[str], *, admin: str, agent: str, ui: Optional[str] = None
+) -> List[Tuple[str, str, str]]:
+    """``(user, role, "ACL SETUSER ...")`` for the admin, the agent user, each submitter and the UI's user."""
     users = [(admin, "admin", ""), (agent, "agent", ""), *[(name, "submitter", name) for name in submitters]]
+    users += [(ui, "ui", "")] if ui else []
     return [(user, role, f"ACL SETUSER {user} on >PASSWORD {rules(role, keys, owner)}") for user, role, owner in users]

@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import redis
+from launchbay.queue_config import pending
+from launchbay.queue_config.acl import submitter_of
 from launchbay.queue_config.job import State, state_of
 from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.models import PRIORITIES
 from launchbay.queue_config.store import QueueStore
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -51,15 +54,18 @@ def read_queue(conn: redis.Redis, keys: Keys, store: QueueStore, name: str) -> Q
         for job_id in ids:
             pipe.hmget(keys.job(job_id), *JOB_FIELDS)
         replies = pipe.execute()
-    for values in replies:
+    for job_id, values in zip(ids, replies):
         state, priority, submitter, reason, queued_at = (as_text(v) if v is not None else "" for v in values)
-        if not state:  # the record expired; its id lingers in the index
+        known = state_of({"state": state})
+        if known is None:  # the record expired (its id lingers in the index), or a state that is none of ours
             continue
-        user = submitter or UNKNOWN
-        view.jobs[(state, user)] = view.jobs.get((state, user), 0) + 1
-        if state_of({"state": state}) is not State.QUEUED:
+        # Labels only from bounded sets: a submitter may write anything into her own records, and
+        # every distinct value would be a new series. The user is whom the key names (acl.py).
+        user = submitter_of(job_id, submitter)
+        view.jobs[(known.value, user)] = view.jobs.get((known.value, user), 0) + 1
+        if known is not State.QUEUED:
             continue
-        key = (priority or UNKNOWN, reason or UNKNOWN)
+        key = (priority if priority in PRIORITIES else UNKNOWN, reason if reason in pending.CODES else UNKNOWN)
         view.depth[key] = view.depth.get(key, 0) + 1
         try:
             since = float(queued_at)

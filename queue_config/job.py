@@ -80,6 +80,7 @@ class Reason(str, Enum):
     SECRET_MISSING = "secret_missing"  # a secret of the queue could not be read on the agent's host
     GPU_FAILED = "gpu_failed"  # a GPU it ran on became unhealthy (agent/gpu_health.py); maybe requeued
     PRUNED = "pruned"  # a sweep's early termination stopped the trial (agent/sweep_driver.py)
+    REFUSED = "refused"  # its record no longer passes enqueue's checks (queue_config/job_checks.py)
 
     def __str__(self) -> str:
         return self.value

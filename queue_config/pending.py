@@ -90,10 +90,12 @@ def explain(
     ahead: Sequence[Ahead] = (),
     quota: Optional[Mapping[str, float]] = None,
     usage: Optional[Mapping[str, float]] = None,
+    user: str = "",
     now: float,
 ) -> Pending:
     """Why ``record`` (a queued job) waits; ``agents`` are the live ones (any queue), ``ahead`` the waiting
-    jobs before it in its queue, ``quota``/``usage`` its submitter's limits and what they hold."""
+    jobs before it in its queue, ``quota``/``usage`` its submitter's (``user``: whom its key names, see
+    ``acl.submitter_of``) limits and what they hold."""
     queue = str(record.get("queue") or "")
     if paused:
         return Pending(PAUSED, f"queue {queue} is paused; `launchbay queue resume {queue}` lets it start")
@@ -106,7 +108,6 @@ def explain(
     if all(misfits.values()):
         largest = max(serving, key=lambda a: agent_view.size_key(dict(a.capacity)))
         return Pending(NEVER_FITS, f"fits no live agent; the largest, {largest.agent_id}: {misfits[largest.agent_id]}")
-    user = str(record.get("submitter") or "")
     over = over_quota(quota or {}, usage or {}, ask_of(request.__dict__))
     if over:
         return Pending(QUOTA, f"over {user or 'the user'}'s quota in queue {queue} ({over})")

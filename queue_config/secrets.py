@@ -11,8 +11,9 @@ replaces with the secret's value on its host when it starts the container.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
+from launchbay.queue_config.acl import job_owner
 from launchbay.sdk.filtering import flatten
 from launchbay.sdk.paths import KeyPath
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -103,6 +104,20 @@ def mask_tree(tree: Any, paths: List[KeyPath]) -> Any:
     return masked
 
 
+def redact_tree(tree: Any, redact: Callable[[str], str]) -> Any:
+    """``tree`` (JSON) with ``redact`` applied to every string in it, keys too; a number whose digits
+    ``redact`` would change becomes ``***`` (a job may log a numeric secret as a number)."""
+    if isinstance(tree, dict):
+        return {redact(str(key)): redact_tree(child, redact) for key, child in tree.items()}
+    if isinstance(tree, list):
+        return [redact_tree(item, redact) for item in tree]
+    if isinstance(tree, str):
+        return redact(tree)
+    if isinstance(tree, (int, float)) and not isinstance(tree, bool) and redact(repr(tree)) != repr(tree):
+        return MASK
+    return tree
+
+
 def _copy(tree: Dict[str, Any]) -> Dict[str, Any]:
     return {key: _copy(value) if isinstance(value, dict) else value for key, value in tree.items()}
 
@@ -120,16 +135,22 @@ def section_secret_paths(inputs: Optional[Mapping[str, Any]]) -> Tuple[List[KeyP
     return run_paths, {path: paths for path, paths in file_paths.items() if paths}
 
 
-def mask_record(record: Dict[str, Any]) -> Dict[str, Any]:
+def mask_record(record: Dict[str, Any], job_id: Optional[str] = None) -> Dict[str, Any]:
     """The job record as launchbay shows it: secret-format values in its overrides and effective config masked.
 
-    The inputs used are the ones enqueue checked the job against (``spec.inputs``).
+    The inputs used are the ones enqueue checked the job against (``spec.inputs``). With ``job_id``
+    (the key the record was read under), ``id`` and ``submitter`` are what that key says, not what
+    a submitter may have rewritten in her own record (``acl.job_owner``).
     """
+    shown = dict(record)
+    if job_id is not None:
+        shown["id"] = job_id
+        if job_owner(job_id) is not None:
+            shown["submitter"] = job_owner(job_id)
     spec = record.get("spec")
     run_paths, file_paths = section_secret_paths(spec.get("inputs") if isinstance(spec, dict) else None)
     if not run_paths and not file_paths:
-        return record
-    shown = dict(record)
+        return shown
     for field in ("run_config", "effective_config"):
         if isinstance(shown.get(field), dict):
             shown[field] = mask_tree(shown[field], run_paths)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Dict, Mapping
 
 import redis
+from launchbay.queue_config.acl import UNKNOWN_SUBMITTER
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.sharing import decayed
 
@@ -22,8 +23,8 @@ from launchbay.text import as_text
 
 #: A CPU-second counts as this many GPU-seconds in the fair-share order.
 CPU_WEIGHT = 0.1
-#: Who a job belongs to when its record names no submitter.
-UNKNOWN_USER = "unknown"
+#: Who a job belongs to when neither its id nor its record names a submitter.
+UNKNOWN_USER = UNKNOWN_SUBMITTER
 
 _ADD = """
 local key, user = KEYS[1], ARGV[1]

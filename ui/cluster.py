@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 import redis
 from launchbay.client.fit import describe_request
 from launchbay.queue_config import agents as agent_view
+from launchbay.queue_config.acl import submitter_of
 from launchbay.queue_config.job import State, from_hash, state_of
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
@@ -74,7 +75,7 @@ def _job_ref(job_id: str, record: Mapping[str, Any]) -> Dict[str, Any]:
     return {
         "id": job_id,
         "name": str(record.get("name") or ""),
-        "user": str(record.get("submitter") or UNKNOWN_USER),
+        "user": submitter_of(job_id, record.get("submitter")),
         "state": str(record.get("state") or "unknown"),
     }
 

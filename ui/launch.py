@@ -103,8 +103,9 @@ def last_record(conn: redis.Redis, keys: Keys, name: str, jobdef: Optional[Mappi
 def submit(
     conn: redis.Redis, keys: Keys, page: LaunchPage, posted: Mapping[str, str], *, user: Optional[str] = None
 ) -> Optional[JobHandle]:
-    """Enqueue what the form asks for, as ``user`` (from the token or trusted header, never the form);
-    on refusal fill ``page.errors`` and return None."""
+    """Enqueue what the form asks for, as ``user`` (from the token or trusted header, never the form):
+    the job is theirs (id prefix, submitter, quota), whoever the UI logs in to Redis as; with no
+    ``user`` the UI's own. On refusal fill ``page.errors`` and return None."""
     submission = form.read_submission(page.sections, posted)
     page.values = {**{name: posted.get(name, "") for name in LAUNCH_FIELDS}, **submission.values}
     if BASED_ON_FIELD in posted and posted[BASED_ON_FIELD] != (page.last_job_id or ""):
@@ -128,7 +129,7 @@ def submit(
             priority=posted.get("priority") or "normal",
             conn=conn,
             keys=keys,
-            user=user,
+            on_behalf_of=user,
         )
     except UserError as exc:
         fields = list(form.iter_fields(page.sections))

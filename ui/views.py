@@ -9,11 +9,12 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from launchbay.client import get_job, list_jobs
 from launchbay.client import sweeps as sweeps_client
 from launchbay.client.fit import describe_request
-from launchbay.client.inputs_check import section_rows
 from launchbay.client.jobs import with_pending
 from launchbay.client.metrics import MetricsReader
+from launchbay.queue_config.inputs_check import section_rows
 from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.store import QueueStore
+from launchbay.queue_config.sweeps import SweepStore
 from launchbay.queue_config.units import format_duration
 
 from launchbay.errors import NotFoundError, UserError
@@ -154,9 +155,13 @@ def _after_arg() -> str:
 
 @pages.post("/job/<job_id>/cancel")
 def cancel(job_id: str) -> Any:
-    """Cancel the job as ``launchbay cancel`` does, then show its page again."""
-    _record(job_id)
+    """Cancel the job as ``launchbay cancel`` does (with the rights of the token's user), then show its page again."""
+    record = _record(job_id)
     config = settings()
+    refused = identity.change_refusal(config.keys.job(job_id), job_id, record.get("submitter"))
+    if refused:
+        flash(refused, "error")
+        return redirect(url_for(".job", job_id=job_id), code=303)
     try:
         result = get_job(job_id, conn=config.conn, keys=config.keys).cancel()
     except UserError as exc:
@@ -184,8 +189,13 @@ def sweep(sweep_id: str) -> Any:
 
 @pages.post("/sweeps/<sweep_id>/<any(pause, resume, stop):action>")
 def sweep_command(sweep_id: str, action: str) -> Any:
-    """``launchbay sweep pause|resume|stop``, then the sweep's page again."""
+    """``launchbay sweep pause|resume|stop`` (with the rights of the token's user), then the sweep's page again."""
     config = settings()
+    stored = SweepStore(config.conn, config.keys).get(_valid_id(sweep_id))
+    refused = stored and identity.change_refusal(config.keys.sweep(sweep_id), sweep_id, stored.get("submitter"))
+    if refused:
+        flash(refused, "error")
+        return redirect(url_for(".sweep", sweep_id=sweep_id), code=303)
     try:
         state = sweeps_client.command(config.conn, config.keys, _valid_id(sweep_id), action)
     except NotFoundError:

@@ -134,3 +134,42 @@ def test_a_missing_secret_fails_the_job_with_secret_missing_before_it_runs(
     assert status["state"] == "failed" and status["reason"] == "secret_missing"
     assert status["message"] == "secret TOKEN is missing: env LB_TEST_ABSENT on the agent's host is not set or empty"
     assert "ran" not in log_lines(redis_conn, job_id)
+
+
+LEAK = """
+import json, os
+secret = os.environ['TOKEN_ENV']
+out = os.environ['LAUNCHBAY_OUTPUT_DIR']
+print('printed', secret, flush=True)
+with open(out + '/metrics.jsonl', 'a') as handle:
+    handle.write(json.dumps({'_step': 0, 'loss': 0.5, 'note': 'key=' + secret, 'by_' + secret: 1.0}) + '\\n')
+with open(out + '/summary.json', 'w') as handle:
+    json.dump({'loss': 0.5, 'token': secret, 'best_' + secret: 2.0}, handle)
+raise SystemExit('giving up with ' + secret)
+"""
+
+
+def test_a_job_that_prints_logs_and_summarizes_a_secret_leaves_it_nowhere_in_redis(
+    monkeypatch,
+    redis_url,
+    redis_conn,
+    base_image,
+    agents,  # noqa: F811
+):
+    """Issue 23: the log was masked, but metrics.jsonl and summary.json went to Redis as the job wrote them."""
+    monkeypatch.setenv("LB_TEST_TOKEN", FROM_ENV)
+    make_queue(redis_conn, "e2e", docker={"gpu_mode": "env_only"}, secrets={"TOKEN_ENV": {"env": "LB_TEST_TOKEN"}})
+    agent = agents("leak-agent")
+    env = {"LAUNCHBAY_REDIS_URL": redis_url}
+    result = run_cli(
+        "enqueue", "--image", base_image, "-q", "e2e", "--wait", "--", "python3", "-c", LEAK, env=env, timeout=240,
+    )  # fmt: skip
+    job_id = result.stdout.strip().splitlines()[0]
+    assert result.returncode == 1, (result.stdout, result.stderr, agent.output())
+
+    status = json.loads(run_cli("status", job_id, "--json", env=env).stdout)
+    assert status["summary"] == {"loss": 0.5, "token": "***", "best_***": 2.0}, status
+    metrics = run_cli("metrics", job_id, "--json", env=env)
+    assert metrics.returncode == 0 and "key=***" in metrics.stdout and "by_***" in metrics.stdout, metrics.stdout
+    assert "printed ***" in log_lines(redis_conn, job_id)
+    assert FROM_ENV not in everything_in(redis_conn)

@@ -209,3 +209,29 @@ def test_with_a_ui_token_slash_metrics_needs_it_like_every_page(redis_conn):
     answered = client.get("/metrics", headers={TOKEN_HEADER: "s3cret-token"})
     assert answered.status_code == 200
     assert Scrape(answered.get_data(as_text=True)).value("launchbay_redis_up") == 1
+
+
+def test_forged_record_fields_give_no_new_label_values(redis_conn):
+    """Issue 23: a submitter writes what she likes into her own records; every distinct value was a series."""
+    keys = Keys()
+    QueueStore(redis_conn, keys).apply(QueueConfig(name="q"))
+    for n in range(50):
+        job_id = f"mallory_{n:016x}"
+        forged = {"state": "queued" if n % 2 else f"state-{n}", "priority": f"p{n}", "pending_reason": f"r{n}"}
+        redis_conn.hset(keys.job(job_id), mapping={**forged, "submitter": f"victim-{n}", "queued_at": "1"})
+        redis_conn.zadd(keys.queue_jobs("q"), {job_id: n})
+    seen = Scrape(generate_latest(queue_registry(redis_conn, keys)).decode())
+    jobs = [labels for labels, _ in seen.samples("launchbay_jobs")]
+    depth = [labels for labels, _ in seen.samples("launchbay_queue_depth")]
+    assert jobs == [{"queue": "q", "state": "queued", "user": "mallory"}], jobs
+    assert depth == [{"queue": "q", "priority": "unknown", "pending_reason": "unknown"}], depth
+    assert seen.value("launchbay_jobs", queue="q", state="queued", user="mallory") == 25
+
+
+def test_an_agents_job_states_label_only_known_states():
+    from launchbay.agent.metrics_http import _jobs_by_state
+
+    entries = {f"mallory_{n:016x}": LedgerEntry(f"mallory_{n:016x}", "q", 1.0, 0, (), claimed_at=0.0) for n in range(3)}
+    records = {job_id: {"state": f"forged-{n}"} for n, job_id in enumerate(entries)}
+    family = _jobs_by_state(entries, records)
+    assert {sample.labels["state"] for sample in family.samples} == {"starting", "running", "unknown"}

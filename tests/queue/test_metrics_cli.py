@@ -125,3 +125,18 @@ def test_status_shows_the_summary_and_json_includes_it(redis_url, redis_conn, tm
     assert ["summary", "best/acc", "0.875"] in rows and ["summary", "loss", "0.25"] in rows
     assert not any(row[:2] == ["summary", "_step"] for row in rows)
     assert json.loads(as_json.stdout)["summary"] == {"loss": 0.25, "best/acc": 0.875, "_step": 2}
+
+
+HOSTILE_STEPS = [{"_step": 0, "\x1b]0;owned\x07loss": 1.0, "\x1b[2Jwiped": "\x1b[31mred", "[bold]x[/bold]": 2.0}]
+
+
+def test_metric_names_and_values_with_terminal_escapes_are_shown_not_obeyed(redis_url, redis_conn, tmp_path):
+    """Issue 23: a job names its own metrics, and the table printed a name's escape sequence raw."""
+    job_id = ended_job(redis_url, redis_conn, tmp_path, steps=HOSTILE_STEPS)
+    follower = cli_popen(redis_url, "metrics", job_id, "-f")
+    followed, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    for out in (cli(redis_url, "metrics", job_id).stdout, followed):
+        assert "\x1b" not in out and "\x07" not in out, repr(out)
+        assert "\\x1b]0;owned\\x07loss" in out and "\\x1b[2Jwiped" in out and "\\x1b[31mred" in out
+        assert "[bold]x[/bold]" in out  # shown as written, not taken for markup

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from launchbay.client.inputs_check import check_overrides, section_problems
 from launchbay.client.overrides import build_tree, parse_assignment, parse_file_options, parse_value
+from launchbay.queue_config.inputs_check import check_overrides, section_problems
 from launchbay.queue_config.models import parse_gpus
 
 from launchbay.errors import ValidationError

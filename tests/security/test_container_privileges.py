@@ -2,8 +2,8 @@
 
 Privileged mode, added capabilities, the host's network, PID or IPC namespace, devices and host
 bind mounts need the queue's consent (``submitter_may_set``). Asking through ``launchbay enqueue``
-is refused (exit 2, nothing written); writing a record straight into Redis gets the options
-dropped by the agent, as the container's HostConfig shows. Every container runs with
+is refused (exit 2, nothing written); writing a record straight into Redis gets the job refused
+by the agent before any container exists (the agent runs enqueue's checks again). Every container runs with
 no-new-privileges, sees its inputs read-only, and cannot reach another job's payload.
 """
 
@@ -14,6 +14,7 @@ import textwrap
 
 import pytest
 import yaml
+from launchbay.agent.runtime import JOB_ID_LABEL
 from security_helpers import (
     AgentFleet,
     cli,
@@ -21,6 +22,7 @@ from security_helpers import (
     log_lines,
     make_queue,
     put_hostile_record,
+    record,
     redis_snapshot,
     state_of,
     wait_for,
@@ -92,29 +94,22 @@ def test_a_queue_that_allows_exactly_cap_add_grants_that_and_nothing_more(
     assert host_config["Privileged"] is False
 
 
-def test_a_record_written_straight_into_redis_gets_its_escalations_dropped_by_the_agent(
+def test_a_record_written_straight_into_redis_with_escalations_is_refused_by_the_agent(
     redis_conn, base_image, docker_client, fleet
 ):
+    """Issue 23: the agent runs enqueue's checks again on what it claims, so the job ends (and gets no container)
+    instead of running with its escalations dropped."""
     make_queue(redis_conn, "locked")
     spec = {"image": base_image, "command": ["sleep", "3"], "env": {}, "docker": ALL_AT_ONCE}
     job_id = put_hostile_record(redis_conn, "locked", spec=spec)
     fleet.start("defender", queues=("locked",))
 
-    container = container_of(docker_client, job_id)
-    host_config = container.attrs["HostConfig"]
-    wait_for(lambda: state_of(redis_conn, job_id) == "finished", timeout_s=60, what=fleet.output())
-
-    assert host_config["Privileged"] is False
-    assert not host_config["CapAdd"]
-    assert host_config["NetworkMode"] not in ("host",) and host_config["PidMode"] != "host"
-    assert host_config["IpcMode"] != "host"
-    assert not host_config["Devices"]
-    assert host_config["SecurityOpt"] == ["no-new-privileges"]
-    assert container.attrs["Config"]["User"] == ""
-    assert sorted(m["Target"] for m in host_config["Mounts"]) == ["/launchbay/inputs", "/launchbay/output"]
-    dropped = [line for line in log_lines(redis_conn, job_id) if line.startswith("[launchbay] ignored")]
-    assert len(dropped) == len(ESCALATIONS), dropped
-    assert all("does not let submitters set it" in line for line in dropped)
+    wait_for(lambda: state_of(redis_conn, job_id) == "failed", timeout_s=60, what=fleet.output())
+    ended = record(redis_conn, job_id)
+    assert ended["reason"] == "refused", ended
+    for name in ESCALATIONS:
+        assert f"docker option {name!r} may not be set by submitters on queue 'locked'" in ended["message"]
+    assert docker_client.containers.list(all=True, filters={"label": f"{JOB_ID_LABEL}={job_id}"}) == []
 
 
 PROBE = textwrap.dedent(

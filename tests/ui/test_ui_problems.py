@@ -7,8 +7,8 @@ these tests break if the two drift apart.
 from __future__ import annotations
 
 import pytest
-from launchbay.client.inputs_check import check_overrides
-from launchbay.client.policy import check_against_queue
+from launchbay.queue_config.inputs_check import check_overrides
+from launchbay.queue_config.launch_policy import check_against_queue
 from launchbay.queue_config.models import JobSpec, QueueConfig, Resources
 from launchbay.ui.form import build_form, iter_fields
 from launchbay.ui.problems import attribute, split_problems
