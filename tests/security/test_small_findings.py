@@ -59,7 +59,8 @@ def test_a_malformed_ledger_entry_is_skipped_by_claims_and_shown_in_the_agents_h
     entry = LedgerEntry(job_id, "default", 1.0, 0, (), claimed_at=time.time())
     assert claimer.claim(entry, Capacity(cpus=4.0, memory_mib=1024, slots=4, gpus=())).claimed
 
-    settings = agent_settings(tmp_path)
+    # No beat follows this one: its TTL must outlast two CLI start-ups on a loaded 2-core machine.
+    settings = agent_settings(tmp_path, heartbeat_ttl_s=30.0)
     beat = Heartbeat(
         redis_conn, Keys(), settings, status=AgentStatus(state="healthy"), capacity=lambda: {}, counters=lambda: {}
     )
