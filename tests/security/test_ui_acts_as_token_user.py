@@ -8,6 +8,7 @@ what that user's own Redis role reaches on the CLI: its own jobs and sweeps, an 
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -39,7 +40,7 @@ ALICE, BOB, ADMIN = TOKENS
 
 def _ui_client(server, role: str):
     root = redis.Redis(port=server.port, username="root", password=ROOT_PASSWORD)
-    root.execute_command("ACL", "SETUSER", "launchbay-ui", "on", ">ui-Pa55", *acl.rules(role, KEYS).split())
+    root.execute_command("ACL", "SETUSER", "launchbay-ui", "on", ">ui-Pa55", *shlex.split(acl.rules(role, KEYS)))
     apply_queues(root)
     define_job(root)
     conn = redis.Redis(port=server.port, username="launchbay-ui", password="ui-Pa55")
