@@ -141,7 +141,8 @@ class SweepDriver:
         drive = self._drives.get(sweep_id) or self._open(sweep)
         trials = drive.study.get_trials(deepcopy=False)  # following them changes states, not how many there are
         still_open = sum(1 for trial in trials if trial.state.name == "RUNNING" and self._follow(sweep, drive, trial))
-        made = len(trials)
+        # A trial enqueued with its weighted values but not yet asked (its driver died between) is made by the next ask.
+        made = sum(1 for trial in trials if trial.state.name != "WAITING")
         if sweep["state"] == SweepState.RUNNING.value:
             made, still_open = self._make_trials(sweep, drive, made, still_open)
         self._maybe_end(sweep, drive, made, still_open)
@@ -275,7 +276,8 @@ class SweepDriver:
             if not self.store.hold_lease(sweep["id"], self.agent_id, LEASE_S):  # another driver took over
                 return made, still_open
             weighted = sweep_study.weighted_draw(spec, made)
-            if weighted:  # values: with probabilities, drawn here; ask() takes them as the trial's fixed values
+            waiting = weighted and any(t.state.name == "WAITING" for t in drive.study.get_trials(deepcopy=False))
+            if weighted and not waiting:  # values: with probabilities, drawn here; ask() takes them as fixed values
                 drive.study.enqueue_trial(weighted, skip_if_exists=False)
             self._write_job(sweep, drive, drive.study.ask(drive.distributions))
             made, still_open = made + 1, still_open + 1
