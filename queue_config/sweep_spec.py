@@ -263,6 +263,11 @@ def _collisions(params: List[Param]) -> List[str]:
     for param in params:
         for (file, parts), other in seen.items():
             if file == param.file and parts[: len(param.parts)] == param.parts[: len(parts)]:
+                if other == param.name:  # the same text: once dotted, once through nested parameters:
+                    problems.append(
+                        f"parameter {other!r} is given twice (a dotted name and nested parameters:); keep one"
+                    )
+                    continue
                 same = "the same key" if parts == param.parts else "keys one inside the other"
                 problems.append(f"parameters {other!r} and {param.name!r} set {same}; keep one")
         seen[(param.file, param.parts)] = param.name

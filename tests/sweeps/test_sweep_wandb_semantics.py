@@ -80,7 +80,7 @@ def test_probabilities_weight_what_random_search_draws(redis_conn, tmp_path):
     ("parameters", "message"),
     [
         ({"a.b": {"values": [1]}, "a": {"parameters": {"b": {"values": [2]}}}},
-         "parameters 'a.b' and 'a.b' set the same key; keep one"),
+         "parameter 'a.b' is given twice (a dotted name and nested parameters:); keep one"),
         ({"trainer": {"values": [{"lr": 1}]}, "trainer.lr": {"values": [2]}},
          "parameters 'trainer' and 'trainer.lr' set keys one inside the other; keep one"),
         ({"x": {"min": "1e-6", "max": 1.0}},
