@@ -10,7 +10,7 @@ queues it serves; for each, the agent that holds (or takes) the sweep's lease in
 2. makes new trials (``study.ask``, then an ordinary job with the trial's values as overrides)
    while fewer than ``max_parallel`` are open and the sweep is ``running``;
 3. ends the sweep (``finished``, or ``stopped`` after ``sweep stop``) once no trial is open and
-   none is to be made.
+   none is to be made: ``run_cap`` (or the grid) is used up, or a trial reached ``metric.target``.
 
 A sweep's hash is written by its owner, so the driver believes none of it: the sweep's id is the
 key it lives under and its submitter the owner that id names (``SweepStore.get``), and its config
@@ -141,10 +141,11 @@ class SweepDriver:
         drive = self._drives.get(sweep_id) or self._open(sweep)
         trials = drive.study.get_trials(deepcopy=False)  # following them changes states, not how many there are
         still_open = sum(1 for trial in trials if trial.state.name == "RUNNING" and self._follow(sweep, drive, trial))
-        made = len(trials)
+        # A trial enqueued with its weighted values but not yet asked (its driver died between) is made by the next ask.
+        made = sum(1 for trial in trials if trial.state.name != "WAITING")
         if sweep["state"] == SweepState.RUNNING.value:
             made, still_open = self._make_trials(sweep, drive, made, still_open)
-        self._maybe_end(sweep, drive.spec, made, still_open)
+        self._maybe_end(sweep, drive, made, still_open)
         return True
 
     def _refuse(self, sweep_id: str, exc: ValidationError) -> None:
@@ -269,9 +270,15 @@ class SweepDriver:
 
     def _make_trials(self, sweep: Dict[str, Any], drive: _Drive, made: int, still_open: int) -> Tuple[int, int]:
         spec = drive.spec
+        if _target_trial(drive) is not None:  # metric.target reached: W&B's sweep makes no more runs
+            return made, still_open
         while still_open < spec.max_parallel and made < spec.trial_cap() and not self.closing.is_set():
             if not self.store.hold_lease(sweep["id"], self.agent_id, LEASE_S):  # another driver took over
                 return made, still_open
+            weighted = sweep_study.weighted_draw(spec, made)
+            waiting = weighted and any(t.state.name == "WAITING" for t in drive.study.get_trials(deepcopy=False))
+            if weighted and not waiting:  # values: with probabilities, drawn here; ask() takes them as fixed values
+                drive.study.enqueue_trial(weighted, skip_if_exists=False)
             self._write_job(sweep, drive, drive.study.ask(drive.distributions))
             made, still_open = made + 1, still_open + 1
         return made, still_open
@@ -289,7 +296,8 @@ class SweepDriver:
 
         optuna.trial.Trial(drive.study, trial._trial_id).set_user_attr(sweep_study.JOB_ATTR, job_id)
 
-    def _maybe_end(self, sweep: Dict[str, Any], spec: SweepSpec, made: int, still_open: int) -> None:
+    def _maybe_end(self, sweep: Dict[str, Any], drive: _Drive, made: int, still_open: int) -> None:
+        spec = drive.spec
         if still_open:
             return
         state = sweep["state"]
@@ -297,6 +305,12 @@ class SweepDriver:
             self.store.set_state(sweep["id"], SweepState.STOPPED, [SweepState.STOPPING])
         elif made >= spec.trial_cap():
             self.store.set_state(sweep["id"], SweepState.FINISHED, [SweepState.RUNNING, SweepState.PAUSED])
+        elif drive.spec.target is not None and _target_trial(drive) is not None:
+            number = _target_trial(drive)
+            message = f"metric {spec.metric_name} reached its target {spec.target:g} in trial {number}"
+            self.store.set_state(
+                sweep["id"], SweepState.FINISHED, [SweepState.RUNNING, SweepState.PAUSED], message=message
+            )
         else:
             return
         log.info("sweep %s: ended after %d trials", sweep["id"], made)
@@ -322,6 +336,16 @@ def _name_native_thread(name: str) -> None:
         return
     with contextlib.suppress(Exception):
         ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # 15: PR_SET_NAME
+
+
+def _target_trial(drive: _Drive) -> Optional[int]:
+    """The first finished trial whose value reached ``metric.target``, if any (None without a target)."""
+    if drive.spec.target is None:
+        return None
+    for trial in drive.study.get_trials(deepcopy=False):
+        if trial.state.name == "COMPLETE" and drive.spec.reached(trial.value):
+            return trial.number
+    return None
 
 
 def _after(entry_id: Optional[str]) -> str:

@@ -67,7 +67,7 @@ def create(
     SweepStore(conn, keys).create(
         sweep_id, queue=queue, config=config, template=template, submitter=template["submitter"], name=name
     )
-    return sweep_id, notes
+    return sweep_id, [*spec.notes, *notes]  # spec.notes: W&B's keys that were accepted but mean nothing here
 
 
 def resolve_job(ref: Optional[str], base: Path, conn: redis.Redis, keys: Keys) -> JobSpec:

@@ -2,7 +2,7 @@
 
 ```yaml
 method: bayes                # grid | random | bayes
-metric: {name: loss, goal: minimize}
+metric: {name: loss, goal: minimize, target: 0.05}
 parameters:
   trainer.learning_rate: {min: 0.0001, max: 0.1, distribution: log_uniform_values}
   config.yaml:optimizer.momentum: {values: [0.8, 0.9, 0.95]}
@@ -13,134 +13,48 @@ job: examples/trainer/job.yaml   # launchbay's: a job spec file, or the name of 
 ```
 
 A parameter is a run-config key path (``trainer.lr``, ``\\.`` for a dot inside a key; W&B's nested
-``trainer: {parameters: {lr: ...}}`` is the same key) or a
-config-file key (``config.yaml:optimizer.momentum``): the syntax of ``--set`` and ``--file-set``.
-Distributions are W&B's: ``constant`` (``value``), ``categorical`` (``values``), ``int_uniform``,
-``uniform``, ``q_uniform``, ``log_uniform`` (bounds are natural logs), ``log_uniform_values``,
-``q_log_uniform``, ``q_log_uniform_values``, ``inv_log_uniform_values``. With ``min``/``max`` and
-no ``distribution``, two ints mean ``int_uniform`` and anything else ``uniform``, as in W&B.
-W&B's unbounded ones (``normal``, ``log_normal``, ``beta`` and their q-variants) are refused: the
-optimizer samples bounded ranges. Pure: no Redis, no Optuna (``sweep_study.py`` maps this to it).
+``trainer: {parameters: {lr: ...}}`` is the same key) or a config-file key
+(``config.yaml:optimizer.momentum``): the syntax of ``--set`` and ``--file-set``. Its distribution
+is read in ``sweep_params.py``. W&B's sweep engine (wandb/sweeps) is the reference: what its
+validator refuses is refused here, what it accepts is accepted or refused with one line saying why,
+and keys that mean nothing on launchbay (``controller``, ``scheduler``, ``apiVersion``, ``kind``,
+``image_uri``) are accepted with a note. Pure: no Redis, no Optuna (``sweep_study.py`` maps this to it).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from launchbay.queue_config.structured import check_finite
-from launchbay.sdk.errors import SdkError
-from launchbay.sdk.paths import KeyPath, split_path
+from launchbay.queue_config.sweep_early import parse_early_terminate
+from launchbay.queue_config.sweep_params import MAX_GRID, Param, parse_param, split_name
 
 from launchbay.errors import ValidationError
 
+__all__ = ["MAX_GRID", "Param", "SweepSpec", "parse_param", "parse_sweep", "problem_lines", "split_name"]
+
 METHODS = ("grid", "random", "bayes")
 GOALS = ("minimize", "maximize")
-PRUNERS = ("hyperband", "median")
-#: The most trials a grid may have (its every combination is one job), and the most values one
-#: parameter may list: a grid's size is counted before any value is listed.
-MAX_GRID = 10_000
+IMPUTES = ("latest", "best", "worst")
 #: The most trials any sweep makes (``run_cap``): its study lives in Redis and is replayed by readers.
 MAX_RUN_CAP = 10_000
-#: Integer bounds stay where a float counts exactly (the optimizer samples integers through floats).
-MAX_INT = 2**53
 #: SWEEP.yaml as JSON, at most: the sweep hash is read by every agent of its queue and by `sweep list`.
 MAX_CONFIG_BYTES = 256 << 10
-#: ``log_uniform``'s bounds are natural logs: e**709 is near the largest float, e**-708 the smallest normal one.
-MAX_EXPONENT = 708
 DEFAULT_MAX_PARALLEL = 4
 DEFAULT_RUN_CAP = 100  # a random or bayes sweep without run_cap stops here
-CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
-_RANGE_KINDS = {
-    "int_uniform": (False, False),  # (log scale, bounds given as natural logs)
-    "uniform": (False, False),
-    "q_uniform": (False, False),
-    "log_uniform": (True, True),
-    "q_log_uniform": (True, True),
-    "log_uniform_values": (True, False),
-    "q_log_uniform_values": (True, False),
-    "inv_log_uniform_values": (True, False),
-}
-_UNBOUNDED = ("normal", "q_normal", "log_normal", "q_log_normal", "beta", "q_beta", "inv_log_uniform")
-_PARAM_KEYS = frozenset({"value", "values", "min", "max", "distribution", "q", "probabilities", "mu", "sigma"})
+#: W&B's keys that mean nothing here (its controller, its launch scheduler, its manifest header, its image).
+IGNORED_KEYS = ("controller", "scheduler", "apiVersion", "kind", "image_uri")
 _TOP_KEYS = frozenset(
     {"method", "metric", "parameters", "early_terminate", "run_cap", "max_parallel", "job", "name", "description",
-     "seed", "resources", "priority", "max_runtime", "program", "command", "project", "entity"}
+     "seed", "resources", "priority", "max_runtime", "program", "command", "project", "entity", *IGNORED_KEYS}
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Param:
-    """One swept key: where it goes, and the values it may take."""
-
-    name: str  # as written in SWEEP.yaml
-    file: Optional[str]  # a config file's relative path, or None for the run config
-    parts: KeyPath
-    kind: str  # "constant", "categorical" or a range distribution of _RANGE_KINDS
-    values: Tuple[Any, ...] = ()
-    low: float = 0.0  # the range in the values the job gets (log_uniform's exponents already applied)
-    high: float = 0.0
-    q: Optional[float] = None
-
-    @property
-    def is_int(self) -> bool:
-        return self.kind == "int_uniform" or (self.kind == "q_uniform" and _all_ints(self.low, self.high, self.q))
-
-    @property
-    def log(self) -> bool:
-        return self.kind in _RANGE_KINDS and _RANGE_KINDS[self.kind][0]
-
-    def size(self) -> Optional[int]:
-        """How many values it can take when that is finite (counted, never listed), else None."""
-        if self.kind == "constant":
-            return 1
-        if self.kind == "categorical":
-            return len(self.values)
-        if self.kind == "int_uniform":
-            return (int(self.high) - int(self.low)) // int(self.q or 1) + 1
-        if self.kind == "q_uniform" and self.q:
-            steps = (self.high - self.low) / self.q  # a tiny q over a wide range overflows to inf
-            return math.floor(steps + 1e-9) + 1 if math.isfinite(steps) else sys.maxsize
-        return None
-
-    def finite_values(self) -> Optional[List[Any]]:
-        """Every value it can take when that is a finite list (what a grid enumerates), else None.
-
-        ValueError past :data:`MAX_GRID` values: a range of 10**9 must never be listed (validation
-        refuses such a grid before anything lists it).
-        """
-        size = self.size()
-        if size is None:
-            return None
-        if size > MAX_GRID:
-            raise ValueError(f"parameter {self.name!r} takes {size:,} values; at most {MAX_GRID:,} are listed")
-        if self.kind == "constant":
-            return [self.values[0]]
-        if self.kind == "categorical":
-            return list(self.values)
-        if self.kind == "int_uniform":
-            return list(range(int(self.low), int(self.high) + 1, int(self.q or 1)))
-        cast = int if self.is_int else float
-        return [cast(round(self.low + i * (self.q or 1), 12)) for i in range(size)]
-
-    def bounds_to_check(self) -> List[Any]:
-        """The values to check against the job's inputs: every value of a listable set, else both ends."""
-        size = self.size()
-        if size is not None and size <= MAX_GRID:
-            return self.finite_values() or []
-        return [self.to_job(self.low), self.to_job(self.high)]
-
-    def to_job(self, sampled: Any) -> Any:
-        """The value a trial's job gets for what the optimizer sampled (q-variants round here)."""
-        if self.kind in ("constant", "categorical"):
-            return sampled
-        if self.q and self.kind in ("q_log_uniform", "q_log_uniform_values"):
-            rounded = round(float(sampled) / self.q) * self.q
-            return int(rounded) if _all_ints(self.q) else round(rounded, 12)
-        return int(sampled) if self.is_int else float(sampled)
+_METRIC_KEYS = frozenset({"name", "goal", "target", "impute", "impute_while_running"})
+#: W&B's schema's ``propertyNames`` for a parameter (its name at each level of nested ``parameters:``).
+_WANDB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -149,13 +63,15 @@ class SweepSpec:
     params: Tuple[Param, ...]
     metric_name: Optional[str] = None
     goal: str = "minimize"
-    pruner: Optional[Dict[str, Any]] = None  # {"type", "min_iter", "max_iter", "eta"}
+    pruner: Optional[Dict[str, Any]] = None  # {"type", "min_iter", "max_iter", "eta", "s", "strict", "bands"}
     run_cap: Optional[int] = None
     max_parallel: int = DEFAULT_MAX_PARALLEL
     job: Optional[str] = None
     seed: Optional[int] = None
     name: Optional[str] = None
     launch: Dict[str, Any] = field(default_factory=dict)  # resources, priority, max_runtime for each trial
+    target: Optional[float] = None  # metric.target: no new trial once a trial's value reaches it
+    notes: Tuple[str, ...] = ()  # what was accepted but means nothing here (printed on stderr by `sweep create`)
 
     def grid_size(self) -> Optional[int]:
         """The number of combinations, counted (never listed); None unless the method is grid."""
@@ -169,6 +85,12 @@ class SweepSpec:
         caps = [c for c in (size, self.run_cap) if c is not None]
         return min(caps) if caps else DEFAULT_RUN_CAP
 
+    def reached(self, value: Optional[float]) -> bool:
+        """Whether a trial's ``value`` reaches ``metric.target`` (at or below it when minimizing)."""
+        if self.target is None or value is None:
+            return False
+        return value <= self.target if self.goal == "minimize" else value >= self.target
+
 
 def parse_sweep(data: Any, *, source: str = "sweep") -> SweepSpec:
     """The sweep in ``data`` (SWEEP.yaml's mapping); ValidationError naming every problem, one per line."""
@@ -177,12 +99,16 @@ def parse_sweep(data: Any, *, source: str = "sweep") -> SweepSpec:
     _check_size(data, source)
     problems: List[str] = []
     problems += [f"unknown field {k!r}" for k in sorted(set(map(str, data)) - _TOP_KEYS)]
+    problems += _ignored_key_problems(data)
     method = data.get("method")
-    if method not in METHODS:
+    if method == "custom":
+        problems.append("method custom is W&B's hook for an external scheduler; launchbay runs grid, random or bayes")
+    elif method not in METHODS:
         problems.append(f"method {method!r} must be one of {', '.join(METHODS)}")
-    metric_name, goal = _metric(data.get("metric"), problems)
+    metric = _metric(data.get("metric"), problems)
     params = _params(data.get("parameters"), problems)
-    pruner = _pruner(data.get("early_terminate"), problems)
+    problems += _collisions(params)
+    pruner = parse_early_terminate(data.get("early_terminate"), problems)
     run_cap = _positive_int(data, "run_cap", problems)
     if run_cap is not None and run_cap > MAX_RUN_CAP:
         problems.append(f"run_cap {run_cap:,} is more than a sweep makes: at most {MAX_RUN_CAP:,}")
@@ -190,14 +116,15 @@ def parse_sweep(data: Any, *, source: str = "sweep") -> SweepSpec:
     seed = data.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         problems.append(f"seed {seed!r} must be an integer")
-    if not metric_name and "metric" not in data:
+    if not metric["name"] and "metric" not in data:
         problems.append("metric: {name, goal} is missing: a sweep ranks its trials by a metric the job logs")
     if method == "grid":
-        problems += [f"parameter {p.name!r}: grid needs a finite set (values, int_uniform or q_uniform)"
-                     for p in params if p.size() is None]  # fmt: skip
+        problems += _grid_problems(params)
     launch = {k: data[k] for k in ("resources", "priority", "max_runtime") if data.get(k) is not None}
-    spec = SweepSpec(str(method), tuple(params), metric_name, goal, pruner, run_cap, max_parallel,
-                     _text(data.get("job")), seed, _text(data.get("name")), launch)  # fmt: skip
+    notes = [f"{key}: W&B's, ignored by launchbay" for key in IGNORED_KEYS if key in data] + metric["notes"]
+    spec = SweepSpec(str(method), tuple(params), metric["name"], metric["goal"], pruner, run_cap, max_parallel,
+                     _text(data.get("job")), seed, _text(data.get("name")), launch, metric["target"],
+                     tuple(f"{source}: {n}" for n in notes))  # fmt: skip
     size = spec.grid_size() or 0
     if method == "grid" and not problems and size > MAX_GRID:
         count = f"{size:,}" if size < sys.maxsize else "more"
@@ -230,43 +157,66 @@ def _text(value: Any) -> Optional[str]:
     return None if value is None else str(value)
 
 
-def _metric(metric: Any, problems: List[str]) -> Tuple[Optional[str], str]:
+def _metric(metric: Any, problems: List[str]) -> Dict[str, Any]:
+    """``{name, goal, target, notes}`` of ``metric:``; W&B's schema's fields, each checked as W&B checks it."""
+    out: Dict[str, Any] = {"name": None, "goal": "minimize", "target": None, "notes": []}
     if metric is None:
-        return None, "minimize"
+        return out
     if not isinstance(metric, Mapping) or not isinstance(metric.get("name"), str) or not metric["name"]:
         problems.append("metric must be a mapping with a name (and goal: minimize or maximize)")
-        return None, "minimize"
-    goal = metric.get("goal", "minimize")
-    if goal not in GOALS:
-        problems.append(f"metric goal {goal!r} must be minimize or maximize")
-    return metric["name"], str(goal)
+        return out
+    problems += [f"metric: unknown field {k!r}" for k in sorted(set(map(str, metric)) - _METRIC_KEYS)]
+    out["name"], out["goal"] = metric["name"], str(metric.get("goal", "minimize"))
+    if out["goal"] not in GOALS:
+        problems.append(f"metric goal {out['goal']!r} must be minimize or maximize")
+    target = metric.get("target")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
+                               or not math.isfinite(target)):  # fmt: skip
+        problems.append(f"metric target {target!r} must be a number")
+    elif target is not None:
+        out["target"] = float(target)
+    for key, allowed in (("impute", IMPUTES), ("impute_while_running", (*IMPUTES, "false"))):
+        if key not in metric:
+            continue
+        if metric[key] not in allowed:
+            problems.append(f"metric {key} {metric[key]!r} must be one of {', '.join(allowed)}")
+        elif metric[key] != "false":
+            # W&B's bayes fills in failed (impute) or running (impute_while_running) runs' values; TPE leaves them out.
+            out["notes"].append(f"metric.{key}: accepted; launchbay's optimizers leave failed and running trials out")
+    return out
+
+
+def _ignored_key_problems(data: Mapping[str, Any]) -> List[str]:
+    """The keys launchbay ignores are still checked as W&B's schema checks them: a typo is not ignored silently."""
+    problems = []
+    controller, scheduler = data.get("controller"), data.get("scheduler")
+    if "controller" in data and (
+        not isinstance(controller, Mapping) or controller.get("type") not in ("local", "cloud")
+    ):
+        problems.append("controller must be {type: local} or {type: cloud} (W&B's)")
+    scheduler_keys = {"engine", "source", "optimizer", "search_space"}
+    if "scheduler" in data and (not isinstance(scheduler, Mapping) or scheduler.get("engine") not in ("optuna", "ax", "wandb")
+                                or set(map(str, scheduler)) - scheduler_keys):  # fmt: skip
+        problems.append("scheduler must be {engine: optuna, ax or wandb, source, optimizer, search_space} (W&B's)")
+    if "kind" in data and data["kind"] != "sweep":
+        problems.append(f"kind {data['kind']!r} must be sweep")
+    problems += [
+        f"{key} must be text" for key in ("apiVersion", "image_uri") if key in data and not isinstance(data[key], str)
+    ]
+    return problems
 
 
 def _positive_int(data: Mapping[str, Any], name: str, problems: List[str]) -> Optional[int]:
+    """A positive integer; a whole float (``5.0``) is one, as W&B's JSON schema counts it."""
     value = data.get(name)
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer() and value >= 1:
+        return int(value)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         problems.append(f"{name} {value!r} must be a positive integer")
         return None
     return value
-
-
-def _pruner(early: Any, problems: List[str]) -> Optional[Dict[str, Any]]:
-    if early is None:
-        return None
-    if not isinstance(early, Mapping) or early.get("type") not in PRUNERS:
-        problems.append(f"early_terminate needs type: {' or '.join(PRUNERS)}")
-        return None
-    out = {"type": early["type"], "min_iter": early.get("min_iter", 1), "eta": early.get("eta", 3),
-           "max_iter": early.get("max_iter")}  # fmt: skip
-    for key in ("min_iter", "eta", "max_iter"):
-        value = out[key]
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            problems.append(f"early_terminate {key} {value!r} must be a positive integer")
-    if isinstance(out["eta"], int) and out["eta"] < 2:
-        problems.append("early_terminate eta must be at least 2")
-    return out
 
 
 def _params(parameters: Any, problems: List[str], prefix: str = "") -> List[Param]:
@@ -277,7 +227,14 @@ def _params(parameters: Any, problems: List[str], prefix: str = "") -> List[Para
     params = []
     for key, body in parameters.items():
         name = f"{prefix}{str(key).replace('.', chr(92) + '.') if prefix else key}"
+        bad_name = _name_problem(str(key), nested=bool(prefix))
+        if bad_name:
+            problems.append(f"parameter {name!r}: {bad_name}")
+            continue
         if isinstance(body, Mapping) and "parameters" in body:
+            extra = sorted(set(map(str, body)) - {"parameters"})
+            if extra:
+                problems.append(f"parameter {name!r}: nested parameters take no other field, got {', '.join(extra)}")
             params += _params(body["parameters"], problems, prefix=f"{name}.")
             continue
         try:
@@ -287,108 +244,41 @@ def _params(parameters: Any, problems: List[str], prefix: str = "") -> List[Para
     return params
 
 
-def split_name(name: str) -> Tuple[Optional[str], KeyPath]:
-    """``config.yaml:a.b`` -> ``("config.yaml", ("a", "b"))``; ``trainer.lr`` -> ``(None, ("trainer", "lr"))``."""
-    path, sep, key = name.partition(":")
-    file = path if sep and path.endswith(CONFIG_SUFFIXES) else None
-    text = key if file else name
-    if file is not None and (file.startswith("/") or ".." in file.split("/")):
-        raise ValidationError(f"parameter {name!r}: config file path must be relative, without '..'")
-    try:
-        return file, split_path(text)
-    except SdkError as exc:
-        raise ValidationError(f"parameter {name!r}: {exc}") from None
+def _name_problem(key: str, *, nested: bool) -> Optional[str]:
+    """Why W&B's schema refuses this name, if it does. At the top level launchbay's own forms pass too:
+    a ``config.yaml:`` prefix (``--file-set``) and ``\\.`` (a dot inside a key)."""
+    text = key
+    if not nested:
+        path, sep, rest = key.partition(":")
+        text = (rest if sep and path.endswith((".yaml", ".yml", ".json")) else key).replace("\\.", ".")
+    if _WANDB_NAME.fullmatch(text):
+        return None
+    return "a name starts with a letter or '_' and holds only letters, digits, '_', '.' and '-' (W&B's rule)"
 
 
-def parse_param(name: str, body: Any) -> Param:
-    """One entry of ``parameters:``; ValidationError (one line) when it is not one we can sample."""
-    file, parts = split_name(name)
-    where = f"parameter {name!r}"
-    if not isinstance(body, Mapping):
-        raise ValidationError(f"{where}: expected a mapping such as {{values: [...]}} or {{min: 0, max: 1}}")
-    unknown = sorted(set(map(str, body)) - _PARAM_KEYS)
-    if unknown:
-        raise ValidationError(f"{where}: unknown field {unknown[0]!r}")
-    kind = body.get("distribution") or _inferred(body)
-    if kind in _UNBOUNDED:
-        raise ValidationError(f"{where}: distribution {kind} is unbounded; sweeps sample bounded ranges (min/max)")
-    if kind == "constant":
-        if "value" not in body:
-            raise ValidationError(f"{where}: distribution constant needs value")
-        _check_finite([body["value"]], f"{where}: value")
-        return Param(name, file, parts, "constant", (body["value"],))
-    if kind == "categorical":
-        values = body.get("values")
-        if not isinstance(values, list) or not values:
-            raise ValidationError(f"{where}: values must be a non-empty list")
-        if len(values) > MAX_GRID:
-            raise ValidationError(f"{where}: {len(values):,} values; at most {MAX_GRID:,}")
-        _check_finite(values, f"{where}: values")
-        return Param(name, file, parts, "categorical", tuple(values))
-    if kind is None:
-        raise ValidationError(f"{where}: needs values, value, or min and max")
-    if kind not in _RANGE_KINDS:
-        raise ValidationError(f"{where}: unknown distribution {kind!r}")
-    return _range_param(name, file, parts, kind, body)
+def _collisions(params: List[Param]) -> List[str]:
+    """Two parameters on one key (``a.b`` and ``a: {parameters: {b}}``), or one inside the other: refused,
+    never merged (which one a trial got would depend on their order)."""
+    problems, seen = [], {}
+    for param in params:
+        for (file, parts), other in seen.items():
+            if file == param.file and parts[: len(param.parts)] == param.parts[: len(parts)]:
+                if other == param.name:  # the same text: once dotted, once through nested parameters:
+                    problems.append(
+                        f"parameter {other!r} is given twice (a dotted name and nested parameters:); keep one"
+                    )
+                    continue
+                same = "the same key" if parts == param.parts else "keys one inside the other"
+                problems.append(f"parameters {other!r} and {param.name!r} set {same}; keep one")
+        seen[(param.file, param.parts)] = param.name
+    return problems
 
 
-def _inferred(body: Mapping[str, Any]) -> Optional[str]:
-    if "values" in body:
-        return "categorical"
-    if "value" in body:
-        return "constant"
-    if "min" in body and "max" in body:
-        return "int_uniform" if _all_ints(body["min"], body["max"]) else "uniform"
-    return None
-
-
-def _range_param(name: str, file: Optional[str], parts: KeyPath, kind: str, body: Mapping[str, Any]) -> Param:
-    where = f"parameter {name!r}"
-    low, high, q = body.get("min"), body.get("max"), body.get("q")
-    for what, value in (("min", low), ("max", high), ("q", q)):
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
-            raise ValidationError(f"{where}: {what} {_short(value)} is out of range: numbers within ±2**53")
-    if not _is_number(low) or not _is_number(high) or low >= high:
-        raise ValidationError(f"{where}: {kind} needs numbers min < max, got min {_short(low)}, max {_short(high)}")
-    if q is not None and (not _is_number(q) or q <= 0):
-        raise ValidationError(f"{where}: q {_short(q)} must be a positive number")
-    if kind.startswith("q_") and q is None:
-        q = 1
-    if kind == "int_uniform" and not _all_ints(low, high, q if q is not None else 1):
-        raise ValidationError(f"{where}: int_uniform needs integer min, max (and q)")
-    log, exponents = _RANGE_KINDS[kind]
-    if exponents:
-        if not -MAX_EXPONENT <= low < high <= MAX_EXPONENT:
-            raise ValidationError(
-                f"{where}: {kind} bounds are natural logs (e**min to e**max) and must lie within "
-                f"±{MAX_EXPONENT}, got min {low!r}, max {high!r}; {kind}_values takes the values themselves"
-            )
-        low, high = math.exp(low), math.exp(high)
-    elif log and low <= 0:
-        raise ValidationError(f"{where}: {kind} needs min > 0, got {low!r}")
-    if exponents or (log and not _all_ints(low, high)):
-        low, high = float(low), float(high)
-    return Param(name, file, parts, kind, (), low, high, q)
-
-
-def _check_finite(values: List[Any], what: str) -> None:
-    try:
-        check_finite(list(values), what)
-    except ValueError as exc:
-        raise ValidationError(str(exc).replace(": (top level)", "")) from None
-
-
-def _short(value: Any) -> str:
-    """A value for a one-line message: a 330-digit number is not shown whole."""
-    text = repr(value)
-    return text if len(text) <= 24 else f"{text[:12]}... ({len(text)} characters)"
-
-
-def _is_number(value: Any) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return abs(value) <= MAX_INT if isinstance(value, int) else math.isfinite(value)
-
-
-def _all_ints(*values: Any) -> bool:
-    return all(isinstance(v, int) and not isinstance(v, bool) for v in values if v is not None)
+def _grid_problems(params: List[Param]) -> List[str]:
+    problems = []
+    for p in params:
+        if p.size() is None:
+            problems.append(f"parameter {p.name!r}: grid needs a finite set (values, int_uniform or q_uniform)")
+        elif p.probabilities is not None:
+            problems.append(f"parameter {p.name!r}: grid makes every value once; probabilities are for random search")
+    return problems

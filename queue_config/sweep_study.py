@@ -7,17 +7,19 @@ same Sentinel failover and the same AOF as the queues. (Optuna's ``JournalRedisB
 its own connection from a plain URL and write one key per operation.)
 
 The optimizers are Optuna's: ``grid`` is ``GridSampler``, ``random`` ``RandomSampler``, ``bayes``
-``TPESampler``; ``early_terminate: hyperband`` is ``HyperbandPruner`` and ``median``
-``MedianPruner``. Optuna is imported here only, when a sweep is opened.
+``TPESampler``; ``early_terminate: hyperband`` is W&B's rule (``sweep_early.py``) as an Optuna
+pruner, and ``median`` ``MedianPruner``. Optuna is imported here only, when a sweep is opened.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import warnings
 from typing import Any, Dict, Iterable, List, Optional
 
 import redis
+from launchbay.queue_config import sweep_early
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.sweep_spec import Param, SweepSpec
 
@@ -113,9 +115,7 @@ def _pruner(optuna: Any, spec: SweepSpec) -> Any:
         return optuna.pruners.NopPruner()
     if early["type"] == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS, n_warmup_steps=early["min_iter"])
-    return optuna.pruners.HyperbandPruner(
-        min_resource=early["min_iter"], max_resource=early["max_iter"] or "auto", reduction_factor=early["eta"]
-    )
+    return sweep_early.optuna_pruner(optuna, early, maximize=spec.goal == "maximize")
 
 
 def choices(param: Param) -> List[Any]:
@@ -133,10 +133,9 @@ def distribution(param: Param) -> Any:
     if param.kind in ("constant", "categorical"):
         return dists.CategoricalDistribution(choices(param))
     if param.is_int:
-        step = 1 if param.log else int(param.q or 1)
-        return dists.IntDistribution(int(param.low), int(param.high), log=param.log, step=step)
-    step = param.q if param.kind == "q_uniform" else None
-    return dists.FloatDistribution(float(param.low), float(param.high), log=param.log, step=step)
+        return dists.IntDistribution(int(param.low), int(param.high))
+    # q-variants are sampled over the whole range and rounded to a multiple of q for the job, as W&B does.
+    return dists.FloatDistribution(float(param.low), float(param.high), log=param.log)
 
 
 def job_value(param: Param, sampled: Any) -> Any:
@@ -144,6 +143,22 @@ def job_value(param: Param, sampled: Any) -> Any:
     if param.kind in ("constant", "categorical") and choices(param) != list(param.finite_values() or []):
         return json.loads(sampled)
     return param.to_job(sampled)
+
+
+def weighted_draw(spec: SweepSpec, trial_number: int) -> Dict[str, Any]:
+    """``random``: for each parameter with ``probabilities``, a value drawn by them, as Optuna holds it
+    (W&B's random search draws them so; Optuna's samplers draw categories evenly). {} otherwise."""
+    weighted = [p for p in spec.params if p.probabilities is not None]
+    if spec.method != "random" or not weighted:
+        return {}
+    # A seeded sweep repeats its draws; each trial number draws afresh, also after another driver takes over.
+    rng = random.Random(f"{spec.seed}:{trial_number}") if spec.seed is not None else random.SystemRandom()
+    out = {}
+    for param in weighted:
+        value = rng.choices(param.values, weights=param.probabilities)[0]
+        keys = [json.dumps(v, sort_keys=True, default=str) for v in param.distinct_values()]
+        out[param.name] = choices(param)[keys.index(json.dumps(value, sort_keys=True, default=str))]
+    return out
 
 
 def trial_params(spec: SweepSpec, sampled: Dict[str, Any]) -> Dict[str, Any]:

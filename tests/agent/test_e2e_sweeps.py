@@ -128,7 +128,7 @@ def test_hyperband_stops_trials_that_log_bad_early_values(redis_url, redis_conn,
     sweep_id = create(redis_url, tmp_path, {
         "job": str(curve_job(tmp_path, base_image)), "method": "grid", "seed": 0, "max_parallel": 1,
         "metric": {"name": "loss", "goal": "minimize"},
-        "early_terminate": {"type": "hyperband", "min_iter": 1, "max_iter": 2, "eta": 3},  # one bracket
+        "early_terminate": {"type": "hyperband", "min_iter": 1, "max_iter": 2, "eta": 3},  # one rung: step 1
         "parameters": {"trainer.learning_rate": {"values": [0.01, 0.011, 0.012, 0.013, 0.5, 0.9, 0.8, 0.7]}},
     })  # fmt: skip
     view, _progress = wait_for_end(redis_url, sweep_id, [agent.output])

@@ -121,7 +121,7 @@ def test_hyperband_prunes_the_trials_whose_early_values_are_bad(redis_conn, tmp_
         "method": "grid",
         "metric": {"name": "loss", "goal": "minimize"},
         "max_parallel": 1,
-        "early_terminate": {"type": "hyperband", "min_iter": 1, "max_iter": 2, "eta": 3},  # one bracket
+        "early_terminate": {"type": "hyperband", "min_iter": 1, "max_iter": 2, "eta": 3},  # one rung: step 1
         "seed": 0,
         "parameters": {"trainer.learning_rate": {"values": [0.01, 0.011, 0.012, 0.013, 0.5, 0.9, 0.8, 0.7]}},
     }
@@ -233,11 +233,12 @@ def test_the_sweep_survives_a_redis_restart_with_aof(tmp_path):
     assert all(t["state"] == "finished" for t in view["trials"])
 
 
-def test_hyperband_with_three_brackets_saves_steps_on_bad_trials_and_never_prunes_the_best(
+def test_hyperband_with_three_rungs_saves_steps_on_bad_trials_and_never_prunes_the_best(
     redis_conn, tmp_path, monkeypatch
 ):
-    """W&B's usual hyperband (min_iter 1, max_iter 9, eta 3: three brackets). Optuna hashes each trial into
-    a bracket by the sweep's id, so the id is fixed here to make the run repeatable."""
+    """W&B's usual hyperband (min_iter 1, max_iter 9, eta 3: W&B's rungs at 1, 3 and 9 logged steps), with
+    W&B's rule (a trial whose best value so far is behind the best third of those that reached its rung
+    stops). The sweep's id is fixed so that the run is the same each time."""
     monkeypatch.setattr(sweeps, "new_job_id", lambda owner: "hb0sweep")
     body = {
         **BAYES,
@@ -268,7 +269,7 @@ def test_hyperband_with_three_brackets_saves_steps_on_bad_trials_and_never_prune
     pruned = [t["job_id"] for t in view["trials"] if t["state"] == "canceled"]
     done = [t["job_id"] for t in view["trials"] if t["state"] == "finished"]
     saved = 1 - sum(steps_run.values()) / (9 * len(view["trials"]))
-    print(f"hyperband, 3 brackets: {len(pruned)}/30 pruned, {saved:.0%} of the steps saved")
+    print(f"hyperband, rungs 1, 3, 9: {len(pruned)}/30 pruned, {saved:.0%} of the steps saved")
     assert len(view["trials"]) == 30 and pruned and saved > 0.2
     assert min(final, key=final.get) in done  # the best trial ran to its end
     mean = lambda ids: sum(final[i] for i in ids) / len(ids)  # noqa: E731

@@ -32,9 +32,11 @@ def test_names_follow_set_and_file_set():
         ({"value": 0.5}, "constant", [0.5]),
         ({"min": 1, "max": 4}, "int_uniform", [1, 2, 3, 4]),  # two ints: int_uniform, as W&B infers
         ({"min": 1, "max": 4.0}, "uniform", None),
-        ({"min": 0, "max": 1, "distribution": "q_uniform", "q": 0.25}, "q_uniform", [0.0, 0.25, 0.5, 0.75, 1.0]),
-        ({"min": 0, "max": 10, "distribution": "q_uniform", "q": 5}, "q_uniform", [0, 5, 10]),
-        ({"min": 2, "max": 8, "distribution": "int_uniform", "q": 3}, "int_uniform", [2, 5, 8]),
+        # W&B's grid of a q_uniform is numpy.arange(min, max, q): max is not listed; ints only when all are ints
+        ({"min": 0, "max": 1, "distribution": "q_uniform", "q": 0.25}, "q_uniform", [0.0, 0.25, 0.5, 0.75]),
+        ({"min": 0, "max": 10, "distribution": "q_uniform", "q": 5}, "q_uniform", [0, 5]),
+        ({"min": 0, "max": 3, "distribution": "q_uniform"}, "q_uniform", [0.0, 1.0, 2.0]),  # W&B's q: 1.0
+        ({"values": [1, 1.0, "a", 2, "a"]}, "categorical", [1, "a", 2]),  # a grid makes each value once
     ],
 )
 def test_distributions_and_their_finite_values(body, kind, finite):
