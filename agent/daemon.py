@@ -153,7 +153,17 @@ class Agent:
         self.listener = EventListener(
             self.conn, self.keys, settings.queues, wake=self._wake, cancels=self._cancels, closing=self._closing
         )
-        self.inventory_loop = InventoryLoop.of(self)
+        self.inventory_loop = InventoryLoop(
+            self.probe,
+            self.gpu_watch,
+            self.inventory,
+            refresh_s=settings.inventory_refresh_s,
+            closing=self._closing,
+            on_read=self._on_inventory,
+            ledger=self.ledger,
+            running=self.supervisor.running_job_ids,
+            end_with=self.supervisor.end_with,
+        )
         self.sweeps = SweepDriver(self.conn, self.keys, settings.agent_id, settings.queues, self._closing)
         self.listener.agent_id, self.listener.on_drain = settings.agent_id, self.inventory_loop.look_again
         self._cancel_sent: Set[str] = set()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import replace
-from typing import Any, Callable, Set
+from typing import Callable, Set
 
 import redis
 from launchbay.agent.gpu_health import GpuWatch
@@ -49,21 +49,6 @@ class InventoryLoop:
         self.on_read = on_read  # (inventory, whether its GPUs or their health changed)
         self.ledger, self.running, self.end_with = ledger, running, end_with
         self._look_again = threading.Event()
-
-    @classmethod
-    def of(cls, agent: Any) -> InventoryLoop:
-        """The loop of a :class:`~launchbay.agent.daemon.Agent` (its probe, watch, ledger and supervisor)."""
-        return cls(
-            agent.probe,
-            agent.gpu_watch,
-            agent.inventory,
-            refresh_s=agent.settings.inventory_refresh_s,
-            closing=agent._closing,
-            on_read=agent._on_inventory,
-            ledger=agent.ledger,
-            running=agent.supervisor.running_job_ids,
-            end_with=agent.supervisor.end_with,
-        )
 
     def look_again(self) -> None:
         """Read the inventory now (an operator drained a GPU, or the agent is stopping)."""

@@ -18,7 +18,8 @@ from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union
 
 from launchbay.agent import job_end, job_secrets
 from launchbay.agent.container_spec import build_container_spec, record_problem
-from launchbay.agent.job_outcome import canceled, died_with_engine, exit_outcome, failed, gone
+from launchbay.agent.engine_health import died_with_engine
+from launchbay.agent.job_outcome import canceled, exit_outcome, failed, gone
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.log_pump import LogPump
 from launchbay.agent.logs import LOG_FILE_LABEL, LOG_STREAM_LABEL, JobLog

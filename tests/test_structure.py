@@ -1,6 +1,14 @@
-"""The shape of the code, checked from its syntax trees: no import cycle, no module over 400 lines,
-no function over 60, job states compared only in the record module, job hashes written only by
-the lifecycle module (docs/architecture.md). Pure: reads the source, starts nothing.
+"""The design of the code, checked from its syntax trees (docs/architecture.md).
+
+No import cycle; no function over 60 lines; every module opens with a docstring whose first line
+names its one concern; no module reaches into another object's ``_private`` attributes; job states
+compared only in the record module; job hashes written only by the lifecycle module.
+
+A module's length is not a rule: one that outgrows its concern is split by concern, never packed or
+stripped of its docstrings to fit a number. Modules over ``REPORT_MODULE_LINES`` are printed (``-s``
+shows them) as a hint to look, not failed.
+
+Pure: reads the source, starts nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +21,8 @@ from typing import Dict, Iterator, List, Optional, Set, Tuple
 import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-MAX_MODULE_LINES = 400
+#: Modules longer than this are listed as information (run with ``-s``), never failed.
+REPORT_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 #: The module that owns the job record and its states.
 RECORD_MODULE = "launchbay.queue_config.job"
@@ -24,6 +33,19 @@ JOB_STATES = {"queued", "starting", "running", "finished", "failed", "canceled"}
 CONTAINER_STATUS_MODULES = {"launchbay.agent.runtime", "launchbay.agent.runtime_fake"}
 #: Redis commands that change a hash or its lifetime.
 HASH_WRITES = {"hset", "hsetnx", "hmset", "hdel", "hincrby", "hincrbyfloat", "expire", "persist", "delete"}
+#: Private attributes read on an object other than ``self``/``cls`` outside the module that defines them,
+#: each with the reason it is allowed. Everything else of that kind is a failure.
+PRIVATE_ACCESS_ALLOWED = {
+    # ``namedtuple._replace`` (here on ``urllib.parse.SplitResult``) is public API; the underscore only
+    # keeps it clear of the tuple's field names.
+    ("launchbay.queue_config.connection", "_replace"): "namedtuple API",
+    # The job author's ``run.config`` object (wandb's shape) keeps launchbay's own setter out of the
+    # names a job may use; the SDK's state module is the one caller.
+    ("launchbay.sdk.state", "_set_overrides"): "kept out of the job author's namespace",
+    # Optuna gives a trial's storage id only as ``_trial_id``; ``optuna.trial.Trial(study, id)`` needs it
+    # to set a user attribute on a trial that is already asked.
+    ("launchbay.agent.sweep_driver", "_trial_id"): "Optuna has no public trial id",
+}
 
 
 def package_dirs() -> Dict[str, Path]:
@@ -169,9 +191,83 @@ def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-def test_no_module_is_over_the_line_limit():
-    long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
-    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+def test_long_modules_are_listed_not_failed():
+    long = {
+        name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > REPORT_MODULE_LINES
+    }
+    for name, lines in sorted(long.items(), key=lambda item: -item[1]):
+        print(f"information: {name} has {lines} lines (over {REPORT_MODULE_LINES}); is it still one concern?")
+
+
+def concern_line(tree: ast.Module) -> Optional[str]:
+    """The first line of a module's docstring, or None when the module opens without one."""
+    docstring = ast.get_docstring(tree, clean=False)
+    if docstring is None:
+        return None
+    return docstring.lstrip("\n").splitlines()[0].strip() if docstring.strip() else ""
+
+
+def test_every_module_opens_with_a_docstring_naming_its_concern():
+    missing = [name for name, _, tree in trees() if not concern_line(tree)]
+    assert not missing, f"modules without a docstring whose first line names their concern: {missing}"
+
+
+def test_the_docstring_check_sees_a_missing_docstring():
+    assert concern_line(ast.parse('"""Keys of Redis, built in one place.\n\nMore."""\nx = 1\n')) == (
+        "Keys of Redis, built in one place."
+    )
+    assert concern_line(ast.parse("import os\n")) is None
+    assert concern_line(ast.parse('"""\n\n"""\n')) == ""
+
+
+def names_defined(tree: ast.Module) -> Set[str]:
+    """Every name a module defines: functions, classes, assigned names and attributes it assigns."""
+    defined: Set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            defined.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            defined.add(node.target.id)
+    return defined
+
+
+def private_reaches(tree: ast.Module) -> List[Tuple[int, str, str]]:
+    """``x._name`` where ``x`` is not ``self`` or ``cls`` and this module does not define ``_name``.
+
+    (line, attribute, the expression). A module may use its own privates on any object of its own
+    classes (a helper reading its owner's state); dunders are Python's, not privates.
+    """
+    defined = names_defined(tree)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_") or node.attr.startswith("__"):
+            continue
+        if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+            continue
+        if node.attr not in defined:
+            found.append((node.lineno, node.attr, ast.unparse(node)))
+    return found
+
+
+def test_no_module_reaches_into_another_objects_private_attributes():
+    found = {
+        name: [f"{line}: {text}" for line, attr, text in reaches if (name, attr) not in PRIVATE_ACCESS_ALLOWED]
+        for name, _, tree in trees()
+        if (reaches := private_reaches(tree))
+    }
+    found = {name: lines for name, lines in found.items() if lines}
+    assert not found, f"private attributes of another module's objects read (pass what is needed instead): {found}"
+
+
+def test_the_private_access_check_sees_a_reach():
+    source = "def f(agent):\n    return agent._closing, self._own\n"
+    assert private_reaches(ast.parse(source)) == [(2, "_closing", "agent._closing")]
+    own = "class A:\n    def __init__(self):\n        self._x = 1\n\ndef f(a):\n    return a._x, a.__dict__\n"
+    assert private_reaches(ast.parse(own)) == []
 
 
 def test_no_function_is_over_the_line_limit():
