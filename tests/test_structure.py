@@ -33,6 +33,10 @@ JOB_STATES = {"queued", "starting", "running", "finished", "failed", "canceled"}
 CONTAINER_STATUS_MODULES = {"launchbay.agent.runtime", "launchbay.agent.runtime_fake"}
 #: Redis commands that change a hash or its lifetime.
 HASH_WRITES = {"hset", "hsetnx", "hmset", "hdel", "hincrby", "hincrbyfloat", "expire", "persist", "delete"}
+#: The agent's composition root and the most it may hold: a new concern arrives as a service built
+#: there, not as more state of the root (issue 22: it had grown to 39 attributes and 26 imports).
+ROOT_MODULE, ROOT_CLASS = "launchbay.agent.daemon", "Agent"
+ROOT_MAX_ATTRIBUTES, ROOT_MAX_IMPORTS = 20, 12
 #: Private attributes read on an object other than ``self``/``cls`` outside the module that defines them,
 #: each with the reason it is allowed. Everything else of that kind is a failure.
 PRIVATE_ACCESS_ALLOWED = {
@@ -317,3 +321,33 @@ def test_claim_lua_clears_the_run_fields_the_record_module_lists():
     call = script[script.index("redis.call('HDEL', job_key,") :].split(")", 1)[0]
     cleared = set(re.findall(r"'([a-z_]+)'", call)) - {"HDEL"}
     assert cleared == set(RUN_FIELDS) - set(CLAIM_SETS) - set(CANCEL_FIELDS)
+
+
+def attributes_set(tree: ast.Module, class_name: str) -> Set[str]:
+    """The ``self.X`` a class assigns anywhere in its methods (tuple targets and ``self.a = self.b = ...`` too)."""
+    found: Set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            for inner in ast.walk(node):
+                if (
+                    isinstance(inner, ast.Attribute)
+                    and isinstance(inner.ctx, ast.Store)
+                    and isinstance(inner.value, ast.Name)
+                    and inner.value.id == "self"
+                ):
+                    found.add(inner.attr)
+    return found
+
+
+def test_the_agent_root_only_composes():
+    tree = ast.parse(modules()[ROOT_MODULE].read_text())
+    attributes = attributes_set(tree, ROOT_CLASS)
+    ours = import_graph()[ROOT_MODULE]
+    print(f"information: {ROOT_CLASS} sets {len(attributes)} attributes, imports {len(ours)} launchbay modules")
+    assert len(attributes) <= ROOT_MAX_ATTRIBUTES, f"{ROOT_CLASS} sets {len(attributes)}: {sorted(attributes)}"
+    assert len(ours) <= ROOT_MAX_IMPORTS, f"{ROOT_MODULE} imports {len(ours)} of our modules: {sorted(ours)}"
+
+
+def test_the_attribute_count_sees_every_assignment():
+    source = "class A:\n    def __init__(self):\n        self.a, self.b = 1, 2\n        self.c = self.d = 3\n"
+    assert attributes_set(ast.parse(source), "A") == {"a", "b", "c", "d"}
