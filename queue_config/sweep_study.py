@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import redis
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.sweep_spec import Param, SweepSpec
+from launchbay.sweeps.spec import Param, SweepSpec
 
 #: The trial's user attribute that names its job, once the job is written.
 JOB_ATTR = "job_id"

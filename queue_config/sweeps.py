@@ -23,8 +23,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 import redis
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.submit import write_job
-from launchbay.queue_config.sweep_spec import Param
 from launchbay.sdk.overlay import merge_overrides
+from launchbay.sweeps.spec import Param
 
 from launchbay.errors import NotFoundError, UserError
 from launchbay.text import as_text

@@ -6,7 +6,7 @@ import math
 
 import pytest
 from launchbay.queue_config import sweep_study
-from launchbay.queue_config.sweep_spec import parse_param, parse_sweep, split_name
+from launchbay.sweeps.spec import parse_param, parse_sweep, split_name
 
 from launchbay.errors import ValidationError
 
