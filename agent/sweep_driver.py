@@ -35,8 +35,8 @@ from launchbay.queue_config import lifecycle, metricstream, sweep_study
 from launchbay.queue_config.job import TERMINAL_STATES, Outcome, Reason, State, state_of
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
-from launchbay.queue_config.sweeps import SweepState, SweepStore, enqueue_trial, trial_fields, trial_job_id
 from launchbay.sweeps.spec import SweepSpec, parse_sweep
+from launchbay.sweeps.store import SweepState, SweepStore, enqueue_trial, trial_fields, trial_job_id
 
 from launchbay.text import as_text
 

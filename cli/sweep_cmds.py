@@ -13,7 +13,7 @@ import click
 from launchbay.client import sweeps
 from launchbay.client.sweeps import param_text, trial_value_text, value_text
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.sweeps import ENDED_STATES
+from launchbay.sweeps.store import ENDED_STATES
 
 from .queue_cmds import json_option, note, print_json, print_table, table, uses_redis, when
 

@@ -25,9 +25,9 @@ from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.models import JobSpec, parse_model
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.structured import read_structured_file
-from launchbay.queue_config.sweeps import SweepState, SweepStore, trial_job_id
 from launchbay.sdk.overlay import merge_overrides
 from launchbay.sweeps.spec import Param, SweepSpec, parse_sweep, problem_lines
+from launchbay.sweeps.store import SweepState, SweepStore, trial_job_id
 
 from launchbay.errors import ConfigError, ValidationError
 from launchbay.text import as_text
