@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import redis
-from launchbay.queue_config import sweep_study
 from launchbay.queue_config.acl import new_job_id, owner_of_connection
 from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.keys import Keys
@@ -26,6 +25,7 @@ from launchbay.queue_config.models import JobSpec, parse_model
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.structured import read_structured_file
 from launchbay.sdk.overlay import merge_overrides
+from launchbay.sweeps import study as sweep_study
 from launchbay.sweeps.spec import Param, SweepSpec, parse_sweep, problem_lines
 from launchbay.sweeps.store import SweepState, SweepStore, trial_job_id
 

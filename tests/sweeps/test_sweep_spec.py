@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from launchbay.queue_config import sweep_study
+from launchbay.sweeps import study as sweep_study
 from launchbay.sweeps.spec import parse_param, parse_sweep, split_name
 
 from launchbay.errors import ValidationError
