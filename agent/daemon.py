@@ -50,7 +50,7 @@ from launchbay.agent.metrics_http import AgentMetrics
 from launchbay.agent.runtime import Runtime
 from launchbay.agent.settings import AgentSettings
 from launchbay.agent.supervisor import JobSupervisor
-from launchbay.agent.sweep_driver import SweepDriver
+from launchbay.sweeps.driver import SweepDriver
 
 from launchbay.errors import DockerUnavailableError
 

@@ -48,7 +48,7 @@ PRIVATE_ACCESS_ALLOWED = {
     ("launchbay.sdk.state", "_set_overrides"): "kept out of the job author's namespace",
     # Optuna gives a trial's storage id only as ``_trial_id``; ``optuna.trial.Trial(study, id)`` needs it
     # to set a user attribute on a trial that is already asked.
-    ("launchbay.agent.sweep_driver", "_trial_id"): "Optuna has no public trial id",
+    ("launchbay.sweeps.driver", "_trial_id"): "Optuna has no public trial id",
 }
 
 
