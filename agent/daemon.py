@@ -46,10 +46,10 @@ from launchbay.agent.engine_health import EngineHealth
 from launchbay.agent.heartbeat import Heartbeat
 from launchbay.agent.housekeeping import Housekeeping
 from launchbay.agent.inventory_loop import InventoryLoop
-from launchbay.agent.metrics_http import AgentMetrics
 from launchbay.agent.runtime import Runtime
 from launchbay.agent.settings import AgentSettings
 from launchbay.agent.supervisor import JobSupervisor
+from launchbay.prometheus.agent import AgentMetrics
 from launchbay.sweeps.driver import SweepDriver
 
 from launchbay.errors import DockerUnavailableError

@@ -10,7 +10,7 @@ import socket
 import pytest
 from conftest import run_cli
 from launchbay.agent.ledger import LedgerEntry
-from launchbay.agent.metrics_http import JobTimings, gpu_metrics, gpu_views
+from launchbay.prometheus.agent import JobTimings, gpu_metrics, gpu_views
 from launchbay.queue_config.fleet_metrics import queue_registry
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.matching import GpuInfo
