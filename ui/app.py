@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import redis
 from flask import Flask, Response, redirect, render_template, request
 from launchbay.client.overrides import MAX_OVERRIDES_BYTES
-from launchbay.queue_config.fleet_metrics import queue_registry
+from launchbay.prometheus.fleet import queue_registry
 from launchbay.queue_config.keys import Keys
 
 from launchbay.errors import NotFoundError, RedisUnavailableError, UserError

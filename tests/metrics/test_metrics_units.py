@@ -11,7 +11,7 @@ import pytest
 from conftest import run_cli
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.prometheus.agent import JobTimings, gpu_metrics, gpu_views
-from launchbay.queue_config.fleet_metrics import queue_registry
+from launchbay.prometheus.fleet import queue_registry
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.matching import GpuInfo
 from launchbay.queue_config.models import QueueConfig
