@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import redis
-from launchbay.queue_config import lifecycle, metricstream
+from launchbay.metric_stream import entries as metricstream
+from launchbay.queue_config import lifecycle
 from launchbay.queue_config.job import TERMINAL_STATES, Outcome, Reason, State, state_of
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
