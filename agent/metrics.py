@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import redis
-from launchbay.agent.metrics_file import MAX_LINE_BYTES, MetricsFile, parse_object, read_summary
 from launchbay.metric_stream import entries as metricstream
+from launchbay.metric_stream.job_file import MAX_LINE_BYTES, MetricsFile, parse_object, read_summary
 from launchbay.sdk.payload import METRICS_FILE
 
 from launchbay.text import as_text
