@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TypeVar
 
 import redis
+from launchbay.metric_stream.reader import MetricsReader
 from launchbay.queue_config import lifecycle, logstream
 from launchbay.queue_config.connection import is_transient
 from launchbay.queue_config.job import TERMINAL_STATES, State
@@ -20,8 +21,6 @@ from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.secrets import mask_record
 
 from launchbay.errors import NotFoundError
-
-from .metrics import MetricsReader
 
 #: How long one XREAD blocks before the record's state is checked again (milliseconds).
 POLL_BLOCK_MS = 1000

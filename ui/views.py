@@ -11,7 +11,7 @@ from launchbay.client import sweeps as sweeps_client
 from launchbay.client.fit import describe_request
 from launchbay.client.inputs_check import section_rows
 from launchbay.client.jobs import with_pending
-from launchbay.client.metrics import MetricsReader
+from launchbay.metric_stream.reader import MetricsReader
 from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.units import format_duration
