@@ -28,8 +28,8 @@ from launchbay.agent.run_context import RunContext
 from launchbay.agent.runtime import ContainerGoneError, ContainerInfo, ExitStatus, PullInterruptedError
 from launchbay.metric_stream.follower import JobMetrics
 from launchbay.queue_config import lifecycle
-from launchbay.queue_config.connection import retry_transient
 from launchbay.queue_config.job import Outcome, Reason, State, is_active, state_of
+from launchbay.redis_connection.connect import retry_transient
 
 from launchbay.errors import DockerUnavailableError, JobRunError, LaunchbayError
 

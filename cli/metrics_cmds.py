@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Iterable, Optional
 
 import click
-from launchbay.queue_config.connection import connect, redact_url, resolve_url
 from launchbay.queue_config.keys import Keys
+from launchbay.redis_connection.connect import connect, redact_url, resolve_url
 
 from .queue_cmds import REDIS_URL_HELP
 

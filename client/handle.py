@@ -14,11 +14,11 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Type
 import redis
 from launchbay.metric_stream.reader import MetricsReader
 from launchbay.queue_config import lifecycle, logstream
-from launchbay.queue_config.connection import is_transient
 from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.secrets import mask_record
+from launchbay.redis_connection.connect import is_transient
 
 from launchbay.errors import NotFoundError
 

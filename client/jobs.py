@@ -6,11 +6,11 @@ from typing import Any, Dict, List, Optional
 
 import redis
 from launchbay.queue_config import pending
-from launchbay.queue_config.connection import connect
 from launchbay.queue_config.job import State, from_hash, state_of
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.secrets import mask_record
 from launchbay.queue_config.store import QueueStore
+from launchbay.redis_connection.connect import connect
 
 from launchbay.errors import ValidationError
 

@@ -33,7 +33,7 @@ from importlib import resources
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import redis
-from launchbay.queue_config import connection, events, logstream, rq_bridge
+from launchbay.queue_config import events, logstream, rq_bridge
 from launchbay.queue_config.job import (
     ACTIVE_STATES,
     CANCEL_REQUESTED,
@@ -49,6 +49,7 @@ from launchbay.queue_config.job import (
     to_hash,
 )
 from launchbay.queue_config.keys import Keys
+from launchbay.redis_connection import connect as connection
 
 from launchbay.errors import NotFoundError, UserError
 from launchbay.text import as_text

@@ -42,7 +42,7 @@ ROOT_MAX_ATTRIBUTES, ROOT_MAX_IMPORTS = 20, 12
 PRIVATE_ACCESS_ALLOWED = {
     # ``namedtuple._replace`` (here on ``urllib.parse.SplitResult``) is public API; the underscore only
     # keeps it clear of the tuple's field names.
-    ("launchbay.queue_config.connection", "_replace"): "namedtuple API",
+    ("launchbay.redis_connection.connect", "_replace"): "namedtuple API",
     # The job author's ``run.config`` object (wandb's shape) keeps launchbay's own setter out of the
     # names a job may use; the SDK's state module is the one caller.
     ("launchbay.sdk.state", "_set_overrides"): "kept out of the job author's namespace",
