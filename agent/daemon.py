@@ -17,8 +17,8 @@ The services, each built from arguments (docs/architecture.md draws them):
 - engine health (``engine_health.py``): probes the Docker engine; a sick engine stops claims;
 - heartbeat (``heartbeat.py``): every ``heartbeat_interval_s``, the alive key, status and capacity;
   it also finds cancel requests of this agent's jobs for the claim cycle;
-- sweeps (``sweep_driver.py``): drives the open sweeps of its queues whose lease it holds or can take;
-- metrics exposition (``metrics_http.py``): ``/metrics`` on ``--metrics-port``, when asked for;
+- sweeps (``sweeps/driver.py``): drives the open sweeps of its queues whose lease it holds or can take;
+- metrics exposition (``prometheus/agent.py``): ``/metrics`` on ``--metrics-port``, when asked for;
 - the supervisor (``supervisor.py``): one thread per job, which calls the claim cycle's ``release``
   once the job's end is recorded.
 

@@ -1,6 +1,6 @@
 """``launchbay sweep create|show|list|pause|resume|stop``: many trials of one job, ranked by a metric.
 
-Agents make the trials (``agent/sweep_driver.py``); these commands only write the sweep and read
+Agents make the trials (``sweeps/driver.py``); these commands only write the sweep and read
 it back. docs/sweeps.md has a worked example.
 """
 

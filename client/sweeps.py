@@ -4,7 +4,7 @@
 input of the job (include/exclude), and every value it can take, or both ends of its range, must
 have the recorded type and pass the recorded schema (bounds, enums). Then the job fields every
 trial starts from are validated once, as ``launchbay enqueue`` would (queue limits, resources),
-and stored with the sweep; agents make the trials (``agent/sweep_driver.py``).
+and stored with the sweep; agents make the trials (``sweeps/driver.py``).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from launchbay.text import as_text
 
 logger = logging.getLogger(__name__)
 
-FIELD, TRUNCATED_FIELD = metricstream.FIELD, metricstream.TRUNCATED  # the entry format: queue_config/metricstream.py
+FIELD, TRUNCATED_FIELD = metricstream.FIELD, metricstream.TRUNCATED  # the entry format: metric_stream/entries.py
 POLL_S = 1.0
 _BATCH_ENTRIES = 500
 #: How long the last read, when the job ended, waits for a Redis that stopped answering.

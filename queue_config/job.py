@@ -83,7 +83,7 @@ class Reason(str, Enum):
     PREEMPTED = "preempted"  # stopped for a higher-priority job and put back at the front of its queue
     SECRET_MISSING = "secret_missing"  # a secret of the queue could not be read on the agent's host
     GPU_FAILED = "gpu_failed"  # a GPU it ran on became unhealthy (agent/gpu_health.py); maybe requeued
-    PRUNED = "pruned"  # a sweep's early termination stopped the trial (agent/sweep_driver.py)
+    PRUNED = "pruned"  # a sweep's early termination stopped the trial (sweeps/driver.py)
 
     def __str__(self) -> str:
         return self.value
