@@ -27,7 +27,7 @@ from launchbay.agent.pending_pass import PendingPass
 from launchbay.agent.settings import AgentSettings
 from launchbay.agent.shared_queue import SharedQueue
 from launchbay.queue_config import lifecycle
-from launchbay.queue_config.job import Outcome, Reason, State, cancel_requested
+from launchbay.queue_config.job import JobRecord, Outcome, Reason, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.matching import Capacity
@@ -118,17 +118,17 @@ class ClaimCycle:
             lifecycle.record_rq_start(self.records, job_id, worker_name=self.settings.agent_id)
         except Exception as exc:  # RQ's mirror is for dashboards; the job runs without it
             log.warning("job %s: RQ does not show it as started: %s", job_id, exc, extra={"job_id": job_id})
-        record = self.records.get(job_id) or {}
-        self.notices.started(JobStarted(job_id, record))
+        record = self.records.load(job_id) or JobRecord(job_id, state=None)
+        self.notices.started(JobStarted(job_id, record.fields))
         try:
-            self.supervisor.start(record, entry)
+            self.supervisor.start(record.fields, entry)  # the job's thread reads the stored fields it runs with
         except Exception as exc:
             log.error("job %s could not be handed to the supervisor: %s", job_id, exc, exc_info=True)
             outcome = Outcome(State.FAILED, Reason.CONTAINER_FAILED, message=str(exc))
-            lifecycle.end(self.records, job_id, outcome, rq_execution=record.get("rq_execution"))
+            lifecycle.end(self.records, job_id, outcome, rq_execution=record.rq_execution)
             self.release(job_id)
             return
-        if cancel_requested(record):
+        if record.cancel_requested:
             self.cancels.put(job_id)
 
     def release(self, job_id: str) -> None:
