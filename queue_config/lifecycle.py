@@ -312,16 +312,20 @@ def put_back(records: Records, job_id: str, record: Dict[str, Any], **fields: An
     cleared = dict.fromkeys(PUT_BACK_CLEARS)
     if not records.transition(job_id, State.QUEUED, allowed_from=ACTIVE_STATES, **{**cleared, **fields}):
         return False
-    rq_bridge.requeue(records.conn, job_id, at_front=True, execution_id=record.get("rq_execution"))
-    events.publish(records.conn, records.keys, events.Enqueued(record.get("queue")))
+    typed = JobRecord.from_fields(job_id, record)
+    rq_bridge.requeue(records.conn, job_id, at_front=True, execution_id=typed.rq_execution)
+    events.publish(records.conn, records.keys, events.Enqueued(typed.queue))
     return True
 
 
 def put_back_preempted(records: Records, job_id: str, record: Dict[str, Any], message: str) -> bool:
     """A preempted job back at the front of its queue: reason preempted, preemptions + 1, queued_at kept."""
-    times = int(record.get("preemptions") or 0) + 1
-    kept = {"queued_at": record["queued_at"]} if record.get("queued_at") else {}
-    return put_back(records, job_id, record, reason=Reason.PREEMPTED, message=message, preemptions=times, **kept)
+    typed = JobRecord.from_fields(job_id, record)
+    queued_at = typed.times.get(State.QUEUED.value)
+    kept = {"queued_at": queued_at} if queued_at else {}
+    return put_back(
+        records, job_id, record, reason=Reason.PREEMPTED, message=message, preemptions=typed.preemptions + 1, **kept
+    )
 
 
 # -- what a person does: cancel, requeue --------------------------------------------------------------
