@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.runtime import ExitStatus
-from launchbay.queue_config.job import Outcome, Reason, State
+from launchbay.queue_config.job import JobRecord, Outcome, Reason, State
 
 #: tini (docker's ``--init``) saying it could not exec the command: the command is not in the image.
 _EXEC_FAILED = re.compile(r"^\[FATAL tini \(\d+\)\] (exec .* failed: .*)$")
@@ -63,7 +63,7 @@ def exit_outcome(
     if stop_reason == "preempt":
         return PREEMPTED if code is None else replace(PREEMPTED, exit_code=code)
     if stop_reason == "timeout":
-        limit = alloc.max_runtime_s or record.get("max_runtime_s")
+        limit = alloc.max_runtime_s or JobRecord.from_fields(alloc.job_id, record).max_runtime_s
         return failed(Reason.TIMEOUT, f"ran longer than its max_runtime of {limit} s and was stopped", code)
     if status.oom_killed:
         limit = f" of {alloc.memory_mib} MiB" if alloc.memory_mib else ""
@@ -73,7 +73,7 @@ def exit_outcome(
         return failed(Reason.DOCKER_UNAVAILABLE, message, code)
     if code == 0 and not status.error:
         return Outcome(State.FINISHED, None, 0, "")
-    start_failure = _start_failure(status, record, tail)
+    start_failure = _start_failure(status, JobRecord.from_fields(alloc.job_id, record), tail)
     if start_failure:
         return failed(Reason.CONTAINER_FAILED, start_failure, code)
     last = next((line for line in reversed(tail) if line.strip()), "")
@@ -81,7 +81,7 @@ def exit_outcome(
     return failed(Reason.EXIT_CODE, message, code)
 
 
-def _start_failure(status: ExitStatus, record: Mapping[str, Any], tail: Sequence[str]) -> Optional[str]:
+def _start_failure(status: ExitStatus, record: JobRecord, tail: Sequence[str]) -> Optional[str]:
     """docker's (or tini's) explanation when the command could not be run at all."""
     if status.error:
         return f"docker could not run the container: {status.error}"
@@ -90,6 +90,6 @@ def _start_failure(status: ExitStatus, record: Mapping[str, Any], tail: Sequence
     for line in tail:
         match = _EXEC_FAILED.match(line)
         if match:
-            command = (record.get("spec") or {}).get("command")
+            command = record.spec.get("command")
             return f"the container could not run {command}: {match.group(1)}"
     return None
