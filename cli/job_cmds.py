@@ -250,9 +250,16 @@ def list_cmd(
     grid = table("ID", "NAME", "QUEUE", "USER", "STATE", "REASON", "EXIT", "AGENT", "QUEUED")
     for r in records:
         grid.add_row(
-            r.id, r.name, r.queue, r.submitter, str(r.state), r.reason or r.pending_reason,
-            "" if r.exit_code is None else str(r.exit_code), r.agent or "", when(r.times.get("queued")),
-        )  # fmt: skip
+            r.id,
+            r.name,
+            r.queue,
+            r.submitter,
+            str(r.state),
+            r.reason or r.pending_reason,
+            "" if r.exit_code is None else str(r.exit_code),
+            r.agent or "",
+            when(r.times.get(State.QUEUED.value)),
+        )
     print_table(grid)
 
 
