@@ -37,6 +37,19 @@ HASH_WRITES = {"hset", "hsetnx", "hmset", "hdel", "hincrby", "hincrbyfloat", "ex
 #: there, not as more state of the root (issue 22: it had grown to 39 attributes and 26 imports).
 ROOT_MODULE, ROOT_CLASS = "launchbay.agent.daemon", "Agent"
 ROOT_MAX_ATTRIBUTES, ROOT_MAX_IMPORTS = 20, 12
+#: Job-hash field names no other stored structure uses (a ledger entry's ``max_runtime_s`` and an
+#: inputs declaration's ``run_config`` still match: the count below over-counts, never under-counts).
+JOB_ONLY_FIELDS = {
+    "run_config", "file_overrides", "summary", "submitter", "preemptions", "pending_reason", "pending_detail",
+    "estimated_start", "sweep", "trial", "cancel_reason", "cancel_message", "cancel_requested", "effective_config",
+    "rq_execution", "attempts", "exit_code", "container", "max_runtime_s",
+    "queued_at", "starting_at", "running_at", "finished_at", "failed_at", "canceled_at",
+}  # fmt: skip
+#: The most such reads allowed: a ratchet, lowered as modules read ``JobRecord`` (issue 22 aims at 20,
+#: each with a ``# dict read:`` note; 79 when the issue was filed, counted this way).
+MAX_JOB_FIELD_DICT_READS = 46
+#: A dict read of a job field that says why it is one carries this comment on its line.
+DICT_READ_NOTE = "# dict read:"
 #: Private attributes read on an object other than ``self``/``cls`` outside the module that defines them,
 #: each with the reason it is allowed. Everything else of that kind is a failure.
 PRIVATE_ACCESS_ALLOWED = {
@@ -351,3 +364,40 @@ def test_the_agent_root_only_composes():
 def test_the_attribute_count_sees_every_assignment():
     source = "class A:\n    def __init__(self):\n        self.a, self.b = 1, 2\n        self.c = self.d = 3\n"
     assert attributes_set(ast.parse(source), "A") == {"a", "b", "c", "d"}
+
+
+def job_field_dict_reads(source: str) -> List[Tuple[int, str]]:
+    """``x.get("field")`` / ``x["field"]`` of a job-only field name, on lines without a ``# dict read:`` note."""
+    lines = source.splitlines()
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        name = None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+            if node.args and isinstance(node.args[0], ast.Constant):
+                name = node.args[0].value
+        elif (
+            isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and isinstance(node.slice, ast.Constant)
+        ):
+            name = node.slice.value
+        if name in JOB_ONLY_FIELDS and DICT_READ_NOTE not in lines[node.lineno - 1]:
+            found.append((node.lineno, name))
+    return sorted(found)
+
+
+def test_dict_reads_of_job_fields_do_not_grow():
+    """No new dict read of a job field (read a ``JobRecord``); ``-s`` lists where the remaining ones are."""
+    reads = {name: job_field_dict_reads(path.read_text()) for name, path in modules().items() if name != RECORD_MODULE}
+    reads = {name: found for name, found in reads.items() if found}
+    total = sum(len(found) for found in reads.values())
+    print(f"information: {total} dict reads of job-only field names outside {RECORD_MODULE} in {len(reads)} modules")
+    for name, found in sorted(reads.items()):
+        print(f"  {name}: {', '.join(f'{line} {field}' for line, field in found)}")
+    assert total <= MAX_JOB_FIELD_DICT_READS, (
+        f"{total} dict reads of job fields (at most {MAX_JOB_FIELD_DICT_READS}): read the job as a JobRecord "
+        f"(queue_config/job.py), or say why on the line with '{DICT_READ_NOTE}'"
+    )
+
+
+def test_the_dict_read_counter_sees_a_read_and_honours_the_note():
+    source = 'a = record.get("submitter")\nb = record["run_config"]  # dict read: why\nc = record.submitter\n'
+    assert job_field_dict_reads(source) == [(1, "submitter")]
