@@ -173,13 +173,11 @@ TIMESTAMPS = (State.QUEUED, State.STARTING, State.RUNNING, State.FINISHED, State
 
 def _shown(record: JobRecord, attribute: str) -> Optional[str]:
     """A plain row's value as the table prints it (the stored text), or None when the job has none."""
+    if attribute not in record.fields:  # not stored: the typed default ("normal", 0, False) is not shown
+        return None
     value = getattr(record, attribute)
     if attribute == "cancel_requested":
         return "1" if value else None
-    if attribute == "attempts":  # 0: never claimed, and the hash has no such field
-        return str(value) if value else None
-    if attribute == "priority":  # the typed record says "normal" for a hash without one
-        value = record.fields.get("priority")  # dict read: the stored value, which the table shows
     return None if value in (None, "") else str(value)
 
 
