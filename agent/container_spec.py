@@ -27,7 +27,7 @@ from launchbay.agent.job_secrets import JobSecrets
 from launchbay.agent.payload_dir import PayloadPaths
 from launchbay.agent.runtime import AGENT_ID_LABEL, JOB_ID_LABEL, MANAGED_LABEL, QUEUE_LABEL
 from launchbay.queue_config.agents import AllocationLike
-from launchbay.queue_config.job import UNREADABLE_FIELDS
+from launchbay.queue_config.job import UNREADABLE_FIELDS, JobRecord
 from launchbay.queue_config.models import DOCKER_OPTION_ALIASES, ENV_NAME_RE, MIN_CPUS, DockerOptions, QueueConfig
 from launchbay.queue_config.submitter_policy import normalize_path, value_problems
 from launchbay.sdk.payload import (
@@ -62,7 +62,8 @@ def record_problem(record: Mapping[str, Any]) -> Optional[str]:
 
     The client only ever writes well-formed records, but anyone with write access to Redis can
     write one; the agent refuses those instead of guessing (a string command is not split, an env
-    name with ``=`` is not passed on).
+    name with ``=`` is not passed on). It reads the stored fields as a dict on purpose: a ``JobRecord``
+    reads a value of the wrong shape as empty, which would hide what is wrong with it.
     """
     if record.get(UNREADABLE_FIELDS):
         return f"not readable: {', '.join(record[UNREADABLE_FIELDS])}"
@@ -240,12 +241,12 @@ def build_container_spec(
     ``warn`` receives one line per dropped option, for the job's log. ``secrets`` are the queue's,
     resolved (``agent/job_secrets.py``); without them the record's overrides are used as they are.
     """
-    spec = record.get("spec") or {}
-    job_id = alloc.job_id  # the key it was claimed under: the record's own ``id`` field is the submitter's to write
+    # The key it was claimed under names the container: the record's own ``id`` field is the
+    # submitter's to write.
+    job = JobRecord.from_fields(alloc.job_id, record)
+    spec, job_id = job.spec, alloc.job_id
     if secrets is None:
-        secrets = JobSecrets(
-            run_config=record.get("run_config") or {}, file_overrides=record.get("file_overrides") or {}
-        )
+        secrets = JobSecrets(run_config=job.run_config, file_overrides=job.file_overrides)
     options = merge_docker_options(queue, submitter_options(record, queue, warn))
     gpu_env, gpu_kwargs = gpu_settings(alloc.gpus, options.gpu_mode, gpu_uuid_for, options.runtime)
     environment = {
@@ -255,7 +256,7 @@ def build_container_spec(
         ENV_OUTPUT_DIR: OUTPUT_MOUNT,
         ENV_JOB_ID: job_id,
         ENV_QUEUE: queue.name,
-        ENV_PREEMPTED: str(record.get("preemptions") or 0),
+        ENV_PREEMPTED: str(job.preemptions),
         **gpu_env,
     }
     kwargs: Dict[str, Any] = {

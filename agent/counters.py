@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 import redis
 from launchbay.queue_config import events
+from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,12 @@ class Counters:
     def inc(self, name: str, by: int = 1) -> None:
         with self._lock:
             self._values[name] = self._values.get(name, 0) + by
+
+    def count_release(self, state: Optional[State]) -> None:
+        """A job released on this agent: ``released``, and its end state when it ended."""
+        self.inc("released")
+        if state in TERMINAL_STATES:
+            self.inc(state.value)
 
     def __getitem__(self, name: str) -> int:
         with self._lock:

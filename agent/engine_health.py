@@ -11,16 +11,20 @@ nothing, and never asks a sick engine anything: while the last probe failed the 
 ``docker_problem``) and claims nothing. A job thread whose docker call timed out before its
 container started reports it (:meth:`EngineHealth.report`): the agent turns ``unhealthy`` at once,
 until a probe passes again.
+
+When a container is killed by a signal, the job runner asks :func:`died_with_engine` whether the
+engine was going down with it (a short wait on the engine's answer) or a person stopped it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Optional
+import time
+from typing import Callable, Optional
 
 from launchbay.agent.heartbeat import AgentStatus
-from launchbay.agent.runtime import Runtime
+from launchbay.agent.runtime import ExitStatus, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,11 @@ log = logging.getLogger(__name__)
 PROBE_INTERVAL_S = 2.0
 #: ``docker_problem`` before the first probe answered.
 NOT_PROBED = "the Docker engine has not answered yet"
+#: 128 + SIGKILL, 128 + SIGTERM: how a container stopped from outside exits.
+SIGNAL_EXIT_CODES = (137, 143)
+#: How long a container killed by a signal waits for its engine to stop answering before the kill
+#: is taken for a person's ``docker stop`` rather than the engine going down.
+ENGINE_VERDICT_S = 3.0
 
 
 class EngineHealth:
@@ -92,3 +101,24 @@ class EngineHealth:
         self.status.docker_problem = problem
         if not self.stopping.is_set():
             self.status.state = "healthy" if problem is None else "unhealthy"
+
+
+def died_with_engine(status: ExitStatus, *, found_exited: bool, engine_answers: Callable[[], bool]) -> bool:
+    """The container ended because its engine stopped, not by its own doing.
+
+    Either it was found exited when the engine answered again (``found_exited``), or a signal from
+    outside launchbay ended it (a stopping engine sends SIGTERM, then SIGKILL) and the engine stops
+    answering within ENGINE_VERDICT_S (a person's ``docker stop`` leaves it answering).
+    """
+    if status.exit_code == 0:
+        return False
+    if found_exited:
+        return True
+    if status.exit_code not in SIGNAL_EXIT_CODES:
+        return False
+    deadline = time.monotonic() + ENGINE_VERDICT_S
+    while time.monotonic() < deadline:
+        if not engine_answers():
+            return True
+        time.sleep(0.2)
+    return False

@@ -37,12 +37,12 @@ import os
 import re
 import stat
 from dataclasses import replace
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import redis
 from launchbay.agent.reaper import retry_policy
 from launchbay.queue_config import events
-from launchbay.queue_config.job import Outcome, Reason, State
+from launchbay.queue_config.job import JobRecord, Outcome, Reason, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.matching import GPU_DRAINED, GPU_OK, GPU_UNHEALTHY, GpuInfo
@@ -266,12 +266,12 @@ def failed_gpus(gpus: Sequence[GpuInfo]) -> Dict[str, str]:
 
 
 def gpu_failure_outcome(
-    record: Mapping[str, Any], queue_config_for: Callable[[str], QueueConfig], why: str
+    record: JobRecord, queue_config_for: Callable[[str], QueueConfig], why: str
 ) -> Tuple[State, str]:
     """(state, message) for a job whose GPU failed: ``queued`` when the queue's retry policy says
     ``on_gpu_failed: requeue`` and the job was claimed at most ``max_requeues`` times, else ``failed``."""
-    policy = retry_policy(queue_config_for, str(record.get("queue")))
-    attempts = int(record.get("attempts") or 1)
+    policy = retry_policy(queue_config_for, record.queue)
+    attempts = record.attempts or 1
     if policy.on_gpu_failed == "requeue" and attempts <= policy.max_requeues:
         return State.QUEUED, f"{why}; put back in the queue (requeue {attempts} of {policy.max_requeues})"
     if policy.on_gpu_failed == "requeue":
@@ -337,7 +337,7 @@ class GpuWatch:
         for job_id, why in jobs_on_failed_gpus(gpus, running).items():
             if job_id in self._ended:
                 continue
-            record = self.records.get(job_id) or {}
+            record = self.records.load(job_id) or JobRecord(job_id, state=None)
             state, message = gpu_failure_outcome(record, self.queue_config_for, why)
             ends[job_id] = Outcome(state, Reason.GPU_FAILED, message=message)
             self._ended.add(job_id)

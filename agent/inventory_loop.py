@@ -1,9 +1,12 @@
-"""The agent's inventory thread: what the host has, kept fresh, and what a GPU fault does to its jobs.
+"""The agent's inventory service: what the host has, kept fresh, and what a GPU fault does to its jobs.
 
-Every ``inventory_refresh_s``, and at once when an operator drains a GPU (the ``gpu_drain`` event),
-it re-reads CPUs, memory and GPUs, applies the operator's drains and logs each change of a GPU's
-health (:class:`~launchbay.agent.gpu_health.GpuWatch`), hands the new inventory to the daemon, and
-ends each running job that holds a GPU which turned unhealthy (reason ``gpu_failed``).
+It holds the host's current inventory (CPUs, memory, GPUs with their health) and answers what the
+other services ask of it: the capacity placement hands out, the capacity JSON the heartbeat
+publishes, a GPU's UUID for a job's container. Its thread, every ``inventory_refresh_s`` and at once
+when an operator drains a GPU (the ``gpu_drain`` event), re-reads the host, applies the operator's
+drains and logs each change of a GPU's health (:class:`~launchbay.agent.gpu_health.GpuWatch`),
+wakes the claim loop when the GPUs changed, and ends each running job that holds a GPU which turned
+unhealthy (reason ``gpu_failed``).
 """
 
 from __future__ import annotations
@@ -11,13 +14,19 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import replace
-from typing import Any, Callable, Set
+from typing import Any, Callable, Dict, Optional, Set
 
 import redis
 from launchbay.agent.gpu_health import GpuWatch
-from launchbay.agent.inventory import HostInventory, InventoryProbe
+from launchbay.agent.heartbeat import AgentStatus
+from launchbay.agent.inventory import HostInventory, InventoryProbe, capacity_json, capacity_of
 from launchbay.agent.ledger import Ledger
+from launchbay.agent.settings import AgentSettings
 from launchbay.queue_config.job import Outcome
+from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import Records
+from launchbay.queue_config.matching import Capacity
+from launchbay.queue_config.models import QueueConfig
 
 log = logging.getLogger(__name__)
 
@@ -29,41 +38,55 @@ def read_inventory(probe: InventoryProbe, watch: GpuWatch) -> HostInventory:
 
 
 class InventoryLoop:
-    """Runs on its own thread (:meth:`run`) until ``closing`` is set and :meth:`look_again` is called."""
+    """The inventory service: the host's current inventory, and a thread (:meth:`run`) that keeps it fresh
+    until ``closing`` is set and :meth:`look_again` is called.
+
+    Other services read it through :meth:`capacity`, :meth:`capacity_json` and :meth:`gpu_uuid_for`.
+    """
 
     def __init__(
         self,
-        probe: InventoryProbe,
-        watch: GpuWatch,
-        current: HostInventory,
+        conn: redis.Redis,
+        keys: Keys,
+        settings: AgentSettings,
         *,
-        refresh_s: float,
+        records: Records,
+        queue_config_for: Callable[[str], QueueConfig],
+        status: AgentStatus,
         closing: threading.Event,
-        on_read: Callable[[HostInventory, bool], None],
+        on_change: Callable[[], None],
         ledger: Ledger,
         running: Callable[[], Set[str]],
         end_with: Callable[[str, Outcome], None],
     ) -> None:
-        self.probe, self.watch, self.current = probe, watch, current
-        self.refresh_s, self.closing = refresh_s, closing
-        self.on_read = on_read  # (inventory, whether its GPUs or their health changed)
+        self.settings, self.status = settings, status
+        self.probe = InventoryProbe(settings)
+        self.watch = GpuWatch(conn, keys, settings.agent_id, records=records, queue_config_for=queue_config_for)
+        self.current: HostInventory = read_inventory(self.probe, self.watch)
+        self.refresh_s, self.closing = settings.inventory_refresh_s, closing
+        self.on_change = on_change  # its GPUs or their health changed: the claim loop looks again
         self.ledger, self.running, self.end_with = ledger, running, end_with
+        self._gpu_uuids: Dict[str, str] = {}
         self._look_again = threading.Event()
+        self._note_gpus(self.current)
 
-    @classmethod
-    def of(cls, agent: Any) -> InventoryLoop:
-        """The loop of a :class:`~launchbay.agent.daemon.Agent` (its probe, watch, ledger and supervisor)."""
-        return cls(
-            agent.probe,
-            agent.gpu_watch,
-            agent.inventory,
-            refresh_s=agent.settings.inventory_refresh_s,
-            closing=agent._closing,
-            on_read=agent._on_inventory,
-            ledger=agent.ledger,
-            running=agent.supervisor.running_job_ids,
-            end_with=agent.supervisor.end_with,
-        )
+    def capacity(self) -> Capacity:
+        """What this agent may hand out now (placement's view)."""
+        return capacity_of(self.settings, self.current)
+
+    def capacity_json(self) -> Dict[str, Any]:
+        """The capacity the heartbeat publishes (``launchbay:agent:<id>:capacity``)."""
+        return capacity_json(self.settings, self.current)
+
+    def gpu_uuid_for(self, gpu_id: str) -> Optional[str]:
+        """The UUID of a host GPU id, as last seen (a job's ``NVIDIA_VISIBLE_DEVICES`` names UUIDs)."""
+        return self._gpu_uuids.get(gpu_id)
+
+    def _note_gpus(self, inventory: HostInventory) -> None:
+        self.status.gpu_problem = inventory.gpu_problem
+        for gpu in inventory.gpus:
+            if gpu.uuid:
+                self._gpu_uuids[gpu.id] = gpu.uuid
 
     def look_again(self) -> None:
         """Read the inventory now (an operator drained a GPU, or the agent is stopping)."""
@@ -83,9 +106,10 @@ class InventoryLoop:
             before = [(g.id, g.health) for g in self.current.gpus]
             changed = [(g.id, g.health) for g in inventory.gpus] != before
             self.current = inventory
+            self._note_gpus(inventory)
             if changed:
                 log.warning("GPUs now: [%s]", ",".join(f"{g.id}:{g.health}" for g in inventory.gpus))
-            self.on_read(inventory, changed)
+                self.on_change()
             self._end_jobs_on_failed_gpus()
 
     def _end_jobs_on_failed_gpus(self) -> None:

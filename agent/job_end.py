@@ -17,11 +17,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 import redis
 from launchbay.agent.job_secrets import JobSecrets, scrub_effective_config
 from launchbay.agent.logs import JobLog
-from launchbay.agent.metrics import JobMetrics
 from launchbay.agent.payload_dir import JobOutputs, PayloadPaths, read_outputs, remove_job_dir
 from launchbay.agent.run_context import RunContext
 from launchbay.agent.sharing import record_usage
 from launchbay.agent.wandb_offline import keep_offline_runs
+from launchbay.metric_stream.follower import JobMetrics
 from launchbay.queue_config import events, lifecycle
 from launchbay.queue_config.job import TERMINAL_STATES, Outcome, Reason, State
 from launchbay.queue_config.logstream import is_eof

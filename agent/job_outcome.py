@@ -7,23 +7,17 @@ its output in, the outcome out. The table of ends is in ``docs/runtime.md``.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import replace
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.runtime import ExitStatus
-from launchbay.queue_config.job import Outcome, Reason, State
+from launchbay.queue_config.job import JobRecord, Outcome, Reason, State
 
 #: tini (docker's ``--init``) saying it could not exec the command: the command is not in the image.
 _EXEC_FAILED = re.compile(r"^\[FATAL tini \(\d+\)\] (exec .* failed: .*)$")
 #: Shell and tini exit codes for "cannot execute" and "not found".
 _EXEC_EXIT_CODES = (126, 127)
-#: 128 + SIGKILL, 128 + SIGTERM: how a container stopped from outside exits.
-SIGNAL_EXIT_CODES = (137, 143)
-#: How long a container killed by a signal waits for its engine to stop answering before the kill
-#: is taken for a person's ``docker stop`` rather than the engine going down.
-ENGINE_VERDICT_S = 3.0
 
 
 #: A preempted job's end: not an end, it goes back to the front of its queue (job_end puts it back).
@@ -58,7 +52,8 @@ def exit_outcome(
     """The outcome of a container that exited; ``stop_reason`` is "cancel", "timeout" or "forced" when the
     agent stopped it ("forced": the agent decided the end, ``forced``, e.g. its GPU failed).
 
-    ``died_with_engine`` is asked only when nothing before it explains the end (it may wait a few seconds).
+    ``died_with_engine`` is asked only when nothing before it explains the end; it may wait a few seconds
+    (:func:`~launchbay.agent.engine_health.died_with_engine`), which is why it is passed in.
     """
     code = status.exit_code
     if stop_reason == "cancel":
@@ -68,7 +63,7 @@ def exit_outcome(
     if stop_reason == "preempt":
         return PREEMPTED if code is None else replace(PREEMPTED, exit_code=code)
     if stop_reason == "timeout":
-        limit = alloc.max_runtime_s or record.get("max_runtime_s")
+        limit = alloc.max_runtime_s or JobRecord.from_fields(alloc.job_id, record).max_runtime_s
         return failed(Reason.TIMEOUT, f"ran longer than its max_runtime of {limit} s and was stopped", code)
     if status.oom_killed:
         limit = f" of {alloc.memory_mib} MiB" if alloc.memory_mib else ""
@@ -78,7 +73,7 @@ def exit_outcome(
         return failed(Reason.DOCKER_UNAVAILABLE, message, code)
     if code == 0 and not status.error:
         return Outcome(State.FINISHED, None, 0, "")
-    start_failure = _start_failure(status, record, tail)
+    start_failure = _start_failure(status, JobRecord.from_fields(alloc.job_id, record), tail)
     if start_failure:
         return failed(Reason.CONTAINER_FAILED, start_failure, code)
     last = next((line for line in reversed(tail) if line.strip()), "")
@@ -86,7 +81,7 @@ def exit_outcome(
     return failed(Reason.EXIT_CODE, message, code)
 
 
-def _start_failure(status: ExitStatus, record: Mapping[str, Any], tail: Sequence[str]) -> Optional[str]:
+def _start_failure(status: ExitStatus, record: JobRecord, tail: Sequence[str]) -> Optional[str]:
     """docker's (or tini's) explanation when the command could not be run at all."""
     if status.error:
         return f"docker could not run the container: {status.error}"
@@ -95,27 +90,6 @@ def _start_failure(status: ExitStatus, record: Mapping[str, Any], tail: Sequence
     for line in tail:
         match = _EXEC_FAILED.match(line)
         if match:
-            command = (record.get("spec") or {}).get("command")
+            command = record.spec.get("command")
             return f"the container could not run {command}: {match.group(1)}"
     return None
-
-
-def died_with_engine(status: ExitStatus, *, found_exited: bool, engine_answers: Callable[[], bool]) -> bool:
-    """The container ended because its engine stopped, not by its own doing.
-
-    Either it was found exited when the engine answered again (``found_exited``), or a signal from
-    outside launchbay ended it (a stopping engine sends SIGTERM, then SIGKILL) and the engine stops
-    answering within ENGINE_VERDICT_S (a person's ``docker stop`` leaves it answering).
-    """
-    if status.exit_code == 0:
-        return False
-    if found_exited:
-        return True
-    if status.exit_code not in SIGNAL_EXIT_CODES:
-        return False
-    deadline = time.monotonic() + ENGINE_VERDICT_S
-    while time.monotonic() < deadline:
-        if not engine_answers():
-            return True
-        time.sleep(0.2)
-    return False

@@ -18,17 +18,18 @@ from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union
 
 from launchbay.agent import job_end, job_secrets
 from launchbay.agent.container_spec import build_container_spec, record_problem
-from launchbay.agent.job_outcome import canceled, died_with_engine, exit_outcome, failed, gone
+from launchbay.agent.engine_health import died_with_engine
+from launchbay.agent.job_outcome import canceled, exit_outcome, failed, gone
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.log_pump import LogPump
 from launchbay.agent.logs import LOG_FILE_LABEL, LOG_STREAM_LABEL, JobLog
-from launchbay.agent.metrics import JobMetrics
 from launchbay.agent.payload_dir import PayloadPaths, payload_paths, prepare_payload
 from launchbay.agent.run_context import RunContext
 from launchbay.agent.runtime import ContainerGoneError, ContainerInfo, ExitStatus, PullInterruptedError
+from launchbay.metric_stream.follower import JobMetrics
 from launchbay.queue_config import lifecycle
-from launchbay.queue_config.connection import retry_transient
 from launchbay.queue_config.job import Outcome, Reason, State, is_active, state_of
+from launchbay.redis_connection.connect import retry_transient
 
 from launchbay.errors import DockerUnavailableError, JobRunError, LaunchbayError
 

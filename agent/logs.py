@@ -26,7 +26,7 @@ from typing import Any, Callable, Deque, List, Optional, Tuple
 
 import redis
 from launchbay.queue_config import logstream
-from launchbay.queue_config.connection import retry_transient
+from launchbay.redis_connection.connect import retry_transient
 
 from launchbay.text import as_text
 

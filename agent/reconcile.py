@@ -23,14 +23,14 @@ otherwise the job goes back to the front of its queue (``starting``) or is handl
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, Optional, Set
+from typing import Callable, Dict, Optional, Set
 
 import redis
 from launchbay.agent.ledger import Ledger, LedgerEntry
 from launchbay.agent.reaper import QueueConfigFor, resolve_lost_job
 from launchbay.agent.runtime import ContainerInfo, Runtime
 from launchbay.queue_config import lifecycle
-from launchbay.queue_config.job import State, is_active, is_terminal, state_of
+from launchbay.queue_config.job import JobRecord, State
 from launchbay.queue_config.lifecycle import Records
 
 log = logging.getLogger(__name__)
@@ -62,20 +62,20 @@ class Reconciler:
         self.queue_config_for = queue_config_for
         self.on_orphan = on_orphan or (lambda job_id: None)
 
-    def _ours(self, record: Optional[Dict[str, Any]], entry: Optional[LedgerEntry], container_id: str) -> bool:
+    def _ours(self, record: Optional[JobRecord], entry: Optional[LedgerEntry], container_id: str) -> bool:
         """The record says this agent runs the job in this container, and the ledger agrees."""
         if not record or entry is None:
             return False
-        if not is_active(record) or record.get("agent") != self.agent_id:
+        if not record.active or record.agent != self.agent_id:
             return False
-        return not record.get("container") or record.get("container") == container_id
+        return not record.container or record.container == container_id
 
     def on_start(self) -> Dict[str, str]:
         """Adopt or clean up after a restart; returns ``{job id: what was done}``."""
         entries = self.ledger.entries()
         done: Dict[str, str] = {}
         for container in self.runtime.list_managed(self.agent_id):
-            record = self.records.get(container.job_id) if container.job_id else None
+            record = self.records.load(container.job_id) if container.job_id else None
             if (
                 self._ours(record, entries.get(container.job_id), container.container_id)
                 and container.job_id not in done
@@ -91,11 +91,11 @@ class Reconciler:
         return done
 
     def _settle_entry(
-        self, job_id: str, entry: LedgerEntry, *, why: str = "", record: Optional[Dict[str, Any]] = None
+        self, job_id: str, entry: LedgerEntry, *, why: str = "", record: Optional[JobRecord] = None
     ) -> str:
-        record = record if record is not None else self.records.get(job_id)
-        if is_active(record) and record.get("agent") == self.agent_id:
-            if state_of(record) == State.STARTING and lifecycle.put_back(self.records, job_id, record):
+        record = record if record is not None else self.records.load(job_id)
+        if record is not None and record.active and record.agent == self.agent_id:
+            if record.state is State.STARTING and lifecycle.put_back(self.records, job_id, record.fields):
                 self.ledger.release(job_id)
                 log.info(
                     "job %s was claimed but never started; put back in its queue", job_id, extra={"job_id": job_id}
@@ -111,18 +111,16 @@ class Reconciler:
         self.ledger.release(job_id)
         return "released"
 
-    def _complete_interrupted_end(self, job_id: str, record: Optional[Dict[str, Any]]) -> None:
+    def _complete_interrupted_end(self, job_id: str, record: Optional[JobRecord]) -> None:
         """This agent recorded the job's end, then died before RQ, the log's eof and the expiry were written."""
-        state = state_of(record)
-        if record and is_terminal(record) and record.get("agent") == self.agent_id:
-            message = str(record.get("message") or "")
+        if record and record.terminal and record.agent == self.agent_id:
             lifecycle.complete_end(
-                self.records, job_id, state, rq_execution=record.get("rq_execution"), message=message
+                self.records, job_id, record.state, rq_execution=record.rq_execution, message=record.message
             )
 
-    def _remove_orphan(self, container: ContainerInfo, record: Optional[Dict[str, Any]]) -> None:
-        state = record.get("state") if record else "no record"
-        owner = record.get("agent") if record else None
+    def _remove_orphan(self, container: ContainerInfo, record: Optional[JobRecord]) -> None:
+        state = (record.state or "in no state of ours") if record else "no record"
+        owner = record.agent if record else None
         log.warning(
             "removing orphan container %s of job %s (job %s%s)",
             container.container_id[:12],
@@ -143,7 +141,7 @@ class Reconciler:
         tracked = self.tracked()  # read after the ledger: a job claimed in between is not in ``entries``
         settled: Dict[str, str] = {}
         for container in self.runtime.list_managed(self.agent_id):
-            record = self.records.get(container.job_id) if container.job_id else None
+            record = self.records.load(container.job_id) if container.job_id else None
             if self._ours(record, entries.get(container.job_id), container.container_id):
                 if container.job_id not in tracked and container.job_id not in settled:
                     self.adopt(container, entries[container.job_id])
@@ -162,10 +160,10 @@ class Reconciler:
             )
         return settled
 
-    def _taken_away(self, container: ContainerInfo, record: Optional[Dict[str, Any]], entries: Dict) -> bool:
-        if record is None or (record.get("agent") not in (None, self.agent_id)):
+    def _taken_away(self, container: ContainerInfo, record: Optional[JobRecord], entries: Dict) -> bool:
+        if record is None or (record.agent not in (None, self.agent_id)):
             return True
-        if state_of(record) == State.QUEUED:
+        if record.state is State.QUEUED:
             return True
         return container.running and container.job_id not in entries
 
@@ -175,11 +173,11 @@ class Reconciler:
         for job_id, entry in entries.items():
             if job_id in tracked:
                 continue
-            record = self.records.get(job_id)
-            if record is None or is_terminal(record) or record.get("agent") != self.agent_id:
+            record = self.records.load(job_id)
+            if record is None or record.terminal or record.agent != self.agent_id:
                 self._complete_interrupted_end(job_id, record)
                 self.ledger.release(job_id)
-            elif is_active(record):
+            elif record.active:
                 why = f"agent {self.agent_id} lost track of the job and found no container for it"
                 settled[job_id] = self._settle_entry(job_id, entry, why=why, record=record)
         return settled

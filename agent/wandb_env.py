@@ -13,7 +13,7 @@ is cut into ``NAME_0``, ``NAME_1``, ... instead, and ``wandb`` joins the pieces 
 
 Beside W&B Launch's names, the agent points W&B's run files into the job's output folder
 (``WANDB_DIR``, always the agent's), where it follows the run's logged steps and summary
-(``agent/wandb_follow.py``); and when the queue gives no ``WANDB_API_KEY`` and the job's env sets
+(``metric_stream/wandb_run.py``); and when the queue gives no ``WANDB_API_KEY`` and the job's env sets
 no ``WANDB_MODE``, it sets ``WANDB_MODE=offline``, so ``wandb.init`` never waits at a login prompt
 (such runs can be uploaded later with ``wandb sync``).
 

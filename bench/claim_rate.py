@@ -1,7 +1,7 @@
 """Claim rate: claims + releases per second by 8 concurrent claimers, no containers, by queue depth.
 
 Each claimer is a process with its own agent id running passes of the agent's own
-``ClaimPass`` (agent/claim.py), as ``Agent._claim_pass`` does: a read of the queue (its first
+``ClaimPass`` (agent/claim.py), as ``ClaimCycle.run_pass`` does: a read of the queue (its first
 ``lookahead`` ids, their records and the ledger: two pipelined round trips), placement's claim
 order, one ``claim.lua`` call per claim that settles lost races inside it, a new read only when
 the old one has nothing left), then ``Ledger.release`` after each claim as when the job ends. A
@@ -77,7 +77,7 @@ def fill(conn: redis.Redis, name: str, count: int) -> None:
 
 
 def claimer(url: str, queue: str, index: int, quota: int, barrier: Any, results: Any) -> None:
-    """One agent's claim loop, as ``Agent._claim_pass`` runs it, with a release after each claim."""
+    """One agent's claim loop, as ``ClaimCycle.run_pass`` runs it, with a release after each claim."""
     conn, keys = redis.Redis.from_url(url), Keys()
     agent_id = f"claimer-{index}"
     script, ledger = Claimer(conn, keys, agent_id=agent_id, host="bench"), Ledger(conn, keys, agent_id)

@@ -18,8 +18,8 @@ from typing import Any, Dict, List, Tuple
 
 import redis
 from launchbay.agent.claim import Claimer, ClaimPass, QueueReader
+from launchbay.agent.claim_cycle import MAX_CLAIMS_PER_PASS
 from launchbay.agent.counters import Counters, EventListener
-from launchbay.agent.daemon import MAX_CLAIMS_PER_PASS
 from launchbay.agent.heartbeat import AgentStatus, Heartbeat
 from launchbay.agent.inventory import HostInventory, capacity_json
 from launchbay.agent.ledger import Ledger
@@ -76,7 +76,7 @@ class SimAgent:
         self.running: Dict[str, float] = {}  # job id -> when its fake container exits
 
     def claim_pass(self, now: float) -> List[Tuple[float, str]]:
-        """``Agent._claim_pass``: offer, claim until nothing fits, off the idle list when full; the new (end, job)."""
+        """``ClaimCycle.run_pass``: offer, claim until nothing fits, off the idle list when full; the new (end, job)."""
         self.runtime.ping()
         self.listener.offer(len(self.running), self.capacity.slots)
         claims = ClaimPass(self.claimer, self.reader, policy=self.policy, skip=set(self.running))

@@ -2,7 +2,7 @@
 
 A writer thread appends 100,000 steps in the contract's shape (``_step``, ``_timestamp``,
 ``_runtime`` and three keys, about 120 bytes a line) to a file in 1,000-step bursts, while the
-agent's own :class:`~launchbay.agent.metrics.JobMetrics` follows it (polling every second, as in
+agent's own :class:`~launchbay.metric_stream.follower.JobMetrics` follows it (polling every second, as in
 the agent) and then reads the rest at the job's end; all against a private Redis. Two settings:
 the agent's default caps (20,000 steps, 8 MiB: the stream is cut short) and caps above the job's
 output (every step kept). Figures per setting: the agent's CPU time (this process, minus the
@@ -28,8 +28,8 @@ from typing import Dict, List
 
 import redis
 from _common import RedisServer, Row, at_most, emit, median, ratio
-from launchbay.agent.metrics import JobMetrics
 from launchbay.agent.settings import DEFAULT_METRICS_CAP_BYTES, DEFAULT_METRICS_CAP_ENTRIES
+from launchbay.metric_stream.follower import JobMetrics
 
 CPU_RATIO_TARGET = 3.0
 BURST = 1000

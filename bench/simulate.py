@@ -2,7 +2,7 @@
 
 The host is one agent with 8 GPUs of one model, 64 CPUs and 512 GiB (``--gpus``, ``--cpus``,
 ``--memory-gib``) and the agent's default ``max_jobs``, ``lookahead`` and ``reserve_after_s``. At every
-arrival and every job end the simulated agent does what ``Agent._claim_pass`` does: it hands the
+arrival and every job end the simulated agent does what ``ClaimCycle.run_pass`` does: it hands the
 first ``lookahead`` queued jobs, its capacity and its running allocations (``LedgerEntry``, with
 ``claimed_at`` and ``max_runtime_s``) to ``launchbay.agent.placement.select`` with the simulated
 clock as ``now``, starts the answer, and asks again until the answer is None. Fits, GPU choice,

@@ -48,7 +48,7 @@ from launchbay.client.sweeps import create
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.store import QueueStore
-from launchbay.queue_config.sweeps import SweepStore, trial_job_id
+from launchbay.sweeps.store import SweepStore, trial_job_id
 
 QUEUE = "bench-sweeps"
 JOB = "bench-trial"

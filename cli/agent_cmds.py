@@ -21,9 +21,9 @@ from launchbay.cli.queue_cmds import json_option, note, print_json, print_table,
 from launchbay.cli.service_cmds import install_service_cmd
 from launchbay.cli.step_metrics_cmds import metrics_cap_options
 from launchbay.queue_config.agents import read_agents
-from launchbay.queue_config.connection import URL_ENV, connect, redact_url, redis_errors_translated, resolve_url
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.units import format_mib
+from launchbay.redis_connection.connect import URL_ENV, connect, redact_url, redis_errors_translated, resolve_url
 
 from launchbay.errors import DockerUnavailableError
 

@@ -15,8 +15,8 @@ import click
 from launchbay.agent.gpu_health import set_drained
 from launchbay.agent.settings import AgentSettings
 from launchbay.cli.queue_cmds import print_json
-from launchbay.queue_config.connection import connect, redis_errors_translated, resolve_url
 from launchbay.queue_config.keys import Keys
+from launchbay.redis_connection.connect import connect, redis_errors_translated, resolve_url
 
 from launchbay.errors import UserError
 

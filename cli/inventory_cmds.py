@@ -18,9 +18,9 @@ from launchbay.cli.agent_cmds import agent_options, configure_logging, load_sett
 from launchbay.cli.gpu_cmds import health_cell
 from launchbay.cli.queue_cmds import json_option, note, print_json, print_table, table
 from launchbay.queue_config.agents import free_capacity
-from launchbay.queue_config.connection import URL_ENV, connect, redis_errors_translated, resolve_url
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.units import format_mib
+from launchbay.redis_connection.connect import URL_ENV, connect, redis_errors_translated, resolve_url
 
 
 @click.command("inventory")

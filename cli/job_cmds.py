@@ -17,7 +17,7 @@ from launchbay.client.fit import describe_request
 from launchbay.client.jobs import with_pending
 from launchbay.client.overrides import parse_file_options, parse_set_options
 from launchbay.queue_config.inputs_check import section_rows
-from launchbay.queue_config.job import State
+from launchbay.queue_config.job import JobRecord, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import PRIORITIES, JobSpec
 from launchbay.queue_config.store import QueueStore
@@ -33,13 +33,12 @@ EXIT_CANCELED = 130
 EXIT_FAILED_WITHOUT_CODE = 1
 
 
-def exit_code_for(record: Dict[str, Any]) -> int:
+def exit_code_for(record: JobRecord) -> int:
     """The ``--wait`` exit code: the job's own exit code, 1 if it failed without one, 130 if canceled."""
-    state = record["state"]
-    if state == State.CANCELED:
+    if record.state is State.CANCELED:
         return EXIT_CANCELED
-    code = record.get("exit_code")
-    if state == State.FAILED:
+    code = record.exit_code
+    if record.state is State.FAILED:
         return code if code else EXIT_FAILED_WITHOUT_CODE
     return code or 0
 
@@ -136,50 +135,79 @@ def _wait_and_exit(handle: JobHandle, *, follow: bool, as_json: bool) -> None:
         if follow:
             for line in handle.logs(follow=True):
                 click.echo(line)
-        record = handle.wait()
+        record = JobRecord.from_fields(handle.id, handle.wait())
     except KeyboardInterrupt:
         note(f"stopped waiting; job {handle.id} keeps going (launchbay cancel {handle.id} stops it)")
         sys.exit(EXIT_CANCELED)
     if as_json:
-        print_json({"id": handle.id, "notes": handle.notes, "status": record})
-    reason = f", {record['reason']}" if record.get("reason") else ""
-    code = record.get("exit_code")
-    note(f"job {handle.id} {record['state']}{reason} (exit code {'-' if code is None else code})")
+        print_json({"id": handle.id, "notes": handle.notes, "status": record.as_json()})
+    reason = f", {record.reason}" if record.reason else ""
+    code = record.exit_code
+    note(f"job {handle.id} {record.state}{reason} (exit code {'-' if code is None else code})")
     sys.exit(exit_code_for(record))
 
 
+#: (JobRecord attribute, label) of the status table's plain rows, in order; empty values are left out.
 STATUS_FIELDS = (
-    ("state", "state"), ("pending_reason", "waiting"), ("pending_detail", "why"), ("submitter", "submitter"),
-    ("reason", "reason"), ("message", "message"), ("exit_code", "exit code"),
-    ("name", "job"), ("queue", "queue"), ("priority", "priority"), ("agent", "agent"), ("host", "host"),
-    ("container", "container"), ("attempts", "attempts"), ("cancel_requested", "cancel requested"),
-    ("sweep", "sweep"), ("trial", "trial"),
-)  # fmt: skip
-TIMESTAMPS = ("queued_at", "starting_at", "running_at", "finished_at", "failed_at", "canceled_at")
+    ("state", "state"),
+    ("pending_reason", "waiting"),
+    ("pending_detail", "why"),
+    ("submitter", "submitter"),
+    ("reason", "reason"),
+    ("message", "message"),
+    ("exit_code", "exit code"),
+    ("name", "job"),
+    ("queue", "queue"),
+    ("priority", "priority"),
+    ("agent", "agent"),
+    ("host", "host"),
+    ("container", "container"),
+    ("attempts", "attempts"),
+    ("cancel_requested", "cancel requested"),
+    ("sweep", "sweep"),
+    ("trial", "trial"),
+)
+#: The ``<state>_at`` rows, in the order a job passes them.
+TIMESTAMPS = (State.QUEUED, State.STARTING, State.RUNNING, State.FINISHED, State.FAILED, State.CANCELED)
 
 
-def _status_rows(record: Dict[str, Any]):
-    yield "id", record["id"]
-    for field, label in STATUS_FIELDS:
-        if record.get(field) not in (None, ""):
-            yield label, str(record[field])
-    spec = record.get("spec") or {}
-    yield "image", spec.get("image", "-")
-    yield "command", " ".join(spec.get("command") or []) or "(image default)"
-    yield "gpus", ",".join(record.get("gpus") or []) or "-"
-    yield "request", describe_request(record.get("request") or {})
-    yield "max runtime", format_duration(record.get("max_runtime_s"))
-    if record.get("pending_reason"):
-        start = record.get("estimated_start")
+def _shown(record: JobRecord, attribute: str) -> Optional[str]:
+    """A plain row's value as the table prints it (the stored text), or None when the job has none."""
+    if attribute not in record.fields:  # not stored: the typed default ("normal", 0, False) is not shown
+        return None
+    value = getattr(record, attribute)
+    if attribute == "cancel_requested":
+        return "1" if value else None
+    return None if value in (None, "") else str(value)
+
+
+def _status_rows(record: JobRecord):
+    yield "id", record.id
+    for attribute, label in STATUS_FIELDS:
+        value = _shown(record, attribute)
+        if value is not None:
+            yield label, value
+    yield "image", record.spec.get("image", "-")
+    yield "command", " ".join(record.spec.get("command") or []) or "(image default)"
+    yield "gpus", ",".join(record.gpus) or "-"
+    yield "request", describe_request(record.request)
+    yield "max runtime", format_duration(record.max_runtime_s)
+    if record.pending_reason:
+        start = record.estimated_start
         yield "estimated start", when(start) if start else "unknown (a job in the way has no max runtime)"
-    for stamp in TIMESTAMPS:
-        if record.get(stamp):
-            yield stamp.replace("_at", ""), when(record[stamp])
-    for field in ("constraints", "run_config", "file_overrides", "effective_config"):
-        if record.get(field):
-            yield field.replace("_", " "), json.dumps(record[field], sort_keys=True)
-    if isinstance(record.get("summary"), dict):
-        yield from summary_rows(record["summary"])
+    for state in TIMESTAMPS:
+        if record.times.get(state.value):
+            yield state.value, when(record.times[state.value])
+    for label, value in (
+        ("constraints", record.constraints),
+        ("run config", record.run_config),
+        ("file overrides", record.file_overrides),
+        ("effective config", record.effective_config),
+    ):
+        if value:
+            yield label, json.dumps(value, sort_keys=True)
+    if record.summary is not None:
+        yield from summary_rows(record.summary)
 
 
 @click.command("status")
@@ -188,9 +216,10 @@ def _status_rows(record: Dict[str, Any]):
 @uses_redis
 def status_cmd(job_id: str, as_json: bool, conn: Any, keys: Keys) -> None:
     """Show a job's state, why it waits, reason, exit code, placement, timestamps, overrides and metrics summary."""
-    record = with_pending(conn, keys, [get_job(job_id, conn=conn, keys=keys).status()])[0]
+    fields = with_pending(conn, keys, [get_job(job_id, conn=conn, keys=keys).status()])[0]
+    record = JobRecord.from_fields(job_id, fields)
     if as_json:
-        print_json(record)
+        print_json(record.as_json())
         return
     grid = table("FIELD", "VALUE")
     for label, value in _status_rows(record):
@@ -211,18 +240,24 @@ def list_cmd(
     queue: Optional[str], state: Optional[str], user: Optional[str], limit: int, as_json: bool, conn: Any, keys: Keys
 ) -> None:
     """List the newest jobs (REASON: why an ended job ended, or why a queued one waits)."""
-    records = list_jobs(conn, keys, queue=queue, state=state, limit=limit, user=user)
+    found = list_jobs(conn, keys, queue=queue, state=state, limit=limit, user=user)
+    records = [JobRecord.from_fields(fields["id"], fields) for fields in found]  # dict read: the id names the record
     if as_json:
-        print_json(records)
+        print_json([r.as_json() for r in records])
         return
     grid = table("ID", "NAME", "QUEUE", "USER", "STATE", "REASON", "EXIT", "AGENT", "QUEUED")
     for r in records:
-        exit_code = r.get("exit_code")
         grid.add_row(
-            r["id"], r.get("name", ""), r.get("queue", ""), r.get("submitter") or "", r["state"],
-            r.get("reason") or r.get("pending_reason") or "",
-            "" if exit_code is None else str(exit_code), r.get("agent") or "", when(r.get("queued_at")),
-        )  # fmt: skip
+            r.id,
+            r.name,
+            r.queue,
+            r.submitter,
+            str(r.state),
+            r.reason or r.pending_reason,
+            "" if r.exit_code is None else str(r.exit_code),
+            r.agent or "",
+            when(r.times.get(State.QUEUED.value)),
+        )
     print_table(grid)
 
 

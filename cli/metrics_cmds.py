@@ -1,6 +1,6 @@
 """``launchbay exporter`` (the queue-level ``/metrics``) and the agent's ``--metrics-*`` options.
 
-The exporter holds no state: every scrape reads Redis (``launchbay.queue_config.fleet_metrics``),
+The exporter holds no state: every scrape reads Redis (``launchbay.prometheus.fleet``),
 so it may run anywhere that reaches Redis, as often as you like. ``launchbay ui`` serves the same
 metrics on its own ``/metrics``.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Iterable, Optional
 
 import click
-from launchbay.queue_config.connection import connect, redact_url, resolve_url
 from launchbay.queue_config.keys import Keys
+from launchbay.redis_connection.connect import connect, redact_url, resolve_url
 
 from .queue_cmds import REDIS_URL_HELP
 
@@ -69,7 +69,7 @@ def exporter_cmd(host: str, port: int, redis_url: Optional[str]) -> None:
     Each agent serves its own metrics with `launchbay agent --metrics-port N`; docs/metrics.md lists
     every metric, a Grafana dashboard and alert rules.
     """
-    from launchbay.queue_config.fleet_metrics import queue_registry
+    from launchbay.prometheus.fleet import queue_registry
     from waitress import create_server
 
     url = resolve_url(redis_url)

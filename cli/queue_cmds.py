@@ -14,12 +14,12 @@ from typing import Any, Callable, Dict, Optional
 
 import click
 import yaml
-from launchbay.queue_config.connection import connect, redis_errors_translated, resolve_url
 from launchbay.queue_config.job import ACTIVE_STATES, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import QueueConfig, load_queue_config
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.units import describe_limits
+from launchbay.redis_connection.connect import connect, redis_errors_translated, resolve_url
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text

@@ -20,9 +20,9 @@ from typing import Any, Dict, Optional, Tuple
 import click
 from launchbay.agent.settings import ENV_PREFIX, AgentSettings, resolve_settings
 from launchbay.cli.queue_cmds import json_option, note, print_json
-from launchbay.queue_config.connection import URL_ENV, connect
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.units import parse_duration_s
+from launchbay.redis_connection.connect import URL_ENV, connect
 
 from launchbay.errors import ConfigError, LaunchbayError
 

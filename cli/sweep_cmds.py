@@ -1,6 +1,6 @@
 """``launchbay sweep create|show|list|pause|resume|stop``: many trials of one job, ranked by a metric.
 
-Agents make the trials (``agent/sweep_driver.py``); these commands only write the sweep and read
+Agents make the trials (``sweeps/driver.py``); these commands only write the sweep and read
 it back. docs/sweeps.md has a worked example.
 """
 
@@ -13,7 +13,7 @@ import click
 from launchbay.client import sweeps
 from launchbay.client.sweeps import param_text, trial_value_text, value_text
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.sweeps import ENDED_STATES
+from launchbay.sweeps.store import ENDED_STATES
 
 from .queue_cmds import json_option, note, print_json, print_table, table, uses_redis, when
 

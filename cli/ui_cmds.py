@@ -10,8 +10,8 @@ import os
 from typing import Optional
 
 import click
-from launchbay.queue_config.connection import connect, redact_url, resolve_url
 from launchbay.queue_config.keys import Keys
+from launchbay.redis_connection.connect import connect, redact_url, resolve_url
 from launchbay.ui.security import TOKEN_ENV, check_bind, load_token_file
 
 from .queue_cmds import REDIS_URL_HELP

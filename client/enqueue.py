@@ -15,13 +15,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import redis
 from launchbay.queue_config import launch_policy
 from launchbay.queue_config.acl import OWNER_RE, new_job_id, owner_of_connection
-from launchbay.queue_config.connection import connect
 from launchbay.queue_config.inputs_decl import effective_inputs
 from launchbay.queue_config.job_checks import check_inputs, check_payload
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import PRIORITIES, JobSpec, QueueConfig, Resources, load_job_spec, parse_model
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.submit import write_job
+from launchbay.redis_connection.connect import connect
 
 from launchbay.errors import ValidationError
 

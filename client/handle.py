@@ -12,16 +12,15 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TypeVar
 
 import redis
+from launchbay.metric_stream.reader import MetricsReader
 from launchbay.queue_config import lifecycle, logstream
-from launchbay.queue_config.connection import is_transient
 from launchbay.queue_config.job import TERMINAL_STATES, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.secrets import mask_record
+from launchbay.redis_connection.connect import is_transient
 
 from launchbay.errors import NotFoundError
-
-from .metrics import MetricsReader
 
 #: How long one XREAD blocks before the record's state is checked again (milliseconds).
 POLL_BLOCK_MS = 1000

@@ -6,12 +6,11 @@ from typing import Any, Dict, List, Optional
 
 import redis
 from launchbay.queue_config import pending
-from launchbay.queue_config.acl import submitter_of
-from launchbay.queue_config.connection import connect
-from launchbay.queue_config.job import State, from_hash, state_of
+from launchbay.queue_config.job import JobRecord, State, state_of
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.secrets import mask_record
 from launchbay.queue_config.store import QueueStore
+from launchbay.redis_connection.connect import connect
 
 from launchbay.errors import ValidationError
 
@@ -48,11 +47,11 @@ def list_jobs(
     if limit < 1:
         raise ValidationError(f"--limit must be at least 1, got {limit}")
     queues = [queue] if queue else QueueStore(conn, keys).names()
-    records: List[Dict[str, Any]] = []
+    records: List[JobRecord] = []
     for name in queues:
         records += _newest_in_queue(conn, keys, name, state, limit, user)
-    records.sort(key=lambda r: r.get("queued_at") or 0.0, reverse=True)
-    return with_pending(conn, keys, records[:limit])
+    records.sort(key=lambda r: r.times.get(State.QUEUED.value) or 0.0, reverse=True)
+    return with_pending(conn, keys, [mask_record(r.as_json(), r.id) for r in records[:limit]])
 
 
 def with_pending(conn: redis.Redis, keys: Keys, records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -66,9 +65,9 @@ def with_pending(conn: redis.Redis, keys: Keys, records: List[Dict[str, Any]]) -
 
 def _newest_in_queue(
     conn: redis.Redis, keys: Keys, queue: str, state: Optional[str], limit: int, user: Optional[str]
-) -> List[Dict[str, Any]]:
+) -> List[JobRecord]:
     index = keys.queue_jobs(queue)
-    found: List[Dict[str, Any]] = []
+    found: List[JobRecord] = []
     start = 0
     while len(found) < limit:
         ids = conn.zrevrange(index, start, start + PAGE_SIZE - 1)
@@ -79,9 +78,11 @@ def _newest_in_queue(
                 pipe.hgetall(keys.job(job_id.decode()))
             raws = pipe.execute()
         for job_id, raw in zip(ids, raws):
-            record = from_hash(raw) if raw else None  # an expired record leaves its id behind
-            wanted = state is None or record.get("state") == state if record else False
-            if record and wanted and (user is None or submitter_of(job_id.decode(), record.get("submitter")) == user):
-                found.append(mask_record(record, job_id.decode()))
+            if not raw:  # an expired record leaves its id behind
+                continue
+            record = JobRecord.from_hash(job_id.decode(), raw)
+            wanted = state is None or (record.state is not None and record.state.value == state)
+            if wanted and (user is None or record.submitter == user):  # submitter: the key's owner
+                found.append(record)
         start += PAGE_SIZE
     return found[:limit]

@@ -4,7 +4,7 @@
 input of the job (include/exclude), and every value it can take, or both ends of its range, must
 have the recorded type and pass the recorded schema (bounds, enums). Then the job fields every
 trial starts from are validated once, as ``launchbay enqueue`` would (queue limits, resources),
-and stored with the sweep; agents make the trials (``agent/sweep_driver.py``).
+and stored with the sweep; agents make the trials (``sweeps/driver.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import redis
-from launchbay.queue_config import sweep_study
 from launchbay.queue_config.acl import new_job_id, owner_of_connection
 from launchbay.queue_config.inputs_check import section_problems
 from launchbay.queue_config.job import TERMINAL_STATES, State
@@ -27,9 +26,10 @@ from launchbay.queue_config.models import JobSpec, QueueConfig, parse_model
 from launchbay.queue_config.secret_refs import check_references
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.structured import read_structured_file
-from launchbay.queue_config.sweep_spec import Param, SweepSpec, parse_sweep, problem_lines
-from launchbay.queue_config.sweeps import SweepState, SweepStore, trial_job_id
 from launchbay.sdk.overlay import merge_overrides
+from launchbay.sweeps import study as sweep_study
+from launchbay.sweeps.spec import Param, SweepSpec, parse_sweep, problem_lines
+from launchbay.sweeps.store import SweepState, SweepStore, trial_job_id
 
 from launchbay.errors import ValidationError
 from launchbay.text import as_text

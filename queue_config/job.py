@@ -23,13 +23,17 @@ exit_code                 the container's exit code
 effective_config          JSON: the config the job ran with (the SDK's config.json)
 summary                   JSON: the job's summary.json when it ended (last value per metric)
 attempts                  how many times an agent claimed it
+preemptions               how many times it was stopped for a higher-priority job and put back
 cancel_requested          "1" once a user asked to cancel a claimed job
+cancel_reason             why the cancel was asked: empty (a person) or "pruned" (a sweep)
+cancel_message            the canceler's words for people (a sweep's pruner says why)
 submitter                 who asked: the Redis ACL user, else --user / LAUNCHBAY_USER, else
                           the OS user (client/submitter.py)
 pending_reason            while queued: why it waits, a stable code (queue_config/pending.py)
 pending_detail            while queued: the same in one line for people
 estimated_start           while queued: epoch seconds it should start by, or empty (unknown)
 rq_execution              RQ's execution id while an agent runs it
+sweep, trial              a sweep's trial job: the sweep id and the trial's number
 <state>_at                epoch seconds when it entered that state (queued_at, ...)
 ========================  ==========================================================
 
@@ -44,6 +48,8 @@ import json
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Dict, List, Mapping, Optional
+
+from launchbay.queue_config.acl import job_owner
 
 from launchbay.text import as_text
 
@@ -79,7 +85,7 @@ class Reason(str, Enum):
     PREEMPTED = "preempted"  # stopped for a higher-priority job and put back at the front of its queue
     SECRET_MISSING = "secret_missing"  # a secret of the queue could not be read on the agent's host
     GPU_FAILED = "gpu_failed"  # a GPU it ran on became unhealthy (agent/gpu_health.py); maybe requeued
-    PRUNED = "pruned"  # a sweep's early termination stopped the trial (agent/sweep_driver.py)
+    PRUNED = "pruned"  # a sweep's early termination stopped the trial (sweeps/driver.py)
     REFUSED = "refused"  # its record no longer passes enqueue's checks (queue_config/job_checks.py)
 
     def __str__(self) -> str:
@@ -103,9 +109,23 @@ CANCEL_FIELDS = (CANCEL_REQUESTED, "cancel_reason", "cancel_message")
 #: clears them less what the claim itself sets (:data:`CLAIM_SETS`) and the cancel request (a
 #: queued job that has one is not claimed). ``tests/test_structure.py`` checks claim.lua's list.
 RUN_FIELDS = (
-    "reason", "message", "exit_code", "agent", "host", "gpus", "container", "rq_execution",
-    "effective_config", "summary", *CANCEL_FIELDS, "starting_at", "running_at", "finished_at", "failed_at", "canceled_at",
-)  # fmt: skip
+    "reason",
+    "message",
+    "exit_code",
+    "agent",
+    "host",
+    "gpus",
+    "container",
+    "rq_execution",
+    "effective_config",
+    "summary",
+    *CANCEL_FIELDS,
+    "starting_at",
+    "running_at",
+    "finished_at",
+    "failed_at",
+    "canceled_at",
+)
 #: What ``claim.lua`` writes with ``state=starting`` (``attempts`` it increments).
 CLAIM_SETS = ("agent", "host", "gpus", "starting_at")
 #: What a job put back in its queue by the reaper or reconcile clears.
@@ -198,21 +218,47 @@ class Outcome:
 
 @dataclass(frozen=True)
 class JobRecord:
-    """One job's hash, typed. ``problems`` names the fields whose stored value could not be read."""
+    """One job's hash, typed: an attribute for every field the module docstring lists.
+
+    ``fields`` keeps every field as :func:`from_hash` reads it (the ``--json`` view, :meth:`as_json`);
+    ``problems`` names the fields whose stored value could not be read.
+    """
 
     id: str
     state: Optional[State]
     queue: str = ""
     name: str = ""
     priority: str = "normal"
+    submitter: str = ""
     spec: Dict[str, Any] = field(default_factory=dict)
     request: Dict[str, Any] = field(default_factory=dict)
     constraints: Dict[str, Any] = field(default_factory=dict)
     max_runtime_s: Optional[int] = None
+    run_config: Dict[str, Any] = field(default_factory=dict)
+    file_overrides: Dict[str, Any] = field(default_factory=dict)
     agent: Optional[str] = None
+    host: Optional[str] = None
+    gpus: List[str] = field(default_factory=list)
+    container: Optional[str] = None
     rq_execution: Optional[str] = None
     attempts: int = 0
+    preemptions: int = 0
+    #: The raw ``reason`` and ``message`` (a put-back job has them too; :attr:`outcome` only once it ended).
+    reason: str = ""
+    message: str = ""
+    exit_code: Optional[int] = None
+    effective_config: Optional[Dict[str, Any]] = None
+    summary: Optional[Dict[str, Any]] = None
     cancel_requested: bool = False
+    cancel_reason: str = ""
+    cancel_message: str = ""
+    pending_reason: str = ""
+    pending_detail: str = ""
+    estimated_start: Optional[float] = None
+    sweep: str = ""
+    trial: Optional[int] = None
+    #: ``<state>_at``: epoch seconds the job last entered each state, by state name.
+    times: Dict[str, float] = field(default_factory=dict)
     outcome: Optional[Outcome] = None
     fields: Dict[str, Any] = field(default_factory=dict)  # every field, as :func:`from_hash` reads it
     problems: List[str] = field(default_factory=list)
@@ -220,29 +266,34 @@ class JobRecord:
     @classmethod
     def from_hash(cls, job_id: str, raw: Mapping[Any, Any]) -> JobRecord:
         """Read an HGETALL result; never raises on a bad value (see ``problems``)."""
-        fields = from_hash(raw)
+        return cls.from_fields(job_id, from_hash(raw))
+
+    @classmethod
+    def from_fields(cls, job_id: str, fields: Mapping[str, Any]) -> JobRecord:
+        """The typed view of a record already read by :func:`from_hash` (masked, or with its pending fields)."""
+        fields = dict(fields)
         problems = list(fields.get(UNREADABLE_FIELDS) or [])
         state = state_of(fields)
         if state is None:
             problems.append("state")
+        typed = _typed(fields)
+        # Whose the job is comes from the key (the NAME_ prefix the ACL pins), not from the
+        # ``submitter`` field a submitter may rewrite; a key with no owner keeps the field.
+        typed["submitter"] = job_owner(job_id) or typed["submitter"]
         return cls(
             id=job_id,  # the key names the job, whatever its id field says
             state=state,
-            queue=str(fields.get("queue") or ""),
-            name=str(fields.get("name") or ""),
-            priority=str(fields.get("priority") or "normal"),
-            spec=_mapping(fields.get("spec")),
-            request=_mapping(fields.get("request")),
-            constraints=_mapping(fields.get("constraints")),
-            max_runtime_s=fields.get("max_runtime_s"),
-            agent=fields.get("agent"),
-            rq_execution=fields.get("rq_execution"),
-            attempts=int(fields.get("attempts") or 0),
-            cancel_requested=cancel_requested(fields),
             outcome=_outcome(state, fields),
             fields=fields,
             problems=problems,
+            **typed,
         )
+
+    def as_json(self) -> Dict[str, Any]:
+        """The record as ``--json`` prints it and the Python API returns it: every stored field by its
+        stored name, JSON fields decoded (docs/cli.md lists them). The one place that shape is made.
+        (``secrets.mask_record`` then masks secret values and shows the key's ``id`` and owner.)"""
+        return dict(self.fields)
 
     def to_hash(self) -> Dict[str, str]:
         """The record's fields as stored (empty values left out)."""
@@ -261,6 +312,49 @@ class JobRecord:
 
 def _mapping(value: Any) -> Dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _typed(fields: Mapping[str, Any]) -> Dict[str, Any]:
+    """The typed attributes of :class:`JobRecord` from a decoded hash; a value of the wrong shape reads as empty."""
+    summary, effective = fields.get("summary"), fields.get("effective_config")
+    gpus = fields.get("gpus")
+    return {
+        "queue": _text(fields.get("queue")),
+        "name": _text(fields.get("name")),
+        "priority": _text(fields.get("priority")) or "normal",
+        "submitter": _text(fields.get("submitter")),
+        "spec": _mapping(fields.get("spec")),
+        "request": _mapping(fields.get("request")),
+        "constraints": _mapping(fields.get("constraints")),
+        "max_runtime_s": fields.get("max_runtime_s"),
+        "run_config": _mapping(fields.get("run_config")),
+        "file_overrides": _mapping(fields.get("file_overrides")),
+        "agent": fields.get("agent") or None,
+        "host": fields.get("host") or None,
+        "gpus": [str(gpu) for gpu in gpus] if isinstance(gpus, list) else [],
+        "container": fields.get("container") or None,
+        "rq_execution": fields.get("rq_execution") or None,
+        "attempts": int(fields.get("attempts") or 0),
+        "preemptions": int(fields.get("preemptions") or 0),
+        "reason": _text(fields.get("reason")),
+        "message": _text(fields.get("message")),
+        "exit_code": fields.get("exit_code"),
+        "effective_config": effective if isinstance(effective, dict) else None,
+        "summary": summary if isinstance(summary, dict) else None,
+        "cancel_requested": cancel_requested(fields),
+        "cancel_reason": _text(fields.get("cancel_reason")),
+        "cancel_message": _text(fields.get("cancel_message")),
+        "pending_reason": _text(fields.get("pending_reason")),
+        "pending_detail": _text(fields.get("pending_detail")),
+        "estimated_start": fields.get("estimated_start"),
+        "sweep": _text(fields.get("sweep")),
+        "trial": fields.get("trial"),
+        "times": {s.value: fields[f"{s.value}_at"] for s in State if isinstance(fields.get(f"{s.value}_at"), float)},
+    }
 
 
 def _outcome(state: Optional[State], fields: Mapping[str, Any]) -> Optional[Outcome]:

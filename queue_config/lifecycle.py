@@ -1,17 +1,28 @@
 """Every change of a job, in one place: enqueue -> claim -> mark running -> end, and requeue, put back, cancel.
 
-The only module that writes a job hash (``{ns}:job:{id}``, fields in ``job.py``). A change of state is
-one Lua check-and-set (:meth:`Records.transition`): a cancel racing a finish, or two agents racing one
-job, have one winner; the claim (``claim.lua``) also takes the job out of its RQ queue and writes the
-ledger. What follows a change (RQ's mirror, ``eof``, expiry, the event) is here too, safe to run twice.
+This is the only module that writes a job hash (``{ns}:job:{id}``, fields in
+``launchbay.queue_config.job``). Each transition is atomic in Redis: a change of state is one Lua
+check-and-set (:meth:`Records.transition`), so a cancel racing a finish, or two agents racing one
+job, have exactly one winner; the claim is one Lua script (``claim.lua``) that also takes the job
+out of its RQ queue and writes the agent's ledger. What follows a change (RQ's mirror through
+``rq_bridge``, the log's ``eof``, the expiry, the wake-up event) is written here too, and is safe
+to run twice.
 
-Who calls what: :func:`enqueue` the client; :class:`ClaimScript` the agent's claimer (``confirm`` after
-a claim over ``redis+sentinel://``); :func:`record_rq_start` the agent right after a claim;
-:func:`mark_running` the job runner once the container started; :func:`end` (the one way a claimed job
-ends) the job runner, the reaper, reconcile, the daemon (a failed hand-over); :func:`complete_end`
-reconcile (an end recorded by an agent that died right after); :func:`put_back` the reaper and
-reconcile (an active job back to the front of its queue); :func:`cancel`, :func:`requeue` the CLI, the
-UI, queue deletion; :func:`set_pending` an agent's pass (``agent/pending_pass.py``): why jobs wait.
+Who calls what:
+
+===============================  =======================================================
+:func:`enqueue`                  the client (``client/enqueue.py``)
+:class:`ClaimScript`             the agent's claimer (``agent/claim.py``); ``confirm`` after a
+                                 claim over ``redis+sentinel://``
+:func:`record_rq_start`          the agent, right after a claim
+:func:`mark_running`             the agent's job runner, once the container started
+:func:`end`                      the job runner, the reaper, reconcile, the agent's claim cycle
+                                 (a hand-over that failed): the one way a claimed job ends
+:func:`complete_end`             reconcile: an end recorded by an agent that died right after
+:func:`put_back`                 the reaper and reconcile: an active job back to the front of its queue
+:func:`cancel`, :func:`requeue`  ``launchbay cancel`` / ``requeue``, the UI, queue deletion
+:func:`set_pending`              an agent's pass (``agent/pending_pass.py``): why queued jobs wait
+===============================  =======================================================
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ from importlib import resources
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import redis
-from launchbay.queue_config import connection, events, logstream, rq_bridge
+from launchbay.queue_config import events, logstream, rq_bridge
 from launchbay.queue_config.job import (
     ACTIVE_STATES,
     CANCEL_REQUESTED,
@@ -38,6 +49,7 @@ from launchbay.queue_config.job import (
     to_hash,
 )
 from launchbay.queue_config.keys import Keys
+from launchbay.redis_connection import connect as connection
 
 from launchbay.errors import NotFoundError, UserError
 from launchbay.text import as_text
@@ -300,16 +312,20 @@ def put_back(records: Records, job_id: str, record: Dict[str, Any], **fields: An
     cleared = dict.fromkeys(PUT_BACK_CLEARS)
     if not records.transition(job_id, State.QUEUED, allowed_from=ACTIVE_STATES, **{**cleared, **fields}):
         return False
-    rq_bridge.requeue(records.conn, job_id, at_front=True, execution_id=record.get("rq_execution"))
-    events.publish(records.conn, records.keys, events.Enqueued(record.get("queue")))
+    typed = JobRecord.from_fields(job_id, record)
+    rq_bridge.requeue(records.conn, job_id, at_front=True, execution_id=typed.rq_execution)
+    events.publish(records.conn, records.keys, events.Enqueued(typed.queue))
     return True
 
 
 def put_back_preempted(records: Records, job_id: str, record: Dict[str, Any], message: str) -> bool:
     """A preempted job back at the front of its queue: reason preempted, preemptions + 1, queued_at kept."""
-    times = int(record.get("preemptions") or 0) + 1
-    kept = {"queued_at": record["queued_at"]} if record.get("queued_at") else {}
-    return put_back(records, job_id, record, reason=Reason.PREEMPTED, message=message, preemptions=times, **kept)
+    typed = JobRecord.from_fields(job_id, record)
+    queued_at = typed.times.get(State.QUEUED.value)
+    kept = {"queued_at": queued_at} if queued_at else {}
+    return put_back(
+        records, job_id, record, reason=Reason.PREEMPTED, message=message, preemptions=typed.preemptions + 1, **kept
+    )
 
 
 # -- what a person does: cancel, requeue --------------------------------------------------------------

@@ -265,7 +265,7 @@ PY
 }
 
 # What `docker build` of the top-level Dockerfile gets from this tree; .dockerignore lets in the same.
-LB_IMAGE_SOURCES=(Dockerfile .dockerignore pyproject.toml README.md launchbay sdk queue_config client cli agent ui)
+LB_IMAGE_SOURCES=(Dockerfile .dockerignore pyproject.toml README.md launchbay sdk queue_config client cli agent ui sweeps prometheus metric_stream redis_connection)
 
 # lb_image_context DIR: a copy of LB_IMAGE_SOURCES in DIR (without Python caches), a build context
 # equal to what `docker build .` at the top of this tree sends.

@@ -1,6 +1,14 @@
-"""The shape of the code, checked from its syntax trees: no import cycle, no module over 400 lines,
-no function over 60, job states compared only in the record module, job hashes written only by
-the lifecycle module (docs/architecture.md). Pure: reads the source, starts nothing.
+"""The design of the code, checked from its syntax trees (docs/architecture.md).
+
+No import cycle; no function over 60 lines; every module opens with a docstring whose first line
+names its one concern; no module reaches into another object's ``_private`` attributes; job states
+compared only in the record module; job hashes written only by the lifecycle module.
+
+A module's length is not a rule: one that outgrows its concern is split by concern, never packed or
+stripped of its docstrings to fit a number. Modules over ``REPORT_MODULE_LINES`` are printed (``-s``
+shows them) as a hint to look, not failed.
+
+Pure: reads the source, starts nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +21,8 @@ from typing import Dict, Iterator, List, Optional, Set, Tuple
 import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-MAX_MODULE_LINES = 400
+#: Modules longer than this are listed as information (run with ``-s``), never failed.
+REPORT_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 #: The module that owns the job record and its states.
 RECORD_MODULE = "launchbay.queue_config.job"
@@ -24,6 +33,41 @@ JOB_STATES = {"queued", "starting", "running", "finished", "failed", "canceled"}
 CONTAINER_STATUS_MODULES = {"launchbay.agent.runtime", "launchbay.agent.runtime_fake"}
 #: Redis commands that change a hash or its lifetime.
 HASH_WRITES = {"hset", "hsetnx", "hmset", "hdel", "hincrby", "hincrbyfloat", "expire", "persist", "delete"}
+#: The agent's composition root and the most it may hold: a new concern arrives as a service built
+#: there, not as more state of the root (issue 22: it had grown to 39 attributes and 26 imports).
+ROOT_MODULE, ROOT_CLASS = "launchbay.agent.daemon", "Agent"
+ROOT_MAX_ATTRIBUTES, ROOT_MAX_IMPORTS = 20, 12
+#: Job-hash field names no other stored structure uses (a ledger entry's ``max_runtime_s`` and an
+#: inputs declaration's ``run_config`` still match: the count below over-counts, never under-counts).
+JOB_ONLY_FIELDS = {
+    "run_config", "file_overrides", "summary", "submitter", "preemptions", "pending_reason", "pending_detail",
+    "estimated_start", "sweep", "trial", "cancel_reason", "cancel_message", "cancel_requested", "effective_config",
+    "rq_execution", "attempts", "exit_code", "container", "max_runtime_s",
+    "queued_at", "starting_at", "running_at", "finished_at", "failed_at", "canceled_at",
+}  # fmt: skip
+#: The most such reads allowed: a ratchet, lowered as modules read ``JobRecord`` (issue 22 aims at 20,
+#: each with a ``# dict read:`` note; 79 when the issue was filed, counted this way). 46 on the redesign
+#: branch; 59 once it met the trust-boundary work done beside it (job_checks validates a claimed record's
+#: raw fields before anything believes them; sweep templates; the UI's ownership checks): those are next.
+MAX_JOB_FIELD_DICT_READS = 59
+#: A dict read of a job field that says why it is one carries this comment on its line.
+DICT_READ_NOTE = "# dict read:"
+#: Private attributes read on an object other than ``self``/``cls`` outside the module that defines them,
+#: each with the reason it is allowed. Everything else of that kind is a failure.
+PRIVATE_ACCESS_ALLOWED = {
+    # ``namedtuple._replace`` (here on ``urllib.parse.SplitResult``) is public API; the underscore only
+    # keeps it clear of the tuple's field names.
+    ("launchbay.redis_connection.connect", "_replace"): "namedtuple API",
+    # The job author's ``run.config`` object (wandb's shape) keeps launchbay's own setter out of the
+    # names a job may use; the SDK's state module is the one caller.
+    ("launchbay.sdk.state", "_set_overrides"): "kept out of the job author's namespace",
+    # Optuna gives a trial's storage id only as ``_trial_id``; ``optuna.trial.Trial(study, id)`` needs it
+    # to set a user attribute on a trial that is already asked.
+    ("launchbay.sweeps.driver", "_trial_id"): "Optuna has no public trial id",
+    # W&B's DataStore opens a run file only by path (following symlinks, read-write); the follower
+    # hands it a handle opened safely and then asks it to read the header, which it has no public call for.
+    ("launchbay.metric_stream.wandb_run", "_read_header"): "W&B's reader has no public call for a given handle",
+}
 
 
 def package_dirs() -> Dict[str, Path]:
@@ -169,9 +213,83 @@ def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-def test_no_module_is_over_the_line_limit():
-    long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
-    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+def test_long_modules_are_listed_not_failed():
+    long = {
+        name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > REPORT_MODULE_LINES
+    }
+    for name, lines in sorted(long.items(), key=lambda item: -item[1]):
+        print(f"information: {name} has {lines} lines (over {REPORT_MODULE_LINES}); is it still one concern?")
+
+
+def concern_line(tree: ast.Module) -> Optional[str]:
+    """The first line of a module's docstring, or None when the module opens without one."""
+    docstring = ast.get_docstring(tree, clean=False)
+    if docstring is None:
+        return None
+    return docstring.lstrip("\n").splitlines()[0].strip() if docstring.strip() else ""
+
+
+def test_every_module_opens_with_a_docstring_naming_its_concern():
+    missing = [name for name, _, tree in trees() if not concern_line(tree)]
+    assert not missing, f"modules without a docstring whose first line names their concern: {missing}"
+
+
+def test_the_docstring_check_sees_a_missing_docstring():
+    assert concern_line(ast.parse('"""Keys of Redis, built in one place.\n\nMore."""\nx = 1\n')) == (
+        "Keys of Redis, built in one place."
+    )
+    assert concern_line(ast.parse("import os\n")) is None
+    assert concern_line(ast.parse('"""\n\n"""\n')) == ""
+
+
+def names_defined(tree: ast.Module) -> Set[str]:
+    """Every name a module defines: functions, classes, assigned names and attributes it assigns."""
+    defined: Set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            defined.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            defined.add(node.target.id)
+    return defined
+
+
+def private_reaches(tree: ast.Module) -> List[Tuple[int, str, str]]:
+    """``x._name`` where ``x`` is not ``self`` or ``cls`` and this module does not define ``_name``.
+
+    (line, attribute, the expression). A module may use its own privates on any object of its own
+    classes (a helper reading its owner's state); dunders are Python's, not privates.
+    """
+    defined = names_defined(tree)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_") or node.attr.startswith("__"):
+            continue
+        if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+            continue
+        if node.attr not in defined:
+            found.append((node.lineno, node.attr, ast.unparse(node)))
+    return found
+
+
+def test_no_module_reaches_into_another_objects_private_attributes():
+    found = {
+        name: [f"{line}: {text}" for line, attr, text in reaches if (name, attr) not in PRIVATE_ACCESS_ALLOWED]
+        for name, _, tree in trees()
+        if (reaches := private_reaches(tree))
+    }
+    found = {name: lines for name, lines in found.items() if lines}
+    assert not found, f"private attributes of another module's objects read (pass what is needed instead): {found}"
+
+
+def test_the_private_access_check_sees_a_reach():
+    source = "def f(agent):\n    return agent._closing, self._own\n"
+    assert private_reaches(ast.parse(source)) == [(2, "_closing", "agent._closing")]
+    own = "class A:\n    def __init__(self):\n        self._x = 1\n\ndef f(a):\n    return a._x, a.__dict__\n"
+    assert private_reaches(ast.parse(own)) == []
 
 
 def test_no_function_is_over_the_line_limit():
@@ -221,3 +339,70 @@ def test_claim_lua_clears_the_run_fields_the_record_module_lists():
     call = script[script.index("redis.call('HDEL', job_key,") :].split(")", 1)[0]
     cleared = set(re.findall(r"'([a-z_]+)'", call)) - {"HDEL"}
     assert cleared == set(RUN_FIELDS) - set(CLAIM_SETS) - set(CANCEL_FIELDS)
+
+
+def attributes_set(tree: ast.Module, class_name: str) -> Set[str]:
+    """The ``self.X`` a class assigns anywhere in its methods (tuple targets and ``self.a = self.b = ...`` too)."""
+    found: Set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            for inner in ast.walk(node):
+                if (
+                    isinstance(inner, ast.Attribute)
+                    and isinstance(inner.ctx, ast.Store)
+                    and isinstance(inner.value, ast.Name)
+                    and inner.value.id == "self"
+                ):
+                    found.add(inner.attr)
+    return found
+
+
+def test_the_agent_root_only_composes():
+    tree = ast.parse(modules()[ROOT_MODULE].read_text())
+    attributes = attributes_set(tree, ROOT_CLASS)
+    ours = import_graph()[ROOT_MODULE]
+    print(f"information: {ROOT_CLASS} sets {len(attributes)} attributes, imports {len(ours)} launchbay modules")
+    assert len(attributes) <= ROOT_MAX_ATTRIBUTES, f"{ROOT_CLASS} sets {len(attributes)}: {sorted(attributes)}"
+    assert len(ours) <= ROOT_MAX_IMPORTS, f"{ROOT_MODULE} imports {len(ours)} of our modules: {sorted(ours)}"
+
+
+def test_the_attribute_count_sees_every_assignment():
+    source = "class A:\n    def __init__(self):\n        self.a, self.b = 1, 2\n        self.c = self.d = 3\n"
+    assert attributes_set(ast.parse(source), "A") == {"a", "b", "c", "d"}
+
+
+def job_field_dict_reads(source: str) -> List[Tuple[int, str]]:
+    """``x.get("field")`` / ``x["field"]`` of a job-only field name, on lines without a ``# dict read:`` note."""
+    lines = source.splitlines()
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        name = None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+            if node.args and isinstance(node.args[0], ast.Constant):
+                name = node.args[0].value
+        elif (
+            isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and isinstance(node.slice, ast.Constant)
+        ):
+            name = node.slice.value
+        if name in JOB_ONLY_FIELDS and DICT_READ_NOTE not in lines[node.lineno - 1]:
+            found.append((node.lineno, name))
+    return sorted(found)
+
+
+def test_dict_reads_of_job_fields_do_not_grow():
+    """No new dict read of a job field (read a ``JobRecord``); ``-s`` lists where the remaining ones are."""
+    reads = {name: job_field_dict_reads(path.read_text()) for name, path in modules().items() if name != RECORD_MODULE}
+    reads = {name: found for name, found in reads.items() if found}
+    total = sum(len(found) for found in reads.values())
+    print(f"information: {total} dict reads of job-only field names outside {RECORD_MODULE} in {len(reads)} modules")
+    for name, found in sorted(reads.items()):
+        print(f"  {name}: {', '.join(f'{line} {field}' for line, field in found)}")
+    assert total <= MAX_JOB_FIELD_DICT_READS, (
+        f"{total} dict reads of job fields (at most {MAX_JOB_FIELD_DICT_READS}): read the job as a JobRecord "
+        f"(queue_config/job.py), or say why on the line with '{DICT_READ_NOTE}'"
+    )
+
+
+def test_the_dict_read_counter_sees_a_read_and_honours_the_note():
+    source = 'a = record.get("submitter")\nb = record["run_config"]  # dict read: why\nc = record.submitter\n'
+    assert job_field_dict_reads(source) == [(1, "submitter")]

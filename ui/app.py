@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import redis
 from flask import Flask, Response, redirect, render_template, request
-from launchbay.queue_config.fleet_metrics import queue_registry
+from launchbay.prometheus.fleet import queue_registry
 from launchbay.queue_config.job_checks import MAX_OVERRIDES_BYTES
 from launchbay.queue_config.keys import Keys
 

@@ -14,8 +14,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 import redis
 from launchbay.client.fit import describe_request
 from launchbay.queue_config import agents as agent_view
-from launchbay.queue_config.acl import submitter_of
-from launchbay.queue_config.job import State, from_hash, state_of
+from launchbay.queue_config.job import JobRecord, State, state_of
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.matching import Capacity, Request, fit, misfit_reason
@@ -37,7 +36,7 @@ def cluster_view(conn: redis.Redis, keys: Keys, now: Optional[float] = None) -> 
     allocations = {str(a["capacity"]["agent_id"]): a["jobs"] for a in live}
     for capacity in capacities:
         entries = allocations[str(capacity["agent_id"])]
-        jobs = {str(e.get("job_id")): records.get(str(e.get("job_id"))) or {} for e in entries}
+        jobs = {str(e.get("job_id")): records.load(str(e.get("job_id"))) for e in entries}
         agents.append(agent_card(capacity, entries, jobs))
     pending = queued_records(conn, keys)
     store = QueueStore(conn, keys)
@@ -47,7 +46,7 @@ def cluster_view(conn: redis.Redis, keys: Keys, now: Optional[float] = None) -> 
 
 
 def agent_card(
-    capacity: Mapping[str, Any], entries: List[Mapping[str, Any]], jobs: Mapping[str, Mapping[str, Any]]
+    capacity: Mapping[str, Any], entries: List[Mapping[str, Any]], jobs: Mapping[str, Optional[JobRecord]]
 ) -> Dict[str, Any]:
     """One agent row: who it is, CPUs and memory in use, and one cell per GPU."""
     holder = {str(gpu): str(e.get("job_id")) for e in entries for gpu in e.get("gpus") or ()}
@@ -63,7 +62,7 @@ def agent_card(
         "jobs": len(entries),
         "max_jobs": capacity.get("max_jobs"),
         "gpus": [gpu_cell(gpu, holder, jobs) for gpu in capacity.get("gpus") or []],
-        "cpu_jobs": [_job_ref(job_id, jobs.get(job_id) or {}) for job_id in _cpu_only(entries)],
+        "cpu_jobs": [_job_ref(job_id, jobs.get(job_id)) for job_id in _cpu_only(entries)],
     }
 
 
@@ -71,12 +70,15 @@ def _cpu_only(entries: Iterable[Mapping[str, Any]]) -> List[str]:
     return sorted(str(e.get("job_id")) for e in entries if not e.get("gpus"))
 
 
-def _job_ref(job_id: str, record: Mapping[str, Any]) -> Dict[str, Any]:
+def _job_ref(job_id: str, record: Optional[JobRecord]) -> Dict[str, Any]:
+    """The job on a GPU or a CPU slot; a record already gone (expired) shows as unknown."""
+    if record is None:
+        return {"id": job_id, "name": "", "user": UNKNOWN_USER, "state": "unknown"}
     return {
         "id": job_id,
-        "name": str(record.get("name") or ""),
-        "user": submitter_of(job_id, record.get("submitter")),
-        "state": str(record.get("state") or "unknown"),
+        "name": record.name,
+        "user": record.submitter or UNKNOWN_USER,  # the key's owner (JobRecord.from_fields)
+        "state": str(record.state or record.fields.get("state") or "unknown"),  # dict read: a state not ours, as stored
     }
 
 
@@ -101,7 +103,7 @@ def gpu_cell(
         "temperature": f"{temp}\u00b0C" if temp is not None else "",
         "health": health,
         "health_reason": str(gpu.get("health_reason") or ""),
-        "job": _job_ref(job_id, jobs.get(job_id) or {}) if job_id else None,
+        "job": _job_ref(job_id, jobs.get(job_id)) if job_id else None,
     }
 
 
@@ -115,7 +117,7 @@ def _used_of_total(used: Optional[int], total: Optional[int]) -> str:
     return f"{used_text} / {total_text}"
 
 
-def queued_records(conn: redis.Redis, keys: Keys) -> List[Dict[str, Any]]:
+def queued_records(conn: redis.Redis, keys: Keys) -> List[JobRecord]:
     """Every queued job's record across queues, oldest first (two pipelined round trips per queue)."""
     found = []
     for queue in QueueStore(conn, keys).names():
@@ -128,47 +130,47 @@ def queued_records(conn: redis.Redis, keys: Keys) -> List[Dict[str, Any]]:
         with conn.pipeline(transaction=False) as pipe:
             for job_id in queued:
                 pipe.hgetall(keys.job(job_id))
-            found += [from_hash(raw) for raw in pipe.execute() if raw]
-    return sorted(found, key=lambda r: r.get("queued_at") or 0.0)
+            found += [JobRecord.from_hash(job_id, raw) for job_id, raw in zip(queued, pipe.execute()) if raw]
+    return sorted(found, key=lambda r: r.times.get("queued") or 0.0)
 
 
 def pending_row(
-    record: Mapping[str, Any],
+    record: JobRecord,
     capacities: List[Mapping[str, Any]],
     allocations: Mapping[str, List[Mapping[str, Any]]],
     paused: Iterable[str],
     now: float,
 ) -> Dict[str, Any]:
-    queued_at = record.get("queued_at") or now
+    queued_at = record.times.get("queued") or now
     return {
-        "id": str(record.get("id")),
-        "name": str(record.get("name") or ""),
-        "queue": str(record.get("queue") or ""),
-        "priority": str(record.get("priority") or "normal"),
-        "user": str(record.get("submitter") or UNKNOWN_USER),
-        "request": describe_request(record.get("request") or {}),
+        "id": record.id,
+        "name": record.name,
+        "queue": record.queue,
+        "priority": record.priority,
+        "user": record.submitter or UNKNOWN_USER,
+        "request": describe_request(record.request),
         "waiting": format_duration(max(0, int(now - queued_at))) if now - queued_at >= 1 else "just now",
-        "reason": record.get("pending_detail")
-        or record.get("pending_reason")
+        "reason": record.pending_detail
+        or record.pending_reason
         or pending_reason(record, capacities, allocations, set(paused)),
     }
 
 
 def pending_reason(
-    record: Mapping[str, Any],
+    record: JobRecord,
     capacities: List[Mapping[str, Any]],
     allocations: Mapping[str, List[Mapping[str, Any]]],
     paused: set,
 ) -> str:
     """Why a queued job waits, worked out from the live agents when the record does not say."""
-    queue = str(record.get("queue") or "")
+    queue = record.queue
     if queue in paused:
         return f"queue {queue} is paused"
     serving = [c for c in capacities if agent_view.serves(c, queue)]
     if not serving:
         return f"no live agent serves queue {queue}"
-    request = Request.from_dict(record.get("request") or {})
-    constraints = record.get("constraints") or {}
+    request = Request.from_dict(record.request)
+    constraints = record.constraints
     totals = {str(c["agent_id"]): Capacity.from_capacity_json(c) for c in serving}
     reasons = {agent_id: misfit_reason(request, constraints, total) for agent_id, total in totals.items()}
     if all(reasons.values()):

@@ -13,7 +13,7 @@ import redis
 from launchbay.client import sweeps
 from launchbay.client.sweeps import param_text, trial_value_text, value_text
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.sweeps import OPEN_STATES
+from launchbay.sweeps.store import OPEN_STATES
 
 #: Sweeps listed on /sweeps, newest first.
 SWEEPS_SHOWN = 50

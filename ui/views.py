@@ -10,12 +10,12 @@ from launchbay.client import get_job, list_jobs
 from launchbay.client import sweeps as sweeps_client
 from launchbay.client.fit import describe_request
 from launchbay.client.jobs import with_pending
-from launchbay.client.metrics import MetricsReader
+from launchbay.metric_stream.reader import MetricsReader
 from launchbay.queue_config.inputs_check import section_rows
-from launchbay.queue_config.job import TERMINAL_STATES, State
+from launchbay.queue_config.job import TERMINAL_STATES, JobRecord, State
 from launchbay.queue_config.store import QueueStore
-from launchbay.queue_config.sweeps import SweepStore
 from launchbay.queue_config.units import format_duration
+from launchbay.sweeps.store import SweepStore
 
 from launchbay.errors import NotFoundError, UserError
 
@@ -29,13 +29,14 @@ pages = Blueprint("pages", __name__)
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 STREAM_ID_RE = re.compile(r"^\d+-\d+\Z")
 RECENT_JOBS_SHOWN = 20
+#: The job page's times: (state whose ``<state>_at`` it shows, label).
 TIMESTAMPS = (
-    ("queued_at", "Queued"),
-    ("starting_at", "Claimed"),
-    ("running_at", "Running since"),
-    ("finished_at", "Finished"),
-    ("failed_at", "Failed"),
-    ("canceled_at", "Canceled"),
+    (State.QUEUED, "Queued"),
+    (State.STARTING, "Claimed"),
+    (State.RUNNING, "Running since"),
+    (State.FINISHED, "Finished"),
+    (State.FAILED, "Failed"),
+    (State.CANCELED, "Canceled"),
 )
 
 
@@ -102,24 +103,22 @@ def _recorded_rows(jobdef: Optional[Mapping[str, Any]]) -> List[Dict[str, str]]:
 def job(job_id: str) -> Any:
     """A job's state, placement, overrides and effective config, with its log tail."""
     config = settings()
-    record = with_pending(config.conn, config.keys, [_record(job_id)])[0]
+    record = JobRecord.from_fields(job_id, with_pending(config.conn, config.keys, [_record(job_id)])[0])
     log = joblog.tail(config.conn, config.keys, job_id)
     return render_template("job.html", job=job_view(record), log=log)
 
 
-def job_view(record: Mapping[str, Any]) -> Dict[str, Any]:
-    """The record, with what the template shows computed once."""
-    spec = record.get("spec") or {}
-    state = record.get("state", "")
+def job_view(record: JobRecord) -> Dict[str, Any]:
+    """The record as the template reads it (every stored field), with what the page shows computed once."""
     return {
-        **record,
-        "ended": State(state) in TERMINAL_STATES if state in {s.value for s in State} else True,
-        "image": spec.get("image", "-"),
-        "command": " ".join(spec.get("command") or []) or "(image default)",
-        "request_text": describe_request(record.get("request") or {}),
-        "max_runtime": format_duration(record.get("max_runtime_s")),
-        "gpu_ids": ", ".join(record.get("gpus") or []) or "-",
-        "times": [(label, record[field]) for field, label in TIMESTAMPS if record.get(field)],
+        **record.as_json(),
+        "ended": record.state in TERMINAL_STATES if record.state is not None else True,
+        "image": record.spec.get("image", "-"),
+        "command": " ".join(record.spec.get("command") or []) or "(image default)",
+        "request_text": describe_request(record.request),
+        "max_runtime": format_duration(record.max_runtime_s),
+        "gpu_ids": ", ".join(record.gpus) or "-",
+        "times": [(label, record.times[state.value]) for state, label in TIMESTAMPS if record.times.get(state.value)],
     }
 
 

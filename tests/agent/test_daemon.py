@@ -383,16 +383,16 @@ def test_a_claim_whose_launch_redis_cut_short_goes_back_to_its_queue_and_runs(
     running = start_agent(agent_settings(tmp_path), runtime)
     wait_for(lambda: redis_conn.exists(Keys().agent_alive("agent-a")), what="the first heartbeat")
     records = running.agent.records
-    read_record = records.get
+    read_record = records.load  # the claim cycle reads the claimed job's JobRecord before the hand-over
     refused: List[str] = []
 
-    def get_once_refused(job_id: str):
+    def load_once_refused(job_id: str):
         if not refused and threading.current_thread() is running.thread:
             refused.append(job_id)
             raise redis.ConnectionError("Error 111 connecting to 127.0.0.1. Connection refused.")
         return read_record(job_id)
 
-    records.get = get_once_refused
+    records.load = load_once_refused
     with caplog.at_level("WARNING", logger="launchbay.agent.reconcile"):
         job_id = put_job(redis_conn, env={"LAUNCHBAY_FAKE_RUN_S": "0.1"})
         wait_for(lambda: state_of(redis_conn, job_id) == "finished", timeout_s=30, what="the job to run after all")

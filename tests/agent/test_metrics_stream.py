@@ -12,8 +12,8 @@ import threading
 
 import pytest
 import redis
-from launchbay.agent.metrics import FIELD, TRUNCATED_FIELD, JobMetrics
-from launchbay.agent.metrics_file import MAX_LINE_BYTES, SUMMARY_LIMIT_BYTES
+from launchbay.metric_stream.follower import FIELD, TRUNCATED_FIELD, JobMetrics
+from launchbay.metric_stream.job_file import MAX_LINE_BYTES, SUMMARY_LIMIT_BYTES
 from launchbay.queue_config.keys import Keys
 from test_runtime_support import poll
 

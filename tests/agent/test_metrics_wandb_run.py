@@ -16,9 +16,9 @@ import sys
 import textwrap
 
 import pytest
-from launchbay.agent import wandb_follow
-from launchbay.agent.metrics import JobMetrics
-from launchbay.queue_config import metricstream
+from launchbay.metric_stream import entries as metricstream
+from launchbay.metric_stream import wandb_run as wandb_follow
+from launchbay.metric_stream.follower import JobMetrics
 from launchbay.queue_config.keys import Keys
 from test_runtime_support import poll
 

@@ -1,4 +1,4 @@
-"""The agent's claim pass after a lost race (agent/daemon.py), found while measuring the claim rate.
+"""The agent's claim pass after a lost race (agent/claim_cycle.py), found while measuring the claim rate.
 
 With several agents on one queue they all pick the same head job and all but one lose the race.
 The pass used to read the queues again after every lost race, then after every claim; it now hands
@@ -63,7 +63,7 @@ def agent_with_rival(redis_conn, tmp_path, monkeypatch):
 def test_a_lost_race_tries_the_next_candidate_without_reading_the_queues_again(agent_with_rival, redis_conn):
     make, job_ids, reads = agent_with_rival
     agent = make(lookahead=64)
-    assert agent._claim_pass() == 2
+    assert agent.claims.run_pass() == 2
     agent.supervisor.wait_all(timeout_s=30)
     assert agent.counters["lost_races"] == 1
     # the first read serves both claims and the lost race; one more read finds the queue empty
@@ -75,6 +75,6 @@ def test_a_lost_race_tries_the_next_candidate_without_reading_the_queues_again(a
 def test_when_an_out_of_date_read_has_nothing_left_the_agent_reads_once_more(agent_with_rival):
     make, job_ids, reads = agent_with_rival
     agent = make(lookahead=1)  # the read holds only the head, which the rival takes
-    assert agent._claim_pass() == 2
+    assert agent.claims.run_pass() == 2
     agent.supervisor.wait_all(timeout_s=30)
     assert reads == [job_ids[:1], job_ids[1:2], job_ids[2:3], []]

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-from launchbay.queue_config import sweep_early, sweep_study
-from launchbay.queue_config.sweep_params import parse_param
-from launchbay.queue_config.sweep_spec import parse_sweep
+from launchbay.sweeps import early as sweep_early
+from launchbay.sweeps import study as sweep_study
+from launchbay.sweeps.params import parse_param
+from launchbay.sweeps.spec import parse_sweep
 from wandb_sweeps_cases import DIFFERENCES, GRIDS, HYPERBAND, Q_VALUES, VALIDATION
 
 from launchbay.errors import ValidationError

@@ -10,8 +10,8 @@ import socket
 import pytest
 from conftest import run_cli
 from launchbay.agent.ledger import LedgerEntry
-from launchbay.agent.metrics_http import JobTimings, gpu_metrics, gpu_views
-from launchbay.queue_config.fleet_metrics import queue_registry
+from launchbay.prometheus.agent import JobTimings, gpu_metrics, gpu_views
+from launchbay.prometheus.fleet import queue_registry
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.matching import GpuInfo
 from launchbay.queue_config.models import QueueConfig
@@ -229,7 +229,7 @@ def test_forged_record_fields_give_no_new_label_values(redis_conn):
 
 
 def test_an_agents_job_states_label_only_known_states():
-    from launchbay.agent.metrics_http import _jobs_by_state
+    from launchbay.prometheus.agent import _jobs_by_state
 
     entries = {f"mallory_{n:016x}": LedgerEntry(f"mallory_{n:016x}", "q", 1.0, 0, (), claimed_at=0.0) for n in range(3)}
     records = {job_id: {"state": f"forged-{n}"} for n, job_id in enumerate(entries)}

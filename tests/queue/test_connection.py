@@ -10,8 +10,8 @@ import threading
 import psutil
 import pytest
 from conftest import BIN_DIR, REPO_ROOT, RedisServer, free_port, run_cli
-from launchbay.queue_config import local_redis
-from launchbay.queue_config.connection import connect, redact_url, resolve_url
+from launchbay.redis_connection import local_server as local_redis
+from launchbay.redis_connection.connect import connect, redact_url, resolve_url
 from queue_helpers import cli, wait_for
 
 from launchbay.errors import ConfigError, RedisUnavailableError

@@ -82,3 +82,47 @@ def test_the_key_names_the_job_whatever_its_id_field_says():
 def test_cancel_requested_reads_the_flag_as_people_write_it():
     assert JobRecord.from_hash("j", {b"state": b"running", b"cancel_requested": b"1"}).cancel_requested
     assert not JobRecord.from_hash("j", {b"state": b"running", b"cancel_requested": b"0"}).cancel_requested
+
+
+def documented_fields() -> list:
+    """The field names of job.py's docstring table (``id, name, queue`` rows are split)."""
+    from launchbay.queue_config import job
+
+    table = job.__doc__.split("Fields (")[1].split("========================  ====")[1]
+    names = []
+    for line in table.splitlines()[1:]:
+        if line.strip() and not line.startswith(" "):
+            names += [name.strip() for name in line[:26].split(",")]
+    return names
+
+
+def test_every_documented_job_field_has_a_typed_attribute():
+    from dataclasses import fields as dataclass_fields
+
+    attributes = {f.name for f in dataclass_fields(JobRecord)}
+    names = documented_fields()
+    assert {"run_config", "submitter", "preemptions", "sweep", "trial", "cancel_reason"} <= set(names)
+    missing = [name for name in names if name != "<state>_at" and name not in attributes]
+    assert not missing, f"job fields without a JobRecord attribute: {missing}"
+
+
+def test_the_typed_attributes_read_every_field_of_a_stored_record():
+    raw = {
+        b"state": b"queued", b"queue": b"gpu", b"name": b"train", b"submitter": b"ada",
+        b"run_config": b'{"lr":0.1}', b"file_overrides": b'{"c.yaml":{"a":1}}', b"summary": b'{"loss":0.5}',
+        b"preemptions": b"2", b"pending_reason": b"no_fit", b"pending_detail": b"needs 2 GPUs",
+        b"estimated_start": b"1700000000.5", b"sweep": b"s1", b"trial": b"3", b"cancel_reason": b"pruned",
+        b"gpus": b'["0","3"]', b"queued_at": b"1699999999.0", b"reason": b"preempted",
+    }  # fmt: skip
+    record = JobRecord.from_hash("s1-3", raw)
+    assert (record.submitter, record.run_config, record.file_overrides) == ("ada", {"lr": 0.1}, {"c.yaml": {"a": 1}})
+    assert (record.summary, record.preemptions, record.pending_reason) == ({"loss": 0.5}, 2, "no_fit")
+    assert (record.pending_detail, record.estimated_start) == ("needs 2 GPUs", 1700000000.5)
+    assert (record.sweep, record.trial, record.cancel_reason, record.gpus) == ("s1", 3, "pruned", ["0", "3"])
+    assert record.times == {"queued": 1699999999.0} and record.reason == "preempted" and record.outcome is None
+    assert record.as_json()["run_config"] == {"lr": 0.1} and set(record.as_json()) == {k.decode() for k in raw}
+
+
+def test_a_field_of_the_wrong_shape_reads_as_empty_not_as_an_error():
+    record = JobRecord.from_hash("j", {b"state": b"running", b"summary": b"[1,2]", b"gpus": b'{"a":1}'})
+    assert record.summary is None and record.gpus == [] and record.problems == []

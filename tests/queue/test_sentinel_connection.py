@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import RedisServer, free_port
-from launchbay.queue_config.connection import connect, redact_url
+from launchbay.redis_connection.connect import connect, redact_url
 from queue_helpers import CPU_QUEUE, apply_queues, cli, redis_snapshot
 
 from launchbay.errors import ConfigError, RedisUnavailableError

@@ -24,8 +24,8 @@ import redis
 from launchbay.agent.daemon import Agent
 from launchbay.agent.runtime_fake import FakeRuntime
 from launchbay.client import enqueue, get_job
-from launchbay.queue_config.connection import REPLICA_WAIT_MS, connect
 from launchbay.queue_config.keys import Keys
+from launchbay.redis_connection.connect import REPLICA_WAIT_MS, connect
 from reliability_helpers import TERMINAL, AgentFleet, ContainerLifetimes, agent_settings, cli, make_queue, records_of
 from sentinel_cluster import SentinelCluster, wait_until
 

@@ -164,7 +164,7 @@ def test_a_submitter_creates_and_stops_its_own_sweeps_and_an_agent_makes_their_t
     import threading
 
     import yaml
-    from launchbay.agent.sweep_driver import SweepDriver
+    from launchbay.sweeps.driver import SweepDriver
 
     assert _apply(roles_redis, "launchbay-admin", tmp_path).returncode == 0
     spec = {"name": "swept", "image": "x:1", "inputs": {"run_config": {"include": ["lr"]}}}

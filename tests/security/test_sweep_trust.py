@@ -4,7 +4,7 @@ Each attack is made as the documented submitter role (``launchbay acl``) with di
 every write tried whether or not Redis allows it; the test then checks that the harm did not follow:
 no trial or job added to another user's sweep, no other user's sweep stopped, stalled or hidden,
 no other user's ``sweep list``/``show`` or UI page broken. An agent (the agent role) drives the
-sweeps with the real driver (agent/sweep_driver.py); ``sweep_helpers.Runner`` plays the agents'
+sweeps with the real driver (sweeps/driver.py); ``sweep_helpers.Runner`` plays the agents'
 part for the trials' jobs.
 """
 
@@ -22,12 +22,12 @@ import redis
 import test_redis_roles
 import yaml
 from conftest import BIN_DIR
-from launchbay.agent.sweep_driver import LOOK_INTERVAL_S, SweepDriver
 from launchbay.client import sweeps
 from launchbay.queue_config import lifecycle
 from launchbay.queue_config.job import Outcome, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
+from launchbay.sweeps.driver import LOOK_INTERVAL_S, SweepDriver
 from security_helpers import AgentFleet, cli, make_queue, wait_for
 from test_log_limits import PeakRss
 from test_redis_roles import ROOT_PASSWORD, _apply, conn_of, url_of

@@ -16,7 +16,7 @@ import pytest
 import redis
 from launchbay.queue_config import acl
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.sweeps import SweepStore
+from launchbay.sweeps.store import SweepStore
 from launchbay.ui.app import create_app
 from test_redis_roles import ROOT_PASSWORD, conn_of, roles_redis  # noqa: F401 (a fixture)
 

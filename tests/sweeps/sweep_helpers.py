@@ -2,7 +2,7 @@
 
 The runner plays the agents' part for tests of the driver alone: it takes the sweep's queued trial
 jobs, "runs" each (metrics stream entries by step, then the end with a summary), through the same
-lifecycle functions an agent uses. The driver under test is the real one (agent/sweep_driver.py).
+lifecycle functions an agent uses. The driver under test is the real one (sweeps/driver.py).
 """
 
 from __future__ import annotations

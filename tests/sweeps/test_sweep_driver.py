@@ -12,12 +12,12 @@ import threading
 import time
 
 import pytest
-from launchbay.agent import sweep_driver
-from launchbay.agent.sweep_driver import SweepDriver
 from launchbay.client import sweeps
-from launchbay.queue_config import sweeps as sweep_store
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
+from launchbay.sweeps import driver as sweep_driver
+from launchbay.sweeps import store as sweep_store
+from launchbay.sweeps.driver import SweepDriver
 from sweep_helpers import Runner, assert_bad_trials_pruned, bowl, sweep_file, trainer_job, trial_values
 
 pytestmark = pytest.mark.integration

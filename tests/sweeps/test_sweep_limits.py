@@ -131,7 +131,7 @@ def test_the_driver_ends_a_sweep_whose_hash_fails_validation_with_the_reason_and
     """What a sweep's owner writes into its hash after ``sweep create`` is validated again by the driver,
     as create validates it: the sweep ends ``stopped`` with the reason (it stayed ``running`` for ever,
     or cost ~800 MB a pass); another sweep of the queue goes on."""
-    from launchbay.agent.sweep_driver import SweepDriver
+    from launchbay.sweeps.driver import SweepDriver
 
     trainer_job(redis_conn, tmp_path)
     good, _ = sweeps.create(sweep_file(tmp_path, GOOD), "sweeps", conn=redis_conn, keys=Keys())
@@ -154,7 +154,7 @@ def test_the_driver_ends_a_sweep_whose_hash_fails_validation_with_the_reason_and
 def test_a_sweep_whose_study_is_at_the_old_owner_writable_key_ends_with_the_reason(redis_conn, tmp_path):
     """Studies moved from ``sweep:ID:journal`` (its owner could write it) to ``study:ID``: a sweep open
     across the upgrade would pair new trials with its old trials' jobs (same ids), so it ends instead."""
-    from launchbay.agent.sweep_driver import SweepDriver
+    from launchbay.sweeps.driver import SweepDriver
 
     trainer_job(redis_conn, tmp_path)
     old, _ = sweeps.create(sweep_file(tmp_path, GOOD), "sweeps", conn=redis_conn, keys=Keys())

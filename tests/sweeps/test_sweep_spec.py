@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from launchbay.queue_config import sweep_study
-from launchbay.queue_config.sweep_spec import parse_param, parse_sweep, split_name
+from launchbay.sweeps import study as sweep_study
+from launchbay.sweeps.spec import parse_param, parse_sweep, split_name
 
 from launchbay.errors import ValidationError
 

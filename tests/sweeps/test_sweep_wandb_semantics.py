@@ -14,11 +14,11 @@ from collections import Counter
 import pytest
 import yaml
 from conftest import run_cli
-from launchbay.agent.sweep_driver import SweepDriver
 from launchbay.client import sweeps
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
-from launchbay.queue_config.sweep_spec import parse_sweep
+from launchbay.sweeps.driver import SweepDriver
+from launchbay.sweeps.spec import parse_sweep
 from sweep_helpers import Runner, bowl, sweep_file, trainer_job, trial_values
 
 from launchbay.errors import ValidationError

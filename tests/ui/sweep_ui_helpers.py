@@ -16,10 +16,10 @@ _SWEEP_TESTS = Path(__file__).resolve().parents[1] / "sweeps"
 if str(_SWEEP_TESTS) not in sys.path:
     sys.path.append(str(_SWEEP_TESTS))
 
-from launchbay.agent.sweep_driver import SweepDriver  # noqa: E402
 from launchbay.client import sweeps  # noqa: E402
 from launchbay.queue_config.keys import Keys  # noqa: E402
 from launchbay.queue_config.lifecycle import Records  # noqa: E402
+from launchbay.sweeps.driver import SweepDriver  # noqa: E402
 from sweep_helpers import Runner, sweep_file, trainer_job, trial_values  # noqa: E402
 
 LEARNING_RATES = [0.001, 0.01, 0.1]

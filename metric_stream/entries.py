@@ -1,9 +1,9 @@
 """A job's metrics stream, ``{ns}:job:{id}:metrics`` (Redis STREAM): its entry format, in one place.
 
 Entries are ``{"m": line}``, one line of the job's ``metrics.jsonl`` as it was written (the agent
-copies them, capped: ``agent/metrics.py``), and, when the stream hit its cap, one
-``{"truncated": why}``. Readers: ``launchbay metrics`` and the job page (``client/metrics.py``), a
-sweep's driver (``agent/sweep_driver.py``).
+copies them, capped: ``metric_stream/follower.py``), and, when the stream hit its cap, one
+``{"truncated": why}``. Readers: ``launchbay metrics`` and the job page (``metric_stream/reader.py``), a
+sweep's driver (``sweeps/driver.py``).
 """
 
 from __future__ import annotations

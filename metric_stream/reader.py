@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import redis
-from launchbay.queue_config import metricstream
+from launchbay.metric_stream import entries as metricstream
 from launchbay.queue_config.keys import Keys
 
 from launchbay.text import as_text

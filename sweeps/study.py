@@ -7,7 +7,7 @@ same Sentinel failover and the same AOF as the queues. (Optuna's ``JournalRedisB
 its own connection from a plain URL and write one key per operation.)
 
 The optimizers are Optuna's: ``grid`` is ``GridSampler``, ``random`` ``RandomSampler``, ``bayes``
-``TPESampler``; ``early_terminate: hyperband`` is W&B's rule (``sweep_early.py``) as an Optuna
+``TPESampler``; ``early_terminate: hyperband`` is W&B's rule (``early.py``) as an Optuna
 pruner, and ``median`` ``MedianPruner``. Optuna is imported here only, when a sweep is opened.
 """
 
@@ -19,9 +19,9 @@ import warnings
 from typing import Any, Dict, Iterable, List, Optional
 
 import redis
-from launchbay.queue_config import sweep_early
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.sweep_spec import Param, SweepSpec
+from launchbay.sweeps import early as sweep_early
+from launchbay.sweeps.spec import Param, SweepSpec
 
 #: The trial's user attribute that names its job, once the job is written.
 JOB_ATTR = "job_id"

@@ -32,8 +32,8 @@ import redis
 from launchbay.queue_config.acl import OWNER_RE, OWNER_SEPARATOR
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.submit import META_FIELDS, write_job
-from launchbay.queue_config.sweep_spec import Param
 from launchbay.sdk.overlay import merge_overrides
+from launchbay.sweeps.spec import Param
 
 from launchbay.errors import NotFoundError, UserError, ValidationError
 from launchbay.text import as_text

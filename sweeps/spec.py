@@ -15,7 +15,7 @@ job: examples/trainer/job.yaml   # launchbay's: a job spec file, or the name of 
 A parameter is a run-config key path (``trainer.lr``, ``\\.`` for a dot inside a key; W&B's nested
 ``trainer: {parameters: {lr: ...}}`` is the same key) or a config-file key
 (``config.yaml:optimizer.momentum``): the syntax of ``--set`` and ``--file-set``. Its distribution
-is read in ``sweep_params.py``. W&B's sweep engine (wandb/sweeps) is the reference: what its
+is read in ``params.py``. W&B's sweep engine (wandb/sweeps) is the reference: what its
 validator refuses is refused here, what it accepts is accepted or refused with one line saying why,
 and keys that mean nothing on launchbay (``controller``, ``scheduler``, ``apiVersion``, ``kind``,
 ``image_uri``) are accepted with a note. Pure: no Redis, no Optuna (``sweep_study.py`` maps this to it).
@@ -30,8 +30,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from launchbay.queue_config.sweep_early import parse_early_terminate
-from launchbay.queue_config.sweep_params import MAX_GRID, Param, parse_param, split_name
+from launchbay.sweeps.early import parse_early_terminate
+from launchbay.sweeps.params import MAX_GRID, Param, parse_param, split_name
 
 from launchbay.errors import ValidationError
 

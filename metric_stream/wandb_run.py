@@ -6,7 +6,7 @@ run-<id>.wandb``, a LevelDB-style log of ``wandb_internal_pb2.Record`` protobufs
 reads it with W&B's own reader (``wandb.sdk.internal.datastore`` from the ``wandb`` package on the
 agent's host, the ``launchbay[wandb]`` extra) and turns each ``history`` record into one
 metrics.jsonl-shaped line and the ``summary`` records into a summary, which
-:class:`~launchbay.agent.metrics.JobMetrics` then handles exactly as it handles a ``launchbay.wandb``
+:class:`~launchbay.metric_stream.follower.JobMetrics` then handles exactly as it handles a ``launchbay.wandb``
 job's files (caps, resume, the stream).
 
 The folders and the file are the job's, so untrusted: each level is opened without following
@@ -26,7 +26,7 @@ import stat
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from launchbay.agent.metrics_file import MAX_LINE_BYTES
+from launchbay.metric_stream.job_file import MAX_LINE_BYTES
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ Lines that are not a JSON object with an integer ``_step`` are skipped (the firs
 noted in the job's log). Nothing waits on the job: reads are of what is there, never blocking.
 
 An unchanged W&B job writes no metrics.jsonl: its steps are in W&B's own run file under the output
-folder, which :class:`~launchbay.agent.wandb_follow.WandbRun` reads and turns into the same lines,
+folder, which :class:`~launchbay.metric_stream.wandb_run.WandbRun` reads and turns into the same lines,
 and its summary stands in for ``summary.json``. The W&B run is the source only when, as it is first
 found, the job has written neither metrics.jsonl nor the SDK's ``config.json`` (a ``launchbay.wandb``
 job forwarding to an installed ``wandb`` writes both sources; launchbay's own wins).
@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import redis
-from launchbay.agent.metrics_file import MAX_LINE_BYTES, MetricsFile, parse_object, read_summary
-from launchbay.agent.wandb_follow import WandbRun
-from launchbay.queue_config import metricstream
+from launchbay.metric_stream import entries as metricstream
+from launchbay.metric_stream.job_file import MAX_LINE_BYTES, MetricsFile, parse_object, read_summary
+from launchbay.metric_stream.wandb_run import WandbRun
 from launchbay.queue_config.secrets import redact_tree
 from launchbay.sdk.payload import EFFECTIVE_CONFIG_FILE, METRICS_FILE
 
@@ -42,7 +42,7 @@ from launchbay.text import as_text
 
 logger = logging.getLogger(__name__)
 
-FIELD, TRUNCATED_FIELD = metricstream.FIELD, metricstream.TRUNCATED  # the entry format: queue_config/metricstream.py
+FIELD, TRUNCATED_FIELD = metricstream.FIELD, metricstream.TRUNCATED  # the entry format: metric_stream/entries.py
 POLL_S = 1.0
 _BATCH_ENTRIES = 500
 #: How long the last read, when the job ended, waits for a Redis that stopped answering.

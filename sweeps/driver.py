@@ -37,12 +37,14 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import redis
-from launchbay.queue_config import lifecycle, metricstream, sweep_study
+from launchbay.metric_stream import entries as metricstream
+from launchbay.queue_config import lifecycle
 from launchbay.queue_config.job import TERMINAL_STATES, Outcome, Reason, State, state_of
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
-from launchbay.queue_config.sweep_spec import SweepSpec, parse_sweep
-from launchbay.queue_config.sweeps import (
+from launchbay.sweeps import study as sweep_study
+from launchbay.sweeps.spec import SweepSpec, parse_sweep
+from launchbay.sweeps.store import (
     OPEN_STATES,
     SweepState,
     SweepStore,

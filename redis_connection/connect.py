@@ -1,7 +1,7 @@
 """Which Redis to use, and a connection to it whose failures read as one line.
 
 The precedence is decided here and nowhere else: ``--redis-url`` (passed in as ``url``), then
-``LAUNCHBAY_REDIS_URL``, then the user's private local server (``launchbay.queue_config.local_redis``).
+``LAUNCHBAY_REDIS_URL``, then the user's private local server (``launchbay.redis_connection.local_server``).
 The CLI and the agent both call :func:`connect`. Passwords never appear in messages: URLs are shown
 through :func:`redact_url`.
 
@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis
 import redis.sentinel
-from launchbay.queue_config import local_redis
+from launchbay.redis_connection import local_server as local_redis
 
 from launchbay.errors import ConfigError, PermissionDeniedError, RedisUnavailableError
 

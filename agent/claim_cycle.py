@@ -1,0 +1,159 @@
+"""The claim cycle: read the queues, place, claim what fits, hand it to the supervisor, act on cancels.
+
+One pass (:meth:`ClaimCycle.run_pass`, on the agent's main thread) claims jobs one at a time until
+none fits or lost races leave none to try: it goes ``SharedQueue.claim_pass`` -> ``ClaimPass.next``
+(placement's order, the claim script) -> :meth:`ClaimCycle.launch`; after it, the shared queue's
+preemption hook runs and the pending pass says why the jobs left behind wait (``pending_pass.py``).
+Before a pass the agent offers itself on its queues' idle lists, after it takes itself off them
+once full (``counters.EventListener``, whose thread also brings cancel requests here).
+
+A launched job is announced with :class:`~launchbay.agent.notices.JobStarted`; the cycle learns of a
+job's end from :class:`~launchbay.agent.notices.JobReleased`, like every other service.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Any, Callable, Set
+
+import redis
+from launchbay.agent.claim import Claimer, QueueReader
+from launchbay.agent.counters import Counters, EventListener
+from launchbay.agent.ledger import LedgerEntry
+from launchbay.agent.notices import JobReleased, JobStarted, Notices
+from launchbay.agent.pending_pass import PendingPass
+from launchbay.agent.settings import AgentSettings
+from launchbay.agent.shared_queue import SharedQueue
+from launchbay.queue_config import lifecycle
+from launchbay.queue_config.job import JobRecord, Outcome, Reason, State
+from launchbay.queue_config.keys import Keys
+from launchbay.queue_config.lifecycle import Records
+from launchbay.queue_config.matching import Capacity
+from launchbay.queue_config.models import QueueConfig
+
+log = logging.getLogger(__name__)
+
+#: Claims tried in one pass before the loop looks at cancels and Docker again.
+MAX_CLAIMS_PER_PASS = 64
+
+
+class ClaimCycle:
+    """Claims and launches jobs for one agent; cancels reach its jobs through :meth:`handle_cancels`."""
+
+    def __init__(
+        self,
+        conn: redis.Redis,
+        keys: Keys,
+        settings: AgentSettings,
+        *,
+        records: Records,
+        supervisor: Any,
+        counters: Counters,
+        notices: Notices,
+        capacity: Callable[[], Capacity],
+        queue_config_for: Callable[[str], QueueConfig],
+        wake: threading.Event,
+        stopping: threading.Event,
+        closing: threading.Event,
+        on_drain: Callable[[], None],
+    ) -> None:
+        self.settings, self.records, self.supervisor = settings, records, supervisor
+        self.counters, self.notices, self.capacity = counters, notices, capacity
+        self.wake, self.stopping = wake, stopping
+        self.claimer = Claimer(conn, keys, agent_id=settings.agent_id, host=settings.host)
+        self.reader = QueueReader(conn, keys, settings.agent_id, settings.queues, settings.lookahead)
+        self.pending = PendingPass(conn, keys, settings.queues, settings.lookahead)
+        self.shared = SharedQueue(conn, keys, queue_config_for, settings, supervisor)
+        self.cancels: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.listener = EventListener(
+            conn,
+            keys,
+            settings.queues,
+            wake=wake,
+            cancels=self.cancels,
+            closing=closing,
+            agent_id=settings.agent_id,
+            on_drain=on_drain,
+        )
+        self._cancel_sent: Set[str] = set()
+        notices.on_released(self._forget_cancel)
+
+    # -- a pass ----------------------------------------------------------------------------------
+
+    def run_pass(self) -> int:
+        """Claim jobs one at a time until none fits (or lost races leave none to try); how many were claimed."""
+        self.listener.offer(len(self.supervisor.running_job_ids()), self.capacity().slots)
+        claims = self.shared.claim_pass(self.claimer, self.reader)
+        try:
+            for _ in range(MAX_CLAIMS_PER_PASS):
+                if self.stopping.is_set():
+                    break
+                got = claims.next(self.capacity())
+                if got is None:
+                    break
+                entry, decision = got
+                self.launch(entry, backfilled=decision.backfilled)
+            self.shared.after_pass(claims, self.capacity())
+        finally:
+            self.counters.inc("lost_races", claims.lost_races)
+            self.listener.offer(len(self.supervisor.running_job_ids()), self.capacity().slots, again=True)
+            self.pending.maybe_run()
+        return claims.claimed
+
+    def launch(self, entry: LedgerEntry, *, backfilled: bool) -> None:
+        """Hand a claimed job to the supervisor (unless no replica has the claim); a failed hand-over ends it."""
+        self.counters.inc("claimed")
+        job_id = entry.job_id
+        if not self.claimer.replicated(job_id):
+            return  # not launched; the sweep settles the claim (back to the front of its queue)
+        what = (
+            f"{entry.cpus:g} CPUs, {entry.memory_mib} MiB, GPUs [{','.join(entry.gpus)}]{' (backfilled)' * backfilled}"
+        )
+        log.info(
+            "claimed job %s from %s: %s", job_id, entry.queue, what, extra={"job_id": job_id, "queue": entry.queue}
+        )
+        try:
+            lifecycle.record_rq_start(self.records, job_id, worker_name=self.settings.agent_id)
+        except Exception as exc:  # RQ's mirror is for dashboards; the job runs without it
+            log.warning("job %s: RQ does not show it as started: %s", job_id, exc, extra={"job_id": job_id})
+        record = self.records.load(job_id) or JobRecord(job_id, state=None)
+        self.notices.started(JobStarted(job_id, record.fields))
+        try:
+            self.supervisor.start(record.fields, entry)  # the job's thread reads the stored fields it runs with
+        except Exception as exc:
+            log.error("job %s could not be handed to the supervisor: %s", job_id, exc, exc_info=True)
+            outcome = Outcome(State.FAILED, Reason.CONTAINER_FAILED, message=str(exc))
+            lifecycle.end(self.records, job_id, outcome, rq_execution=record.rq_execution)
+            self.release(job_id)
+            return
+        if record.cancel_requested:
+            self.cancels.put(job_id)
+
+    def release(self, job_id: str) -> None:
+        """The supervisor's callback once a job's end is recorded: tell every subscriber (ledger, counts, ...)."""
+        self.notices.released(JobReleased(job_id, self.records.state(job_id)))
+
+    # -- cancels ---------------------------------------------------------------------------------
+
+    def request_cancel(self, job_id: str) -> None:
+        """A cancel seen by another thread (the heartbeat's look at the records): acted on at the next pass."""
+        self.cancels.put(job_id)
+        self.wake.set()
+
+    def handle_cancels(self) -> None:
+        """Ask the supervisor to stop each job a cancel was requested for, once per job."""
+        while True:
+            try:
+                job_id = self.cancels.get_nowait()
+            except queue.Empty:
+                return
+            if job_id in self._cancel_sent or job_id not in self.supervisor.running_job_ids():
+                continue
+            self._cancel_sent.add(job_id)
+            log.info("cancel requested for job %s", job_id, extra={"job_id": job_id})
+            self.supervisor.cancel(job_id)
+
+    def _forget_cancel(self, notice: JobReleased) -> None:
+        self._cancel_sent.discard(notice.job_id)
