@@ -6,9 +6,11 @@ on launchbay's own connection, so a study lives in the same Redis, under the sam
 same Sentinel failover and the same AOF as the queues. (Optuna's ``JournalRedisBackend`` would open
 its own connection from a plain URL and write one key per operation.)
 
-The optimizers are Optuna's: ``grid`` is ``GridSampler``, ``random`` ``RandomSampler``, ``bayes``
-``TPESampler``; ``early_terminate: hyperband`` is ``HyperbandPruner`` and ``median``
-``MedianPruner``. Optuna is imported here only, when a sweep is opened.
+The optimizers: ``grid`` is Optuna's ``GridSampler``, ``random`` its ``RandomSampler``, ``bayes``
+launchbay's Gaussian-process sampler (``sweep_gp.py``: scikit-learn's GP, expected improvement),
+chosen over Optuna's TPE by bench/sweep_efficiency.py against W&B's own engine (docs/sweeps.md);
+``early_terminate: hyperband`` is ``HyperbandPruner`` and ``median`` ``MedianPruner``. Optuna is
+imported here only, when a sweep is opened.
 """
 
 from __future__ import annotations
@@ -23,9 +25,6 @@ from launchbay.queue_config.sweep_spec import Param, SweepSpec
 
 #: The trial's user attribute that names its job, once the job is written.
 JOB_ATTR = "job_id"
-#: ``bayes``: random trials before TPE models the results (Optuna's default is 10).
-TPE_STARTUP_MAX = 10
-TPE_STARTUP_MIN = 3
 #: ``median``: trials that must reach a step before the median prunes at it.
 MEDIAN_STARTUP_TRIALS = 3
 _SCALARS = (str, int, float, bool, type(None))
@@ -103,8 +102,10 @@ def _sampler(optuna: Any, spec: SweepSpec, seed: Optional[int]) -> Any:
         return Grid({p.name: choices(p) for p in spec.params}, seed=seed)
     if spec.method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    startup = max(TPE_STARTUP_MIN, min(TPE_STARTUP_MAX, spec.trial_cap() // 4))
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True)
+    from launchbay.queue_config.sweep_gp import GPSampler
+
+    # It does not read the run cap: a sweep's first 12 trials are the same whatever its cap.
+    return GPSampler(seed=seed)
 
 
 def _pruner(optuna: Any, spec: SweepSpec) -> Any:
