@@ -65,8 +65,10 @@ def measure(names: List[str], caps: List[int], seeds: int, jobs: int, check_pref
         else:
             pool = ProcessPoolExecutor(jobs, initializer=_worker, initargs=(server.url,))
             done = pool.map(_task, work, chunksize=1)
-        for (engine, name, cap, parallel, seed), result in done:
+        for count, ((engine, name, cap, parallel, seed), result) in enumerate(done, 1):
             out[f"{engine}/{name}/{parallel}/{cap}/{seed}"] = result
+            if count % 30 == 0 or count == len(work):
+                print(f"{count}/{len(work)} sweeps", file=sys.stderr, flush=True)
         if jobs > 1:
             pool.shutdown()
     return out
@@ -155,28 +157,28 @@ def _reexec_in_bench_venv() -> Optional[str]:
         return None
     except ImportError:
         pass
-    if BENCH_PYTHON.exists() and os.path.realpath(sys.executable) != os.path.realpath(BENCH_PYTHON):
+    if BENCH_PYTHON.exists() and os.path.realpath(sys.prefix) != os.path.realpath(BENCH_PYTHON.parent.parent):
         os.execv(str(BENCH_PYTHON), [str(BENCH_PYTHON), __file__, *sys.argv[1:]])
     return "W&B's engine (PyPI sweeps) is not installed: run bench/setup-wandb (it makes .venv-bench)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, help="seeds per cell (default 20, 5 with --quick)")
+    parser.add_argument("--seeds", type=int, help="seeds per cell (default 20, 4 with --quick)")
     parser.add_argument(
         "--functions", nargs="+", choices=sorted(functions()), help="default: all (--quick: branin loglr)"
     )
     parser.add_argument("--caps", nargs="+", type=int, help="run caps (default 12 30 60; --quick: 12)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--check-prefix", action="store_true", help="also run seed 0 at the smallest cap and compare")
-    parser.add_argument("--quick", action="store_true", help="2 functions, 12 trials, 5 seeds")
+    parser.add_argument("--quick", action="store_true", help="2 functions, 12 trials, 4 seeds")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON object")
     options = parser.parse_args()
     why = _reexec_in_bench_venv()
     if why:
         print(why, file=sys.stderr)
         sys.exit(2)
-    seeds = options.seeds or (5 if options.quick else 20)
+    seeds = options.seeds or (4 if options.quick else 20)
     names = options.functions or (["branin", "loglr"] if options.quick else list(functions()))
     caps = sorted(options.caps or ([12] if options.quick else [12, 30, 60]))
     if seeds < 1 or min(caps) < 1:
