@@ -23,11 +23,13 @@ run by another interpreter, this script runs itself again with ``.venv-bench/bin
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from _common import REPO_ROOT, RedisServer, Row, emit
@@ -51,13 +53,16 @@ def _task(job: Tuple[str, str, int, int, int]) -> Tuple[Tuple[str, str, int, int
     return job, one(engine, _conn, functions()[name], cap, parallel, seed)
 
 
-def measure(names: List[str], caps: List[int], seeds: int, jobs: int, check_prefix: bool) -> Dict[str, Any]:
-    """Every engine's sweeps: ``{"engine/function/parallel/cap/seed": one()}`` at the largest cap."""
+def measure(names: List[str], caps: List[int], seeds: int, jobs: int, check_prefix: bool,
+            done_before: Dict[str, Any], save: Optional[Path]) -> Dict[str, Any]:  # fmt: skip
+    """Every engine's sweeps: ``{"engine/function/parallel/cap/seed": one()}`` at the largest cap
+    (those in ``done_before``, from an earlier run of the same code, are not run again)."""
     top = max(caps)
     work = [(e, n, top, p, s) for n in names for p in (1, 4) for s in range(seeds) for e in ENGINES]
     if check_prefix:  # the same sweeps at the smallest cap, to compare with the largest's first trials
         work += [(e, n, min(caps), p, 0) for n in names for p in (1, 4) for e in ENGINES]
-    out: Dict[str, Any] = {}
+    out: Dict[str, Any] = {key: done_before[key] for key in map(_key, work) if key in done_before}
+    work = [job for job in work if _key(job) not in out]
     with RedisServer() as server:
         if jobs <= 1:
             _worker(server.url)
@@ -65,13 +70,20 @@ def measure(names: List[str], caps: List[int], seeds: int, jobs: int, check_pref
         else:
             pool = ProcessPoolExecutor(jobs, initializer=_worker, initargs=(server.url,))
             done = pool.map(_task, work, chunksize=1)
-        for count, ((engine, name, cap, parallel, seed), result) in enumerate(done, 1):
-            out[f"{engine}/{name}/{parallel}/{cap}/{seed}"] = result
+        for count, (job, result) in enumerate(done, 1):
+            out[_key(job)] = result
             if count % 30 == 0 or count == len(work):
                 print(f"{count}/{len(work)} sweeps", file=sys.stderr, flush=True)
+                if save:
+                    save.write_text(json.dumps(out))
         if jobs > 1:
             pool.shutdown()
     return out
+
+
+def _key(job: Tuple[str, str, int, int, int]) -> str:
+    engine, name, cap, parallel, seed = job
+    return f"{engine}/{name}/{parallel}/{cap}/{seed}"
 
 
 def best_at(sweep: Dict[str, Any], cap: int) -> float:
@@ -172,6 +184,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--check-prefix", action="store_true", help="also run seed 0 at the smallest cap and compare")
     parser.add_argument("--quick", action="store_true", help="2 functions, 12 trials, 4 seeds")
+    parser.add_argument("--save", type=Path, help="write every sweep's trials here as they finish (JSON)")
+    parser.add_argument(
+        "--reuse", type=Path, nargs="+", default=[], help="sweeps --save wrote (same code): not run again"
+    )
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON object")
     options = parser.parse_args()
     why = _reexec_in_bench_venv()
@@ -184,7 +200,12 @@ def main() -> None:
     if seeds < 1 or min(caps) < 1:
         parser.error("--seeds and --caps must be positive")
     began = time.monotonic()
-    runs = measure(names, caps, seeds, options.jobs, options.check_prefix)
+    done_before: Dict[str, Any] = {}
+    for path in options.reuse:
+        done_before.update(json.loads(path.read_text()))
+    runs = measure(names, caps, seeds, options.jobs, options.check_prefix, done_before, options.save)
+    if options.save:
+        options.save.write_text(json.dumps(runs))
     result: Dict[str, Any] = {"seeds": seeds, "functions": names, "caps": caps,
                               "cells": cells(runs, names, caps, seeds), "suggest_ms": suggest_times(runs, max(caps))}  # fmt: skip
     if options.check_prefix:
