@@ -38,6 +38,7 @@ from sweep_functions import functions
 
 BENCH_PYTHON = REPO_ROOT / ".venv-bench" / "bin" / "python"
 SUGGEST_TARGET_MS = 100.0
+PARALLEL = [1, 4]  # max_parallel values (--parallel)
 _conn: Any = None
 
 
@@ -58,9 +59,9 @@ def measure(names: List[str], caps: List[int], seeds: int, jobs: int, check_pref
     """Every engine's sweeps: ``{"engine/function/parallel/cap/seed": one()}`` at the largest cap
     (those in ``done_before``, from an earlier run of the same code, are not run again)."""
     top = max(caps)
-    work = [(e, n, top, p, s) for n in names for p in (1, 4) for s in range(seeds) for e in ENGINES]
+    work = [(e, n, top, p, s) for n in names for p in PARALLEL for s in range(seeds) for e in ENGINES]
     if check_prefix:  # the same sweeps at the smallest cap, to compare with the largest's first trials
-        work += [(e, n, min(caps), p, 0) for n in names for p in (1, 4) for e in ENGINES]
+        work += [(e, n, min(caps), p, 0) for n in names for p in PARALLEL for e in ENGINES]
     out: Dict[str, Any] = {key: done_before[key] for key in map(_key, work) if key in done_before}
     work = [job for job in work if _key(job) not in out]
     with RedisServer() as server:
@@ -94,7 +95,7 @@ def best_at(sweep: Dict[str, Any], cap: int) -> float:
 def cells(runs: Dict[str, Any], names: List[str], caps: List[int], seeds: int) -> List[Dict[str, Any]]:
     fns, top, out = functions(), max(caps), []
     for name in names:
-        for parallel in (1, 4):
+        for parallel in PARALLEL:
             for cap in caps:
                 bests = {
                     e: [best_at(runs[f"{e}/{name}/{parallel}/{top}/{s}"], cap) for s in range(seeds)] for e in ENGINES
@@ -184,6 +185,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--check-prefix", action="store_true", help="also run seed 0 at the smallest cap and compare")
     parser.add_argument("--quick", action="store_true", help="2 functions, 12 trials, 4 seeds")
+    parser.add_argument("--parallel", type=int, nargs="+", choices=[1, 4], help="max_parallel (default: 1 and 4)")
     parser.add_argument("--save", type=Path, help="write every sweep's trials here as they finish (JSON)")
     parser.add_argument(
         "--reuse", type=Path, nargs="+", default=[], help="sweeps --save wrote (same code): not run again"
@@ -200,6 +202,7 @@ def main() -> None:
     if seeds < 1 or min(caps) < 1:
         parser.error("--seeds and --caps must be positive")
     began = time.monotonic()
+    PARALLEL[:] = options.parallel or PARALLEL
     done_before: Dict[str, Any] = {}
     for path in options.reuse:
         done_before.update(json.loads(path.read_text()))
