@@ -130,6 +130,26 @@ lb_stop_dockerd() {
   for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done
 }
 
+# lb_bookworm_tarball TARBALL PACKAGES WHAT LOG: a Debian bookworm root (minbase + the comma-separated
+# PACKAGES) made with debootstrap and kept as TARBALL, unless TARBALL is there already. WHAT names it in
+# the progress line; the whole output goes to LOG. Needs root.
+lb_bookworm_tarball() {
+  local tarball=$1 packages=$2 what=$3 log=$4 rootfs="$1.rootfs" rc
+  [ -s "$tarball" ] && return 0
+  lb_apt debootstrap
+  rm -rf --one-file-system "$rootfs"
+  lb_step "debootstrap: Debian bookworm + $what into a folder (a few minutes; log $log)"
+  set +e
+  debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$LB_DEBIAN_MIRROR" 2>&1 \
+    | tee "$log" | lb_phases debootstrap
+  rc=${PIPESTATUS[0]}
+  set -e
+  [ "$rc" = 0 ] || { tail -n 20 "$log" >&2; lb_die "debootstrap failed (log $log)"; }
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  tar -C "$rootfs" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+  rm -rf --one-file-system "$rootfs"
+}
+
 # lb_base_image: a Debian bookworm image with python3, PyYAML and pip, built with debootstrap and
 # `docker import`, so no container registry is needed. The root filesystem tarball is cached, named
 # after the package list, which the image carries in its launchbay.base label: one of ours made
@@ -142,22 +162,8 @@ lb_base_image() {
     case $label in "$stamp" | "" | "<no value>") return 0 ;; esac
   fi
   local tarball="$LB_STATE/bookworm-python-$stamp.tar"
-  if [ ! -s "$tarball" ]; then
-    [ "$(id -u)" = 0 ] || lb_die "building the base image $LB_BASE_IMAGE needs root (debootstrap); run this once as root, or set LAUNCHBAY_BASE_IMAGE to a local image with python3 and pip"
-    lb_apt debootstrap
-    local rootfs="$LB_STATE/rootfs.tmp" rc
-    rm -rf "$rootfs"
-    lb_step "debootstrap: Debian bookworm + python3 into a folder (a few minutes; log $LB_STATE/debootstrap.log)"
-    set +e
-    debootstrap --variant=minbase --include="$LB_BASE_PACKAGES" bookworm "$rootfs" "$LB_DEBIAN_MIRROR" 2>&1 \
-      | tee "$LB_STATE/debootstrap.log" | lb_phases debootstrap
-    rc=${PIPESTATUS[0]}
-    set -e
-    [ "$rc" = 0 ] || { tail -n 20 "$LB_STATE/debootstrap.log" >&2; lb_die "debootstrap failed"; }
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    tar -C "$rootfs" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
-    rm -rf "$rootfs"
-  fi
+  [ "$(id -u)" = 0 ] || [ -s "$tarball" ] || lb_die "building the base image $LB_BASE_IMAGE needs root (debootstrap); run this once as root, or set LAUNCHBAY_BASE_IMAGE to a local image with python3 and pip"
+  lb_bookworm_tarball "$tarball" "$LB_BASE_PACKAGES" "python3" "$LB_STATE/debootstrap.log"
   lb_step "docker import -> $LB_BASE_IMAGE"
   docker import -c 'ENV LANG=C.UTF-8' -c 'CMD ["python3"]' -c "LABEL launchbay.base=$stamp" "$tarball" "$LB_BASE_IMAGE" >/dev/null \
     || lb_die "docker import failed"
@@ -347,22 +353,8 @@ lb_systemd_image() {
   base=launchbay-systemd-base:$stamp
   if ! docker image inspect "$base" >/dev/null 2>&1; then
     tarball="$LB_STATE/bookworm-systemd-$stamp.tar"
-    if [ ! -s "$tarball" ]; then
-      [ "$(id -u)" = 0 ] || lb_die "building the systemd image needs root (debootstrap)"
-      lb_apt debootstrap
-      local rootfs="$LB_STATE/rootfs-systemd.tmp" rc
-      rm -rf "$rootfs"
-      lb_step "debootstrap: Debian bookworm + systemd into a folder (a few minutes; log $LB_STATE/debootstrap-systemd.log)"
-      set +e
-      debootstrap --variant=minbase --include="$LB_SYSTEMD_PACKAGES" bookworm "$rootfs" "$LB_DEBIAN_MIRROR" 2>&1 \
-        | tee "$LB_STATE/debootstrap-systemd.log" | lb_phases debootstrap
-      rc=${PIPESTATUS[0]}
-      set -e
-      [ "$rc" = 0 ] || { tail -n 20 "$LB_STATE/debootstrap-systemd.log" >&2; lb_die "debootstrap failed"; }
-      rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-      tar -C "$rootfs" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
-      rm -rf "$rootfs"
-    fi
+    [ "$(id -u)" = 0 ] || [ -s "$tarball" ] || lb_die "building the systemd image needs root (debootstrap)"
+    lb_bookworm_tarball "$tarball" "$LB_SYSTEMD_PACKAGES" "systemd" "$LB_STATE/debootstrap-systemd.log"
     docker import -c 'CMD ["/sbin/init"]' -c 'ENV container=docker' "$tarball" "$base" >/dev/null \
       || lb_die "docker import failed"
   fi

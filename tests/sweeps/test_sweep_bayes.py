@@ -19,19 +19,10 @@ from launchbay.sweeps.driver import SweepDriver
 from launchbay.sweeps.gp import GPSampler
 from launchbay.sweeps.spec import parse_sweep
 from sweep_helpers import Runner, bowl, sweep_file, trainer_job
+from test_sweep_driver import BAYES  # the same sweep the driver's bayes-against-random test runs
 
 pytestmark = pytest.mark.integration
 
-BAYES = {
-    "method": "bayes",
-    "metric": {"name": "loss", "goal": "minimize"},
-    "run_cap": 12,
-    "max_parallel": 1,
-    "parameters": {
-        "trainer.learning_rate": {"distribution": "log_uniform_values", "min": 0.0001, "max": 1.0},
-        "config.yaml:optimizer.momentum": {"min": 0.0, "max": 1.0},
-    },
-}
 #: ``bowl`` is 1.0 at its optimum and 1 + 4 + 0.49 at its worst corner on BAYES's space.
 BOWL_RANGE = 4.49
 
