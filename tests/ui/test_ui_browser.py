@@ -1,6 +1,6 @@
 """The launch page end to end: ``launchbay ui`` on a random loopback port, real Redis, headless Chromium.
 
-Also saves the screenshots docs/ui.md shows (docs/img/ui-launch-form.png, docs/img/ui-job-page.png,
+Also takes the screenshots docs/ui.md shows (docs/img/ui-launch-form.png, docs/img/ui-job-page.png,
 docs/img/ui-job-metrics.png).
 """
 

@@ -2,7 +2,7 @@
 
 Two agents registered as docs/architecture.md describes them (capacity JSON with the GPU contract's
 health and usage fields, ledger, liveness), jobs running on some GPUs, one GPU quarantined, and
-queued jobs beside them. Saves docs/img/ui-cluster.png for docs/ui.md.
+queued jobs beside them. Takes docs/img/ui-cluster.png for docs/ui.md.
 """
 
 from __future__ import annotations

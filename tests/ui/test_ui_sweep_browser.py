@@ -1,6 +1,6 @@
 """The sweep page in headless Chromium: ``launchbay ui`` on a random loopback port, real Redis, the
 agents' real sweep driver. Charts with a point per trial, the link to a trial's job, the page following
-an open sweep; saves docs/img/ui-sweep.png for docs/ui.md."""
+an open sweep; takes docs/img/ui-sweep.png for docs/ui.md."""
 
 from __future__ import annotations
 

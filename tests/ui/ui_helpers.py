@@ -37,7 +37,15 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 VIEWPORT = {"width": 1200, "height": 900}
-SCREENSHOT_DIR = REPO_ROOT / "docs" / "img"
+#: Where the browser tests save their screenshots: tests/artifacts/screenshots (git ignores it), or the
+#: pictures docs/ui.md shows (docs/img) when LAUNCHBAY_UPDATE_SCREENSHOTS=1 asks to refresh them. A
+#: plain run must not rewrite tracked files (tests/test_ci_setup.py checks the work tree after the run).
+SCREENSHOT_DIR = (
+    REPO_ROOT / "docs" / "img"
+    if os.environ.get("LAUNCHBAY_UPDATE_SCREENSHOTS") == "1"
+    else REPO_ROOT / "tests" / "artifacts" / "screenshots"
+)
+SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
 #: Bounded waits: how long a page, a server or a browser expectation may take.
 SERVER_START_S = 20.0
 EXPECT_MS = 10_000
