@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from launchbay.agent.runtime import JOB_ID_LABEL
 from launchbay.client import enqueue
 from security_helpers import (
     AgentFleet,
@@ -20,6 +21,7 @@ from security_helpers import (
     log_lines,
     make_queue,
     put_hostile_record,
+    record,
     redis_snapshot,
     state_of,
     wait_for,
@@ -128,9 +130,13 @@ def fleet(redis_url, tmp_path, docker_client):
 
 
 @pytest.mark.docker
-def test_records_written_into_redis_get_host_values_dropped_a_cpu_floor_and_no_payload_shadowing(
+def test_records_written_into_redis_with_host_values_or_no_cpu_floor_are_refused_and_payload_mounts_dropped(
     redis_conn, base_image, docker_client, fleet, tmp_path
 ):
+    """Issue 23: what enqueue refuses (host values, a CPU request under its floor) is refused by the agent
+    too when written straight into Redis; before, the agent ran such a job with the values dropped.
+    Neither job gets a container. A mount over launchbay's payload folders (an allowed option, a
+    harmful target) still runs with that mount dropped, and the job's log says so."""
     make_queue(redis_conn, "open", submitter_may_set=["network", "ipc_mode", "mounts"])
     docker = {
         "network": "host",
@@ -142,14 +148,20 @@ def test_records_written_into_redis_get_host_values_dropped_a_cpu_floor_and_no_p
     tiny = put_hostile_record(redis_conn, "open", spec={**spec, "docker": {}})
     request = '{"cpus":1e-10,"memory_mib":0,"gpus":0,"gpu_model":"","gpu_memory_mib":0}'
     redis_conn.hset(f"launchbay:job:{tiny}", "request", request)
+    shadow = put_hostile_record(redis_conn, "open", spec={**spec, "docker": {"mounts": docker["mounts"]}})
     fleet.start("values-agent", queues=("open",))
 
-    host_config = container_of(docker_client, job_id).attrs["HostConfig"]
-    tiny_config = container_of(docker_client, tiny).attrs["HostConfig"]
-    wait_for(lambda: state_of(redis_conn, job_id) == "finished", timeout_s=90, what=fleet.output())
+    mounts = container_of(docker_client, shadow).attrs["HostConfig"]["Mounts"]
+    wait_for(lambda: state_of(redis_conn, shadow) == "finished", timeout_s=90, what=fleet.output())
+    assert sorted(m["Target"] for m in mounts) == ["/launchbay/inputs", "/launchbay/output"]
+    dropped = "\n".join(line for line in log_lines(redis_conn, shadow) if line.startswith("[launchbay] ignored"))
+    assert "hide launchbay's payload folders" in dropped
 
-    assert host_config["NetworkMode"] != "host" and host_config["IpcMode"] != "host"
-    assert sorted(m["Target"] for m in host_config["Mounts"]) == ["/launchbay/inputs", "/launchbay/output"]
-    assert tiny_config["NanoCpus"] == 10_000_000  # 0.01 CPU, not 0 (= no limit at all)
-    dropped = "\n".join(line for line in log_lines(redis_conn, job_id) if line.startswith("[launchbay] ignored"))
-    assert "'network'" in dropped and "'ipc_mode'" in dropped and "hide launchbay's payload folders" in dropped
+    for job in (job_id, tiny):
+        wait_for(lambda job=job: state_of(redis_conn, job) == "failed", timeout_s=90, what=fleet.output())
+        assert docker_client.containers.list(all=True, filters={"label": f"{JOB_ID_LABEL}={job}"}) == []
+    hostile, small = record(redis_conn, job_id), record(redis_conn, tiny)
+    assert hostile["reason"] == small["reason"] == "refused"
+    for option in ("network", "ipc_mode"):
+        assert f"docker option {option!r} = 'host' is not allowed for submitters" in hostile["message"]
+    assert "cpus: Input should be greater than or equal to 0.01" in small["message"]
