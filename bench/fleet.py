@@ -71,10 +71,10 @@ def delta(before: Dict[str, float], after: Dict[str, float]) -> Dict[str, float]
     return {k: after[k] - before.get(k, 0) for k in after}
 
 
-def top_commands(load: Dict[str, float], jobs: int) -> Dict[str, float]:
-    """The load phase's ten most frequent commands, per job (idle fleet included)."""
+def commands_by_name(load: Dict[str, float], jobs: int) -> Dict[str, float]:
+    """Every command of the load phase, per job (idle fleet included), the most frequent first."""
     counts = sorted(((v, k[4:]) for k, v in load.items() if k.startswith("cmd_") and v), reverse=True)
-    return {name: round(count / jobs, 2) for count, name in counts[:10]}
+    return {name: round(count / jobs, 2) for count, name in counts}
 
 
 def agent_settings(index: int, folder: Path) -> AgentSettings:
@@ -171,7 +171,7 @@ def summarize(size, beats, idle, load, latencies, reports) -> Dict[str, Any]:
         "idle_core_share": idle_cpu_s,
         "idle_commands_s": idle_commands_s,
         "passes": sum(r["passes"] for r in reports),
-        "top_commands_per_job": top_commands(load, jobs),
+        "commands_per_job_by_name": commands_by_name(load, jobs),
     }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from typing import Tuple
@@ -84,17 +85,28 @@ def jobs_of(root: redis.Redis, sweep_id: str):
     return {j: (records.get(j)["submitter"], records.get(j)["run_config"].get("lr")) for j in ids}
 
 
+#: Runs argv[2:] and writes its peak RSS (KiB, its own rusage) to argv[1]. The command is started from
+#: this small process, not from pytest: a child's ru_maxrss counts what it held before its exec, and a
+#: child forked from a pytest that has run the whole suite starts out at hundreds of MiB.
+PEAK_RSS_WRAPPER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_pid, status, usage = os.wait4(proc.pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def measured_cli(url: str, *args: str, tmp_path) -> Tuple[int, str, str, float, float]:
     """``launchbay ARGS`` as ``cli`` runs it: (exit code, stdout, stderr, seconds, that process's peak RSS
     in MiB, from its own rusage)."""
-    out, err = tmp_path / "cli.out", tmp_path / "cli.err"
+    out, err, peak = tmp_path / "cli.out", tmp_path / "cli.err", tmp_path / "cli.peak"
     started = time.monotonic()
     with out.open("w") as stdout, err.open("w") as stderr:
         env = {**os.environ, "LAUNCHBAY_REDIS_URL": url}
-        proc = subprocess.Popen([str(BIN_DIR / "launchbay"), *args], stdout=stdout, stderr=stderr, env=env)
-        _pid, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, out.read_text(), err.read_text(), time.monotonic() - started, usage.ru_maxrss / 1024
+        command = [sys.executable, "-c", PEAK_RSS_WRAPPER, str(peak), str(BIN_DIR / "launchbay"), *args]
+        code = subprocess.run(command, stdout=stdout, stderr=stderr, env=env, timeout=120).returncode
+    return code, out.read_text(), err.read_text(), time.monotonic() - started, int(peak.read_text()) / 1024
 
 
 def finish_queued(root: redis.Redis) -> int:
