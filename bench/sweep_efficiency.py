@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -170,7 +171,14 @@ def _reexec_in_bench_venv() -> Optional[str]:
         return None
     except ImportError:
         pass
-    if BENCH_PYTHON.exists() and os.path.realpath(sys.prefix) != os.path.realpath(BENCH_PYTHON.parent.parent):
+    in_bench_venv = os.path.realpath(sys.prefix) == os.path.realpath(BENCH_PYTHON.parent.parent)
+    if not BENCH_PYTHON.exists() and not in_bench_venv:
+        # The first run makes it (a minute, from PyPI), as scripts/test makes .venv: no step to remember.
+        print("making .venv-bench with W&B's engine (bench/setup-wandb) ...", file=sys.stderr, flush=True)
+        made = subprocess.run(["bash", str(REPO_ROOT / "bench" / "setup-wandb")], stdout=sys.stderr, timeout=900)
+        if made.returncode != 0:
+            return "W&B's engine (PyPI sweeps) could not be installed: bench/setup-wandb failed (see above)"
+    if BENCH_PYTHON.exists() and not in_bench_venv:
         os.execv(str(BENCH_PYTHON), [str(BENCH_PYTHON), __file__, *sys.argv[1:]])
     return "W&B's engine (PyPI sweeps) is not installed: run bench/setup-wandb (it makes .venv-bench)"
 
