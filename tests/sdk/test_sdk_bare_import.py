@@ -140,11 +140,9 @@ print(json.dumps({"config": config, "heavy": heavy}))
 """.replace("HEAVY", repr(HEAVY))
 
 
-@pytest.mark.parametrize("interpreter", ["current", "3.9"])
+@pytest.mark.parametrize("interpreter", INTERPRETERS)
 def test_launchbay_wandb_imports_and_logs_with_only_pyyaml(bare_site, tmp_path, interpreter):
     executable = sys.executable if interpreter == "current" else python39()
-    if executable is None:
-        pytest.skip("no Python 3.9 interpreter installed")
     env = {
         "BARE_SITE": str(bare_site),
         "LAUNCHBAY_RUN_CONFIG": json.dumps({"trainer": {"lr": 0.5}}),
