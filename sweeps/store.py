@@ -294,7 +294,7 @@ def check_template(template: Any) -> None:
     overrides = template.get("run_config"), template.get("file_overrides")  # dict read: a template checked raw
     if not all(isinstance(tree, dict) for tree in overrides):
         raise ValidationError("the sweep's job template needs run_config and file_overrides mappings")
-    missing = [key for key in ("name", "spec", *META_FIELDS) if key not in template]
+    missing = [key for key in ("name", "spec", *META_FIELDS) if key not in template]  # dict read: checked raw
     if missing or not isinstance(template["spec"], dict):  # dict read: a template checked raw
         raise ValidationError(f"the sweep's job template lacks {', '.join(missing) or 'a spec mapping'}")
     if not all(isinstance(tree, dict) for tree in overrides[1].values()):

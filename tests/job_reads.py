@@ -3,7 +3,8 @@
 The structure test (tests/test_structure.py) counts them outside queue_config/job.py. A read is a
 job field's name, taken from a dict or from Redis directly:
 
-- ``d.get(K)``, ``d[K]``, ``d.pop(K)``, ``d.setdefault(K)`` where ``K`` names a stored job field,
+- ``d.get(K)``, ``d[K]``, ``d.pop(K)``, ``d.setdefault(K)`` (and ``K in d`` on a job's dict) where
+  ``K`` names a stored job field,
   written as a literal (text or bytes), as a module constant that holds it (``CANCEL_REQUESTED``),
   as a loop variable over a tuple of field names, or as ``f"{...}_at"`` (a state's time);
 - ``conn.hget(keys.job(...), K)``, and an HMGET of a job key unpacked into names
@@ -398,6 +399,18 @@ class JobReads:
                 found.append((node.value, texts(node.slice, known)))
         return [(obj, key) for obj, key in found if any(name in self.fields for name in key)]
 
+    def _memberships(self, scope: ast.AST) -> List[Tuple[ast.AST, Tuple[str, ...]]]:
+        """(the container, the names the key may be) for each ``K in d`` / ``K not in d`` in scope: a read
+        of whether a job stores a field, when ``d`` is a job dict."""
+        known = {**self.known, **self._loop_names(scope)}
+        found = []
+        for node in self.nodes(scope):
+            if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.In, ast.NotIn)):
+                key = texts(node.left, known)
+                if any(name in self.fields for name in key):
+                    found.append((node.comparators[0], key))
+        return found
+
     def _redis_reads(self, scope: ast.AST) -> List[Tuple[int, str]]:
         """``hget(keys.job(...), K)``, and an HMGET of a job key whose field list this module does not
         hand to the record module's readers (:data:`VALUE_READERS`)."""
@@ -432,5 +445,8 @@ class JobReads:
                 field_name = next((name for name in key if name in self.fields), "")
                 if self._only(key) or self.is_plain_view(obj, names, attributes):
                     seen.add((obj.lineno, field_name))
+            for container, key in self._memberships(scope):
+                if self.is_plain_view(container, names, attributes):
+                    seen.add((container.lineno, next(name for name in key if name in self.fields)))
             seen |= set(self._redis_reads(scope))
         return [Read(line, field_name, NOTE in self.lines[line - 1]) for line, field_name in sorted(seen)]
