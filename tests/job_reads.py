@@ -3,20 +3,24 @@
 The structure test (tests/test_structure.py) counts them outside queue_config/job.py. A read is a
 job field's name, taken from a dict or from Redis directly:
 
-- ``d.get(K)``, ``d[K]``, ``d.pop(K)``, ``d.setdefault(K)`` (and ``K in d`` on a job's dict) where
-  ``K`` names a stored job field,
-  written as a literal (text or bytes), as a module constant that holds it (``CANCEL_REQUESTED``),
-  as a loop variable over a tuple of field names, or as ``f"{...}_at"`` (a state's time);
-- ``conn.hget(keys.job(...), K)``, and an HMGET of a job key unpacked into names
-  (``reason, message = conn.hmget(keys.job(...), [...])``).
+- ``d.get(K)``, ``d[K]``, ``d.pop(K)``, ``d.setdefault(K)``, and ``K in d`` on a job's dict, where
+  ``K`` names a stored job field: written as a literal (text or bytes), as a module constant that
+  holds it (``CANCEL_REQUESTED``), as a loop variable over a tuple of field names, or as
+  ``f"{...}_at"`` (a state's time);
+- ``conn.hget(keys.job(...), K)``, and an HMGET of a job key whose field list the module does not
+  hand to ``JobRecord.from_values`` (or ``job.waiting``) to read the answer.
 
 The field names come from ``JobRecord`` itself (its typed attributes, ``<state>_at`` for each
 state), so a field added there is counted here without a change. Most names are the job's alone:
-a read of one counts on any dict, whatever the variable is called. A few names other stored
+a read of one counts on any dict, whatever the variable is called. The names other stored
 structures use too (:data:`SHARED_NAMES`: an agent's ``state``, a sweep's ``id``, a ledger entry's
-``max_runtime_s``) count when the dict is a job's, which is traced inside each function and class:
-a dict that comes from a plain view of a job hash (:data:`PLAIN_VIEWS`, an HGETALL of a job key,
-a method of the module that returns one) or that the same function reads a job-only field from.
+``max_runtime_s``) count when the dict is a job's. That is traced through assignments, loops and
+``self.X`` in each function and class, from a plain view of a job hash (:data:`PLAIN_VIEWS`,
+``JobRecord.fields``, an HGETALL of a job key), a dict the same function reads a job-only field
+from, a function of ours that returns one, or a parameter some call hands one to.
+
+What it does not see: a key that arrives as a parameter, and the fields of a job being built
+(a launch's, a sweep's template) until something reads a job-only name of them.
 
 A read that has to stay carries ``# dict read: why`` on its line; it is still counted.
 
@@ -60,7 +64,8 @@ COPIES = frozenset({"dict", "list", "tuple", "sorted", "reversed"})
 PLAIN_VIEW_ATTRIBUTE = "fields"
 #: A state's time field, ``f"{state}_at"``.
 STATE_TIME = "<state>_at"
-DERIVED_ATTRIBUTES = frozenset({"times", "outcome", "fields", "problems", "wrong_shape"})
+#: ``JobRecord`` attributes that are not a stored field's name.
+DERIVED_ATTRIBUTES = frozenset({"times", "outcome", "fields", "problems", "wrong_shape", "submitter_field"})
 FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 DEFINITIONS = (*FUNCTIONS, ast.ClassDef)
 
