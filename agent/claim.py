@@ -2,7 +2,8 @@
 
 :class:`QueueReader` reads, for each queue the agent serves (in order, paused queues skipped), the
 first ``lookahead`` job ids of its RQ queue and their records, and the agent's ledger: two pipelined
-round trips, in which a job already seen costs only its state fields. :class:`ClaimPass` asks
+round trips, in which a job already seen costs only its state fields (read by ``job.waiting``, not
+as a whole ``JobRecord``: that is once per listed job per pass). :class:`ClaimPass` asks
 placement for the jobs it would take from that snapshot, best first, and :class:`Claimer` runs
 ``claim.lua`` on them, which re-checks each against Redis as it is *now* and claims the first it
 still may (out of the RQ queue, allocation into the ledger, record to ``starting``). Jobs other
@@ -26,8 +27,8 @@ import redis
 from launchbay.agent.ledger import LedgerEntry, decode_entries
 from launchbay.agent.placement import Candidate, Decision, Policy, claim_order
 from launchbay.queue_config import rq_bridge
-from launchbay.queue_config.acl import submitter_of
-from launchbay.queue_config.job import is_waiting
+from launchbay.queue_config.acl import UNKNOWN_SUBMITTER
+from launchbay.queue_config.job import WAITING_FIELDS, JobRecord, State, waiting
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import ClaimScript
 from launchbay.queue_config.matching import Capacity, Request, could_ever_fit
@@ -38,17 +39,10 @@ from launchbay.text import as_text
 
 log = logging.getLogger(__name__)
 
-RECORD_FIELDS = (
-    "state",
-    "queue",
-    "request",
-    "constraints",
-    "priority",
-    "queued_at",
-    "max_runtime_s",
-    "cancel_requested",
-    "submitter",
-)
+#: What a read takes of a job seen for the first time: :data:`job.WAITING_FIELDS` (all a later read
+#: takes again: the rest of a queued job's record does not change while it waits, and
+#: ``queued_at`` changes when it is queued again), then what placement needs.
+RECORD_FIELDS = (*WAITING_FIELDS, "queue", "request", "constraints", "priority", "max_runtime_s", "submitter")
 
 
 @dataclass(frozen=True)
@@ -86,35 +80,30 @@ def _sane(request: Request) -> Request:
     return request
 
 
-def _fields(names: Sequence[str], values: Sequence[Any]) -> Dict[str, Optional[str]]:
-    return dict(zip(names, (None if v is None else as_text(v) for v in values)))
-
-
 #: What placement needs of a queued record that does not change while it waits:
 #: (request, queued_at, constraints, max_runtime_s, priority, submitter).
 Parsed = Tuple[Request, float, Dict[str, str], Optional[int], str, str]
 
 
-def _parse(job_id: str, queue: str, fields: Mapping[str, Optional[str]]) -> Optional[Parsed]:
-    """What a record says of the job, whatever its state; None when it cannot be used at all."""
-    if fields["queue"] not in (None, queue):
+def _parse(job_id: str, queue: str, values: Sequence[Any]) -> Optional[Parsed]:
+    """What a record (an HMGET of :data:`RECORD_FIELDS`) says of the job, whatever its state; None
+    when it cannot be used at all."""
+    record = JobRecord.from_values(job_id, RECORD_FIELDS, values)
+    if record.queue not in ("", queue):
         return None
+    unreadable = [name for name in record.problems if name != "state"] + record.wrong_shape
     try:
-        request = _sane(Request.from_dict(json.loads(fields["request"] or "{}")))
-        constraints = {str(k): str(v) for k, v in (json.loads(fields["constraints"] or "{}") or {}).items()}
-        max_runtime = int(fields["max_runtime_s"]) if fields["max_runtime_s"] else None
-        queued_at = float(fields["queued_at"] or 0.0)
+        if unreadable:
+            raise ValueError(f"unreadable fields: {', '.join(unreadable)}")
+        request = _sane(Request.from_dict(record.request))
     except (TypeError, ValueError, AttributeError, RecursionError) as exc:
         # Anyone with write access to Redis can write a record: one bad record must not stop the pass.
         _warn_unreadable(job_id, str(exc))
         return None
-    submitter = submitter_of(job_id, fields.get("submitter"))  # the key says whose it is, not the field
-    return request, queued_at, constraints, max_runtime, fields["priority"] or "normal", submitter
-
-
-#: What is read again on every pass for a job whose record was read before: the rest of a queued
-#: job's record does not change while it waits, and ``queued_at`` changes when it is queued again.
-LIVE_FIELDS = ("state", "cancel_requested", "queued_at")
+    constraints = {str(k): str(v) for k, v in record.constraints.items()}
+    queued_at = record.times.get(State.QUEUED.value, 0.0)
+    # whose it is: the key's owner (``JobRecord.submitter``), not the field
+    return request, queued_at, constraints, record.max_runtime_s, record.priority, record.submitter or UNKNOWN_SUBMITTER
 
 
 class QueueReader:
@@ -122,7 +111,7 @@ class QueueReader:
 
     A read costs two pipelined round trips: the queues' first ``lookahead`` ids (and whether each
     queue is paused), then the ledger and, per listed job, either its whole record (first sight) or
-    only its :data:`LIVE_FIELDS`. A job whose ``queued_at`` moved is read whole again (a third round
+    only its :data:`job.WAITING_FIELDS`. A job whose ``queued_at`` moved is read whole again (a third round
     trip, rare). Only the jobs of the latest read are kept, so memory stays within the lookahead.
     """
 
@@ -177,31 +166,29 @@ class QueueReader:
         with self.conn.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.agent_ledger(self.agent_id))
             for queue, _, _, job_id in listed:
-                pipe.hmget(self.keys.job(job_id), LIVE_FIELDS if (job_id, queue) in self._known else RECORD_FIELDS)
+                pipe.hmget(self.keys.job(job_id), WAITING_FIELDS if (job_id, queue) in self._known else RECORD_FIELDS)
             ledger_raw, *replies = pipe.execute()
         known: Dict[Tuple[str, str], Tuple[Optional[str], Optional[Parsed]]] = {}
         live: Dict[Tuple[str, str], bool] = {}  # queued, and no cancel asked for
         stale = []
         for (queue, _, _, job_id), values in zip(listed, replies):
             key = (job_id, queue)
-            if key in self._known:
-                fields = _fields(LIVE_FIELDS, values)
-                if fields["queued_at"] != self._known[key][0]:
-                    stale.append(key)  # queued again since: read it whole
-                    continue
-                known[key] = self._known[key]
+            waits, queued_at = waiting(values[: len(WAITING_FIELDS)])  # RECORD_FIELDS begin with them
+            if key not in self._known:
+                known[key] = (queued_at, _parse(job_id, queue, values))
+            elif queued_at != self._known[key][0]:
+                stale.append(key)  # queued again since: read it whole
+                continue
             else:
-                fields = _fields(RECORD_FIELDS, values)
-                known[key] = (fields["queued_at"], _parse(job_id, queue, fields))
-            live[key] = is_waiting(fields)
+                known[key] = self._known[key]
+            live[key] = waits
         if stale:
             with self.conn.pipeline(transaction=False) as pipe:
                 for job_id, _ in stale:
                     pipe.hmget(self.keys.job(job_id), RECORD_FIELDS)
                 for (job_id, queue), values in zip(stale, pipe.execute()):
-                    fields = _fields(RECORD_FIELDS, values)
-                    known[(job_id, queue)] = (fields["queued_at"], _parse(job_id, queue, fields))
-                    live[(job_id, queue)] = is_waiting(fields)
+                    live[(job_id, queue)], queued_at = waiting(values[: len(WAITING_FIELDS)])
+                    known[(job_id, queue)] = (queued_at, _parse(job_id, queue, values))
         self._known = known
         candidates = []
         for queue, rank, position, job_id in listed:

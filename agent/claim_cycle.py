@@ -119,9 +119,9 @@ class ClaimCycle:
         except Exception as exc:  # RQ's mirror is for dashboards; the job runs without it
             log.warning("job %s: RQ does not show it as started: %s", job_id, exc, extra={"job_id": job_id})
         record = self.records.load(job_id) or JobRecord(job_id, state=None)
-        self.notices.started(JobStarted(job_id, record.fields))
+        self.notices.started(JobStarted(job_id, record))
         try:
-            self.supervisor.start(record.fields, entry)  # the job's thread reads the stored fields it runs with
+            self.supervisor.start(record, entry)  # the job's thread reads the stored fields it runs with
         except Exception as exc:
             log.error("job %s could not be handed to the supervisor: %s", job_id, exc, exc_info=True)
             outcome = Outcome(State.FAILED, Reason.CONTAINER_FAILED, message=str(exc))

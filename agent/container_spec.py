@@ -27,7 +27,7 @@ from launchbay.agent.job_secrets import JobSecrets
 from launchbay.agent.payload_dir import PayloadPaths
 from launchbay.agent.runtime import AGENT_ID_LABEL, JOB_ID_LABEL, MANAGED_LABEL, QUEUE_LABEL
 from launchbay.queue_config.agents import AllocationLike
-from launchbay.queue_config.job import UNREADABLE_FIELDS, JobRecord
+from launchbay.queue_config.job import JSON_LIST_FIELDS, JobRecord
 from launchbay.queue_config.models import DOCKER_OPTION_ALIASES, ENV_NAME_RE, MIN_CPUS, DockerOptions, QueueConfig
 from launchbay.queue_config.submitter_policy import normalize_path, value_problems
 from launchbay.sdk.payload import (
@@ -57,18 +57,19 @@ def _ignore(_message: str) -> None:
     return None
 
 
-def record_problem(record: Mapping[str, Any]) -> Optional[str]:
+def record_problem(record: JobRecord) -> Optional[str]:
     """What makes ``record`` unfit to build a container from, or None.
 
     The client only ever writes well-formed records, but anyone with write access to Redis can
     write one; the agent refuses those instead of guessing (a string command is not split, an env
-    name with ``=`` is not passed on). It reads the stored fields as a dict on purpose: a ``JobRecord``
-    reads a value of the wrong shape as empty, which would hide what is wrong with it.
+    name with ``=`` is not passed on). A stored value the record could not read, or read in the
+    wrong shape (``JobRecord.problems``, ``JobRecord.wrong_shape``: its attribute reads as empty),
+    is named here, never taken as empty.
     """
-    if record.get(UNREADABLE_FIELDS):
-        return f"not readable: {', '.join(record[UNREADABLE_FIELDS])}"
-    spec = record.get("spec")
-    if not isinstance(spec, dict) or not isinstance(spec.get("image"), str) or not spec["image"].strip():
+    if record.problems:
+        return f"not readable: {', '.join(record.problems)}"
+    spec = record.spec
+    if not isinstance(spec.get("image"), str) or not spec["image"].strip():
         return "spec.image must be an image name"
     command = spec.get("command")
     if command is not None and not (isinstance(command, list) and all(isinstance(a, str) for a in command)):
@@ -78,15 +79,15 @@ def record_problem(record: Mapping[str, Any]) -> Optional[str]:
         return "spec.env must map valid variable names to values"
     if any(isinstance(value, (dict, list)) for value in env.values()):
         return "spec.env values must be strings"
-    for name in ("run_config", "file_overrides"):
-        if record.get(name) is not None and not isinstance(record[name], dict):
-            return f"{name} must be a JSON object"
+    if record.wrong_shape:
+        name = record.wrong_shape[0]
+        return f"{name} must be a JSON {'array' if name in JSON_LIST_FIELDS else 'object'}"
     return None
 
 
-def submitter_options(record: Mapping[str, Any], queue: QueueConfig, warn: Warn = _ignore) -> Dict[str, Any]:
+def submitter_options(record: JobRecord, queue: QueueConfig, warn: Warn = _ignore) -> Dict[str, Any]:
     """The submitter's ``spec.docker`` fields that ``queue`` allows, validated; the rest dropped with a warning."""
-    requested = dict((record.get("spec") or {}).get("docker") or {})
+    requested = dict(record.spec.get("docker") or {})
     for alias, name in DOCKER_OPTION_ALIASES.items():
         if alias in requested and name not in requested:
             requested[name] = requested.pop(alias)
@@ -203,14 +204,14 @@ def _limits(alloc: AllocationLike) -> Dict[str, Any]:
 
 
 def _environment(
-    record: Mapping[str, Any],
+    record: JobRecord,
     queue: QueueConfig,
     options: DockerOptions,
     secrets: JobSecrets,
     warn: Warn,
 ) -> Dict[str, str]:
     """The env below launchbay's own names: the queue's and the job's, the secrets, W&B's contract."""
-    spec = record.get("spec") or {}
+    spec = record.spec
     environment = {**options.env, **{str(k): str(v) for k, v in (spec.get("env") or {}).items()}}
     for name in (ENV_RUN_CONFIG, ENV_FILE_OVERRIDES):
         environment.pop(name, None)  # only the payload speaks for these, even when it goes by file only
@@ -226,7 +227,7 @@ def _environment(
 
 
 def build_container_spec(
-    record: Mapping[str, Any],
+    record: JobRecord,
     queue: QueueConfig,
     alloc: AllocationLike,
     *,
@@ -243,10 +244,9 @@ def build_container_spec(
     """
     # The key it was claimed under names the container: the record's own ``id`` field is the
     # submitter's to write.
-    job = JobRecord.from_fields(alloc.job_id, record)
-    spec, job_id = job.spec, alloc.job_id
+    spec, job_id = record.spec, alloc.job_id
     if secrets is None:
-        secrets = JobSecrets(run_config=job.run_config, file_overrides=job.file_overrides)
+        secrets = JobSecrets(run_config=record.run_config, file_overrides=record.file_overrides)
     options = merge_docker_options(queue, submitter_options(record, queue, warn))
     gpu_env, gpu_kwargs = gpu_settings(alloc.gpus, options.gpu_mode, gpu_uuid_for, options.runtime)
     environment = {
@@ -256,7 +256,7 @@ def build_container_spec(
         ENV_OUTPUT_DIR: OUTPUT_MOUNT,
         ENV_JOB_ID: job_id,
         ENV_QUEUE: queue.name,
-        ENV_PREEMPTED: str(job.preemptions),
+        ENV_PREEMPTED: str(record.preemptions),
         **gpu_env,
     }
     kwargs: Dict[str, Any] = {

@@ -23,12 +23,15 @@ import redis
 from launchbay.agent.settings import AgentSettings
 from launchbay.queue_config import rq_bridge
 from launchbay.queue_config.agents import decode_entries
+from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.keys import Keys
 
 from launchbay import __version__
 from launchbay.text import as_text
 
 log = logging.getLogger(__name__)
+#: What a heartbeat reads of each job this agent runs: RQ's execution id, a cancel asked for, who holds it.
+RUNNING_FIELDS = ("rq_execution", "cancel_requested", "agent")
 
 
 @dataclass
@@ -142,17 +145,19 @@ class Heartbeat:
             return []
         with self.conn.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hmget(self.keys.job(job_id), ["rq_execution", "cancel_requested", "agent"])
-            replies = pipe.execute()
+                pipe.hmget(self.keys.job(job_id), RUNNING_FIELDS)
+            records = [
+                JobRecord.from_values(job_id, RUNNING_FIELDS, values) for job_id, values in zip(job_ids, pipe.execute())
+            ]
         cancels = []
         with self.conn.pipeline(transaction=False) as pipe:
-            for job_id, (execution, cancel, owner) in zip(job_ids, replies):
-                if owner is not None and as_text(owner) != self.settings.agent_id:
+            for record in records:
+                if record.agent is not None and record.agent != self.settings.agent_id:
                     continue
-                if cancel == b"1":
-                    cancels.append(job_id)
-                if execution:
-                    self._rq_heartbeat(job_id, as_text(execution), pipe)
+                if record.cancel_requested:
+                    cancels.append(record.id)
+                if record.rq_execution:
+                    self._rq_heartbeat(record.id, record.rq_execution, pipe)
             pipe.execute()
         return cancels
 

@@ -23,7 +23,7 @@ from launchbay.agent.sharing import record_usage
 from launchbay.agent.wandb_offline import keep_offline_runs
 from launchbay.metric_stream.follower import JobMetrics
 from launchbay.queue_config import events, lifecycle
-from launchbay.queue_config.job import TERMINAL_STATES, Outcome, Reason, State
+from launchbay.queue_config.job import TERMINAL_STATES, JobRecord, Outcome, Reason, State
 from launchbay.queue_config.logstream import is_eof
 
 from launchbay.errors import LaunchbayError
@@ -38,7 +38,7 @@ class RunLeftovers:
     """What a job run hands to its end: where its files and container are, and how it was stopped."""
 
     job_id: str
-    record: Dict[str, Any]
+    record: JobRecord
     log: JobLog
     paths: Optional[PayloadPaths]
     container_id: Optional[str]
@@ -134,7 +134,7 @@ def _record(
         ctx.records,
         run.job_id,
         outcome,
-        rq_execution=run.record.get("rq_execution"),
+        rq_execution=run.record.rq_execution,
         eof_once=False,
         effective_config=effective_config,
         summary=summary,
@@ -178,7 +178,7 @@ def _read_outputs(run: RunLeftovers) -> JobOutputs:
 
 
 def _record_inputs(ctx: RunContext, run: RunLeftovers, outputs: JobOutputs) -> None:
-    name = run.record.get("name")
+    name = run.record.name
     if outputs.inputs is None or not name:
         return
     try:

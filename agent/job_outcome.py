@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.runtime import ExitStatus
@@ -44,7 +44,7 @@ def exit_outcome(
     *,
     stop_reason: Optional[str],
     alloc: LedgerEntry,
-    record: Mapping[str, Any],
+    record: JobRecord,
     tail: Sequence[str],
     died_with_engine: Callable[[ExitStatus], bool],
     forced: Optional[Outcome] = None,
@@ -63,7 +63,7 @@ def exit_outcome(
     if stop_reason == "preempt":
         return PREEMPTED if code is None else replace(PREEMPTED, exit_code=code)
     if stop_reason == "timeout":
-        limit = alloc.max_runtime_s or JobRecord.from_fields(alloc.job_id, record).max_runtime_s
+        limit = alloc.max_runtime_s or record.max_runtime_s
         return failed(Reason.TIMEOUT, f"ran longer than its max_runtime of {limit} s and was stopped", code)
     if status.oom_killed:
         limit = f" of {alloc.memory_mib} MiB" if alloc.memory_mib else ""
@@ -73,7 +73,7 @@ def exit_outcome(
         return failed(Reason.DOCKER_UNAVAILABLE, message, code)
     if code == 0 and not status.error:
         return Outcome(State.FINISHED, None, 0, "")
-    start_failure = _start_failure(status, JobRecord.from_fields(alloc.job_id, record), tail)
+    start_failure = _start_failure(status, record, tail)
     if start_failure:
         return failed(Reason.CONTAINER_FAILED, start_failure, code)
     last = next((line for line in reversed(tail) if line.strip()), "")

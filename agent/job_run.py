@@ -28,7 +28,7 @@ from launchbay.agent.run_context import RunContext
 from launchbay.agent.runtime import ContainerGoneError, ContainerInfo, ExitStatus, PullInterruptedError
 from launchbay.metric_stream.follower import JobMetrics
 from launchbay.queue_config import lifecycle
-from launchbay.queue_config.job import Outcome, Reason, State, is_active, state_of
+from launchbay.queue_config.job import JobRecord, Outcome, Reason, State
 from launchbay.redis_connection.connect import retry_transient
 
 from launchbay.errors import DockerUnavailableError, JobRunError, LaunchbayError
@@ -61,7 +61,7 @@ class JobRun:
     def __init__(
         self,
         ctx: RunContext,
-        record: Optional[Dict[str, Any]],
+        record: Optional[JobRecord],
         alloc: LedgerEntry,
         *,
         on_done: Callable[[str], None],
@@ -70,7 +70,7 @@ class JobRun:
         self.ctx = ctx
         self.on_done = on_done
         self.job_id = alloc.job_id
-        self.record: Dict[str, Any] = record or {}
+        self.record = record or JobRecord(alloc.job_id, state=None)  # adopted: read in ``_adopt``
         self.alloc = alloc
         self.adopted = adopted
         self.container_id: Optional[str] = adopted.container_id if adopted else None
@@ -234,12 +234,12 @@ class JobRun:
     def _adopt(self) -> Optional[Outcome]:
         info = self.adopted
         assert info is not None and self.container_id is not None
-        self.record = self._redis(lambda: self.ctx.records.get(self.job_id)) or {}
+        self.record = self._redis(lambda: self.ctx.records.load(self.job_id)) or JobRecord(self.job_id, state=None)
         self.paths = payload_paths(self.ctx.state_dir, self.job_id)
         self.secrets = job_secrets.for_adopted(self.log, self.record, self.ctx.queue_config_for, self.alloc.queue)
         file_offset = info.labels.get(LOG_FILE_LABEL)
         self._redis(lambda: self.log.resume(info.labels.get(LOG_STREAM_LABEL), int(file_offset or 0)))
-        if not is_active(self.record):
+        if not self.record.active:
             logger.info("job %s ended while the agent was away; removing its container", self.job_id)
             self.stop_reason = "lost"
         elif info.status == "created":  # the agent stopped between create and start
@@ -249,13 +249,13 @@ class JobRun:
             self._set_deadline(time.time())
         elif info.running:
             self._set_deadline(info.started_at or time.time())
-        if self.stop_reason is None and state_of(self.record) == State.STARTING and not self._mark_running():
+        if self.stop_reason is None and self.record.state is State.STARTING and not self._mark_running():
             self.stop_reason = "lost"
         return self._watch()
 
     def _set_deadline(self, started_at: float) -> None:
         """``max_runtime_s`` counts from the container's start, so a slow image pull is not held against the job."""
-        limit = self.alloc.max_runtime_s or self.record.get("max_runtime_s")
+        limit = self.alloc.max_runtime_s or self.record.max_runtime_s
         if limit:
             self.deadline = time.monotonic() + (started_at + float(limit) - time.time())
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from launchbay.agent.logs import JobLog
+from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.models import QueueConfig
 from launchbay.queue_config.secrets import SecretSource, mask_tree, redact_tree, reference_name, section_secret_paths
 from launchbay.sdk.filtering import flatten
@@ -87,24 +88,21 @@ def _resolve(tree: Any, values: Mapping[str, str], where: List[str]) -> Any:
     return values[name]
 
 
-def resolve(record: Mapping[str, Any], queue: QueueConfig, environ: Optional[Mapping[str, str]] = None) -> JobSecrets:
+def resolve(record: JobRecord, queue: QueueConfig, environ: Optional[Mapping[str, str]] = None) -> JobSecrets:
     """Read the queue's secrets and put them in the job's overrides; SecretMissingError when one is missing."""
     environ = os.environ if environ is None else environ
     values = {name: read_secret(name, source, environ) for name, source in sorted(queue.secrets.items())}
     unknown: List[str] = []
-    run_config = _resolve(record.get("run_config") or {}, values, unknown)
-    file_overrides = _resolve(record.get("file_overrides") or {}, values, unknown)
+    run_config = _resolve(record.run_config, values, unknown)
+    file_overrides = _resolve(record.file_overrides, values, unknown)
     if unknown:
         names = ", ".join(sorted(set(unknown)))
         raise SecretMissingError(f"the overrides refer to secrets queue {queue.name!r} does not have: {names}")
     return JobSecrets(values, run_config, file_overrides, _field_values(record, run_config, file_overrides))
 
 
-def _field_values(
-    record: Mapping[str, Any], run_config: Dict[str, Any], file_overrides: Dict[str, Any]
-) -> Tuple[str, ...]:
-    spec = record.get("spec") if isinstance(record.get("spec"), dict) else {}
-    run_paths, file_paths = section_secret_paths(spec.get("inputs"))
+def _field_values(record: JobRecord, run_config: Dict[str, Any], file_overrides: Dict[str, Any]) -> Tuple[str, ...]:
+    run_paths, file_paths = section_secret_paths(record.spec.get("inputs"))
     trees = [(run_config, run_paths)] + [(file_overrides.get(p) or {}, paths) for p, paths in file_paths.items()]
     found = []
     for tree, paths in trees:
@@ -115,18 +113,17 @@ def _field_values(
 
 
 def scrub_effective_config(
-    record: Mapping[str, Any], config: Optional[Dict[str, Any]], secrets: Optional[JobSecrets]
+    record: JobRecord, config: Optional[Dict[str, Any]], secrets: Optional[JobSecrets]
 ) -> Optional[Dict[str, Any]]:
     """The job's ``config.json`` as it may go to Redis: secret fields masked, queue secret values hidden."""
     if config is None:
         return None
-    spec = record.get("spec") if isinstance(record.get("spec"), dict) else {}
-    run_paths, _ = section_secret_paths(spec.get("inputs"))
+    run_paths, _ = section_secret_paths(record.spec.get("inputs"))
     masked = mask_tree(config, run_paths)
     return redact_tree(masked, secrets.redact) if secrets is not None else masked
 
 
-def resolve_into(log: JobLog, record: Mapping[str, Any], queue_config: QueueConfig) -> JobSecrets:
+def resolve_into(log: JobLog, record: JobRecord, queue_config: QueueConfig) -> JobSecrets:
     """:func:`resolve`, and ``log`` hides the values from then on (SecretMissingError as there).
 
     The job's metrics and summary go through the same ``log.redact`` (``JobMetrics.for_job``).
@@ -137,7 +134,7 @@ def resolve_into(log: JobLog, record: Mapping[str, Any], queue_config: QueueConf
 
 
 def for_adopted(
-    log: JobLog, record: Mapping[str, Any], queue_config_for: Callable[[str], QueueConfig], queue: str
+    log: JobLog, record: JobRecord, queue_config_for: Callable[[str], QueueConfig], queue: str
 ) -> Optional[JobSecrets]:
     """The secrets again, for a container a restarted agent adopts: only to hide them from what it stores.
 
@@ -147,7 +144,7 @@ def for_adopted(
     try:
         return resolve_into(log, record, queue_config_for(queue))
     except SecretMissingError as exc:
-        logger.warning("job %s: cannot hide its secrets from its log after adoption: %s", record.get("id"), exc)
+        logger.warning("job %s: cannot hide its secrets from its log after adoption: %s", record.id, exc)
     except Exception as exc:  # the queue config is gone or unreadable: adoption must go on
-        logger.warning("job %s: cannot read its queue's secrets after adoption: %s", record.get("id"), exc)
+        logger.warning("job %s: cannot read its queue's secrets after adoption: %s", record.id, exc)
     return None

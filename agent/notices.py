@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, List, Mapping, Optional
+from typing import Any, Callable, List, Optional
 
-from launchbay.queue_config.job import State
+from launchbay.queue_config.job import JobRecord, State
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class JobStarted:
 
     job_id: str
     #: The job's record as the claim left it.
-    record: Mapping[str, Any]
+    record: JobRecord
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import redis
 from launchbay.agent.claim import quotas_of
 from launchbay.queue_config import lifecycle, pending, rq_bridge
-from launchbay.queue_config.acl import submitter_of
-from launchbay.queue_config.job import from_hash, is_waiting
+from launchbay.queue_config.acl import UNKNOWN_SUBMITTER
+from launchbay.queue_config.job import JobRecord, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.quotas import parse_usage
 
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 READ_FIELDS = ("state", "cancel_requested", "queue", "request", "constraints", "priority", "submitter")
 STORED = ("pending_reason", "pending_detail", "estimated_start")
+#: What a pass reads of each listed job.
+FIELDS = READ_FIELDS + STORED
 Change = Tuple[str, str, Optional[float]]
 
 
@@ -67,37 +69,31 @@ class PendingPass:
             listed += [(queue, as_text(job_id)) for job_id in ids]
         with self.conn.pipeline(transaction=False) as pipe:
             for _, job_id in listed:
-                pipe.hmget(self.keys.job(job_id), READ_FIELDS + STORED)
-            values = pipe.execute()
+                pipe.hmget(self.keys.job(job_id), FIELDS)
+            records = [JobRecord.from_values(job_id, FIELDS, raw) for (_, job_id), raw in zip(listed, pipe.execute())]
         views = pending.fleet(self.conn, self.keys)
         settings = {q: (p == b"1", quotas_of(c)) for q, (p, c) in zip(self.queues, replies[0::2])}
-        usage = self._usage(listed, values, settings)
+        usage = self._usage(listed, records, settings)
         out: Dict[str, Change] = {}
         ahead: Dict[str, List[pending.Ahead]] = {}
-        for (queue, job_id), raw in zip(listed, values):
-            fields = dict(zip(READ_FIELDS + STORED, (None if v is None else as_text(v) for v in raw)))
-            if not is_waiting(fields):
+        for (queue, job_id), record in zip(listed, records):
+            if record.state is not State.QUEUED or record.cancel_requested:  # what ``job.is_waiting`` says
                 continue
-            record = from_hash({k: v for k, v in fields.items() if v is not None})
             paused, quotas = settings[queue]
-            user = submitter_of(job_id, record.get("submitter"))
+            user = record.submitter or UNKNOWN_SUBMITTER  # whom its key names
             answer = pending.explain(
                 record, views, paused=paused, ahead=ahead.get(queue, []), quota=quotas.for_user(user),
                 usage=usage.get((queue, user), {}), user=user, now=now,
             )  # fmt: skip
             if answer.reason not in pending.NOT_IN_THE_WAY:
-                ahead.setdefault(queue, []).append(pending.Ahead(job_id, str(record.get("priority") or "normal")))
+                ahead.setdefault(queue, []).append(pending.Ahead(job_id, record.priority))
             if _differs(record, answer):
                 out[job_id] = (answer.reason, answer.detail, answer.estimated_start)
         return out
 
-    def _usage(self, listed, values, settings) -> Dict[Tuple[str, str], Dict[str, float]]:
+    def _usage(self, listed, records, settings) -> Dict[Tuple[str, str], Dict[str, float]]:
         wanted = sorted(
-            {
-                (q, submitter_of(job_id, as_text(v[READ_FIELDS.index("submitter")] or b"")))
-                for (q, job_id), v in zip(listed, values)
-                if settings[q][1].any
-            }
+            {(q, r.submitter or UNKNOWN_SUBMITTER) for (q, _), r in zip(listed, records) if settings[q][1].any}
         )
         with self.conn.pipeline(transaction=False) as pipe:
             for queue, user in wanted:
@@ -105,13 +101,9 @@ class PendingPass:
             return {key: parse_usage(raw) for key, raw in zip(wanted, pipe.execute())}
 
 
-def _differs(record: Dict[str, object], answer: pending.Pending) -> bool:
-    stored = record.get("estimated_start")
+def _differs(record: JobRecord, answer: pending.Pending) -> bool:
+    stored = record.estimated_start
     start_same = (stored is None and answer.estimated_start is None) or (
-        stored is not None and answer.estimated_start is not None and abs(float(stored) - answer.estimated_start) < 1  # type: ignore[arg-type]
+        stored is not None and answer.estimated_start is not None and abs(stored - answer.estimated_start) < 1
     )
-    return (
-        record.get("pending_reason") != answer.reason
-        or record.get("pending_detail") != answer.detail[:300]
-        or not start_same
-    )
+    return record.pending_reason != answer.reason or record.pending_detail != answer.detail[:300] or not start_same

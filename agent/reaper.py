@@ -92,7 +92,7 @@ def resolve_lost_job(
     attempts = record.attempts or 1
     if policy.on_agent_lost == "requeue" and attempts <= policy.max_requeues:
         message = f"{why}; put back in the queue (requeue {attempts} of {policy.max_requeues})"
-        done = lifecycle.put_back(records, job_id, record.fields, reason=Reason.REQUEUED_AGENT_LOST, message=message)
+        done = lifecycle.put_back(records, job_id, record, reason=Reason.REQUEUED_AGENT_LOST, message=message)
         return "requeued" if done else "skipped"
     if policy.on_agent_lost == "requeue":
         why += f"; not requeued again: claimed {attempts} times, max_requeues is {policy.max_requeues}"

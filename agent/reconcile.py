@@ -95,7 +95,7 @@ class Reconciler:
     ) -> str:
         record = record if record is not None else self.records.load(job_id)
         if record is not None and record.active and record.agent == self.agent_id:
-            if record.state is State.STARTING and lifecycle.put_back(self.records, job_id, record.fields):
+            if record.state is State.STARTING and lifecycle.put_back(self.records, job_id, record):
                 self.ledger.release(job_id)
                 log.info(
                     "job %s was claimed but never started; put back in its queue", job_id, extra={"job_id": job_id}

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Callable, Optional
 
 import redis
 from launchbay.agent.runtime import Runtime
 from launchbay.agent.settings import AgentSettings
+from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.job_checks import record_problems
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
@@ -48,12 +49,12 @@ class RunContext:
     def state_dir(self) -> Path:
         return Path(self.settings.state_dir)
 
-    def refusal(self, job_id: str, record: Mapping[str, Any], queue: QueueConfig) -> Optional[str]:
+    def refusal(self, job_id: str, record: JobRecord, queue: QueueConfig) -> Optional[str]:
         """Why the claimed ``record`` must not run, checked as enqueue checks a launch (None: it may).
 
         The submitter may have rewritten her record since enqueue (``queue_config/job_checks.py``).
         """
-        recorded = QueueStore(self.conn, self.keys).get_inputs(str(record.get("name") or ""))
+        recorded = QueueStore(self.conn, self.keys).get_inputs(record.name)
         problems = record_problems(job_id, record, queue, recorded)
         if not problems:
             return None

@@ -23,15 +23,17 @@ from launchbay.agent.placement import Policy, ordered
 from launchbay.agent.preemption import Running, choose
 from launchbay.agent.settings import AgentSettings
 from launchbay.agent.sharing import with_usage
+from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.matching import Capacity, could_ever_fit
 from launchbay.queue_config.models import QueueConfig
 from launchbay.queue_config.sharing import PreemptionConfig
 
 from launchbay.errors import LaunchbayError
-from launchbay.text import as_text
 
 log = logging.getLogger(__name__)
+#: What the preemption hook reads of a job it may stop.
+PRIORITY_ONLY = ("priority",)
 
 
 class Supervisor(Protocol):
@@ -118,6 +120,6 @@ class SharedQueue:
     def _priorities(self, job_ids: list) -> Dict[str, str]:
         with self.conn.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hget(self.keys.job(job_id), "priority")
+                pipe.hmget(self.keys.job(job_id), PRIORITY_ONLY)
             values = pipe.execute()
-        return {job_id: as_text(v) if v else "normal" for job_id, v in zip(job_ids, values)}
+        return {job_id: JobRecord.from_values(job_id, PRIORITY_ONLY, v).priority for job_id, v in zip(job_ids, values)}

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Callable, Dict, Mapping, Optional, Sequence
 
 import redis
 from launchbay.agent.placement import Policy
 from launchbay.queue_config import usage
 from launchbay.queue_config.acl import submitter_of
+from launchbay.queue_config.job import JobRecord, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import QueueConfig
 
@@ -47,15 +48,17 @@ def with_usage(
     return replace(policy, usage=by_queue)
 
 
-def run_seconds(record: Mapping[str, Any], now: float) -> Optional[tuple]:
+def run_seconds(record: JobRecord, now: float) -> Optional[tuple]:
     """``(gpu_s, cpu_s)`` of the run the record describes, or None when it never started."""
-    started = record.get("starting_at")
-    try:
-        seconds = max(0.0, now - float(started))
-        cpus = float((record.get("request") or {}).get("cpus") or 0.0)
-    except (TypeError, ValueError, AttributeError):
+    started = record.times.get(State.STARTING.value)
+    if started is None:
         return None
-    return len(record.get("gpus") or ()) * seconds, cpus * seconds
+    try:
+        cpus = float(record.request.get("cpus") or 0.0)
+    except (TypeError, ValueError):
+        return None
+    seconds = max(0.0, now - started)
+    return len(record.gpus) * seconds, cpus * seconds
 
 
 def record_usage(
@@ -63,21 +66,21 @@ def record_usage(
     keys: Keys,
     config_for: Callable[[str], QueueConfig],
     job_id: str,
-    record: Mapping[str, Any],
+    record: JobRecord,
     now: float,
 ) -> None:
     """Add the ended run of ``job_id`` to its submitter's usage of its queue (when the queue keeps fair share).
 
     The submitter is the one the job's key pins (``acl.submitter_of``): a field the submitter
     may rewrite while the job runs must not bill someone else."""
-    queue = record.get("queue") or ""
+    queue = record.queue
     spent = run_seconds(record, now)
     if not queue or spent is None:
         return
     try:
         fair = config_for(queue).fair_share
         if fair.enabled:
-            user = submitter_of(job_id, record.get("submitter"))
+            user = submitter_of(job_id, record.submitter_field)
             gpu_s, cpu_s = spent
             usage.add(conn, keys, queue, user, gpu_s=gpu_s, cpu_s=cpu_s, now=now, half_life_s=fair.half_life_s)
     except (LaunchbayError, redis.RedisError) as exc:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Dict, List, Mapping, Optional, Set
+from typing import Dict, List, Optional, Set
 
 from launchbay.agent.job_run import JobRun
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.run_context import RunContext
 from launchbay.agent.runtime import ContainerInfo
-from launchbay.queue_config.job import Outcome
+from launchbay.queue_config.job import JobRecord, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +39,14 @@ class JobSupervisor:
         self._runs: Dict[str, JobRun] = {}
         self._lock = threading.Lock()
 
-    def start(self, record: Mapping[str, Any], alloc: LedgerEntry) -> None:
+    def start(self, record: JobRecord, alloc: LedgerEntry) -> None:
         """Run a claimed job (record in state ``starting``) on a new thread; returns at once.
 
         Raises ValueError when the job is already running here.
         """
         if alloc.job_id in self.running_job_ids():
             raise ValueError(f"job {alloc.job_id} is already running on this agent")
-        self._begin(JobRun(self.ctx, dict(record), alloc, on_done=self._forget))
+        self._begin(JobRun(self.ctx, record, alloc, on_done=self._forget))
 
     def adopt(self, container_info: ContainerInfo, alloc: LedgerEntry) -> None:
         """See a container left by an earlier agent process through to its end; returns at once.

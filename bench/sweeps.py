@@ -72,7 +72,7 @@ INPUTS = {
 def turnarounds(conn: redis.Redis, job_ids: List[str]) -> Dict[str, List[float]]:
     """Each job's ``running_at`` minus the previous one's ``finished_at``, and the part of it until the
     job was enqueued (``queued_at``); raises unless every job finished."""
-    records = [Records(conn, Keys()).get(job_id) or {} for job_id in job_ids]
+    records = [Records(conn, Keys()).as_json(job_id) or {} for job_id in job_ids]
     for job_id, record in zip(job_ids, records):
         if record.get("state") != "finished":
             raise RuntimeError(f"job {job_id} ended {record.get('state')}: {record.get('message')}")

@@ -12,9 +12,9 @@ import sys
 from typing import Any, Dict, Optional, Tuple
 
 import click
-from launchbay.client import JobHandle, adhoc_spec, enqueue, get_job, list_jobs, load_spec, with_changes
+from launchbay.client import JobHandle, adhoc_spec, enqueue, get_job, load_spec, with_changes
 from launchbay.client.fit import describe_request
-from launchbay.client.jobs import with_pending
+from launchbay.client.jobs import list_records, with_pending
 from launchbay.client.overrides import parse_file_options, parse_set_options
 from launchbay.queue_config.inputs_check import section_rows
 from launchbay.queue_config.job import JobRecord, State
@@ -216,8 +216,7 @@ def _status_rows(record: JobRecord):
 @uses_redis
 def status_cmd(job_id: str, as_json: bool, conn: Any, keys: Keys) -> None:
     """Show a job's state, why it waits, reason, exit code, placement, timestamps, overrides and metrics summary."""
-    fields = with_pending(conn, keys, [get_job(job_id, conn=conn, keys=keys).status()])[0]
-    record = JobRecord.from_fields(job_id, fields)
+    record = with_pending(conn, keys, [get_job(job_id, conn=conn, keys=keys).record()])[0]
     if as_json:
         print_json(record.as_json())
         return
@@ -240,8 +239,7 @@ def list_cmd(
     queue: Optional[str], state: Optional[str], user: Optional[str], limit: int, as_json: bool, conn: Any, keys: Keys
 ) -> None:
     """List the newest jobs (REASON: why an ended job ended, or why a queued one waits)."""
-    found = list_jobs(conn, keys, queue=queue, state=state, limit=limit, user=user)
-    records = [JobRecord.from_fields(fields["id"], fields) for fields in found]  # dict read: the id names the record
+    records = list_records(conn, keys, queue=queue, state=state, limit=limit, user=user)
     if as_json:
         print_json([r.as_json() for r in records])
         return
@@ -297,8 +295,8 @@ def cancel_cmd(job_id: str, conn: Any, keys: Keys) -> None:
 @uses_redis
 def requeue_cmd(job_id: str, conn: Any, keys: Keys) -> None:
     """Put a finished, failed or canceled job back in its queue (same id, same overrides)."""
-    record = get_job(job_id, conn=conn, keys=keys).requeue()
-    click.echo(f"job {job_id} queued again on {record.get('queue')!r}")
+    record = JobRecord.from_fields(job_id, get_job(job_id, conn=conn, keys=keys).requeue())
+    click.echo(f"job {job_id} queued again on {record.queue!r}")
 
 
 @click.group("job")

@@ -18,7 +18,7 @@ from launchbay.queue_config.acl import OWNER_RE, new_job_id, owner_of_connection
 from launchbay.queue_config.inputs_decl import effective_inputs
 from launchbay.queue_config.job_checks import check_inputs, check_payload
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.models import PRIORITIES, JobSpec, QueueConfig, Resources, load_job_spec, parse_model
+from launchbay.queue_config.models import PRIORITIES, JobSpec, QueueConfig, load_job_spec, parse_model
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.submit import write_job
 from launchbay.redis_connection.connect import connect
@@ -140,61 +140,70 @@ def prepare(
     asked_runtime_s = launch_policy.parse_max_runtime(launch.max_runtime)
     store = QueueStore(conn, keys)
     queue_config = store.get(queue)
-    fields = _build_record(job_spec, queue_config, asked, asked_runtime_s, launch.priority)
+    request = launch_policy.effective_request(asked, job_spec, queue_config)
+    max_runtime_s = launch_policy.effective_max_runtime(asked_runtime_s, job_spec, queue_config)
+    launch_policy.check_against_queue(request, max_runtime_s, job_spec, queue_config)
     overrides, file_overrides = launch.overrides or {}, launch.file_overrides or {}
-    check_payload({"run_config": dict(overrides), "file_overrides": dict(file_overrides)})
-    fields["submitter"] = (
+    check_payload(dict(overrides), dict(file_overrides))
+    user = (
         submitter.check_user_name(launch.on_behalf_of, what="submitter")
         if launch.on_behalf_of is not None
         else submitter.resolve(conn, launch.user)
     )
-    fields["run_config"] = merge_trees(job_spec.config, overrides, what="overrides")
-    fields["file_overrides"] = {path: dict(tree) for path, tree in file_overrides.items()}
-    check_payload(fields)
-    _check_inputs(job_spec, queue_config, store, fields)
-    notes = _notes(conn, keys, store, queue, fields)
-    notes += submitter.quota_notes(conn, keys, queue_config, fields["submitter"], fields["request"])
+    run_config = merge_trees(job_spec.config, overrides, what="overrides")
+    file_overrides = {path: dict(tree) for path, tree in file_overrides.items()}
+    check_payload(run_config, file_overrides)
+    # Checked against the recorded inputs, else the declared ones, kept in ``spec.inputs``: the agent
+    # filters W&B's env contract by the same inputs, and status/list/UI mask their secret fields.
+    inputs, source = effective_inputs(store.get_inputs(job_spec.name), job_spec.inputs)
+    check_inputs(queue_config, job_spec.name, inputs, run_config, file_overrides)
+    asks = request.request_dict()
+    fields = _build_record(job_spec, queue_config, asks, max_runtime_s, launch.priority, (inputs, source))
+    fields.update(submitter=user, run_config=run_config, file_overrides=file_overrides)
+    notes = _notes(conn, keys, store, queue, asks, job_spec.constraints)
+    notes += submitter.quota_notes(conn, keys, queue_config, user, asks)
     return fields, notes
 
 
-def _check_inputs(spec: JobSpec, queue: QueueConfig, store: QueueStore, fields: Dict[str, Any]) -> None:
-    """Check the overrides against the recorded inputs, else the declared ones; keep them in ``spec.inputs``.
-
-    The agent filters W&B's env contract by the same inputs, and status/list/UI mask the values of
-    their secret fields.
-    """
-    inputs, source = effective_inputs(store.get_inputs(spec.name), spec.inputs)
-    check_inputs(queue, spec.name, inputs, fields["run_config"], fields["file_overrides"])
-    if inputs is not None:
-        fields["spec"]["inputs"] = inputs
-        fields["spec"]["inputs_source"] = source
-
-
 def _build_record(
-    spec: JobSpec, queue: QueueConfig, asked: Resources, asked_runtime_s: Optional[int], priority: str
+    spec: JobSpec,
+    queue: QueueConfig,
+    request: Dict[str, Any],
+    max_runtime_s: Optional[int],
+    priority: str,
+    inputs: Tuple[Optional[Dict[str, Any]], Optional[str]],
 ) -> Dict[str, Any]:
-    request = launch_policy.effective_request(asked, spec, queue)
-    max_runtime_s = launch_policy.effective_max_runtime(asked_runtime_s, spec, queue)
-    launch_policy.check_against_queue(request, max_runtime_s, spec, queue)
+    """The job's record fields but its submitter and overrides; ``inputs``: (the inputs it was checked
+    against, where they came from)."""
+    job_spec: Dict[str, Any] = {
+        "image": spec.image,
+        "command": spec.command,
+        "workdir": spec.workdir,
+        "env": spec.env,
+        "docker": launch_policy.submitter_docker(spec),
+    }
+    if inputs[0] is not None:
+        job_spec.update(inputs=inputs[0], inputs_source=inputs[1])
     return {
         "name": spec.name,
         "queue": queue.name,
         "priority": priority,
-        "spec": {
-            "image": spec.image,
-            "command": spec.command,
-            "workdir": spec.workdir,
-            "env": spec.env,
-            "docker": launch_policy.submitter_docker(spec),
-        },
-        "request": request.request_dict(),
+        "spec": job_spec,
+        "request": request,
         "constraints": spec.constraints,
         "max_runtime_s": max_runtime_s,
     }
 
 
-def _notes(conn: redis.Redis, keys: Keys, store: QueueStore, queue: str, fields: Dict[str, Any]) -> List[str]:
+def _notes(
+    conn: redis.Redis,
+    keys: Keys,
+    store: QueueStore,
+    queue: str,
+    request: Dict[str, Any],
+    constraints: Mapping[str, str],
+) -> List[str]:
     notes = []
     if store.is_paused(queue):
         notes.append(f"note: queue {queue!r} is paused; the job waits until `launchbay queue resume {queue}`")
-    return notes + fit_notes(conn, keys, queue, fields["request"], fields["constraints"])
+    return notes + fit_notes(conn, keys, queue, request, constraints)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Type
 import redis
 from launchbay.metric_stream.reader import MetricsReader
 from launchbay.queue_config import lifecycle, logstream
-from launchbay.queue_config.job import TERMINAL_STATES, State
+from launchbay.queue_config.job import TERMINAL_STATES, JobRecord, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.secrets import mask_record
@@ -71,15 +71,24 @@ class JobHandle:
     def status(self) -> Dict[str, Any]:
         """The job record: state, reason, message, exit_code, agent, host, gpus, timestamps, overrides...
 
-        Values of fields whose schema says ``format: secret`` are masked.
+        Values of fields whose schema says ``format: secret`` are masked (the ``--json`` shape:
+        :meth:`JobRecord.as_json`).
         """
-        record = self._records.get(self.id)
+        return self.record().as_json()
+
+    def record(self) -> JobRecord:
+        """The job record, typed (:class:`~launchbay.queue_config.job.JobRecord`), secret values
+        masked as in :meth:`status` (which is its ``as_json()``)."""
+        record = self._records.load(self.id)
         if record is None:
             raise NotFoundError(f"unknown job {self.id!r} (never enqueued here, or its record expired)")
-        return mask_record(record, self.id)
+        return mask_record(record)
 
     def state(self) -> State:
-        return State(self.status()["state"])
+        state = self.record().state
+        if state is None:
+            raise ValueError(f"job {self.id} has a state launchbay does not know")
+        return state
 
     def wait(self, timeout_s: Optional[float] = None) -> Dict[str, Any]:
         """Block until the job is finished, failed or canceled; return its record.
@@ -90,14 +99,14 @@ class JobHandle:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         last_id = "$"
         while True:
-            record = _through_outages(self.status)
-            if State(record["state"]) in TERMINAL_STATES:
-                return record
+            record = _through_outages(self.record)
+            if record.terminal:
+                return record.as_json()
             block_ms = POLL_BLOCK_MS
             if deadline is not None:
                 remaining_ms = int((deadline - time.monotonic()) * 1000)
                 if remaining_ms <= 0:
-                    raise TimeoutError(f"job {self.id} is still {record['state']} after {timeout_s:g}s")
+                    raise TimeoutError(f"job {self.id} is still {record.state} after {timeout_s:g}s")
                 block_ms = max(1, min(block_ms, remaining_ms))
             # Wakes as soon as the agent writes a line or the eof entry.
             last_id = _through_outages(self._read_log, last_id, block_ms)[0]
@@ -140,8 +149,8 @@ class JobHandle:
         return lifecycle.cancel(self.conn, self.keys, self.id)
 
     def requeue(self) -> Dict[str, Any]:
-        """Put an ended job back in its queue; returns the new record."""
-        return lifecycle.requeue(self.conn, self.keys, self.id)
+        """Put an ended job back in its queue; returns the new record (the ``--json`` shape)."""
+        return lifecycle.requeue(self.conn, self.keys, self.id).as_json()
 
     # -- log stream -----------------------------------------------------------------------
 

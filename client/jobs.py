@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional
 
 import redis
 from launchbay.queue_config import pending
-from launchbay.queue_config.job import JobRecord, State, state_of
+from launchbay.queue_config.job import JobRecord, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.secrets import mask_record
 from launchbay.queue_config.store import QueueStore
@@ -40,7 +40,21 @@ def list_jobs(
 ) -> List[Dict[str, Any]]:
     """The newest ``limit`` job records (of ``queue``, in ``state``, by submitter ``user`` when given),
     newest first; secret values masked, and queued jobs carry why they wait (:func:`with_pending`).
+    Each as ``--json`` shows it (:func:`list_records` gives them typed).
     """
+    return [record.as_json() for record in list_records(conn, keys, queue=queue, state=state, limit=limit, user=user)]
+
+
+def list_records(
+    conn: redis.Redis,
+    keys: Optional[Keys] = None,
+    *,
+    queue: Optional[str] = None,
+    state: Optional[str] = None,
+    limit: int = 50,
+    user: Optional[str] = None,
+) -> List[JobRecord]:
+    """:func:`list_jobs`, as :class:`~launchbay.queue_config.job.JobRecord` s."""
     keys = keys or Keys.from_env()
     if state is not None and state not in {s.value for s in State}:
         raise ValidationError(f"unknown state {state!r}; states: {', '.join(s.value for s in State)}")
@@ -51,13 +65,13 @@ def list_jobs(
     for name in queues:
         records += _newest_in_queue(conn, keys, name, state, limit, user)
     records.sort(key=lambda r: r.times.get(State.QUEUED.value) or 0.0, reverse=True)
-    return with_pending(conn, keys, [mask_record(r.as_json(), r.id) for r in records[:limit]])
+    return with_pending(conn, keys, [mask_record(r) for r in records[:limit]])
 
 
-def with_pending(conn: redis.Redis, keys: Keys, records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def with_pending(conn: redis.Redis, keys: Keys, records: List[JobRecord]) -> List[JobRecord]:
     """The records, each queued one with ``pending_reason``, ``pending_detail`` and ``estimated_start``
     as people should see them now (``pending.current``: the agents' last word, or paused / no agent)."""
-    if not any(state_of(r) is State.QUEUED for r in records):
+    if not any(r.state is State.QUEUED for r in records):
         return records
     views = pending.fleet(conn, keys)
     return [pending.current(conn, keys, r, views) for r in records]

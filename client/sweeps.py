@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import redis
 from launchbay.queue_config.acl import new_job_id, owner_of_connection
 from launchbay.queue_config.inputs_check import section_problems
-from launchbay.queue_config.job import TERMINAL_STATES, State
+from launchbay.queue_config.job import JobRecord, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.models import JobSpec, QueueConfig, parse_model
@@ -32,11 +32,12 @@ from launchbay.sweeps.spec import Param, SweepSpec, parse_sweep, problem_lines
 from launchbay.sweeps.store import SweepState, SweepStore, trial_job_id
 
 from launchbay.errors import ValidationError
-from launchbay.text import as_text
 
 from .enqueue import Launch, load_spec, prepare
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+#: What a sweep's view reads of each trial's job.
+TRIAL_FIELDS = ("state", "reason")
 #: Studies kept open per process (the UI's polls read only the journal's new entries).
 _OPEN_STORAGES = 32
 _storages: OrderedDict[Tuple[int, str, str], Any] = OrderedDict()
@@ -85,15 +86,15 @@ def resolve_job(ref: Optional[str], base: Path, conn: redis.Redis, keys: Keys) -
 def _spec_of_last_run(name: str, conn: redis.Redis, keys: Keys) -> JobSpec:
     """The spec a named job last ran with: its image, command, workdir, env and run config."""
     jobdef = QueueStore(conn, keys).get_jobdef(name)
-    record = Records(conn, keys).get(jobdef["job_id"]) if jobdef and jobdef.get("job_id") else None
+    record = Records(conn, keys).load(jobdef["job_id"]) if jobdef and jobdef.get("job_id") else None
     if record is None:
         raise ValidationError(
             f"job {name!r}: no job spec file of that name, and no recorded run of it to take the image from; "
             "give job: the path of its job spec"
         )
-    run = record.get("spec") or {}
+    run = record.spec
     fields = {key: run[key] for key in ("image", "command", "workdir", "env", "docker") if run.get(key)}
-    return parse_model(JobSpec, {"name": name, **fields, "config": record.get("run_config") or {}}, source=name)
+    return parse_model(JobSpec, {"name": name, **fields, "config": record.run_config}, source=name)
 
 
 def param_problems(spec: SweepSpec, inputs: Optional[Mapping[str, Any]], job_name: str) -> List[str]:
@@ -249,10 +250,10 @@ def param_text(value: Any) -> str:
     return f"{value:.6g}"
 
 
-def _trial_row(spec: SweepSpec, trial: Any, job: Tuple[Optional[str], Optional[str]], job_id: str) -> Dict[str, Any]:
-    state, reason = job
+def _trial_row(spec: SweepSpec, trial: Any, job: JobRecord, job_id: str) -> Dict[str, Any]:
+    state, reason = (job.state.value if job.state else None), (job.reason or None)
     # Ended once the driver has recorded it too: a job that just finished has no value in the study yet.
-    ended = state in {s.value for s in TERMINAL_STATES} and trial.state.name != "RUNNING"
+    ended = job.terminal and trial.state.name != "RUNNING"
     if state is None:  # the job's record expired (or the driver has not written it yet)
         state, ended = ("expired", True) if sweep_study.JOB_ATTR in trial.user_attrs else ("making", False)
     steps = trial.intermediate_values
@@ -270,12 +271,13 @@ def _trial_row(spec: SweepSpec, trial: Any, job: Tuple[Optional[str], Optional[s
     }
 
 
-def _job_states(conn: redis.Redis, keys: Keys, job_ids: List[str]) -> List[Tuple[Optional[str], Optional[str]]]:
+def _job_states(conn: redis.Redis, keys: Keys, job_ids: List[str]) -> List[JobRecord]:
+    """The trials' jobs, as far as a sweep's view reads them (:data:`TRIAL_FIELDS`)."""
     with conn.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
-            pipe.hmget(keys.job(job_id), ["state", "reason"])
+            pipe.hmget(keys.job(job_id), TRIAL_FIELDS)
         replies = pipe.execute() if job_ids else []
-    return [(as_text(s) if s else None, as_text(r) if r else None) for s, r in replies]
+    return [JobRecord.from_values(job_id, TRIAL_FIELDS, values) for job_id, values in zip(job_ids, replies)]
 
 
 def _storage(conn: redis.Redis, keys: Keys, sweep_id: str) -> Any:

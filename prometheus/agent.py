@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Proto
 
 import redis
 from launchbay.agent.ledger import LedgerEntry
-from launchbay.queue_config.job import ACTIVE_STATES, TERMINAL_STATES, from_hash, state_of
+from launchbay.queue_config.job import ACTIVE_STATES, TERMINAL_STATES, JobRecord, State
 from launchbay.queue_config.keys import Keys
 from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
@@ -82,10 +82,10 @@ class JobTimings:
         self._lock = threading.Lock()
         self._seen: Set[Tuple[str, str, Any]] = set()
 
-    def note(self, job_id: str, record: Mapping[str, Any]) -> None:
+    def note(self, job_id: str, record: JobRecord) -> None:
         """Observe whatever this record newly shows: its claim, its start."""
-        attempt = record.get("attempts")
-        queued, starting, running = (record.get(f) for f in ("queued_at", "starting_at", "running_at"))
+        attempt = record.attempts
+        queued, starting, running = (record.times.get(s.value) for s in (State.QUEUED, State.STARTING, State.RUNNING))
         if queued and starting and starting >= queued:
             self._observe_once(self.claim, (job_id, "claim", attempt), starting - queued)
         if starting and running and running >= starting:
@@ -104,17 +104,14 @@ class JobTimings:
         histogram.observe(value_s)
 
 
-def _read_job_records(conn: redis.Redis, keys: Keys, job_ids: Iterable[str]) -> Dict[str, Dict[str, Any]]:
+def _read_job_records(conn: redis.Redis, keys: Keys, job_ids: Iterable[str]) -> Dict[str, JobRecord]:
+    """The records of ``job_ids``, as far as the metrics read them (:data:`RECORD_TIMES`)."""
     job_ids = list(job_ids)
     with conn.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
             pipe.hmget(keys.job(job_id), *RECORD_TIMES)
         replies = pipe.execute()
-    records = {}
-    for job_id, values in zip(job_ids, replies):
-        raw = {name: value for name, value in zip(RECORD_TIMES, values) if value is not None}
-        records[job_id] = from_hash(raw)
-    return records
+    return {job_id: JobRecord.from_values(job_id, RECORD_TIMES, values) for job_id, values in zip(job_ids, replies)}
 
 
 class AgentCollector(Collector):
@@ -133,7 +130,7 @@ class AgentCollector(Collector):
         yield from _resources(capacity, entries.values())
         yield from gpu_metrics(gpu_views(capacity, self.agent.inventory.gpus, entries.values(), records))
 
-    def _redis_view(self) -> Tuple[bool, Dict[str, LedgerEntry], Dict[str, Dict[str, Any]]]:
+    def _redis_view(self) -> Tuple[bool, Dict[str, LedgerEntry], Dict[str, JobRecord]]:
         """(Redis answered, ledger entries, their records); Redis down shows as redis_up 0, not a failed scrape."""
         try:
             entries = self.agent.ledger.entries()
@@ -178,10 +175,11 @@ class AgentCollector(Collector):
         yield ended
 
 
-def _jobs_by_state(entries: Mapping[str, LedgerEntry], records: Mapping[str, Mapping[str, Any]]) -> Metric:
+def _jobs_by_state(entries: Mapping[str, LedgerEntry], records: Mapping[str, JobRecord]) -> Metric:
     counts = dict.fromkeys(sorted(s.value for s in ACTIVE_STATES), 0)
     for job_id in entries:
-        known = state_of(records.get(job_id))  # the record is its submitter's to write: no label from it
+        record = records.get(job_id)
+        known = record.state if record is not None else None  # the record is its submitter's to write: no label from it
         state = known.value if known is not None else "unknown"
         counts[state] = counts.get(state, 0) + 1
     family = GaugeMetricFamily(
@@ -220,7 +218,7 @@ def gpu_views(
     capacity: Mapping[str, Any],
     inventory_gpus: Iterable[Any],
     entries: Iterable[LedgerEntry],
-    records: Mapping[str, Mapping[str, Any]],
+    records: Mapping[str, JobRecord],
 ) -> List[Dict[str, Any]]:
     """Each GPU of the capacity JSON, with what nvidia-smi last said and the job holding it.
 
@@ -317,7 +315,7 @@ class AgentMetrics:
         self._server: Any = None
         self.address: Optional[str] = None
 
-    def job_claimed(self, job_id: str, record: Mapping[str, Any]) -> None:
+    def job_claimed(self, job_id: str, record: JobRecord) -> None:
         self.timings.note(job_id, record)
 
     def job_ended(self, job_id: str) -> None:
@@ -325,7 +323,7 @@ class AgentMetrics:
         try:
             record = _read_job_records(self.agent.conn, self.agent.keys, [job_id])[job_id]
         except redis.RedisError:
-            record = {}
+            record = JobRecord(job_id, state=None)
         self.timings.note(job_id, record)
         self.timings.forget(job_id)
 

@@ -18,8 +18,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import redis
 from launchbay.queue_config import pending
-from launchbay.queue_config.acl import submitter_of
-from launchbay.queue_config.job import State, state_of
+from launchbay.queue_config.acl import UNKNOWN_SUBMITTER
+from launchbay.queue_config.job import JobRecord, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import PRIORITIES
 from launchbay.queue_config.store import QueueStore
@@ -55,21 +55,21 @@ def read_queue(conn: redis.Redis, keys: Keys, store: QueueStore, name: str) -> Q
             pipe.hmget(keys.job(job_id), *JOB_FIELDS)
         replies = pipe.execute()
     for job_id, values in zip(ids, replies):
-        state, priority, submitter, reason, queued_at = (as_text(v) if v is not None else "" for v in values)
-        known = state_of({"state": state})
+        record = JobRecord.from_values(job_id, JOB_FIELDS, values)
+        known = record.state
         if known is None:  # the record expired (its id lingers in the index), or a state that is none of ours
             continue
         # Labels only from bounded sets: a submitter may write anything into her own records, and
         # every distinct value would be a new series. The user is whom the key names (acl.py).
-        user = submitter_of(job_id, submitter)
+        user = record.submitter or UNKNOWN_SUBMITTER
         view.jobs[(known.value, user)] = view.jobs.get((known.value, user), 0) + 1
         if known is not State.QUEUED:
             continue
+        priority, reason = record.priority, record.pending_reason
         key = (priority if priority in PRIORITIES else UNKNOWN, reason if reason in pending.CODES else UNKNOWN)
         view.depth[key] = view.depth.get(key, 0) + 1
-        try:
-            since = float(queued_at)
-        except ValueError:
+        since = record.times.get(State.QUEUED.value)
+        if since is None:
             continue
         view.oldest_queued_at = since if view.oldest_queued_at is None else min(view.oldest_queued_at, since)
     return view

@@ -28,7 +28,8 @@ cancel_requested          "1" once a user asked to cancel a claimed job
 cancel_reason             why the cancel was asked: empty (a person) or "pruned" (a sweep)
 cancel_message            the canceler's words for people (a sweep's pruner says why)
 submitter                 who asked: the Redis ACL user, else --user / LAUNCHBAY_USER, else
-                          the OS user (client/submitter.py)
+                          the OS user (client/submitter.py); read as whom the key names
+                          (``JobRecord.submitter``), as stored in ``JobRecord.submitter_field``
 pending_reason            while queued: why it waits, a stable code (queue_config/pending.py)
 pending_detail            while queued: the same in one line for people
 estimated_start           while queued: epoch seconds it should start by, or empty (unknown)
@@ -47,7 +48,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from launchbay.queue_config.acl import job_owner
 
@@ -68,6 +69,8 @@ class State(str, Enum):
 
 TERMINAL_STATES = frozenset({State.FINISHED, State.FAILED, State.CANCELED})
 ACTIVE_STATES = frozenset({State.STARTING, State.RUNNING})
+#: (state, its ``<state>_at`` field) for each state, worked out once (records are read by the thousand).
+_STATE_TIMES = tuple((state.value, f"{state.value}_at") for state in State)
 
 
 class Reason(str, Enum):
@@ -95,6 +98,8 @@ class Reason(str, Enum):
 JSON_FIELDS = frozenset(
     {"spec", "request", "constraints", "run_config", "file_overrides", "gpus", "effective_config", "summary"}
 )
+#: The JSON fields that hold a list; the others hold an object.
+JSON_LIST_FIELDS = frozenset({"gpus"})
 INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s", "preemptions", "trial"})
 FLOAT_FIELDS = frozenset({"estimated_start"})
 #: Why a queued job waits: written by agents' passes (``lifecycle.set_pending``), cleared by the claim.
@@ -199,6 +204,18 @@ def is_waiting(fields: Mapping[str, Optional[str]]) -> bool:
     return fields.get("state") == "queued" and fields.get(CANCEL_REQUESTED) != "1"  # hot: once per job per pass
 
 
+#: What a claim pass reads again, on every pass, of a queued job it has seen (``agent/claim.py``).
+WAITING_FIELDS = ("state", "cancel_requested", "queued_at")
+
+
+def waiting(values: Sequence[Any]) -> Tuple[bool, Optional[str]]:
+    """From an HMGET of :data:`WAITING_FIELDS`: whether the job waits (:func:`is_waiting`) and its
+    ``queued_at`` as stored (it changes when the job is queued again). Hot: once per listed job per
+    pass, where a whole :class:`JobRecord` would cost ten times as much."""
+    state, cancel, queued_at = (None if value is None else as_text(value) for value in values)
+    return is_waiting({"state": state, CANCEL_REQUESTED: cancel}), queued_at
+
+
 def cancel_requested(record: Optional[Mapping[str, Any]]) -> bool:
     return as_text((record or {}).get(CANCEL_REQUESTED) or "") == "1"
 
@@ -221,7 +238,9 @@ class JobRecord:
     """One job's hash, typed: an attribute for every field the module docstring lists.
 
     ``fields`` keeps every field as :func:`from_hash` reads it (the ``--json`` view, :meth:`as_json`);
-    ``problems`` names the fields whose stored value could not be read.
+    ``problems`` names the fields whose stored value could not be read; ``wrong_shape`` those whose
+    JSON was read but is not the shape the field holds (a list where an object belongs): their
+    attribute reads as empty, and the agent refuses to run such a record (``container_spec``).
     """
 
     id: str
@@ -262,11 +281,20 @@ class JobRecord:
     outcome: Optional[Outcome] = None
     fields: Dict[str, Any] = field(default_factory=dict)  # every field, as :func:`from_hash` reads it
     problems: List[str] = field(default_factory=list)
+    wrong_shape: List[str] = field(default_factory=list)
+    #: The ``submitter`` field as stored, which the submitter may rewrite (:attr:`submitter` is whom
+    #: the key names): the agent refuses a job whose two differ (``job_checks.record_problems``).
+    submitter_field: str = ""
 
     @classmethod
     def from_hash(cls, job_id: str, raw: Mapping[Any, Any]) -> JobRecord:
         """Read an HGETALL result; never raises on a bad value (see ``problems``)."""
         return cls.from_fields(job_id, from_hash(raw))
+
+    @classmethod
+    def from_values(cls, job_id: str, names: Sequence[str], values: Sequence[Any]) -> JobRecord:
+        """Read an HMGET of ``names``: the fields not asked for (or not stored) keep their typed defaults."""
+        return cls.from_hash(job_id, {name: value for name, value in zip(names, values) if value is not None})
 
     @classmethod
     def from_fields(cls, job_id: str, fields: Mapping[str, Any]) -> JobRecord:
@@ -286,6 +314,8 @@ class JobRecord:
             outcome=_outcome(state, fields),
             fields=fields,
             problems=problems,
+            wrong_shape=_wrong_shape(fields),
+            submitter_field=_text(fields.get("submitter")),
             **typed,
         )
 
@@ -353,8 +383,17 @@ def _typed(fields: Mapping[str, Any]) -> Dict[str, Any]:
         "estimated_start": fields.get("estimated_start"),
         "sweep": _text(fields.get("sweep")),
         "trial": fields.get("trial"),
-        "times": {s.value: fields[f"{s.value}_at"] for s in State if isinstance(fields.get(f"{s.value}_at"), float)},
+        "times": {state: fields[at] for state, at in _STATE_TIMES if isinstance(fields.get(at), float)},
     }
+
+
+def _wrong_shape(fields: Mapping[str, Any]) -> List[str]:
+    """The JSON fields whose decoded value is neither empty nor the shape the field holds."""
+    return sorted(
+        name
+        for name in JSON_FIELDS
+        if fields.get(name) is not None and not isinstance(fields[name], list if name in JSON_LIST_FIELDS else dict)
+    )
 
 
 def _outcome(state: Optional[State], fields: Mapping[str, Any]) -> Optional[Outcome]:

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from launchbay.queue_config.acl import job_owner
 from launchbay.queue_config.inputs_check import check_overrides
+from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.launch_policy import docker_problems, effective_request, limit_problems
 from launchbay.queue_config.models import PRIORITIES, JobSpec, QueueConfig, Resources
 from launchbay.queue_config.secret_refs import check_references, redact, secret_values, without_references
@@ -29,13 +30,13 @@ MAX_OVERRIDES_BYTES = 16 << 20
 MAX_SPEC_BYTES = 1 << 20
 
 
-def check_payload(fields: Mapping[str, Any]) -> None:
+def check_payload(run_config: Mapping[str, Any], file_overrides: Mapping[str, Any]) -> None:
     """Overrides must be JSON as the job will get it: finite numbers, nesting and size within the limits."""
     try:
-        check_finite(fields["run_config"], "overrides")
-        for path, tree in fields["file_overrides"].items():
+        check_finite(run_config, "overrides")
+        for path, tree in file_overrides.items():
             check_finite(tree, f"overrides of {path}")
-        payload = {"run_config": fields["run_config"], "file_overrides": fields["file_overrides"]}
+        payload = {"run_config": run_config, "file_overrides": file_overrides}
         check_shape(payload, max_values=MAX_YAML_VALUES)
         size = len(json.dumps(payload))
     except (ValueError, RecursionError) as exc:
@@ -69,7 +70,7 @@ def check_inputs(
 
 
 def record_problems(
-    job_id: str, record: Mapping[str, Any], queue: QueueConfig, recorded_inputs: Optional[Mapping[str, Any]]
+    job_id: str, record: JobRecord, queue: QueueConfig, recorded_inputs: Optional[Mapping[str, Any]]
 ) -> List[str]:
     """Why the stored ``record`` of ``job_id`` must not run in ``queue`` as it is now configured (empty: it may).
 
@@ -79,28 +80,27 @@ def record_problems(
     checking one against the other proves nothing, and the SDK and the agent's W&B filter drop
     what they exclude (``container_spec``).
     """
-    owner, claimed = job_owner(job_id), record.get("submitter")
+    owner, claimed = job_owner(job_id), record.submitter_field
     if owner is not None and claimed != owner:
         return [f"its submitter field says {claimed!r}, but its id belongs to {owner!r}"]
-    if record.get("queue") != queue.name:
-        return [f"its queue field says {record.get('queue')!r}, but it was claimed from {queue.name!r}"]
-    if record.get("priority") not in PRIORITIES:
-        return [f"priority {record.get('priority')!r} is none of {', '.join(PRIORITIES)}"]
+    if record.queue != queue.name:
+        return [f"its queue field says {record.queue!r}, but it was claimed from {queue.name!r}"]
+    if record.priority not in PRIORITIES:
+        return [f"priority {record.priority!r} is none of {', '.join(PRIORITIES)}"]
     try:
         spec = _spec_of(record)
-        request = _request_of(record.get("request") or {})
-        max_runtime_s = record.get("max_runtime_s")
+        request = _request_of(record.request)
+        max_runtime_s = record.max_runtime_s
         problems = limit_problems(request, max_runtime_s, queue) + docker_problems(spec, queue)
         problems += _default_problems(request, spec, queue)
         if max_runtime_s is None and queue.limits.max_runtime_s is not None:
             problems.append(f"max_runtime: none, queue {queue.name!r} allows at most {queue.limits.max_runtime_s} s")
         if problems:
             return problems
-        overrides = {"run_config": record.get("run_config") or {}, "file_overrides": record.get("file_overrides") or {}}
-        check_payload(overrides)
+        check_payload(record.run_config, record.file_overrides)
         recorded = recorded_inputs is not None
-        inputs = recorded_inputs if recorded else (record.get("spec") or {}).get("inputs")
-        check_inputs(queue, spec.name, inputs, overrides["run_config"], overrides["file_overrides"], keys_too=recorded)
+        inputs = recorded_inputs if recorded else record.spec.get("inputs")
+        check_inputs(queue, spec.name, inputs, record.run_config, record.file_overrides, keys_too=recorded)
     except PydanticValidationError as exc:
         return [f"{'.'.join(str(p) for p in exc.errors()[0]['loc'])}: {exc.errors()[0]['msg']}"]
     except (ValidationError, ValueError, TypeError, AttributeError) as exc:
@@ -124,12 +124,10 @@ def _request_of(stored: Mapping[str, Any]) -> Resources:
     return Resources.model_validate({name: value for name, value in stored.items() if value not in (0, "", None)})
 
 
-def _spec_of(record: Mapping[str, Any]) -> JobSpec:
+def _spec_of(record: JobRecord) -> JobSpec:
     """The job spec the record was made from, as far as it keeps it, validated as the client validates one."""
-    spec: Dict[str, Any] = dict(record.get("spec") or {})
+    spec: Dict[str, Any] = dict(record.spec)
     if len(json.dumps(spec)) > MAX_SPEC_BYTES:
         raise ValueError(f"its spec is over {MAX_SPEC_BYTES >> 20} MiB of JSON")
     fields = {key: spec[key] for key in ("image", "command", "workdir", "env", "docker") if spec.get(key) is not None}
-    return JobSpec.model_validate(
-        {**fields, "name": record.get("name"), "constraints": record.get("constraints") or {}}
-    )
+    return JobSpec.model_validate({**fields, "name": record.name, "constraints": record.constraints})

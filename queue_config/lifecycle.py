@@ -36,6 +36,7 @@ import redis
 from launchbay.queue_config import events, logstream, rq_bridge
 from launchbay.queue_config.job import (
     ACTIVE_STATES,
+    CANCEL_FIELDS,
     CANCEL_REQUESTED,
     PUT_BACK_CLEARS,
     RUN_FIELDS,
@@ -44,8 +45,6 @@ from launchbay.queue_config.job import (
     Outcome,
     Reason,
     State,
-    from_hash,
-    state_of,
     to_hash,
 )
 from launchbay.queue_config.keys import Keys
@@ -61,6 +60,8 @@ CANCELED = State.CANCELED.value
 CANCEL_REQUESTED_ANSWER = CANCEL_REQUESTED
 #: A queued job can be claimed between our read of its state and our write; try again this often.
 STATE_RACE_RETRIES = 3
+#: What :meth:`Records.state` reads of a record.
+STATE_ONLY = ("state",)
 CLAIM_LUA = resources.files("launchbay.queue_config").joinpath("claim.lua").read_text(encoding="utf-8")
 SET_PENDING_LUA = resources.files("launchbay.queue_config").joinpath("set_pending.lua").read_text(encoding="utf-8")
 TRANSITION_LUA = resources.files("launchbay.queue_config").joinpath("transition.lua").read_text(encoding="utf-8")
@@ -82,19 +83,27 @@ class Records:
         target.hset(self.keys.job(job_id), mapping={k: v for k, v in values.items() if v != ""})
         target.zadd(self.keys.queue_jobs(str(fields["queue"])), {job_id: now})
 
-    def get(self, job_id: str) -> Optional[Dict[str, Any]]:
-        """The record as a plain dict (:func:`job.from_hash`), or None."""
-        raw = self.conn.hgetall(self.keys.job(job_id))
-        return from_hash(raw) if raw else None
+    def as_json(self, job_id: str) -> Optional[Dict[str, Any]]:
+        """The record as ``--json`` shows it (:meth:`JobRecord.as_json`: every stored field, JSON decoded), or None.
 
-    def load(self, job_id: str) -> Optional[JobRecord]:
-        """The record, typed, or None."""
-        raw = self.conn.hgetall(self.keys.job(job_id))
-        return JobRecord.from_hash(job_id, raw) if raw else None
+        For scripts and tests that compare what is stored; code reads the typed record (:meth:`load`).
+        """
+        record = self.load(job_id)
+        return record.as_json() if record is not None else None
+
+    def load(self, job_id: str, names: Optional[Sequence[str]] = None) -> Optional[JobRecord]:
+        """The record, typed, or None; with ``names``, only those fields are read (the others keep
+        their typed defaults)."""
+        if names is None:
+            raw = self.conn.hgetall(self.keys.job(job_id))
+            return JobRecord.from_hash(job_id, raw) if raw else None
+        values = self.conn.hmget(self.keys.job(job_id), names)
+        return JobRecord.from_values(job_id, names, values) if any(v is not None for v in values) else None
 
     def state(self, job_id: str) -> Optional[State]:
-        value = self.conn.hget(self.keys.job(job_id), "state")
-        return State(as_text(value)) if value else None
+        """The job's state (None when there is no record, or its state is not one of ours)."""
+        record = self.load(job_id, STATE_ONLY)
+        return record.state if record is not None else None
 
     def transition(
         self, job_id: str, to: State, *, allowed_from: Iterable[State], pipeline: Any = None, **fields: Any
@@ -239,7 +248,8 @@ def mark_running(records: Records, job_id: str, *, container: Optional[str]) -> 
 
 
 def cancel_was_requested(records: Records, job_id: str) -> bool:
-    return as_text(records.conn.hget(records.keys.job(job_id), CANCEL_REQUESTED) or "") == "1"
+    record = records.load(job_id, CANCEL_FIELDS)
+    return record is not None and record.cancel_requested
 
 
 # -- the end ---------------------------------------------------------------------------------------
@@ -307,24 +317,22 @@ def complete_end(
         pipe.execute()
 
 
-def put_back(records: Records, job_id: str, record: Dict[str, Any], **fields: Any) -> bool:
+def put_back(records: Records, job_id: str, record: JobRecord, **fields: Any) -> bool:
     """Move an active job back to ``queued`` at the front of its RQ queue; False if its state moved on."""
     cleared = dict.fromkeys(PUT_BACK_CLEARS)
     if not records.transition(job_id, State.QUEUED, allowed_from=ACTIVE_STATES, **{**cleared, **fields}):
         return False
-    typed = JobRecord.from_fields(job_id, record)
-    rq_bridge.requeue(records.conn, job_id, at_front=True, execution_id=typed.rq_execution)
-    events.publish(records.conn, records.keys, events.Enqueued(typed.queue))
+    rq_bridge.requeue(records.conn, job_id, at_front=True, execution_id=record.rq_execution)
+    events.publish(records.conn, records.keys, events.Enqueued(record.queue))
     return True
 
 
-def put_back_preempted(records: Records, job_id: str, record: Dict[str, Any], message: str) -> bool:
+def put_back_preempted(records: Records, job_id: str, record: JobRecord, message: str) -> bool:
     """A preempted job back at the front of its queue: reason preempted, preemptions + 1, queued_at kept."""
-    typed = JobRecord.from_fields(job_id, record)
-    queued_at = typed.times.get(State.QUEUED.value)
+    queued_at = record.times.get(State.QUEUED.value)
     kept = {"queued_at": queued_at} if queued_at else {}
     return put_back(
-        records, job_id, record, reason=Reason.PREEMPTED, message=message, preemptions=typed.preemptions + 1, **kept
+        records, job_id, record, reason=Reason.PREEMPTED, message=message, preemptions=record.preemptions + 1, **kept
     )
 
 
@@ -372,8 +380,8 @@ def cancel(
 
 def cancel_reason(records: Records, job_id: str) -> Optional[Tuple[Reason, str]]:
     """``(reason, message)`` a cancel was asked with, when not a person's (see :func:`cancel`)."""
-    reason, message = records.conn.hmget(records.keys.job(job_id), ["cancel_reason", "cancel_message"])
-    return (Reason(as_text(reason)), as_text(message or b"")) if reason else None
+    record = records.load(job_id, CANCEL_FIELDS)
+    return (Reason(record.cancel_reason), record.cancel_message) if record and record.cancel_reason else None
 
 
 def _cancel_queued(records: Records, job_id: str, outcome: Outcome) -> bool:
@@ -387,23 +395,22 @@ def _cancel_queued(records: Records, job_id: str, outcome: Outcome) -> bool:
     return moved
 
 
-def requeue(conn: redis.Redis, keys: Keys, job_id: str) -> Dict[str, Any]:
+def requeue(conn: redis.Redis, keys: Keys, job_id: str) -> JobRecord:
     """Put a finished, failed or canceled job back in its queue; returns the record as it now is."""
     records = Records(conn, keys)
-    record = records.get(job_id)
+    record = records.load(job_id)
     if record is None:
         raise NotFoundError(f"unknown job {job_id!r}")
-    state = state_of(record)
-    if state not in TERMINAL_STATES:
-        raise UserError(f"job {job_id} is {state}; only a finished, failed or canceled job can be requeued")
-    if not conn.sismember(keys.queues, record["queue"]):
-        raise NotFoundError(f"job {job_id} belongs to queue {record['queue']!r}, which no longer exists")
+    if not record.terminal:
+        raise UserError(f"job {job_id} is {record.state}; only a finished, failed or canceled job can be requeued")
+    if not conn.sismember(keys.queues, record.queue):
+        raise NotFoundError(f"job {job_id} belongs to queue {record.queue!r}, which no longer exists")
     if not rq_bridge.exists(conn, job_id):
         raise UserError(f"job {job_id} is too old to requeue (RQ no longer keeps it); enqueue it again")
     cleared = dict.fromkeys(RUN_FIELDS)
     if not records.transition(job_id, State.QUEUED, allowed_from=TERMINAL_STATES, **cleared):
         raise UserError(f"job {job_id} changed state while being requeued; run the command again")
     conn.persist(keys.job(job_id))
-    rq_bridge.requeue(conn, job_id, at_front=record.get("priority") == "high")
-    events.publish(conn, keys, events.Enqueued(record["queue"]))
-    return records.get(job_id) or {}
+    rq_bridge.requeue(conn, job_id, at_front=record.priority == "high")
+    events.publish(conn, keys, events.Enqueued(record.queue))
+    return records.load(job_id) or record

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import redis
 from launchbay.queue_config import agents as agent_view
 from launchbay.queue_config.agents import LedgerEntry, decode_entries, free_capacity
-from launchbay.queue_config.job import State, state_of
+from launchbay.queue_config.job import JobRecord, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.matching import Capacity, Request, fit, misfit_reason
 from launchbay.queue_config.quotas import ask_of, over_quota
@@ -83,7 +83,7 @@ class Ahead:
 
 
 def explain(
-    record: Mapping[str, Any],
+    record: JobRecord,
     agents: Sequence[AgentView],
     *,
     paused: bool,
@@ -96,14 +96,14 @@ def explain(
     """Why ``record`` (a queued job) waits; ``agents`` are the live ones (any queue), ``ahead`` the waiting
     jobs before it in its queue, ``quota``/``usage`` its submitter's (``user``: whom its key names, see
     ``acl.submitter_of``) limits and what they hold."""
-    queue = str(record.get("queue") or "")
+    queue = record.queue
     if paused:
         return Pending(PAUSED, f"queue {queue} is paused; `launchbay queue resume {queue}` lets it start")
     serving = [a for a in agents if agent_view.serves(dict(a.capacity), queue)]
     if not serving:
         return Pending(NO_AGENT, f"no live agent serves queue {queue}")
-    request = Request.from_dict(record.get("request") or {})
-    constraints = record.get("constraints") or {}
+    request = Request.from_dict(record.request)
+    constraints = record.constraints
     misfits = {a.agent_id: misfit_reason(request, constraints, a.total()) for a in serving}
     if all(misfits.values()):
         largest = max(serving, key=lambda a: agent_view.size_key(dict(a.capacity)))
@@ -113,7 +113,7 @@ def explain(
         return Pending(QUOTA, f"over {user or 'the user'}'s quota in queue {queue} ({over})")
     fitting = [a for a in serving if misfits[a.agent_id] is None]
     start = estimated_start(request, constraints, fitting, now)
-    mine = PRIORITY_RANK.get(str(record.get("priority") or "normal"), 1)
+    mine = PRIORITY_RANK.get(record.priority, 1)
     higher = [a.job_id for a in ahead if PRIORITY_RANK.get(a.priority, 1) < mine]
     if higher:
         return Pending(
@@ -179,23 +179,22 @@ def fleet(conn: redis.Redis, keys: Keys) -> List[AgentView]:
     return views
 
 
-def current(
-    conn: redis.Redis, keys: Keys, record: Dict[str, Any], views: Optional[List[AgentView]] = None
-) -> Dict[str, Any]:
+def current(conn: redis.Redis, keys: Keys, record: JobRecord, views: Optional[List[AgentView]] = None) -> JobRecord:
     """``record`` with its pending fields as people should see them now.
 
     A queued job whose queue is paused or served by no live agent gets that reason whatever an
     earlier pass wrote (no pass runs for it); otherwise the record's own fields stand, and a queued
     job without any (enqueued a moment ago) gets ``estimated_start: null`` and an empty reason.
     """
-    if state_of(record) is not State.QUEUED:
+    if record.state is not State.QUEUED:
         return record
-    queue = str(record.get("queue") or "")
+    queue = record.queue
     views = fleet(conn, keys) if views is None else views
     if conn.hget(keys.queue(queue), "paused") == b"1":
         pending = explain(record, views, paused=True, now=0.0)
     elif not any(agent_view.serves(dict(v.capacity), queue) for v in views):
         pending = explain(record, views, paused=False, now=0.0)
     else:
-        return {"pending_reason": None, "pending_detail": None, "estimated_start": None, **record}
-    return {**record, **pending.fields()}
+        unset = {"pending_reason": None, "pending_detail": None, "estimated_start": None}
+        return JobRecord.from_fields(record.id, {**unset, **record.fields})
+    return JobRecord.from_fields(record.id, {**record.fields, **pending.fields()})

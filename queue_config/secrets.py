@@ -14,6 +14,7 @@ import re
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from launchbay.queue_config.acl import job_owner
+from launchbay.queue_config.job import JobRecord
 from launchbay.sdk.filtering import flatten
 from launchbay.sdk.paths import KeyPath
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -135,26 +136,24 @@ def section_secret_paths(inputs: Optional[Mapping[str, Any]]) -> Tuple[List[KeyP
     return run_paths, {path: paths for path, paths in file_paths.items() if paths}
 
 
-def mask_record(record: Dict[str, Any], job_id: Optional[str] = None) -> Dict[str, Any]:
+def mask_record(record: JobRecord) -> JobRecord:
     """The job record as launchbay shows it: secret-format values in its overrides and effective config masked.
 
-    The inputs used are the ones enqueue checked the job against (``spec.inputs``). With ``job_id``
-    (the key the record was read under), ``id`` and ``submitter`` are what that key says, not what
-    a submitter may have rewritten in her own record (``acl.job_owner``).
+    The inputs used are the ones enqueue checked the job against (``spec.inputs``). ``id`` and
+    ``submitter`` are what the key the record was read under says (``JobRecord.id``,
+    ``JobRecord.submitter``), not what a submitter may have rewritten in her own record. Its
+    :meth:`~JobRecord.as_json` is what ``--json``, the Python API and the UI show.
     """
-    shown = dict(record)
-    if job_id is not None:
-        shown["id"] = job_id
-        if job_owner(job_id) is not None:
-            shown["submitter"] = job_owner(job_id)
-    spec = record.get("spec")
-    run_paths, file_paths = section_secret_paths(spec.get("inputs") if isinstance(spec, dict) else None)
-    if not run_paths and not file_paths:
-        return shown
-    for field in ("run_config", "effective_config"):
-        if isinstance(shown.get(field), dict):
-            shown[field] = mask_tree(shown[field], run_paths)
-    overrides = shown.get("file_overrides")
-    if isinstance(overrides, dict):
-        shown["file_overrides"] = {path: mask_tree(tree, file_paths.get(path, [])) for path, tree in overrides.items()}
-    return shown
+    shown = {**record.fields, "id": record.id}
+    if job_owner(record.id) is not None:
+        shown["submitter"] = record.submitter
+    run_paths, file_paths = section_secret_paths(record.spec.get("inputs"))
+    if run_paths or file_paths:
+        if record.run_config:
+            shown["run_config"] = mask_tree(record.run_config, run_paths)
+        if record.effective_config is not None:
+            shown["effective_config"] = mask_tree(record.effective_config, run_paths)
+        if record.file_overrides:
+            masked = {path: mask_tree(tree, file_paths.get(path, [])) for path, tree in record.file_overrides.items()}
+            shown["file_overrides"] = masked
+    return JobRecord.from_fields(record.id, shown)

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Literal, Optional
 
 import redis
 from launchbay.queue_config import events, lifecycle, rq_bridge
-from launchbay.queue_config.job import ACTIVE_STATES, State
+from launchbay.queue_config.job import ACTIVE_STATES, JobRecord, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.models import QueueConfig, parse_model
 from launchbay.queue_config.recorded_inputs import check_recorded_inputs
@@ -86,13 +86,15 @@ class QueueStore:
         return float(raw) if raw else None
 
     def job_counts(self, name: str) -> Dict[str, int]:
-        """How many of the queue's jobs are in each state (jobs whose record expired are not counted)."""
-        ids = self.conn.zrange(self.keys.queue_jobs(name), 0, -1)
+        """How many of the queue's jobs are in each state (jobs whose record expired, or whose state is
+        none of ours, are not counted)."""
+        ids = [as_text(job_id) for job_id in self.conn.zrange(self.keys.queue_jobs(name), 0, -1)]
         with self.conn.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hget(self.keys.job(as_text(job_id)), "state")
-            states = pipe.execute()
-        return dict(Counter(as_text(s) for s in states if s is not None))
+                pipe.hmget(self.keys.job(job_id), lifecycle.STATE_ONLY)
+            answers = zip(ids, pipe.execute())
+            records = [JobRecord.from_values(job_id, lifecycle.STATE_ONLY, values) for job_id, values in answers]
+        return dict(Counter(record.state.value for record in records if record.state is not None))
 
     def delete(self, name: str, *, force: bool = False) -> Dict[str, int]:
         """Remove a queue. Refused while it has queued or claimed jobs, unless ``force``.

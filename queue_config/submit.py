@@ -10,6 +10,7 @@ from typing import Any, Dict
 
 import redis
 from launchbay.queue_config import lifecycle
+from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.store import QueueStore
 
@@ -19,7 +20,8 @@ META_FIELDS = ("name", "priority", "request", "constraints", "max_runtime_s")
 
 def write_job(conn: redis.Redis, keys: Keys, job_id: str, fields: Dict[str, Any]) -> None:
     """Enqueue ``fields`` as job ``job_id`` (``lifecycle.enqueue``), remembering its job name with it."""
-    meta = {"launchbay": {key: fields[key] for key in META_FIELDS}}
+    job = JobRecord.from_fields(job_id, fields)  # what is read of them here, typed
+    meta = {"launchbay": {name: getattr(job, name) for name in META_FIELDS}}
     store = QueueStore(conn, keys)
     lifecycle.enqueue(
         conn,
@@ -27,6 +29,6 @@ def write_job(conn: redis.Redis, keys: Keys, job_id: str, fields: Dict[str, Any]
         job_id,
         fields,
         meta=meta,
-        description=f"launchbay job {fields['name']} ({fields['spec']['image']})",
-        also=lambda pipe: store.add_jobdef_name(fields["name"], pipeline=pipe),
+        description=f"launchbay job {job.name} ({job.spec.get('image')})",
+        also=lambda pipe: store.add_jobdef_name(job.name, pipeline=pipe),
     )

@@ -39,7 +39,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import redis
 from launchbay.metric_stream import entries as metricstream
 from launchbay.queue_config import lifecycle
-from launchbay.queue_config.job import TERMINAL_STATES, Outcome, Reason, State, state_of
+from launchbay.queue_config.job import JobRecord, Outcome, Reason, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
 from launchbay.sweeps import study as sweep_study
@@ -189,7 +189,7 @@ class SweepDriver:
     def _follow(self, sweep: Dict[str, Any], drive: _Drive, trial: Any) -> bool:
         """Bring one open trial up to date; True while it stays open."""
         job_id = trial_job_id(sweep["id"], trial.number)
-        record = self.records.get(job_id)
+        record = self.records.load(job_id)
         if record is None:
             if sweep_study.JOB_ATTR in trial.user_attrs:  # written once, ended, and expired unseen
                 self._tell(drive, trial, "fail", why="its job's record expired before the driver saw the end")
@@ -198,8 +198,8 @@ class SweepDriver:
             return True
         if sweep_study.JOB_ATTR not in trial.user_attrs:  # the last driver died between the job and the note
             self._note_job(drive, trial, job_id)
-        state = state_of(record)
-        if state in TERMINAL_STATES:
+        state = record.state
+        if record.terminal:
             if state == State.FINISHED and drive.spec.pruner:  # its last steps count at the rungs later trials meet
                 self._feed_pruner(drive, trial, job_id, stop=False)
             self._tell_end(drive, trial, record)
@@ -208,11 +208,10 @@ class SweepDriver:
             self._feed_pruner(drive, trial, job_id)
         return True
 
-    def _tell_end(self, drive: _Drive, trial: Any, record: Dict[str, Any]) -> None:
-        state, reason = state_of(record), record.get("reason")
-        job_id = as_text(record.get("id") or "")
+    def _tell_end(self, drive: _Drive, trial: Any, record: JobRecord) -> None:
+        state, reason = record.state, record.reason or None
         if state == State.FINISHED:
-            value = self._final_value(drive.spec.metric_name or "", record, job_id)
+            value = self._final_value(drive.spec.metric_name or "", record)
             if value is None:
                 self._tell(drive, trial, "fail", why=f"the job finished without logging {drive.spec.metric_name!r}")
             else:
@@ -232,12 +231,12 @@ class SweepDriver:
         drive.study.tell(trial.number, value if how == "complete" else None, state=state, skip_if_finished=True)
         drive.cursors.pop(trial_job_id(drive.study.study_name, trial.number), None)
 
-    def _final_value(self, name: str, record: Dict[str, Any], job_id: str) -> Optional[float]:
+    def _final_value(self, name: str, record: JobRecord) -> Optional[float]:
         """The metric's value in the job's summary, else the last value it logged."""
-        summary = record.get("summary") if isinstance(record.get("summary"), dict) else {}
+        summary = record.summary or {}
         if _number(summary.get(name)) is not None:
             return _number(summary.get(name))
-        for _entry_id, fields in self.conn.xrevrange(self.keys.job_metrics(job_id), count=10_000):
+        for _entry_id, fields in self.conn.xrevrange(self.keys.job_metrics(record.id), count=10_000):
             value = _number((metricstream.step_of(fields) or {}).get(name))
             if value is not None:
                 return value

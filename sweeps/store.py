@@ -30,6 +30,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import redis
 from launchbay.queue_config.acl import OWNER_RE, OWNER_SEPARATOR
+from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.submit import META_FIELDS, write_job
 from launchbay.sdk.overlay import merge_overrides
@@ -288,12 +289,15 @@ def check_template(template: Any) -> None:
     """
     if not isinstance(template, Mapping):
         raise ValidationError("the sweep's job template is missing or not a mapping")
-    if not isinstance(template.get("run_config"), dict) or not isinstance(template.get("file_overrides"), dict):
+    # The raw fields, checked before anything reads them as a job's (``JobRecord`` would read a
+    # missing or misshapen one as empty).
+    overrides = template.get("run_config"), template.get("file_overrides")  # dict read: a template checked raw
+    if not all(isinstance(tree, dict) for tree in overrides):
         raise ValidationError("the sweep's job template needs run_config and file_overrides mappings")
-    missing = [key for key in ("name", "spec", *META_FIELDS) if key not in template]
-    if missing or not isinstance(template["spec"], dict):
+    missing = [key for key in ("name", "spec", *META_FIELDS) if key not in template]  # dict read: checked raw
+    if missing or not isinstance(template["spec"], dict):  # dict read: a template checked raw
         raise ValidationError(f"the sweep's job template lacks {', '.join(missing) or 'a spec mapping'}")
-    if not all(isinstance(tree, dict) for tree in template["file_overrides"].values()):
+    if not all(isinstance(tree, dict) for tree in overrides[1].values()):
         raise ValidationError("the sweep's job template has file_overrides that are not mappings")
 
 
@@ -301,10 +305,13 @@ def trial_fields(template: Mapping[str, Any], params: Iterable[Param], values: M
     """The job fields of one trial: the sweep's template with each parameter's value set at its key."""
     check_template(template)
     fields = json.loads(json.dumps(template))  # a deep copy of plain JSON
+    job = JobRecord.from_fields("", fields)  # its run config and file overrides: mappings, as checked
+    run_config, file_overrides = job.run_config, job.file_overrides
+    fields.update(run_config=run_config, file_overrides=file_overrides)
     for param in params:
         if param.name not in values:
             continue
-        tree = fields["run_config"] if param.file is None else fields["file_overrides"].setdefault(param.file, {})
+        tree = run_config if param.file is None else file_overrides.setdefault(param.file, {})
         problems = merge_overrides(tree, {param.parts: values[param.name]})
         if problems:
             raise ValidationError(f"parameter {param.name!r}: " + "; ".join(problems))
@@ -317,7 +324,7 @@ def enqueue_trial(conn: redis.Redis, keys: Keys, sweep: Mapping[str, Any], numbe
     if conn.exists(keys.job(job_id)):
         return job_id
     # Who and where come from the sweep as read (its key and owner), never from the template its owner wrote.
-    submitter = sweep.get("submitter") or fields.get("submitter")
+    submitter = sweep.get("submitter") or JobRecord.from_fields(job_id, fields).submitter
     who = {"sweep": sweep["id"], "trial": number, "submitter": submitter, "queue": sweep["queue"]}
     write_job(conn, keys, job_id, {**fields, **who})
     return job_id

@@ -14,9 +14,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 import redis
 from launchbay.client.fit import describe_request
 from launchbay.queue_config import agents as agent_view
-from launchbay.queue_config.job import JobRecord, State, state_of
+from launchbay.queue_config.job import JobRecord, State
 from launchbay.queue_config.keys import Keys
-from launchbay.queue_config.lifecycle import Records
+from launchbay.queue_config.lifecycle import STATE_ONLY, Records
 from launchbay.queue_config.matching import Capacity, Request, fit, misfit_reason
 from launchbay.queue_config.store import QueueStore
 from launchbay.queue_config.units import format_duration, format_mib
@@ -124,9 +124,9 @@ def queued_records(conn: redis.Redis, keys: Keys) -> List[JobRecord]:
         ids = [i.decode() if isinstance(i, bytes) else str(i) for i in conn.zrange(keys.queue_jobs(queue), 0, -1)]
         with conn.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hget(keys.job(job_id), "state")
-            states = pipe.execute()
-        queued = [job_id for job_id, state in zip(ids, states) if state_of({"state": state}) is State.QUEUED]
+                pipe.hmget(keys.job(job_id), STATE_ONLY)
+            states = [JobRecord.from_values(job_id, STATE_ONLY, values) for job_id, values in zip(ids, pipe.execute())]
+        queued = [record.id for record in states if record.state is State.QUEUED]
         with conn.pipeline(transaction=False) as pipe:
             for job_id in queued:
                 pipe.hgetall(keys.job(job_id))

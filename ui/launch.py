@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import redis
-from launchbay.client import JobHandle, enqueue, list_jobs
+from launchbay.client import JobHandle, enqueue
+from launchbay.client.jobs import list_records
+from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
 from launchbay.queue_config.store import QueueStore
@@ -76,26 +78,26 @@ def load_page(conn: redis.Redis, keys: Keys, name: str) -> LaunchPage:
         name=name,
         jobdef=jobdef,
         sections=form.build_form(jobdef["inputs"] if jobdef else None),
-        last_spec=(record or {}).get("spec") or {},
-        last_job_id=(record or {}).get("id"),
-        constraints=(record or {}).get("constraints") or {},
+        last_spec=record.spec if record else {},
+        last_job_id=record.id if record else None,
+        constraints=record.constraints if record else {},
         queues=queues,
         notices=notices,
     )
     page.values = {"image": page.last_spec.get("image", ""), "priority": "normal"}
     if record:
-        page.values["queue"] = record.get("queue", "")
+        page.values["queue"] = record.queue
     return page
 
 
-def last_record(conn: redis.Redis, keys: Keys, name: str, jobdef: Optional[Mapping[str, Any]]) -> Optional[Dict]:
+def last_record(conn: redis.Redis, keys: Keys, name: str, jobdef: Optional[Mapping[str, Any]]) -> Optional[JobRecord]:
     """The record of the run that recorded the inputs, else the newest job named ``name`` (or None)."""
     if jobdef and jobdef.get("job_id"):
-        record = Records(conn, keys).get(str(jobdef["job_id"]))
-        if record and record.get("name") == name:
+        record = Records(conn, keys).load(str(jobdef["job_id"]))
+        if record and record.name == name:
             return record
-    for record in list_jobs(conn, keys, limit=RECENT_JOBS_SEARCHED):
-        if record.get("name") == name:
+    for record in list_records(conn, keys, limit=RECENT_JOBS_SEARCHED):
+        if record.name == name:
             return record
     return None
 

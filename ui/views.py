@@ -103,7 +103,7 @@ def _recorded_rows(jobdef: Optional[Mapping[str, Any]]) -> List[Dict[str, str]]:
 def job(job_id: str) -> Any:
     """A job's state, placement, overrides and effective config, with its log tail."""
     config = settings()
-    record = JobRecord.from_fields(job_id, with_pending(config.conn, config.keys, [_record(job_id)])[0])
+    record = with_pending(config.conn, config.keys, [_record(job_id)])[0]
     log = joblog.tail(config.conn, config.keys, job_id)
     return render_template("job.html", job=job_view(record), log=log)
 
@@ -129,7 +129,7 @@ def job_log(job_id: str) -> Any:
     last_id = _after_arg()
     config = settings()
     data = joblog.after(config.conn, config.keys, job_id, last_id)
-    data.update(state=record.get("state"), reason=record.get("reason") or "")
+    data.update(state=_state(record), reason=record.reason)
     return jsonify(data)
 
 
@@ -141,7 +141,7 @@ def job_metrics(job_id: str) -> Any:
     config = settings()
     reader = MetricsReader(config.conn, config.keys, job_id)
     steps, newest, more = reader.after(last_id)
-    return jsonify(steps=steps, last_id=newest, more=more, truncated=reader.truncated or "", state=record.get("state"))
+    return jsonify(steps=steps, last_id=newest, more=more, truncated=reader.truncated or "", state=_state(record))
 
 
 def _after_arg() -> str:
@@ -157,7 +157,7 @@ def cancel(job_id: str) -> Any:
     """Cancel the job as ``launchbay cancel`` does (with the rights of the token's user), then show its page again."""
     record = _record(job_id)
     config = settings()
-    refused = identity.change_refusal(config.keys.job(job_id), job_id, record.get("submitter"))
+    refused = identity.change_refusal(config.keys.job(job_id), job_id, record.submitter)
     if refused:
         flash(refused, "error")
         return redirect(url_for(".job", job_id=job_id), code=303)
@@ -262,6 +262,11 @@ def _valid_id(job_or_sweep_id: str) -> str:
     return job_or_sweep_id
 
 
-def _record(job_id: str) -> Dict[str, Any]:
+def _record(job_id: str) -> JobRecord:
     config = settings()
-    return get_job(_valid_id(job_id), conn=config.conn, keys=config.keys).status()
+    return get_job(_valid_id(job_id), conn=config.conn, keys=config.keys).record()
+
+
+def _state(record: JobRecord) -> Optional[str]:
+    """The job's state as the page's script reads it (None: not one of ours)."""
+    return record.state.value if record.state is not None else None

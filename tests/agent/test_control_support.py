@@ -109,7 +109,7 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 20.0, what: str = 
 
 
 def record(conn, job_id: str) -> Dict[str, Any]:
-    return Records(conn, Keys()).get(job_id) or {}
+    return Records(conn, Keys()).as_json(job_id) or {}
 
 
 def env_with_fake_gpus(mode: str = "h200x4", **extra: str) -> Dict[str, str]:

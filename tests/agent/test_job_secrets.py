@@ -10,7 +10,7 @@ from launchbay.agent.job_secrets import (
     resolve,
     scrub_effective_config,
 )
-from launchbay.queue_config.job import Reason
+from launchbay.queue_config.job import JobRecord, Reason
 from launchbay.queue_config.models import QueueConfig
 
 
@@ -25,7 +25,9 @@ def test_env_and_file_secrets_are_read_and_references_replaced(tmp_path):
         "run_config": {"t": {"key": "${secret:A}", "other": "${secret:A}x"}},
         "file_overrides": {"c.yaml": {"k": "${secret:B}"}},
     }
-    secrets = resolve(record, queue(A={"env": "SRC"}, B={"file": str(token)}), {"SRC": "from-env"})
+    secrets = resolve(
+        JobRecord.from_fields("j", record), queue(A={"env": "SRC"}, B={"file": str(token)}), {"SRC": "from-env"}
+    )
     assert secrets.env == {"A": "from-env", "B": "from-file"}
     assert secrets.run_config == {"t": {"key": "from-env", "other": "${secret:A}x"}}  # only a whole value refers
     assert secrets.file_overrides == {"c.yaml": {"k": "from-file"}}
@@ -49,14 +51,14 @@ def test_a_missing_secret_says_which_and_where_with_reason_secret_missing(
         path.write_text(file_text)
     config = queue(A={"env": "SRC"} if source == "env" else {"file": str(path)})
     with pytest.raises(SecretMissingError) as caught:
-        resolve({}, config, environ)
+        resolve(JobRecord("j", None), config, environ)
     assert str(caught.value) == message.format(path=path)
     assert Reason(caught.value.reason) is Reason.SECRET_MISSING
 
 
 def test_a_reference_to_a_secret_the_queue_lacks_fails_the_job():
     with pytest.raises(SecretMissingError, match="refer to secrets queue 'q' does not have: GONE"):
-        resolve({"run_config": {"k": "${secret:GONE}"}}, queue(), {})
+        resolve(JobRecord.from_fields("j", {"run_config": {"k": "${secret:GONE}"}}), queue(), {})
 
 
 def test_log_lines_lose_secret_values_but_not_short_ones():
@@ -69,7 +71,7 @@ def test_the_recorded_effective_config_loses_secret_fields_and_secret_values():
         "type": "object",
         "properties": {"api": {"type": "object", "properties": {"key": {"type": "string", "format": "secret"}}}},
     }
-    record = {"spec": {"inputs": {"run_config": {"schema": schema}, "files": {}}}}
+    record = JobRecord.from_fields("j", {"spec": {"inputs": {"run_config": {"schema": schema}, "files": {}}}})
     secrets = JobSecrets(env={"A": "s3cr3t-value"})
     config = {"api": {"key": "typed-in-secret"}, "log": ["used s3cr3t-value"], "lr": 0.1}
     assert scrub_effective_config(record, config, secrets) == {"api": {"key": "***"}, "log": ["used ***"], "lr": 0.1}
@@ -97,5 +99,5 @@ def test_values_of_secret_fields_are_hidden_from_the_log_too():
         "spec": {"inputs": {"run_config": {"schema": schema}, "files": {}}},
         "run_config": {"key": "typed-in-1234", "lr": "0.1234"},
     }
-    secrets = resolve(record, queue(), {})
+    secrets = resolve(JobRecord.from_fields("j", record), queue(), {})
     assert secrets.redact("key typed-in-1234 lr 0.1234") == "key *** lr 0.1234"

@@ -35,10 +35,10 @@ def output_dir(harness, job_id):
 
 def start_running(harness, supervisor, runtime):
     record, alloc = harness.claimed_job(IMAGE, ["train"])
-    runtime.program(record["id"], FakeProgram(run_s=120))
+    runtime.program(record.id, FakeProgram(run_s=120))
     supervisor.start(record, alloc)
-    harness.wait_for_state(record["id"], "running")
-    return record["id"], alloc
+    harness.wait_for_state(record.id, "running")
+    return record.id, alloc
 
 
 def end_container(runtime, job_id):
@@ -53,7 +53,7 @@ def test_steps_stream_while_running_and_the_summary_lands_in_the_record(harness,
         for n in range(3):
             handle.write(json.dumps({"_step": n, "_timestamp": 1.0, "_runtime": 1.0, "loss": 1.0 / (n + 1)}) + "\n")
     poll(lambda: len(metric_steps(redis_conn, job_id)) == 3, timeout_s=10, what="steps while the job runs")
-    assert harness.records.get(job_id)["state"] == "running"
+    assert harness.records.as_json(job_id)["state"] == "running"
     (output_dir(harness, job_id) / "summary.json").write_text(json.dumps({"loss": 0.333, "best_acc": 0.9}))
 
     end_container(runtime, job_id)
@@ -106,13 +106,13 @@ def test_a_requeued_job_starts_a_fresh_metrics_stream(harness, redis_conn):
     runtime = FakeRuntime()
     supervisor = harness.supervisor(runtime)
     record, alloc = harness.claimed_job(IMAGE, ["train"])
-    redis_conn.xadd(Keys().job_metrics(record["id"]), {"m": json.dumps({"_step": 7, "old": 1})})
-    runtime.program(record["id"], FakeProgram(run_s=0.2))
+    redis_conn.xadd(Keys().job_metrics(record.id), {"m": json.dumps({"_step": 7, "old": 1})})
+    runtime.program(record.id, FakeProgram(run_s=0.2))
     supervisor.start(record, alloc)
-    harness.wait_for_end(record["id"])
+    harness.wait_for_end(record.id)
     supervisor.wait_all(timeout_s=10)
 
-    assert metric_steps(redis_conn, record["id"]) == []
+    assert metric_steps(redis_conn, record.id) == []
 
 
 def test_a_requeued_job_whose_container_never_starts_keeps_no_steps_of_its_earlier_attempt(harness, redis_conn):
@@ -120,9 +120,9 @@ def test_a_requeued_job_whose_container_never_starts_keeps_no_steps_of_its_earli
     supervisor = harness.supervisor(runtime)
     runtime.missing_images.add("nowhere/nothing:1")
     record, alloc = harness.claimed_job("nowhere/nothing:1", ["train"])
-    redis_conn.xadd(Keys().job_metrics(record["id"]), {"m": json.dumps({"_step": 7, "old": 1})})
+    redis_conn.xadd(Keys().job_metrics(record.id), {"m": json.dumps({"_step": 7, "old": 1})})
     supervisor.start(record, alloc)
 
-    assert harness.wait_for_end(record["id"])["reason"] == "image_pull_failed"
+    assert harness.wait_for_end(record.id)["reason"] == "image_pull_failed"
     supervisor.wait_all(timeout_s=10)
-    assert metric_steps(redis_conn, record["id"]) == []
+    assert metric_steps(redis_conn, record.id) == []

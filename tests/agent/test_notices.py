@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from launchbay.agent.notices import JobReleased, JobStarted, Notices
-from launchbay.queue_config.job import State
+from launchbay.queue_config.job import JobRecord, State
 
 
 def test_subscribers_hear_a_release_in_the_order_they_subscribed():
@@ -27,7 +27,7 @@ def test_a_failing_subscriber_is_logged_and_the_others_still_hear(caplog):
     notices.on_started(broken)
     notices.on_started(lambda notice: heard.append(notice.job_id))
     with caplog.at_level(logging.ERROR, logger="launchbay.agent.notices"):
-        notices.started(JobStarted("j2", {"state": "starting"}))
+        notices.started(JobStarted("j2", JobRecord("j2", State.STARTING)))
     assert heard == ["j2"]
     assert "job j2: " in caplog.text and "failed on JobStarted" in caplog.text
 
@@ -36,5 +36,5 @@ def test_a_started_notice_does_not_reach_release_subscribers():
     heard = []
     notices = Notices()
     notices.on_released(lambda notice: heard.append(notice))
-    notices.started(JobStarted("j3", {}))
+    notices.started(JobStarted("j3", JobRecord("j3", State.STARTING)))
     assert heard == []

@@ -36,7 +36,7 @@ def test_a_job_that_ends_while_redis_refuses_writes_is_recorded_once_it_accepts_
     runtime = FakeRuntime()
     supervisor = harness.supervisor(runtime)
     record, alloc = harness.claimed_job("launchbay-test:fake", ["train"])
-    job_id = record["id"]
+    job_id = record.id
     runtime.program(job_id, FakeProgram(run_s=600, output=["step 1"]))
     supervisor.start(record, alloc)
     poll(lambda: harness.log_lines(job_id) == ["step 1"], timeout_s=30, what="the job's output in its log")
@@ -45,7 +45,7 @@ def test_a_job_that_ends_while_redis_refuses_writes_is_recorded_once_it_accepts_
     refuse(True)
     runtime.finish(job_id)
     poll(lambda: "takes no writes" in caplog.text, timeout_s=30, what="the agent to meet the refusal")
-    assert harness.records.get(job_id)["state"] == "running" and not harness.releases[job_id]
+    assert harness.records.as_json(job_id)["state"] == "running" and not harness.releases[job_id]
     refuse(False)
 
     ended = harness.wait_for_end(job_id, timeout_s=60)

@@ -101,7 +101,7 @@ def test_rq_info_and_the_dashboard_follow_a_job_to_its_end(redis_url, redis_conn
     rq_job = rq_bridge.fetch(redis_conn, job_id)
     assert (rq_job.get_status(), rq_job.worker_name) == ("started", AGENT)
 
-    execution = Records(redis_conn, Keys()).get(job_id)["rq_execution"]
+    execution = Records(redis_conn, Keys()).as_json(job_id)["rq_execution"]
     assert lifecycle.end(Records(redis_conn, Keys()), job_id, outcome, rq_execution=execution)
 
     finished, failed = int(registry == "finished"), int(registry == "failed")
@@ -120,7 +120,7 @@ def test_the_heartbeat_keeps_a_run_whose_rq_entry_lapsed_executing(redis_url, re
     for index in redis_conn.keys("rq:worker:*"):
         redis_conn.expire(index, 5)
 
-    rq_bridge.heartbeat(redis_conn, job_id, Records(redis_conn, Keys()).get(job_id)["rq_execution"])
+    rq_bridge.heartbeat(redis_conn, job_id, Records(redis_conn, Keys()).as_json(job_id)["rq_execution"])
 
     assert rq_info_line(redis_url).endswith(" 0, 1 executing, 0 finished, 0 failed")  # its cleanup ran
     (score,) = [s for _, s in redis_conn.zrange(started.key, 0, -1, withscores=True)]
@@ -133,7 +133,7 @@ def test_a_run_put_back_in_its_queue_is_counted_queued_and_leaves_nothing(redis_
     job_id = claim_and_start(redis_conn)
     records = Records(redis_conn, Keys())
 
-    assert lifecycle.put_back(records, job_id, records.get(job_id), reason=Reason.PREEMPTED)
+    assert lifecycle.put_back(records, job_id, records.load(job_id), reason=Reason.PREEMPTED)
 
     assert rq_info_line(redis_url).endswith(" 1, 0 executing, 0 finished, 0 failed")
     assert dashboard_counts(redis_conn) == {**NOTHING, "queued": 1}
@@ -146,7 +146,7 @@ def test_requeue_and_cancel_move_the_job_between_rq_queue_and_registries(redis_u
     job_id = claim_and_start(redis_conn)
     records = Records(redis_conn, Keys())
     failed = Outcome(State.FAILED, Reason.EXIT_CODE, exit_code=1)
-    assert lifecycle.end(records, job_id, failed, rq_execution=records.get(job_id)["rq_execution"])
+    assert lifecycle.end(records, job_id, failed, rq_execution=records.as_json(job_id)["rq_execution"])
 
     lifecycle.requeue(redis_conn, Keys(), job_id)
     assert rq_info_line(redis_url).endswith(" 1, 0 executing, 0 finished, 0 failed")

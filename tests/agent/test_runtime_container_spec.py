@@ -10,6 +10,7 @@ from docker.types import DeviceRequest, Mount
 from launchbay.agent.container_spec import build_container_spec, gpu_settings
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.payload_dir import ENV_VALUE_LIMIT_BYTES, prepare_payload, read_outputs
+from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.models import QueueConfig
 from launchbay.sdk.payload import (
     ENV_FILE_OVERRIDES,
@@ -52,7 +53,7 @@ def payload(tmp_path):
 
 def build(rec, queue, alloc, payload, warnings=None, gpu_uuid_for=no_uuid):
     return build_container_spec(
-        rec,
+        JobRecord.from_fields(alloc.job_id, rec),
         queue,
         alloc,
         agent_id="agent-7",

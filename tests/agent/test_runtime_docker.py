@@ -41,7 +41,7 @@ def jobs(harness, docker_client):
 
     def make(command, *, image=None, **job):
         record, alloc = harness.claimed_job(image or job.pop("base_image"), command, **job)
-        made.append(record["id"])
+        made.append(record.id)
         return record, alloc
 
     yield make
@@ -92,11 +92,11 @@ def test_a_job_sees_its_env_and_payload_read_only_and_writes_its_output(
     )
 
     supervisor.start(record, alloc)
-    ended = harness.wait_for_end(record["id"])
+    ended = harness.wait_for_end(record.id)
 
     assert ended["state"] == "finished", ended
-    lines = harness.log_lines(record["id"])
-    assert f"LAUNCHBAY_JOB_ID = {record['id']}" in lines
+    lines = harness.log_lines(record.id)
+    assert f"LAUNCHBAY_JOB_ID = {record.id}" in lines
     assert "LAUNCHBAY_QUEUE = cpu" in lines
     assert "LAUNCHBAY_GPUS = " in lines
     assert 'LAUNCHBAY_RUN_CONFIG = {"lr":0.5}' in lines
@@ -105,9 +105,9 @@ def test_a_job_sees_its_env_and_payload_read_only_and_writes_its_output(
     assert 'file_overrides.json = {"conf/a.yaml":{"depth":2}}' in lines
     assert "inputs read-only: 30" in lines
     assert "output writable" in lines
-    assert harness.log_entries(record["id"])[-1] == {"eof": "finished"}
-    assert containers_of(docker_client, record["id"]) == []
-    assert harness.releases[record["id"]] == 1
+    assert harness.log_entries(record.id)[-1] == {"eof": "finished"}
+    assert containers_of(docker_client, record.id) == []
+    assert harness.releases[record.id] == 1
 
 
 def test_the_sdk_records_are_read_back_and_the_job_folder_is_cleaned(harness, supervisor, jobs, base_image):
@@ -126,12 +126,12 @@ def test_the_sdk_records_are_read_back_and_the_job_folder_is_cleaned(harness, su
     )
 
     supervisor.start(record, alloc)
-    ended = harness.wait_for_end(record["id"])
+    ended = harness.wait_for_end(record.id)
 
     assert ended["effective_config"] == {"lr": 0.5, "depth": 3}
-    assert harness.recorded_inputs == [("train-resnet", {"run_config": {"lr": {"type": "float"}}}, record["id"])]
-    assert not (harness.state_dir / "jobs" / record["id"]).exists()
-    assert harness.log_file(record["id"]).read_text() == "recorded\n"
+    assert harness.recorded_inputs == [("train-resnet", {"run_config": {"lr": {"type": "float"}}}, record.id)]
+    assert not (harness.state_dir / "jobs" / record.id).exists()
+    assert harness.log_file(record.id).read_text() == "recorded\n"
 
 
 def test_an_image_running_as_nobody_can_write_its_output(harness, supervisor, jobs, base_image):
@@ -148,7 +148,7 @@ def test_an_image_running_as_nobody_can_write_its_output(harness, supervisor, jo
 
     supervisor.start(record, alloc)
 
-    assert harness.wait_for_end(record["id"])["effective_config"] == {"uid": 65534}
+    assert harness.wait_for_end(record.id)["effective_config"] == {"uid": 65534}
 
 
 def test_env_only_gpu_mode_routes_the_allocated_gpus(harness, supervisor, jobs, base_image):
@@ -160,20 +160,20 @@ def test_env_only_gpu_mode_routes_the_allocated_gpus(harness, supervisor, jobs, 
     )
 
     supervisor.start(record, alloc)
-    harness.wait_for_end(record["id"])
+    harness.wait_for_end(record.id)
 
-    assert harness.log_lines(record["id"]) == ["1,3 1,3"]
+    assert harness.log_lines(record.id) == ["1,3 1,3"]
 
 
 def test_exit_3_fails_the_job_with_exit_code_3(harness, supervisor, jobs, base_image, docker_client):
     record, alloc = jobs(py("import sys; print('bad input'); sys.exit(3)"), base_image=base_image)
 
     supervisor.start(record, alloc)
-    ended = harness.wait_for_end(record["id"])
+    ended = harness.wait_for_end(record.id)
 
     assert (ended["state"], ended["reason"], ended["exit_code"]) == ("failed", "exit_code", 3)
     assert ended["message"] == "exited with code 3; last output: bad input"
-    assert containers_of(docker_client, record["id"]) == []
+    assert containers_of(docker_client, record.id) == []
 
 
 def test_a_job_over_its_memory_limit_fails_as_oom_killed(harness, supervisor, jobs, base_image, docker_client):
@@ -184,40 +184,40 @@ def test_a_job_over_its_memory_limit_fails_as_oom_killed(harness, supervisor, jo
     )
 
     supervisor.start(record, alloc)
-    ended = harness.wait_for_end(record["id"])
+    ended = harness.wait_for_end(record.id)
 
     assert (ended["state"], ended["reason"], ended["exit_code"]) == ("failed", "oom_killed", 137)
-    assert "survived" not in harness.log_lines(record["id"])
-    assert containers_of(docker_client, record["id"]) == []
+    assert "survived" not in harness.log_lines(record.id)
+    assert containers_of(docker_client, record.id) == []
 
 
 def test_a_job_past_max_runtime_is_stopped_and_fails_as_timeout(harness, supervisor, jobs, base_image, docker_client):
     record, alloc = jobs(["sleep", "60"], base_image=base_image, max_runtime_s=2)
 
     supervisor.start(record, alloc)
-    running = harness.wait_for_state(record["id"], "running")
-    ended = harness.wait_for_end(record["id"], timeout_s=20)
+    running = harness.wait_for_state(record.id, "running")
+    ended = harness.wait_for_end(record.id, timeout_s=20)
 
     assert (ended["state"], ended["reason"]) == ("failed", "timeout")
     # Prompt, not the 60 s the job asked for: stop, wait, inspect and the last log read come after the deadline.
     assert ended["failed_at"] - running["running_at"] < 2 + GRACE_S + 10
-    assert containers_of(docker_client, record["id"]) == []
+    assert containers_of(docker_client, record.id) == []
 
 
 def test_cancel_stops_a_running_job_within_seconds(harness, supervisor, jobs, base_image, docker_client):
     record, alloc = jobs(["sleep", "60"], base_image=base_image)
     supervisor.start(record, alloc)
-    harness.wait_for_state(record["id"], "running")
+    harness.wait_for_state(record.id, "running")
 
     asked = time.time()
-    supervisor.cancel(record["id"])
-    ended = harness.wait_for_end(record["id"], timeout_s=15)
+    supervisor.cancel(record.id)
+    ended = harness.wait_for_end(record.id, timeout_s=15)
 
     assert (ended["state"], ended["reason"]) == ("canceled", "canceled_by_user")
     assert ended["canceled_at"] - asked < GRACE_S + 10
-    assert harness.log_entries(record["id"])[-1] == {"eof": "canceled"}
-    assert containers_of(docker_client, record["id"]) == []
-    assert harness.releases[record["id"]] == 1
+    assert harness.log_entries(record.id)[-1] == {"eof": "canceled"}
+    assert containers_of(docker_client, record.id) == []
+    assert harness.releases[record.id] == 1
 
 
 def test_a_missing_image_fails_the_pull_and_the_supervisor_keeps_working(harness, supervisor, jobs, base_image):
@@ -225,15 +225,15 @@ def test_a_missing_image_fails_the_pull_and_the_supervisor_keeps_working(harness
     record, alloc = jobs(["true"], image=missing)
 
     supervisor.start(record, alloc)
-    ended = harness.wait_for_end(record["id"])
+    ended = harness.wait_for_end(record.id)
     second, second_alloc = jobs(["true"], base_image=base_image)
     supervisor.start(second, second_alloc)
 
     assert (ended["state"], ended["reason"]) == ("failed", "image_pull_failed")
     assert missing in ended["message"]
-    assert any("pulling it" in line for line in harness.log_lines(record["id"]))
-    assert harness.wait_for_end(second["id"])["state"] == "finished"
-    assert harness.releases[record["id"]] == 1 and harness.releases[second["id"]] == 1
+    assert any("pulling it" in line for line in harness.log_lines(record.id))
+    assert harness.wait_for_end(second.id)["state"] == "finished"
+    assert harness.releases[record.id] == 1 and harness.releases[second.id] == 1
 
 
 def test_a_command_missing_from_the_image_fails_as_container_failed(
@@ -242,12 +242,12 @@ def test_a_command_missing_from_the_image_fails_as_container_failed(
     record, alloc = jobs(["no-such-command", "--flag"], base_image=base_image)
 
     supervisor.start(record, alloc)
-    ended = harness.wait_for_end(record["id"])
+    ended = harness.wait_for_end(record.id)
 
     assert (ended["state"], ended["reason"]) == ("failed", "container_failed")
     assert "no-such-command" in ended["message"]
     assert "No such file or directory" in ended["message"]
-    assert containers_of(docker_client, record["id"]) == []
+    assert containers_of(docker_client, record.id) == []
 
 
 def test_output_over_the_cap_is_truncated_in_the_stream_and_the_file(redis_conn, tmp_path, jobs, base_image, runtime):
@@ -259,15 +259,15 @@ def test_output_over_the_cap_is_truncated_in_the_stream_and_the_file(redis_conn,
     )
 
     supervisor.start(record, alloc)
-    ended = harness.wait_for_end(record["id"], timeout_s=60)
+    ended = harness.wait_for_end(record.id, timeout_s=60)
 
-    lines = harness.log_lines(record["id"])
+    lines = harness.log_lines(record.id)
     assert ended["state"] == "finished"
     assert lines[-1].startswith(TRUNCATED_PREFIX)
     assert sum(line_cost(line) for line in lines[:-1]) <= cap
     assert all(line == "x" * 99 for line in lines[:-1])
-    assert harness.log_entries(record["id"])[-1] == {"eof": "finished"}
-    log_file = harness.log_file(record["id"]).read_bytes()
+    assert harness.log_entries(record.id)[-1] == {"eof": "finished"}
+    log_file = harness.log_file(record.id).read_bytes()
     assert len(log_file) <= 4 * cap + 200
     assert log_file.rstrip(b"\n").rsplit(b"\n", 1)[-1].startswith(TRUNCATED_PREFIX.encode())
     supervisor.wait_all(timeout_s=10)
@@ -280,23 +280,23 @@ def test_partial_lines_and_invalid_utf8_reach_the_log_readably(harness, supervis
     )
 
     supervisor.start(record, alloc)
-    harness.wait_for_end(record["id"])
+    harness.wait_for_end(record.id)
 
-    assert harness.log_lines(record["id"]) == ["bad \ufffd byte", "progress 100%", "no newline"]
+    assert harness.log_lines(record.id) == ["bad \ufffd byte", "progress 100%", "no newline"]
 
 
 def test_a_stale_container_of_an_earlier_attempt_does_not_block_the_job(
     harness, supervisor, jobs, base_image, docker_client
 ):
     record, alloc = jobs(["true"], base_image=base_image)
-    docker_client.containers.create(base_image, ["true"], name=f"launchbay-{record['id']}")
+    docker_client.containers.create(base_image, ["true"], name=f"launchbay-{record.id}")
 
     supervisor.start(record, alloc)
 
-    assert harness.wait_for_end(record["id"])["state"] == "finished"
-    assert containers_of(docker_client, record["id"]) == []
+    assert harness.wait_for_end(record.id)["state"] == "finished"
+    assert containers_of(docker_client, record.id) == []
     with pytest.raises(Exception, match="No such container"):
-        docker_client.containers.get(f"launchbay-{record['id']}")
+        docker_client.containers.get(f"launchbay-{record.id}")
 
 
 def test_a_detached_job_is_adopted_by_a_new_supervisor_and_ends_once(harness, runtime, jobs, base_image, docker_client):
@@ -314,27 +314,27 @@ def test_a_detached_job_is_adopted_by_a_new_supervisor_and_ends_once(harness, ru
     )
     first = harness.supervisor(runtime)
     first.start(record, alloc)
-    poll(lambda: len(harness.log_lines(record["id"])) == 2, timeout_s=20, what="the first lines")
+    poll(lambda: len(harness.log_lines(record.id)) == 2, timeout_s=20, what="the first lines")
 
     first.detach_all()
-    (container,) = [c for c in runtime.list_managed(AGENT_ID) if c.job_id == record["id"]]
+    (container,) = [c for c in runtime.list_managed(AGENT_ID) if c.job_id == record.id]
     assert container.running
-    assert harness.releases[record["id"]] == 0
+    assert harness.releases[record.id] == 0
     second = harness.supervisor(runtime)
     second.adopt(container, alloc)
-    ended = harness.wait_for_end(record["id"], timeout_s=30)
+    ended = harness.wait_for_end(record.id, timeout_s=30)
 
     assert ended["state"] == "finished"
-    assert harness.log_entries(record["id"]) == [
+    assert harness.log_entries(record.id) == [
         {"line": "before 1"},
         {"line": "before 2"},
         {"line": "after"},
         {"eof": "finished"},
     ]
-    assert harness.log_file(record["id"]).read_text() == "before 1\nbefore 2\nafter\n"
-    assert harness.releases[record["id"]] == 1
-    assert containers_of(docker_client, record["id"]) == []
-    assert json.loads(json.dumps(harness.records.get(record["id"])["state"])) == "finished"
+    assert harness.log_file(record.id).read_text() == "before 1\nbefore 2\nafter\n"
+    assert harness.releases[record.id] == 1
+    assert containers_of(docker_client, record.id) == []
+    assert json.loads(json.dumps(harness.records.as_json(record.id)["state"])) == "finished"
 
 
 def test_the_docker_runtime_waits_lists_and_removes_its_containers(runtime, base_image, docker_client):

@@ -188,11 +188,11 @@ def test_a_job_started_while_the_engine_is_away_goes_back_to_its_queue(redis_con
     record, alloc = harness.claimed_job("launchbay-base:test", ["true"])
 
     supervisor.start(record, alloc)
-    poll(lambda: harness.releases[record["id"]], timeout_s=30, what="the job to be released")
-    back = harness.records.get(record["id"])
+    poll(lambda: harness.releases[record.id], timeout_s=30, what="the job to be released")
+    back = harness.records.as_json(record.id)
 
     assert (back["state"], back.get("reason")) == ("queued", None)
-    assert harness.releases[record["id"]] == 1
+    assert harness.releases[record.id] == 1
     assert troubles and "cannot be reached" in troubles[0]
 
 

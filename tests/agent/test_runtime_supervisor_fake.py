@@ -32,9 +32,9 @@ def supervisor(harness, runtime):
 def run_job(harness, supervisor, runtime, program=None, **job):
     record, alloc = harness.claimed_job(IMAGE, ["train"], **job)
     if program is not None:
-        runtime.program(record["id"], program)
+        runtime.program(record.id, program)
     supervisor.start(record, alloc)
-    return record["id"]
+    return record.id
 
 
 def test_a_job_that_exits_zero_is_finished_and_released_once(harness, supervisor, runtime):
@@ -125,10 +125,10 @@ def test_cancel_stops_the_container_and_records_canceled_by_user(harness, superv
 
 def test_a_cancel_requested_before_the_start_means_no_container(harness, supervisor, runtime, redis_conn):
     record, alloc = harness.claimed_job(IMAGE, ["train"])
-    harness.records.update(record["id"], cancel_requested="1")
+    harness.records.update(record.id, cancel_requested="1")
 
     supervisor.start(record, alloc)
-    ended = harness.wait_for_end(record["id"])
+    ended = harness.wait_for_end(record.id)
 
     assert (ended["state"], ended["reason"]) == ("canceled", "canceled_by_user")
     assert runtime.removed == [] and runtime.containers == {}
@@ -139,7 +139,7 @@ def test_a_missing_image_fails_the_job_and_the_next_job_still_runs(harness, supe
     record, alloc = harness.claimed_job("nowhere/nothing:1", ["train"])
     supervisor.start(record, alloc)
 
-    failed = harness.wait_for_end(record["id"])
+    failed = harness.wait_for_end(record.id)
     next_job = run_job(harness, supervisor, runtime)
 
     assert (failed["state"], failed["reason"]) == ("failed", "image_pull_failed")
@@ -173,7 +173,7 @@ def test_a_job_already_canceled_elsewhere_keeps_that_end(harness, supervisor, ru
 
     poll(lambda: harness.releases[job_id], timeout_s=10, what="the release")
 
-    assert harness.records.get(job_id)["reason"] == "agent_lost"
+    assert harness.records.as_json(job_id)["reason"] == "agent_lost"
     assert harness.log_entries(job_id)[-1] == {"eof": "failed"}
 
 
@@ -207,39 +207,39 @@ def test_a_short_engine_outage_does_not_end_a_running_job(harness, supervisor, r
 def test_detach_leaves_the_container_and_a_new_supervisor_adopts_it(harness, runtime):
     first = harness.supervisor(runtime)
     record, alloc = harness.claimed_job(IMAGE, ["train"])
-    runtime.program(record["id"], FakeProgram(run_s=5.0, output=["a", "b"]))
+    runtime.program(record.id, FakeProgram(run_s=5.0, output=["a", "b"]))
     first.start(record, alloc)
-    harness.wait_for_state(record["id"], "running")
-    poll(lambda: len(harness.log_lines(record["id"])) == 2, timeout_s=5, what="the output")
+    harness.wait_for_state(record.id, "running")
+    poll(lambda: len(harness.log_lines(record.id)) == 2, timeout_s=5, what="the output")
 
     first.detach_all()
     assert first.running_job_ids() == set()
-    assert harness.releases[record["id"]] == 0, "a detached job keeps its resources"
+    assert harness.releases[record.id] == 0, "a detached job keeps its resources"
     (container,) = runtime.list_managed("runtime-test-agent")
     second = harness.supervisor(runtime)
     second.adopt(container, alloc)
-    ended = harness.wait_for_end(record["id"])
+    ended = harness.wait_for_end(record.id)
 
     assert ended["state"] == "finished"
-    assert harness.log_entries(record["id"]) == [{"line": "a"}, {"line": "b"}, {"eof": "finished"}]
-    assert harness.releases[record["id"]] == 1
+    assert harness.log_entries(record.id) == [{"line": "a"}, {"line": "b"}, {"eof": "finished"}]
+    assert harness.releases[record.id] == 1
     assert runtime.containers == {}
 
 
 def test_an_adopted_container_of_a_job_that_ended_meanwhile_is_removed(harness, runtime):
     first = harness.supervisor(runtime)
     record, alloc = harness.claimed_job(IMAGE, ["train"])
-    runtime.program(record["id"], FakeProgram(run_s=60))
+    runtime.program(record.id, FakeProgram(run_s=60))
     first.start(record, alloc)
-    harness.wait_for_state(record["id"], "running")
+    harness.wait_for_state(record.id, "running")
     first.detach_all()
-    harness.records.transition(record["id"], "failed", allowed_from=("running",), reason="agent_lost")
+    harness.records.transition(record.id, "failed", allowed_from=("running",), reason="agent_lost")
 
     (container,) = runtime.list_managed("runtime-test-agent")
     harness.supervisor(runtime).adopt(container, alloc)
-    poll(lambda: harness.releases[record["id"]], timeout_s=10, what="the release")
+    poll(lambda: harness.releases[record.id], timeout_s=10, what="the release")
 
-    assert harness.records.get(record["id"])["reason"] == "agent_lost"
+    assert harness.records.as_json(record.id)["reason"] == "agent_lost"
     assert runtime.containers == {}
 
 
@@ -255,7 +255,7 @@ def test_wait_all_returns_when_every_job_ended(harness, supervisor, runtime):
 
 def test_starting_the_same_job_twice_is_refused(harness, supervisor, runtime):
     record, alloc = harness.claimed_job(IMAGE, ["train"])
-    runtime.program(record["id"], FakeProgram(run_s=0.5))
+    runtime.program(record.id, FakeProgram(run_s=0.5))
     supervisor.start(record, alloc)
 
     with pytest.raises(ValueError, match="already running"):
@@ -271,7 +271,7 @@ def test_an_engine_failing_before_the_container_starts_puts_the_job_back_not_fai
     poll(lambda: harness.releases[job_id], timeout_s=15, what="the job to be released")
     supervisor.wait_all(timeout_s=10)
 
-    record = harness.records.get(job_id)
+    record = harness.records.as_json(job_id)
     assert record["state"] == "queued", record
     assert record.get("reason") is None and record.get("agent") is None
     assert harness.releases[job_id] == 1

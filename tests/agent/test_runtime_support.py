@@ -144,18 +144,18 @@ class RuntimeHarness:
             max_runtime_s=max_runtime_s,
             claimed_at=time.time(),
         )
-        return self.records.get(job_id), alloc
+        return self.records.load(job_id), alloc
 
     def wait_for_end(self, job_id: str, timeout_s: float = 30) -> Dict[str, Any]:
         """The record once the job ended and its resources were released."""
         poll(lambda: self.releases[job_id], timeout_s=timeout_s, what=f"job {job_id} to be released")
-        record = self.records.get(job_id)
+        record = self.records.as_json(job_id)
         assert record["state"] in TERMINAL, record
         return record
 
     def wait_for_state(self, job_id: str, state: str, timeout_s: float = 30) -> Dict[str, Any]:
         poll(lambda: self.records.state(job_id) == State(state), timeout_s=timeout_s, what=f"job {job_id} {state}")
-        return self.records.get(job_id)
+        return self.records.as_json(job_id)
 
     def log_entries(self, job_id: str) -> List[Dict[str, str]]:
         return [

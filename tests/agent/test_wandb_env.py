@@ -15,6 +15,7 @@ from launchbay.agent.container_spec import build_container_spec
 from launchbay.agent.job_secrets import JobSecrets
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.payload_dir import prepare_payload
+from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.models import QueueConfig
 
 INPUTS = {
@@ -116,7 +117,7 @@ def build(tmp_path, queue: QueueConfig, env: dict, secrets=None, inputs=None) ->
     payload = prepare_payload(tmp_path, "job-1", record["run_config"], {})
     warnings: list = []
     kwargs = build_container_spec(
-        record,
+        JobRecord.from_fields("job-1", record),
         queue,
         alloc,
         agent_id="a",

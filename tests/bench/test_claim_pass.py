@@ -69,7 +69,7 @@ def test_a_lost_race_tries_the_next_candidate_without_reading_the_queues_again(a
     # the first read serves both claims and the lost race; one more read finds the queue empty
     assert reads == [job_ids, []]
     records = Records(redis_conn, Keys())
-    assert [records.get(j)["agent"] for j in job_ids] == ["rival", "agent-a", "agent-a"]
+    assert [records.as_json(j)["agent"] for j in job_ids] == ["rival", "agent-a", "agent-a"]
 
 
 def test_when_an_out_of_date_read_has_nothing_left_the_agent_reads_once_more(agent_with_rival):

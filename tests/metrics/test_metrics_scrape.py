@@ -131,7 +131,7 @@ def test_agent_and_exporter_metrics_match_one_running_three_queued_and_a_quarant
     )  # fmt: skip
     agent_url = f"http://127.0.0.1:{agent_port}/metrics"
     seen = scrape_when(agent_url, lambda s: s.total("launchbay_agent_start_latency_seconds_count") == 1)
-    gpu = Records(redis_conn, Keys()).get(running.id)["gpus"][0]
+    gpu = Records(redis_conn, Keys()).as_json(running.id)["gpus"][0]
     queued = [enqueue(spec, "metrics", priority=p, conn=redis_conn, keys=Keys()) for p in ("high", "normal", "normal")]
     redis_conn.hset(Keys().job(queued[0].id), mapping={"submitter": "alice", "pending_reason": "resources"})
 

@@ -12,6 +12,7 @@ from conftest import run_cli
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.prometheus.agent import JobTimings, gpu_metrics, gpu_views
 from launchbay.prometheus.fleet import queue_registry
+from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.matching import GpuInfo
 from launchbay.queue_config.models import QueueConfig
@@ -79,15 +80,16 @@ def test_each_job_attempt_is_observed_once_per_histogram():
     registry = CollectorRegistry()
     timings = JobTimings(registry)
     claimed = {"attempts": 1, "queued_at": 100.0, "starting_at": 103.0}
-    timings.note("j1", claimed)
-    timings.note("j1", claimed)  # a later scrape sees the same claim
-    timings.note("j1", {**claimed, "running_at": 110.0})
-    timings.note("j1", {**claimed, "running_at": 110.0})
+    timings.note("j1", JobRecord.from_fields("j1", claimed))
+    timings.note("j1", JobRecord.from_fields("j1", claimed))  # a later scrape sees the same claim
+    timings.note("j1", JobRecord.from_fields("j1", {**claimed, "running_at": 110.0}))
+    timings.note("j1", JobRecord.from_fields("j1", {**claimed, "running_at": 110.0}))
     assert registry.get_sample_value("launchbay_agent_claim_latency_seconds_count") == 1
     assert registry.get_sample_value("launchbay_agent_claim_latency_seconds_sum") == 3.0
     assert registry.get_sample_value("launchbay_agent_start_latency_seconds_sum") == 7.0
     timings.forget("j1")
-    timings.note("j1", {"attempts": 2, "queued_at": 200.0, "starting_at": 201.0})  # requeued, claimed again
+    requeued = {"attempts": 2, "queued_at": 200.0, "starting_at": 201.0}
+    timings.note("j1", JobRecord.from_fields("j1", requeued))  # requeued, claimed again
     assert registry.get_sample_value("launchbay_agent_claim_latency_seconds_count") == 2
     assert registry.get_sample_value("launchbay_agent_start_latency_seconds_count") == 1
 
@@ -232,6 +234,6 @@ def test_an_agents_job_states_label_only_known_states():
     from launchbay.prometheus.agent import _jobs_by_state
 
     entries = {f"mallory_{n:016x}": LedgerEntry(f"mallory_{n:016x}", "q", 1.0, 0, (), claimed_at=0.0) for n in range(3)}
-    records = {job_id: {"state": f"forged-{n}"} for n, job_id in enumerate(entries)}
+    records = {job_id: JobRecord.from_fields(job_id, {"state": f"forged-{n}"}) for n, job_id in enumerate(entries)}
     family = _jobs_by_state(entries, records)
     assert {sample.labels["state"] for sample in family.samples} == {"starting", "running", "unknown"}

@@ -77,7 +77,7 @@ def enqueue_id(redis_url: str, *args: str) -> str:
 
 
 def record(conn, job_id: str) -> Dict[str, Any]:
-    return Records(conn, Keys()).get(job_id)
+    return Records(conn, Keys()).as_json(job_id)
 
 
 def rq_job_ids(conn, queue: str) -> list:
@@ -113,7 +113,7 @@ def play_agent(
 ) -> None:
     """Do what an agent does to a job: claim it, run it, write its log, end it (with ``summary``)."""
     records = Records(conn, Keys())
-    queue = records.get(job_id)["queue"]
+    queue = records.as_json(job_id)["queue"]
     rq_bridge.rq_queue(conn, queue).remove(job_id)  # the claim script takes it out of the RQ queue
     assert records.transition(job_id, State.STARTING, allowed_from=[State.QUEUED], agent="agent-1", gpus=["0"])
     execution = rq_bridge.mark_started(conn, job_id, worker_name="agent-1")

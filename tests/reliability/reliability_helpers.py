@@ -97,7 +97,7 @@ def ledger_sizes(conn, agent_ids: Iterable[str]) -> Dict[str, int]:
 def records_of(conn, job_ids: Iterable[str]) -> List[Dict[str, Any]]:
     """The records of ``job_ids`` (``{"id", "state": None}`` for one that is missing)."""
     records = Records(conn, Keys())
-    return [records.get(job_id) or {"id": job_id, "state": None} for job_id in job_ids]
+    return [records.as_json(job_id) or {"id": job_id, "state": None} for job_id in job_ids]
 
 
 # -- agent processes ------------------------------------------------------------------------------

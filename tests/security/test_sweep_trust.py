@@ -82,7 +82,7 @@ def jobs_of(root: redis.Redis, sweep_id: str):
     """``{job id: (submitter, lr)}`` of every job under ``sweep_id``'s prefix."""
     records = Records(root, K)
     ids = sorted(j.decode() for j in root.zrange(K.queue_jobs("sec"), 0, -1) if j.decode().startswith(f"{sweep_id}-"))
-    return {j: (records.get(j)["submitter"], records.get(j)["run_config"].get("lr")) for j in ids}
+    return {j: (records.as_json(j)["submitter"], records.as_json(j)["run_config"].get("lr")) for j in ids}
 
 
 #: Runs argv[2:] and writes its peak RSS (KiB, its own rusage) to argv[1]. The command is started from
@@ -115,7 +115,7 @@ def finish_queued(root: redis.Redis) -> int:
     for job_id in (j.decode() for j in root.zrange(K.queue_jobs("sec"), 0, -1)):
         if records.state(job_id) == State.QUEUED:
             assert records.transition(job_id, State.RUNNING, allowed_from=[State.QUEUED])
-            loss = float(records.get(job_id)["run_config"]["lr"])
+            loss = float(records.as_json(job_id)["run_config"]["lr"])
             lifecycle.end(records, job_id, Outcome(State.FINISHED, None, 0, "exited 0"), summary={"loss": loss})
             done += 1
     return done

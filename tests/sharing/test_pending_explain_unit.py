@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from launchbay.queue_config.agents import LedgerEntry
+from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.pending import AgentView, Ahead, explain
 
 NOW = 1_000_000.0
@@ -21,7 +22,8 @@ def running(job_id, gpus, max_runtime_s):
 
 
 def job(gpus, priority="normal", user="alice"):
-    return {"queue": "q", "request": {"gpus": gpus, "cpus": 1}, "priority": priority, "submitter": user}
+    fields = {"queue": "q", "request": {"gpus": gpus, "cpus": 1}, "priority": priority, "submitter": user}
+    return JobRecord.from_fields("j", fields)
 
 
 def test_never_fits_names_the_largest_agent_and_what_it_lacks():

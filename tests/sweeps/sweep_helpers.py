@@ -122,7 +122,7 @@ class Runner:
 
     def start(self, job_id: str, steps: Optional[int] = None) -> List[float]:
         """Mark it running and log its first ``steps`` steps (all by default); returns the whole curve."""
-        record = self.records.get(job_id)
+        record = self.records.as_json(job_id)
         assert self.records.transition(job_id, State.RUNNING, allowed_from=[State.QUEUED])
         self.started.append(job_id)
         curve = self.curve(trial_values(record))

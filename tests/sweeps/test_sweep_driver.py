@@ -66,7 +66,7 @@ def test_a_grid_runs_every_combination_once_and_reports_the_best(redis_conn, tmp
     view = run_to_end(redis_conn, sweep_id, runner, [d])
 
     records = Records(redis_conn, Keys())
-    got = [trial_values(records.get(t["job_id"])) for t in view["trials"]]
+    got = [trial_values(records.as_json(t["job_id"])) for t in view["trials"]]
     combos = sorted((v["lr"], v["momentum"]) for v in got)
     assert combos == sorted(itertools.product([0.001, 0.01, 0.1], [0.5, 0.7]))
     assert len(runner.started) == 6 == len(set(runner.started))
@@ -74,7 +74,7 @@ def test_a_grid_runs_every_combination_once_and_reports_the_best(redis_conn, tmp
     assert view["best"]["params"] == {"trainer.learning_rate": 0.01, "config.yaml:optimizer.momentum": 0.7}
     assert view["best"]["value"] == pytest.approx(1.0)
     best_trial = next(t for t in view["trials"] if t["job_id"] == view["best"]["job_id"])
-    job = records.get(view["best"]["job_id"])
+    job = records.as_json(view["best"]["job_id"])
     assert (job["sweep"], job["trial"], job["submitter"], job["queue"]) == (
         sweep_id,
         best_trial["number"],
@@ -147,7 +147,7 @@ def test_hyperband_prunes_the_trials_whose_early_values_are_bad(redis_conn, tmp_
     pruned = {lr for lr, t in by_lr.items() if t["state"] == "canceled"}
     assert_bad_trials_pruned(view)
     for lr in pruned:
-        record = records.get(by_lr[lr]["job_id"])
+        record = records.as_json(by_lr[lr]["job_id"])
         assert (record["state"], record["reason"]) == ("canceled", "pruned")
         assert record["message"].startswith(f"pruned by sweep {sweep_id} at step ")
         assert pruned_at[by_lr[lr]["job_id"]] < 8  # stopped before its last step

@@ -70,7 +70,7 @@ def test_probabilities_weight_what_random_search_draws(redis_conn, tmp_path):
     sweep_id = make(redis_conn, tmp_path, body)
     view = run_to_end(redis_conn, sweep_id, Runner(redis_conn, "sweeps", lambda v: [bowl(v)]))
     records = Records(redis_conn, Keys())
-    counts = Counter(trial_values(records.get(t["job_id"]))["lr"] for t in view["trials"])
+    counts = Counter(trial_values(records.as_json(t["job_id"]))["lr"] for t in view["trials"])
     print(f"lr drawn with probabilities 0, 0.8, 0.2 over 40 trials: {dict(counts)}")
     assert sum(counts.values()) == 40 and counts[0.001] == 0
     assert counts[0.01] >= 24 and counts[0.1] >= 2  # 32 and 8 expected; 3 sigma below

@@ -64,7 +64,7 @@ def finished_and_pruned(conn, tmp_path: Path, *, leave_running: bool = False) ->
     agent.pass_once()
     queued = runner.queued()
     curves = {job_id: runner.start(job_id, 0) for job_id in queued}
-    good = [queued[0]] + [j for j in queued[1:] if trial_values(records.get(j))["lr"] == 0.01]
+    good = [queued[0]] + [j for j in queued[1:] if trial_values(records.as_json(j))["lr"] == 0.01]
     for job_id in good:
         runner.log_steps(job_id, curves[job_id], 0, STEPS)
     agent.pass_once()

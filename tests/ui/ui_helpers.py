@@ -134,13 +134,13 @@ def rq_queue_length(conn, queue: str = "gpu") -> int:
 
 
 def record(conn, job_id: str) -> Dict[str, Any]:
-    return Records(conn, Keys()).get(job_id) or {}
+    return Records(conn, Keys()).as_json(job_id) or {}
 
 
 def play_agent_start(conn, job_id: str, *, agent: str = "gpu-host-1", gpus: Sequence[str] = ("0", "1")) -> str:
     """Claim and start a queued job as an agent does; returns the RQ execution id."""
     records = Records(conn, Keys())
-    rq_bridge.rq_queue(conn, records.get(job_id)["queue"]).remove(job_id)  # the claim script's LREM
+    rq_bridge.rq_queue(conn, records.as_json(job_id)["queue"]).remove(job_id)  # the claim script's LREM
     claimed = records.transition(
         job_id, State.STARTING, allowed_from=[State.QUEUED], agent=agent, host=agent, gpus=list(gpus), attempts=1
     )
