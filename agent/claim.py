@@ -48,6 +48,7 @@ RECORD_FIELDS = (
     "max_runtime_s",
     "cancel_requested",
     "submitter",
+    "nodes",
 )
 
 
@@ -91,8 +92,8 @@ def _fields(names: Sequence[str], values: Sequence[Any]) -> Dict[str, Optional[s
 
 
 #: What placement needs of a queued record that does not change while it waits:
-#: (request, queued_at, constraints, max_runtime_s, priority, submitter).
-Parsed = Tuple[Request, float, Dict[str, str], Optional[int], str, str]
+#: (request, queued_at, constraints, max_runtime_s, priority, submitter, nodes).
+Parsed = Tuple[Request, float, Dict[str, str], Optional[int], str, str, int]
 
 
 def _parse(job_id: str, queue: str, fields: Mapping[str, Optional[str]]) -> Optional[Parsed]:
@@ -104,12 +105,20 @@ def _parse(job_id: str, queue: str, fields: Mapping[str, Optional[str]]) -> Opti
         constraints = {str(k): str(v) for k, v in (json.loads(fields["constraints"] or "{}") or {}).items()}
         max_runtime = int(fields["max_runtime_s"]) if fields["max_runtime_s"] else None
         queued_at = float(fields["queued_at"] or 0.0)
+        nodes = int(fields.get("nodes") or 1)
     except (TypeError, ValueError, AttributeError, RecursionError) as exc:
         # Anyone with write access to Redis can write a record: one bad record must not stop the pass.
         _warn_unreadable(job_id, str(exc))
         return None
     submitter = submitter_of(job_id, fields.get("submitter"))  # the key says whose it is, not the field
-    return request, queued_at, constraints, max_runtime, fields["priority"] or "normal", submitter
+    return request, queued_at, constraints, max_runtime, fields["priority"] or "normal", submitter, max(1, nodes)
+
+
+def _candidate(job_id: str, queue: str, rank: int, position: int, parsed: Parsed) -> Candidate:
+    request, queued_at, constraints, max_runtime, priority, submitter, nodes = parsed
+    return Candidate(
+        job_id, queue, request, queued_at, constraints, max_runtime, priority, rank, position, submitter, nodes
+    )
 
 
 #: What is read again on every pass for a job whose record was read before: the rest of a queued
@@ -207,12 +216,7 @@ class QueueReader:
         for queue, rank, position, job_id in listed:
             parsed = known[(job_id, queue)][1]
             if parsed is not None and live[(job_id, queue)]:
-                request, queued_at, constraints, max_runtime, priority, submitter = parsed
-                candidates.append(
-                    Candidate(
-                        job_id, queue, request, queued_at, constraints, max_runtime, priority, rank, position, submitter
-                    )
-                )
+                candidates.append(_candidate(job_id, queue, rank, position, parsed))
         return Snapshot(candidates=candidates, running=list(decode_entries(ledger_raw).values())), full
 
 
@@ -314,11 +318,17 @@ class Claimer:
         return True
 
 
+#: The gang service's hold of one member of a multi-node job: (candidate, allocation, capacity) -> held.
+HoldMember = Callable[[Candidate, LedgerEntry, Capacity], bool]
+
+
 class ClaimPass:
     """One pass of claims over one read of the queues (by ``reader``), as the agent's main loop runs it.
 
     :meth:`next` claims the next job that fits ``capacity`` (or returns None when nothing more
-    does). ``skip`` holds job ids not to try (the agent's running jobs). The read is kept after a
+    does). ``skip`` holds job ids not to try (the agent's running jobs). A multi-node job that
+    placement picks is handed to ``hold`` instead of the claim script (a held member counts in the
+    pass's ledger like a claim). The read is kept after a
     claim, with the claim added to its ledger, and made again only when it has nothing left to
     offer but may be out of date (lost races, or claims since it was made).
     """
@@ -331,8 +341,10 @@ class ClaimPass:
         policy: Policy,
         skip: Collection[str] = (),
         batch: int = CLAIM_BATCH,
+        hold: Optional[HoldMember] = None,
     ) -> None:
         self.claimer = claimer
+        self.hold = hold
         self.reader = reader
         self.policy = policy
         self.batch = batch
@@ -364,6 +376,15 @@ class ClaimPass:
                 self._snapshot = None  # lost races or our own claims made the read out of date
                 continue
             entries = [ledger_entry(decision, now) for decision in decisions]
+            gangs = {c.job_id: c for c in candidates if c.nodes > 1}
+            first_gang = next((i for i, d in enumerate(decisions) if d.job_id in gangs), None)
+            if first_gang == 0:  # a multi-node job's member is held, not claimed (agent/gang_assembly.py)
+                self.skip.add(entries[0].job_id)
+                if self.hold is not None and self.hold(gangs[entries[0].job_id], entries[0], capacity):
+                    self._snapshot.running.append(entries[0])
+                    self._stale = True
+                continue
+            entries = entries[:first_gang]
             result = self.claimer.claim_first(entries, capacity, now=now, quotas=self.reader.quotas)
             tried = result.index + 1 if result.claimed else result.index
             self.skip.update(entry.job_id for entry in entries[:tried])

@@ -24,7 +24,7 @@ from launchbay.text import as_text
 
 log = logging.getLogger(__name__)
 
-READ_FIELDS = ("state", "cancel_requested", "queue", "request", "constraints", "priority", "submitter")
+READ_FIELDS = ("state", "cancel_requested", "queue", "request", "constraints", "priority", "submitter", "nodes")
 STORED = ("pending_reason", "pending_detail", "estimated_start")
 Change = Tuple[str, str, Optional[float]]
 
@@ -76,8 +76,8 @@ class PendingPass:
         ahead: Dict[str, List[pending.Ahead]] = {}
         for (queue, job_id), raw in zip(listed, values):
             fields = dict(zip(READ_FIELDS + STORED, (None if v is None else as_text(v) for v in raw)))
-            if not is_waiting(fields):
-                continue
+            if not is_waiting(fields) or (fields["nodes"] or "1") != "1":
+                continue  # a multi-node job's reason is the gang service's (agent/gang_assembly.py)
             record = from_hash({k: v for k, v in fields.items() if v is not None})
             paused, quotas = settings[queue]
             user = submitter_of(job_id, record.get("submitter"))

@@ -13,6 +13,7 @@ import json
 from typing import Any, Dict, List, Mapping, Optional
 
 from launchbay.queue_config.acl import job_owner
+from launchbay.queue_config.gang import nodes_problem
 from launchbay.queue_config.inputs_check import check_overrides
 from launchbay.queue_config.launch_policy import docker_problems, effective_request, limit_problems
 from launchbay.queue_config.models import PRIORITIES, JobSpec, QueueConfig, Resources
@@ -86,6 +87,10 @@ def record_problems(
         return [f"its queue field says {record.get('queue')!r}, but it was claimed from {queue.name!r}"]
     if record.get("priority") not in PRIORITIES:
         return [f"priority {record.get('priority')!r} is none of {', '.join(PRIORITIES)}"]
+    nodes = 1 if record.get("nodes") is None else record.get("nodes")
+    problem = nodes_problem(nodes, queue.gang, queue.name)
+    if problem:
+        return [problem]
     try:
         spec = _spec_of(record)
         request = _request_of(record.get("request") or {})
