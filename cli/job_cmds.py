@@ -233,9 +233,9 @@ def status_cmd(job_id: str, as_json: bool, conn: Any, keys: Keys) -> None:
     for label, value in _status_rows(record):
         grid.add_row(label, value)
     for node in nodes:
-        exit_code = "" if node["exit_code"] is None else f", exit {node['exit_code']}"
+        code = node["exit_code"]  # dict read: a member's entry (gang.nodes_json), not a job hash
         where = f"{node['agent']} on {node['host']}" if node["agent"] else "not placed"
-        grid.add_row(f"rank {node['rank']}", f"{node['state']}{exit_code}: {where}")
+        grid.add_row(f"rank {node['rank']}", f"{node['state']}{'' if code is None else f', exit {code}'}: {where}")
     print_table(grid)
 
 
