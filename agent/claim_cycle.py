@@ -101,6 +101,7 @@ class ClaimCycle:
         self.listener.offer(len(self.supervisor.running_job_ids()), self.capacity().slots)
         self.gangs.tend()  # holds whose round is over free their resources before this pass
         claims = self.shared.claim_pass(self.claimer, self.reader, self.gangs.hold)
+        claims.skip.update(self.gangs.held_ids())  # a member held here already: nothing more to do this pass
         try:
             for _ in range(MAX_CLAIMS_PER_PASS):
                 if self.stopping.is_set():
