@@ -26,7 +26,7 @@ import redis
 from launchbay.agent.ledger import Ledger, LedgerEntry
 from launchbay.agent.placement import Candidate
 from launchbay.agent.settings import AgentSettings
-from launchbay.queue_config import events, gang, lifecycle
+from launchbay.queue_config import events, gang, lifecycle, pending
 from launchbay.queue_config.agents import live_agents, serves
 from launchbay.queue_config.job import State
 from launchbay.queue_config.keys import Keys
@@ -94,6 +94,8 @@ class GangAssembly:
             log.debug("job %s: no member held here (%s)", entry.job_id, why, extra={"job_id": entry.job_id})
             if why in ("other_gang_assembling", "previous_attempt_running"):
                 self._pending(entry.job_id, gang.PENDING_WAITING, gang.waiting_detail(why, candidate.queue))
+            elif why == "quota":
+                self._pending(entry.job_id, pending.QUOTA, gang.quota_detail(entry.user, candidate.queue, candidate.nodes))
             return False
         self.held[entry.job_id] = replace(entry, gang_rank=rank, gang_round=round_)
         log.info(
@@ -159,7 +161,7 @@ class GangAssembly:
         return state, gang.parse(raw_gang), as_text(assembling or b"")
 
     def _give_up(self, job_id: str, entry: LedgerEntry, state: Optional[State], table: gang.Gang) -> None:
-        if not self.script.drop(job_id, entry.gang_round or 0):
+        if not self.script.drop(job_id, entry.gang_round or 0, entry.queue, entry.user):
             del self.held[job_id]
             self.launch(entry)  # the round is complete after all and the job active: run the member
             return

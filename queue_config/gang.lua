@@ -9,12 +9,17 @@
 --          14 the user's quota limits JSON.
 --          Holds one member for this agent: the allocation into its ledger (counted like a claim, so
 --          other work fits only beside it), the member into the table. The first hold of a round takes
---          the queue's assembling key (one gang per queue at a time) and refuses while a member of the
---          previous attempt has not ended (never two attempts at once). The hold that completes the
+--          the queue's assembling key (one gang per queue at a time), refuses while a member of the
+--          previous attempt has not ended (never two attempts at once), and checks the user's quota for
+--          all N members, then reserves it: usage + N members at once (gang fields reserved, reserved_gpus,
+--          reserved_cpus); each hold turns one reserved member into its ledger entry's share, so a gang
+--          never holds part of a quota it cannot complete, and nothing else of the user's takes the rest.
+--          The hold that completes the
 --          gang takes the job out of its RQ queue and moves it queued -> starting (attempts + 1),
 --          as claim.lua does for one agent. Returns {1, 'held'|'complete', rank, round} or {0, why}.
--- drop     ARGV: 2 job id, 3 agent, 4 round. Forgets this agent's hold of ``round`` unless that round's
---          gang is complete and the job active. Returns 1 when the caller must free its ledger entry.
+-- drop     KEYS[3] the user's quota usage. ARGV: 2 job id, 3 agent, 4 round. Forgets this agent's hold of
+--          ``round`` unless that round's gang is complete and the job active, and gives back the quota
+--          reserved for the round's members never held. Returns 1 when the caller must free its ledger entry.
 -- member   ARGV: 2 agent, 3 round, 4 rank, 5 state, 6 container ('' keeps it), 7 exit code ('' none),
 --          8 now, 9 port ('' none). Sets a member's state, only for the agent and round it holds.
 --          Returns the round's members (JSON strings), or {} when the member is not that agent's.
@@ -44,9 +49,44 @@ local function previous_running(round)
   return false
 end
 
+-- The quota reserved for members of the current round that no agent held: back to the user's usage.
+local function unreserve(usage_key)
+  local left = tonumber(redis.call('HGET', gang, 'reserved')) or 0
+  if left <= 0 then return end
+  local back = {gpus = left * (tonumber(redis.call('HGET', gang, 'reserved_gpus')) or 0),
+                cpus = left * (tonumber(redis.call('HGET', gang, 'reserved_cpus')) or 0), jobs = left}
+  for name, amount in pairs(back) do
+    local now = tonumber(redis.call('HINCRBYFLOAT', usage_key, name, -amount))
+    if now < 1e-9 then redis.call('HDEL', usage_key, name) end
+  end
+  redis.call('HSET', gang, 'reserved', 0)
+end
+
+local function share(alloc)
+  local gpus = 0
+  if type(alloc.gpus) == 'table' then gpus = #alloc.gpus end
+  return {gpus = gpus, cpus = tonumber(alloc.cpus) or 0, jobs = 1}
+end
+
+-- The user's quota for all ``nodes`` members, checked before the first is held.
+local function over_quota(alloc, nodes)
+  local ask = share(alloc)
+  for name, limit in pairs(cjson.decode(ARGV[14])) do
+    local used = tonumber(redis.call('HGET', KEYS[5], name)) or 0
+    if ask[name] ~= nil and used + nodes * ask[name] > tonumber(limit) + 1e-9 then return true end
+  end
+  return false
+end
+
+local function reserve(alloc, nodes)
+  if type(alloc.user) ~= 'string' or alloc.user == '' then return end
+  local ask = share(alloc)
+  for name, amount in pairs(ask) do redis.call('HINCRBYFLOAT', KEYS[5], name, nodes * amount) end
+  redis.call('HSET', gang, 'reserved', nodes, 'reserved_gpus', ask.gpus, 'reserved_cpus', ask.cpus)
+end
+
 local function new_round(now, timeout_ms, job_id)
   local round = tonumber(redis.call('HGET', gang, 'round')) or 0
-  if previous_running(round) then return nil end
   for _, field in ipairs(redis.call('HKEYS', gang)) do
     if string.sub(field, 1, 5) == 'rank:' or string.sub(field, 1, 6) == 'agent:' then redis.call('HDEL', gang, field) end
   end
@@ -79,13 +119,6 @@ local function does_not_fit(alloc)
       if taken[tostring(g)] then return 'gpu_taken' end
     end
   end
-  local gpus = 0
-  if type(alloc.gpus) == 'table' then gpus = #alloc.gpus end
-  local ask = {gpus = gpus, cpus = tonumber(alloc.cpus) or 0, jobs = 1}
-  for name, limit in pairs(cjson.decode(ARGV[14])) do
-    local used = tonumber(redis.call('HGET', KEYS[5], name)) or 0
-    if ask[name] ~= nil and used + ask[name] > tonumber(limit) + 1e-9 then return 'quota' end
-  end
   return nil
 end
 
@@ -116,20 +149,19 @@ local function hold()
   local assembling = redis.call('GET', KEYS[3])
   local round = tonumber(redis.call('HGET', gang, 'round')) or 0
   if not assembling then
+    if previous_running(round) then return {0, 'previous_attempt_running'} end
+    unreserve(KEYS[5])  -- the last round ran out: what it reserved for members never held is not the user's
+    if over_quota(alloc, nodes) then return {0, 'quota'} end
     round = new_round(now, timeout_ms, job_id)
-    if not round then return {0, 'previous_attempt_running'} end
+    reserve(alloc, nodes)
   elseif assembling ~= job_id .. ':' .. round then
     return {0, 'other_gang_assembling'}
   end
   local rank = redis.call('HINCRBY', gang, 'held', 1) - 1
   alloc.gang_rank, alloc.gang_round = rank, round
   redis.call('HSET', KEYS[4], job_id, cjson.encode(alloc))
-  if type(alloc.user) == 'string' and alloc.user ~= '' then
-    local gpus = 0
-    if type(alloc.gpus) == 'table' then gpus = #alloc.gpus end
-    redis.call('HINCRBYFLOAT', KEYS[5], 'gpus', gpus)
-    redis.call('HINCRBYFLOAT', KEYS[5], 'cpus', tonumber(alloc.cpus) or 0)
-    redis.call('HINCRBYFLOAT', KEYS[5], 'jobs', 1)
+  if (tonumber(redis.call('HGET', gang, 'reserved')) or 0) > 0 then
+    redis.call('HINCRBY', gang, 'reserved', -1)  -- the reservation is this entry's share of the usage now
   end
   local member = {rank = rank, agent = agent, host = ARGV[4], addr = ARGV[5], state = 'held', round = round, at = now}
   redis.call('HSET', gang, 'rank:' .. rank, cjson.encode(member), 'agent:' .. agent, rank)
@@ -147,6 +179,7 @@ local function drop()
   if current == round and tonumber(redis.call('HGET', gang, 'attempt')) and (state == 'starting' or state == 'running') then
     return 0
   end
+  if current == round then unreserve(KEYS[3]) end
   if current == round and redis.call('HGET', gang, 'agent:' .. ARGV[3]) then
     local rank = redis.call('HGET', gang, 'agent:' .. ARGV[3])
     local raw = redis.call('HGET', gang, 'rank:' .. rank)

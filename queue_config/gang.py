@@ -11,6 +11,9 @@ round                  the assembly round (an integer); a hold or a member of an
 attempt                the job's ``attempts`` when the round's gang was complete (its run's fencing token)
 deadline               epoch seconds the round must be complete (assembly) or started (barrier) by
 port                   ``MASTER_PORT``: the free port rank 0's agent chose when it was ready
+held                   how many members of the round were held (the next hold's rank)
+reserved               the round's members not held yet whose quota the first hold reserved for the user
+reserved_gpus, _cpus   one member's GPUs and CPUs in that reservation
 rank:<k>               JSON :class:`Member` of rank k
 agent:<id>             the rank agent ``id`` holds in this round
 =====================  ============================================================================
@@ -54,6 +57,13 @@ def waiting_detail(why: str, queue: str) -> str:
     if why == "previous_attempt_running":
         return "its previous attempt's members are still stopping; it assembles again once they all ended"
     return f"another multi-node job of queue {queue!r} is assembling; one gang assembles at a time"
+
+
+def quota_detail(user: str, queue: str, nodes: int) -> str:
+    return (
+        f"the quota of {user!r} in queue {queue!r} does not cover all {nodes} members with what the user runs now; "
+        "no member is held until it does"
+    )
 
 
 def incomplete_detail(table: Gang, nodes: int) -> str:

@@ -268,10 +268,11 @@ class GangScript:
             return False, as_text(reply[1]), -1, 0
         return True, as_text(reply[1]), int(reply[2]), int(reply[3])
 
-    def drop(self, job_id: str, round_: int) -> bool:
-        """Give up this agent's hold of ``round_``; True when its ledger entry is to be freed (the round is
-        not a complete gang that runs)."""
-        keys = [self.keys.job(job_id), self.keys.gang(job_id)]
+    def drop(self, job_id: str, round_: int, queue: str, user: str) -> bool:
+        """Give up this agent's hold of ``round_`` (and the quota ``user`` reserved in ``queue`` for the round's
+        members never held); True when its ledger entry is to be freed (the round is not a complete gang
+        that runs)."""
+        keys = [self.keys.job(job_id), self.keys.gang(job_id), self.keys.user_usage(queue, user)]
         return int(self._script(keys=keys, args=["drop", job_id, self.agent_id, str(round_)])) == 1
 
     def member(
