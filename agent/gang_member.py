@@ -73,15 +73,14 @@ class GangMember:
         moved on (another member failed, a cancel) ends this member without a say in the job's end."""
         port = free_port() if self.rank == 0 else None
         if not self.script.member(self.job_id, self.round, self.rank, gang.READY, port=port):
-            return Outcome(
-                State.CANCELED, Reason.GANG_NOT_READY, "its assembly round is over (a newer one replaced it)"
-            )
+            over = "its assembly round is over (a newer one replaced it)"
+            return Outcome(State.CANCELED, Reason.GANG_NOT_READY, message=over)
         while True:
             table = gang.read(self.ctx.conn, self.ctx.keys, self.job_id)
             state = self.ctx.records.state(self.job_id)
             if table.round != self.round or state not in ACTIVE_STATES:
                 moved = f"the job moved on ({state.value if state else 'gone'}) before every member was ready"
-                return Outcome(State.CANCELED, Reason.GANG_NOT_READY, moved)
+                return Outcome(State.CANCELED, Reason.GANG_NOT_READY, message=moved)
             members = table.current()
             ready = [m for m in members if m.state in (gang.READY, gang.RUNNING)]
             if len(ready) == len(members) and table.port:
@@ -90,9 +89,11 @@ class GangMember:
             if time.time() > table.deadline:
                 waiting = ", ".join(f"rank {m.rank} on {m.agent}" for m in members if m not in ready)
                 late = f"not every member was ready within the queue's gang assemble_timeout (waiting for {waiting})"
-                return Outcome(State.QUEUED, Reason.GANG_NOT_READY, late)
+                return Outcome(State.QUEUED, Reason.GANG_NOT_READY, message=late)
             if should_stop():
-                return Outcome(State.CANCELED, Reason.CANCELED_BY_USER, "canceled before every member was ready")
+                return Outcome(
+                    State.CANCELED, Reason.CANCELED_BY_USER, message="canceled before every member was ready"
+                )
             wake.wait(BARRIER_POLL_S)
 
     def apply(self, spec: Dict[str, Any], queue: QueueConfig) -> None:
