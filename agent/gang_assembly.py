@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: How long a count of the agents that could hold a gang is trusted before it is read again.
 FLEET_READ_S = 2.0
+#: How many multi-node jobs' last run-out rounds are remembered (oldest forgotten first).
+RAN_OUT_KEPT = 256
 
 
 class GangAssembly:
@@ -67,6 +69,8 @@ class GangAssembly:
         #: job id -> this agent's hold, until its member is launched or the hold given up
         self.held: Dict[str, LedgerEntry] = {}
         self._fleet: Dict[str, Tuple[float, Optional[str]]] = {}
+        #: job id -> why its last round here ran out (kept as its pending reason while later rounds assemble)
+        self._ran_out: Dict[str, str] = {}
 
     def held_ids(self) -> Set[str]:
         """Jobs this agent holds a member of (their ledger entries are this service's, not stale)."""
@@ -95,7 +99,9 @@ class GangAssembly:
             if why in ("other_gang_assembling", "previous_attempt_running"):
                 self._pending(entry.job_id, gang.PENDING_WAITING, gang.waiting_detail(why, candidate.queue))
             elif why == "quota":
-                self._pending(entry.job_id, pending.QUOTA, gang.quota_detail(entry.user, candidate.queue, candidate.nodes))
+                self._pending(
+                    entry.job_id, pending.QUOTA, gang.quota_detail(entry.user, candidate.queue, candidate.nodes)
+                )
             return False
         self.held[entry.job_id] = replace(entry, gang_rank=rank, gang_round=round_)
         log.info(
@@ -104,10 +110,15 @@ class GangAssembly:
             extra={"job_id": entry.job_id, "queue": entry.queue},
         )  # fmt: skip
         if why == "complete":
+            self._ran_out.pop(entry.job_id, None)
             self._wake_members(entry.job_id, entry.queue)
-        else:
-            detail = f"assembling: {rank + 1} of {candidate.nodes} members held, waiting for more agents"
+            return True
+        detail = f"assembling: {rank + 1} of {candidate.nodes} members held, waiting for more agents"
+        ran_out = self._ran_out.get(entry.job_id)
+        if ran_out is None:
             self._pending(entry.job_id, gang.PENDING_ASSEMBLING, detail)
+        else:  # the user still learns who could not be placed last time, not only that it assembles again
+            self._pending(entry.job_id, gang.PENDING_INCOMPLETE, f"{ran_out} (round {round_}: {detail})")
         return True
 
     def _cannot_hold(self, candidate: Candidate) -> Optional[str]:
@@ -169,7 +180,13 @@ class GangAssembly:
         self.ledger.release(job_id)
         log.info("job %s: gave up the hold of rank %s", job_id, entry.gang_rank, extra={"job_id": job_id})
         if state is State.QUEUED and table.round == entry.gang_round:
-            self._pending(job_id, gang.PENDING_INCOMPLETE, gang.incomplete_detail(table, self._nodes(job_id)))
+            detail = gang.incomplete_detail(table, self._nodes(job_id))
+            self._ran_out[job_id] = detail
+            while len(self._ran_out) > RAN_OUT_KEPT:  # jobs canceled while not held here are never popped
+                del self._ran_out[next(iter(self._ran_out))]
+            self._pending(job_id, gang.PENDING_INCOMPLETE, detail)
+        else:
+            self._ran_out.pop(job_id, None)
 
     def _nodes(self, job_id: str) -> int:
         record = self.records.load(job_id)
