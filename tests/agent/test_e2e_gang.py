@@ -276,3 +276,142 @@ def test_a_requeued_gang_never_runs_two_attempts_at_once(redis_url, redis_conn, 
     assert old_rank0.state in gang.ENDED, old_rank0
     # the new attempt was complete (starting) only after the old attempt's surviving member had stopped
     assert rec["starting_at"] >= old_rank0.at - 0.01, (rec["starting_at"], old_rank0)
+
+
+# -- bounded holds, the start barrier, cancel, the payload --------------------------------------------------
+
+
+def test_a_gang_not_complete_in_its_assemble_timeout_releases_every_hold_and_says_who_was_missing(
+    redis_url,
+    redis_conn,
+    base_image,
+    agents,
+):
+    gang_queue(redis_conn, gang={"max_nodes": 3, "assemble_timeout_s": 2})
+    busy = agents("gang-busy", "--max-jobs", "1", queue=QUEUE)
+    blocker = run_cli(
+        "enqueue", "--redis-url", redis_url, "-q", QUEUE, "--cpus", "0.5", "--memory", "256MiB",
+        "--image", base_image, "--", "sleep", "300",
+    ).stdout.strip()  # fmt: skip
+    wait_for(lambda: record(redis_conn, blocker).get("state") == "running", timeout_s=60, what="the blocker running")
+    first, second = agents("gang-h1", queue=QUEUE), agents("gang-h2", queue=QUEUE)
+    job_id = run_cli(
+        "enqueue", "--redis-url", redis_url, "-q", QUEUE, "--nodes", "3", "--cpus", "0.5", "--memory", "256MiB",
+        "--image", base_image, "--", "true",
+    ).stdout.strip()  # fmt: skip
+    # gang-busy runs its one job: two of three members are held, the round runs out, both holds go back
+    waiting = wait_for(
+        lambda: (s := status(redis_url, job_id)).get("pending_reason") == gang.PENDING_INCOMPLETE and s,
+        timeout_s=30,
+        what="the gang_incomplete pending reason",
+    )
+    assert waiting["state"] == "queued", waiting
+    detail = waiting["pending_detail"]
+    assert "held 2 of 3 members" in detail and "but 1 could not be placed" in detail, detail
+    assert "gang-h1" in detail and "gang-h2" in detail and "gang-busy" not in detail, detail
+    assert ledger(redis_conn, "gang-busy").keys() == {blocker.encode()}
+    assert run_cli("cancel", "--redis-url", redis_url, job_id).returncode == 0
+    wait_for(
+        lambda: not ledger(redis_conn, "gang-h1") and not ledger(redis_conn, "gang-h2"),
+        timeout_s=30,
+        what="every hold of the canceled gang to be released",
+    )
+    assert record(redis_conn, job_id)["state"] == "canceled"
+    assert redis_conn.hgetall(Keys().user_usage(QUEUE, record(redis_conn, job_id)["submitter"])) in (
+        {},
+        {b"cpus": b"0.5", b"jobs": b"1"},  # the blocker's own share, when its user has a quota counter
+    )
+    del busy, first, second
+
+
+def test_members_not_all_ready_in_time_put_the_job_back_with_gang_not_ready(
+    redis_url,
+    redis_conn,
+    base_image,
+    agents,
+):
+    gang_queue(redis_conn, gang={"max_nodes": 2, "assemble_timeout_s": 2})
+    first, second = agents("gang-r0", queue=QUEUE), agents("gang-r1", queue=QUEUE)
+    wait_for(lambda: len(list(redis_conn.scan_iter(Keys().agent_alive("gang-r*")))) == 2, timeout_s=30, what="2 agents")
+    os.kill(second.proc.pid, signal.SIGSTOP)  # still counted live (its heartbeat lasts 3 s): gang-r0 holds rank 0
+    try:
+        job_id = enqueue(redis_url, base_image, "print('both ready')")
+        wait_for(lambda: ledger(redis_conn, "gang-r0"), timeout_s=10, what="gang-r0 to hold rank 0")
+        os.kill(first.proc.pid, signal.SIGSTOP)  # rank 0 never gets to be ready ...
+        os.kill(second.proc.pid, signal.SIGCONT)  # ... while gang-r1 completes the gang and waits at the barrier
+        try:
+            back = wait_for(
+                lambda: (r := record(redis_conn, job_id)).get("reason") == "gang_not_ready" and r,
+                timeout_s=15,
+                what="the start barrier to give up",
+            )
+        except AssertionError as exc:
+            table = gang.read(redis_conn, Keys(), job_id)
+            raise AssertionError(f"{record(redis_conn, job_id)}\n{table}\n{second.output()[-3000:]}") from exc
+    finally:
+        os.kill(first.proc.pid, signal.SIGCONT)
+        os.kill(second.proc.pid, signal.SIGCONT)
+    assert back["state"] in ("queued", "starting", "running"), back  # put back; it may assemble again at once
+    assert "not every member was ready within the queue's gang assemble_timeout" in back["message"], back
+    assert "waiting for rank 0 on gang-r0" in back["message"], back
+    rec = ended(redis_conn, job_id, 90, first, second)  # both agents well again: the next round runs
+    assert rec["state"] == "finished" and int(rec["attempts"]) == 2, rec
+
+
+def test_canceling_a_running_gang_stops_every_member_and_leaves_no_container(
+    redis_url,
+    redis_conn,
+    base_image,
+    agents,
+    docker_client,
+):
+    gang_queue(redis_conn)
+    first, second = agents("gang-c1", queue=QUEUE), agents("gang-c2", queue=QUEUE)
+    job_id = enqueue(redis_url, base_image, "import time; print('started', flush=True); time.sleep(300)")
+    wait_for(
+        lambda: [n["state"] for n in status(redis_url, job_id).get("nodes", [])] == ["running", "running"],
+        timeout_s=60,
+        what="both members running",
+    )
+    assert len(containers_of(docker_client, job_id)) == 2
+    assert run_cli("cancel", "--redis-url", redis_url, job_id).returncode == 0
+    rec = ended(redis_conn, job_id, 30, first, second)
+    assert rec["state"] == "canceled", rec
+    nodes = wait_for(
+        lambda: (n := status(redis_url, job_id)["nodes"]) and all(m["state"] == "stopped" for m in n) and n,
+        timeout_s=30,
+        what="both members stopped",
+    )
+    assert len(nodes) == 2
+    wait_for(lambda: not containers_of(docker_client, job_id), timeout_s=30, what="no container of the job left")
+    wait_for(
+        lambda: not ledger(redis_conn, "gang-c1") and not ledger(redis_conn, "gang-c2"), timeout_s=15, what="ledgers"
+    )
+
+
+PAYLOAD = """
+import json, os
+inputs = os.environ["LAUNCHBAY_INPUTS_DIR"]
+seen = {name: os.environ.get(name) for name in ("WANDB_LAUNCH", "WANDB_CONFIG", "WANDB_DIR", "WANDB_MODE",
+                                                  "LAUNCHBAY_RUN_CONFIG", "LAUNCHBAY_JOB_ID", "RANK")}
+seen["run_config.json"] = json.load(open(os.path.join(inputs, "run_config.json")))
+seen["output_dir_writable"] = os.access(os.environ["LAUNCHBAY_OUTPUT_DIR"], os.W_OK)
+print("PAYLOAD " + json.dumps(seen, sort_keys=True), flush=True)
+"""
+
+
+def test_every_member_gets_the_wandb_env_contract_and_the_payload(redis_url, redis_conn, base_image, agents):
+    gang_queue(redis_conn)
+    first, second = agents("gang-w1", queue=QUEUE), agents("gang-w2", queue=QUEUE)
+    job_id = enqueue(redis_url, base_image, PAYLOAD, "--set", "lr=0.02", "--set", "model.depth=4")
+    rec = ended(redis_conn, job_id, 90, first, second)
+    assert rec["state"] == "finished", rec
+    for rank in (0, 1):
+        line = next(line for line in logs(redis_url, job_id, rank) if line.startswith("PAYLOAD "))
+        seen = json.loads(line[len("PAYLOAD ") :])
+        overrides = {"lr": 0.02, "model": {"depth": 4}}
+        assert seen["RANK"] == str(rank) and seen["LAUNCHBAY_JOB_ID"] == job_id, seen
+        assert seen["WANDB_LAUNCH"] == "true" and json.loads(seen["WANDB_CONFIG"]) == overrides, seen
+        assert seen["WANDB_DIR"] and seen["WANDB_MODE"] == "offline", seen  # the queue gives no API key
+        assert json.loads(seen["LAUNCHBAY_RUN_CONFIG"]) == overrides and seen["run_config.json"] == overrides, seen
+        assert seen["output_dir_writable"] is True, seen
