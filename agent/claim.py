@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 #: What a read takes of a job seen for the first time: :data:`job.WAITING_FIELDS` (all a later read
 #: takes again: the rest of a queued job's record does not change while it waits, and
 #: ``queued_at`` changes when it is queued again), then what placement needs.
-RECORD_FIELDS = (*WAITING_FIELDS, "queue", "request", "constraints", "priority", "max_runtime_s", "submitter")
+RECORD_FIELDS = (*WAITING_FIELDS, "queue", "request", "constraints", "priority", "max_runtime_s", "submitter", "nodes")
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,8 @@ def _sane(request: Request) -> Request:
 
 
 #: What placement needs of a queued record that does not change while it waits:
-#: (request, queued_at, constraints, max_runtime_s, priority, submitter).
-Parsed = Tuple[Request, float, Dict[str, str], Optional[int], str, str]
+#: (request, queued_at, constraints, max_runtime_s, priority, submitter, nodes).
+Parsed = Tuple[Request, float, Dict[str, str], Optional[int], str, str, int]
 
 
 def _parse(job_id: str, queue: str, values: Sequence[Any]) -> Optional[Parsed]:
@@ -103,7 +103,15 @@ def _parse(job_id: str, queue: str, values: Sequence[Any]) -> Optional[Parsed]:
     constraints = {str(k): str(v) for k, v in record.constraints.items()}
     queued_at = record.times.get(State.QUEUED.value, 0.0)
     # whose it is: the key's owner (``JobRecord.submitter``), not the field
-    return request, queued_at, constraints, record.max_runtime_s, record.priority, record.submitter or UNKNOWN_SUBMITTER
+    submitter = record.submitter or UNKNOWN_SUBMITTER
+    return request, queued_at, constraints, record.max_runtime_s, record.priority, submitter, max(1, record.nodes)
+
+
+def _candidate(job_id: str, queue: str, rank: int, position: int, parsed: Parsed) -> Candidate:
+    request, queued_at, constraints, max_runtime, priority, submitter, nodes = parsed
+    return Candidate(
+        job_id, queue, request, queued_at, constraints, max_runtime, priority, rank, position, submitter, nodes
+    )
 
 
 class QueueReader:
@@ -194,12 +202,7 @@ class QueueReader:
         for queue, rank, position, job_id in listed:
             parsed = known[(job_id, queue)][1]
             if parsed is not None and live[(job_id, queue)]:
-                request, queued_at, constraints, max_runtime, priority, submitter = parsed
-                candidates.append(
-                    Candidate(
-                        job_id, queue, request, queued_at, constraints, max_runtime, priority, rank, position, submitter
-                    )
-                )
+                candidates.append(_candidate(job_id, queue, rank, position, parsed))
         return Snapshot(candidates=candidates, running=list(decode_entries(ledger_raw).values())), full
 
 
@@ -301,11 +304,17 @@ class Claimer:
         return True
 
 
+#: The gang service's hold of one member of a multi-node job: (candidate, allocation, capacity) -> held.
+HoldMember = Callable[[Candidate, LedgerEntry, Capacity], bool]
+
+
 class ClaimPass:
     """One pass of claims over one read of the queues (by ``reader``), as the agent's main loop runs it.
 
     :meth:`next` claims the next job that fits ``capacity`` (or returns None when nothing more
-    does). ``skip`` holds job ids not to try (the agent's running jobs). The read is kept after a
+    does). ``skip`` holds job ids not to try (the agent's running jobs). A multi-node job that
+    placement picks is handed to ``hold`` instead of the claim script (a held member counts in the
+    pass's ledger like a claim). The read is kept after a
     claim, with the claim added to its ledger, and made again only when it has nothing left to
     offer but may be out of date (lost races, or claims since it was made).
     """
@@ -318,8 +327,10 @@ class ClaimPass:
         policy: Policy,
         skip: Collection[str] = (),
         batch: int = CLAIM_BATCH,
+        hold: Optional[HoldMember] = None,
     ) -> None:
         self.claimer = claimer
+        self.hold = hold
         self.reader = reader
         self.policy = policy
         self.batch = batch
@@ -351,6 +362,15 @@ class ClaimPass:
                 self._snapshot = None  # lost races or our own claims made the read out of date
                 continue
             entries = [ledger_entry(decision, now) for decision in decisions]
+            gangs = {c.job_id: c for c in candidates if c.nodes > 1}
+            first_gang = next((i for i, d in enumerate(decisions) if d.job_id in gangs), None)
+            if first_gang == 0:  # a multi-node job's member is held, not claimed (agent/gang_assembly.py)
+                self.skip.add(entries[0].job_id)
+                if self.hold is not None and self.hold(gangs[entries[0].job_id], entries[0], capacity):
+                    self._snapshot.running.append(entries[0])
+                    self._stale = True
+                continue
+            entries = entries[:first_gang]
             result = self.claimer.claim_first(entries, capacity, now=now, quotas=self.reader.quotas)
             tried = result.index + 1 if result.claimed else result.index
             self.skip.update(entry.job_id for entry in entries[:tried])

@@ -2,7 +2,8 @@
 
 One pass (:meth:`ClaimCycle.run_pass`, on the agent's main thread) claims jobs one at a time until
 none fits or lost races leave none to try: it goes ``SharedQueue.claim_pass`` -> ``ClaimPass.next``
-(placement's order, the claim script) -> :meth:`ClaimCycle.launch`; after it, the shared queue's
+(placement's order, the claim script; a multi-node job's member is held instead, by the gang
+service it builds: ``gang_assembly.py``) -> :meth:`ClaimCycle.launch`; after it, the shared queue's
 preemption hook runs and the pending pass says why the jobs left behind wait (``pending_pass.py``).
 Before a pass the agent offers itself on its queues' idle lists, after it takes itself off them
 once full (``counters.EventListener``, whose thread also brings cancel requests here).
@@ -16,12 +17,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Any, Callable, Set
+from typing import Any, Callable, Optional, Set
 
 import redis
 from launchbay.agent.claim import Claimer, QueueReader
 from launchbay.agent.counters import Counters, EventListener
-from launchbay.agent.ledger import LedgerEntry
+from launchbay.agent.gang_assembly import GangAssembly, quota_limits_for
+from launchbay.agent.ledger import Ledger, LedgerEntry
 from launchbay.agent.notices import JobReleased, JobStarted, Notices
 from launchbay.agent.pending_pass import PendingPass
 from launchbay.agent.settings import AgentSettings
@@ -58,6 +60,7 @@ class ClaimCycle:
         stopping: threading.Event,
         closing: threading.Event,
         on_drain: Callable[[], None],
+        ledger: Optional[Ledger] = None,
     ) -> None:
         self.settings, self.records, self.supervisor = settings, records, supervisor
         self.counters, self.notices, self.capacity = counters, notices, capacity
@@ -66,6 +69,17 @@ class ClaimCycle:
         self.reader = QueueReader(conn, keys, settings.agent_id, settings.queues, settings.lookahead)
         self.pending = PendingPass(conn, keys, settings.queues, settings.lookahead)
         self.shared = SharedQueue(conn, keys, queue_config_for, settings, supervisor)
+        #: Multi-node jobs' members: held in the pass instead of claimed, launched once complete.
+        self.gangs = GangAssembly(
+            conn,
+            keys,
+            settings,
+            records=records,
+            ledger=ledger or Ledger(conn, keys, settings.agent_id),
+            queue_config_for=queue_config_for,
+            launch=lambda entry: self.launch(entry, backfilled=False),
+            quota_limits=quota_limits_for(queue_config_for),
+        )
         self.cancels: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.listener = EventListener(
             conn,
@@ -85,7 +99,9 @@ class ClaimCycle:
     def run_pass(self) -> int:
         """Claim jobs one at a time until none fits (or lost races leave none to try); how many were claimed."""
         self.listener.offer(len(self.supervisor.running_job_ids()), self.capacity().slots)
-        claims = self.shared.claim_pass(self.claimer, self.reader)
+        self.gangs.tend()  # holds whose round is over free their resources before this pass
+        claims = self.shared.claim_pass(self.claimer, self.reader, self.gangs.hold)
+        claims.skip.update(self.gangs.held_ids())  # a member held here already: nothing more to do this pass
         try:
             for _ in range(MAX_CLAIMS_PER_PASS):
                 if self.stopping.is_set():
@@ -97,6 +113,7 @@ class ClaimCycle:
                 self.launch(entry, backfilled=decision.backfilled)
             self.shared.after_pass(claims, self.capacity())
         finally:
+            self.gangs.tend()  # a gang this pass completed starts its member here now
             self.counters.inc("lost_races", claims.lost_races)
             self.listener.offer(len(self.supervisor.running_job_ids()), self.capacity().slots, again=True)
             self.pending.maybe_run()
@@ -108,14 +125,14 @@ class ClaimCycle:
         job_id = entry.job_id
         if not self.claimer.replicated(job_id):
             return  # not launched; the sweep settles the claim (back to the front of its queue)
-        what = (
-            f"{entry.cpus:g} CPUs, {entry.memory_mib} MiB, GPUs [{','.join(entry.gpus)}]{' (backfilled)' * backfilled}"
-        )
+        member = "" if entry.gang_rank is None else f"multi-node rank {entry.gang_rank}: "
+        what = f"{member}{entry.cpus:g} CPUs, {entry.memory_mib} MiB, GPUs [{','.join(entry.gpus)}]{' (backfilled)' * backfilled}"
         log.info(
             "claimed job %s from %s: %s", job_id, entry.queue, what, extra={"job_id": job_id, "queue": entry.queue}
         )
         try:
-            lifecycle.record_rq_start(self.records, job_id, worker_name=self.settings.agent_id)
+            if not entry.gang_rank:  # RQ shows a multi-node job started once, by its rank 0
+                lifecycle.record_rq_start(self.records, job_id, worker_name=self.settings.agent_id)
         except Exception as exc:  # RQ's mirror is for dashboards; the job runs without it
             log.warning("job %s: RQ does not show it as started: %s", job_id, exc, extra={"job_id": job_id})
         record = self.records.load(job_id) or JobRecord(job_id, state=None)

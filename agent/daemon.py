@@ -100,6 +100,7 @@ class Agent:
             supervisor=self.supervisor,
             counters=basics.counters,
             queue_config_for=basics.store.get,
+            held=lambda: self.claims.gangs.held_ids(),
         )
         self.heartbeat = Heartbeat(
             conn,
@@ -128,6 +129,7 @@ class Agent:
             stopping=basics.flags.stopping,
             closing=basics.flags.closing,
             on_drain=self.host.look_again,
+            ledger=basics.ledger,
         )
 
     def _subscribe(self) -> None:

@@ -16,7 +16,7 @@ talks to the engine, so the root runs it only once the engine is fit (``engine_h
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Set
 
 import redis
 from launchbay.agent.counters import Counters, Every
@@ -52,6 +52,7 @@ class Housekeeping:
         supervisor: Any,
         counters: Counters,
         queue_config_for: Callable[[str], QueueConfig],
+        held: Callable[[], Set[str]] = set,
     ) -> None:
         self.settings, self.ledger, self.supervisor, self.counters = settings, ledger, supervisor, counters
         self.reaper = Reaper(
@@ -69,7 +70,8 @@ class Housekeeping:
             runtime,
             agent_id=settings.agent_id,
             adopt=self._adopt,
-            tracked=supervisor.running_job_ids,
+            # the gang service's holds are tracked too: their ledger entries are not stale
+            tracked=lambda: supervisor.running_job_ids() | held(),
             queue_config_for=queue_config_for,
             on_orphan=lambda job_id: counters.inc("orphans_removed"),
         )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import redis
+from launchbay.agent.gang_member import GangMember, record_member_end
 from launchbay.agent.job_secrets import JobSecrets, scrub_effective_config
 from launchbay.agent.logs import JobLog
 from launchbay.agent.payload_dir import JobOutputs, PayloadPaths, read_outputs, remove_job_dir
@@ -45,6 +46,7 @@ class RunLeftovers:
     stop_reason: Optional[str]  # "lost" when the job had been taken away from this agent
     metrics: Optional[JobMetrics] = None
     secrets: Optional[JobSecrets] = None  # the queue's secrets as resolved for this job (values to scrub)
+    member: Optional[GangMember] = None  # a multi-node job's member run here (agent/gang_member.py)
 
 
 def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Callable[[Callable[[], T]], T]) -> None:
@@ -72,7 +74,10 @@ def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Call
     if won:
         record_usage(ctx.conn, ctx.keys, ctx.queue_config_for, run.job_id, run.record, time.time())
         logger.info("job %s %s %s", run.job_id, outcome.state.value, outcome.message, extra={"job_id": run.job_id})
-        run.log.close()  # lifecycle.end wrote the eof (a job put back gets none: its log goes on with its next run)
+        # lifecycle.end wrote the eof on the job's log (a job put back gets none: its log goes on with its
+        # next run); another rank's own log gets its eof here
+        other_rank = run.member is not None and run.member.rank != 0
+        run.log.close(eof=_eof_for(run.log, retry(lambda: ctx.records.state(run.job_id))) if other_rank else None)
     else:
         run.log.close(eof=_eof_for(run.log, retry(lambda: ctx.records.state(run.job_id))))
     _remove_container(ctx, run)
@@ -125,9 +130,26 @@ def _record(
     summary: Optional[Dict[str, Any]],
 ) -> bool:
     """The end through ``lifecycle.end``; or the job back at the front of its queue: preempted
-    (``lifecycle.put_back_preempted``), or its GPU failed and its queue's retry policy requeues it."""
+    (``lifecycle.put_back_preempted``), or its GPU failed and its queue's retry policy requeues it.
+    A multi-node job's member records its own end, and the job's when it decides it (gang_member.py)."""
+    if run.member is not None:
+
+        def end(final: Outcome) -> bool:
+            return _record_job(ctx, run, final, effective_config, summary)
+
+        return record_member_end(ctx, run.member, run.record, outcome, run.stop_reason, end)
     if outcome.reason == Reason.PREEMPTED:
         return lifecycle.put_back_preempted(ctx.records, run.job_id, run.record, outcome.message)
+    return _record_job(ctx, run, outcome, effective_config, summary)
+
+
+def _record_job(
+    ctx: RunContext,
+    run: RunLeftovers,
+    outcome: Outcome,
+    effective_config: Optional[Dict[str, Any]],
+    summary: Optional[Dict[str, Any]],
+) -> bool:
     if outcome.state == State.QUEUED:
         return lifecycle.put_back(ctx.records, run.job_id, run.record, reason=outcome.reason, message=outcome.message)
     return lifecycle.end(

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union
 from launchbay.agent import job_end, job_secrets
 from launchbay.agent.container_spec import build_container_spec, record_problem
 from launchbay.agent.engine_health import died_with_engine
+from launchbay.agent.gang_member import GangMember
 from launchbay.agent.job_outcome import canceled, exit_outcome, failed, gone
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.log_pump import LogPump
@@ -87,14 +88,18 @@ class JobRun:
         self._pump: Optional[LogPump] = None
         self._ended_with_engine = False  # the container had exited when the engine answered again
         self.put_back = False  # the engine failed it before its container started: back to its queue
+        rank = alloc.gang_rank or 0
+        #: A member of a multi-node job: its barrier, env and end (agent/gang_member.py); None otherwise.
+        self.member = None if alloc.gang_rank is None else GangMember(ctx, self.job_id, rank, alloc.gang_round or 0)
         self.log = JobLog(
             ctx.conn,
-            ctx.keys.job_log(self.job_id),
-            ctx.state_dir / "logs" / f"{self.job_id}.log",
+            ctx.keys.job_log_rank(self.job_id, rank),
+            ctx.state_dir / "logs" / f"{self.job_id}{f'.rank{rank}' if rank else ''}.log",
             cap_bytes=ctx.settings.log_cap_bytes,
             file_cap_bytes=ctx.log_file_cap_bytes,
         )
-        self.metrics = JobMetrics.for_job(ctx, self.job_id, redact_as=self.log)
+        # A multi-node job's metrics are its rank 0's.
+        self.metrics = JobMetrics.for_job(ctx, self.job_id, redact_as=self.log) if rank == 0 else None
         self._thread = threading.Thread(target=self._main, name=f"job-{self.job_id}", daemon=True)
 
     # -- control, from other threads ---------------------------------------------------------------
@@ -131,7 +136,8 @@ class JobRun:
             outcome = failed(Reason.CONTAINER_FAILED, f"the agent failed running the job: {exc}")
         try:
             if outcome is None:
-                self.metrics.stop()
+                if self.metrics is not None:
+                    self.metrics.stop()
                 self.log.close()  # detached: what was copied stays, without an eof
             elif self.put_back:
                 job_end.put_back(self.ctx, self._leftovers(), outcome.message, self._redis)
@@ -146,7 +152,7 @@ class JobRun:
 
     def _leftovers(self) -> job_end.RunLeftovers:
         run = self.job_id, self.record, self.log, self.paths, self.container_id, self.stop_reason
-        return job_end.RunLeftovers(*run, metrics=self.metrics, secrets=self.secrets)
+        return job_end.RunLeftovers(*run, metrics=self.metrics, secrets=self.secrets, member=self.member)
 
     def _launch(self) -> Optional[Outcome]:
         if self._cancel_requested():
@@ -155,6 +161,8 @@ class JobRun:
         if problem:
             message = f"the job's record is malformed ({problem}); launchbay's client never writes that"
             return failed(Reason.CONTAINER_FAILED, message)
+        if (self.record.nodes > 1) != (self.member is not None):
+            return failed(Reason.REFUSED, "refused: its nodes field changed after an agent took it")
         try:
             queue_config = self.ctx.queue_config_for(self.alloc.queue)
             refused = self.ctx.refusal(self.job_id, self.record, queue_config)
@@ -188,6 +196,11 @@ class JobRun:
             return None
         if self._cancel_requested():
             return canceled("canceled by user before the container started")
+        if self.member is not None:  # every member's image is ready before any container starts
+            not_started = self.member.wait_for_all(self._should_stop, self._cancel)
+            if not_started is not None:
+                return not_started
+            self.member.apply(spec, queue_config)
         stream_after, file_offset = self.log.position()
         spec["labels"].update({LOG_STREAM_LABEL: stream_after, LOG_FILE_LABEL: str(file_offset)})
         # Not put back on an engine error: a create-and-start whose reply was lost may have started it.
@@ -260,7 +273,14 @@ class JobRun:
             self.deadline = time.monotonic() + (started_at + float(limit) - time.time())
 
     def _mark_running(self) -> bool:
-        """starting -> running; False when someone else moved the job first (that state is kept)."""
+        """starting -> running; False when someone else moved the job first (that state is kept).
+
+        A member of a multi-node job records its own container; the job is running once rank 0's is."""
+        member = self.member
+        if member is not None and not self._redis(lambda: member.running(self.container_id)):
+            return False
+        if member is not None and member.rank != 0:
+            return True
         return self._redis(lambda: lifecycle.mark_running(self.ctx.records, self.job_id, container=self.container_id))
 
     # -- watching ----------------------------------------------------------------------------------
@@ -296,7 +316,7 @@ class JobRun:
     def _start_helpers(self, *, skip_lines: int) -> None:
         self._stop_pump()
         self._pump = LogPump(self.ctx.runtime, self.container_id, self.log, skip_lines=skip_lines).start()
-        if self.paths is not None:  # an adopted container that never started has sent nothing yet
+        if self.paths is not None and self.metrics is not None:  # an adopted container that never started: nothing yet
             adopted_running = self.adopted is not None and self.adopted.status != "created"
             self.metrics.start(self.paths.output_dir, resume=adopted_running)
         threading.Thread(target=self._wait_loop, name=f"wait-{self.job_id}", daemon=True).start()

@@ -24,7 +24,7 @@ from launchbay.text import as_text
 
 log = logging.getLogger(__name__)
 
-READ_FIELDS = ("state", "cancel_requested", "queue", "request", "constraints", "priority", "submitter")
+READ_FIELDS = ("state", "cancel_requested", "queue", "request", "constraints", "priority", "submitter", "nodes")
 STORED = ("pending_reason", "pending_detail", "estimated_start")
 #: What a pass reads of each listed job.
 FIELDS = READ_FIELDS + STORED
@@ -79,6 +79,8 @@ class PendingPass:
         for (queue, job_id), record in zip(listed, records):
             if record.state is not State.QUEUED or record.cancel_requested:  # what ``job.is_waiting`` says
                 continue
+            if record.nodes != 1:
+                continue  # a multi-node job's reason is the gang service's (agent/gang_assembly.py)
             paused, quotas = settings[queue]
             user = record.submitter or UNKNOWN_SUBMITTER  # whom its key names
             answer = pending.explain(

@@ -52,6 +52,8 @@ class Candidate:
     queue_rank: int = 0  # its queue's place among the agent's queues, 0 first
     position: int = 0  # its place in that queue
     submitter: str = "unknown"
+    #: A multi-node job's member count: its request is per member, each member held by another agent.
+    nodes: int = 1
 
     def order_key(self, policy: Optional[Policy] = None) -> Tuple[int, int, float, float, int, str]:
         policy = policy or Policy()

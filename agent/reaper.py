@@ -18,8 +18,8 @@ import logging
 from typing import Callable, Dict, List, Optional
 
 import redis
-from launchbay.agent.ledger import Ledger
-from launchbay.queue_config import lifecycle
+from launchbay.agent.ledger import Ledger, LedgerEntry
+from launchbay.queue_config import events, gang, lifecycle
 from launchbay.queue_config.job import JobRecord, Outcome, Reason, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
@@ -76,15 +76,27 @@ def resolve_lost_job(
     owner: str,
     queue_config_for: QueueConfigFor,
     why: str,
+    member_rank: Optional[int] = None,
 ) -> str:
     """Requeue, fail or cancel an active job of ``owner`` that lost its agent or container.
 
     Returns ``"requeued"``, ``"failed"``, ``"canceled"`` or ``"skipped"`` (the job is not active
-    for ``owner`` any more, so there is nothing to do).
+    for ``owner`` any more, so there is nothing to do). ``member_rank``: ``owner`` ran that member of a
+    multi-node job, whose loss ends (or requeues) the whole gang; its other members are told to stop.
     """
     record = records.load(job_id)
-    if record is None or not record.active or record.agent != owner:
+    if record is None or not record.active or (record.agent != owner and member_rank is None):
         return "skipped"
+    if member_rank is not None:
+        why = f"rank {member_rank} lost: {why}"
+    outcome = _resolve(records, record, queue_config_for, why)
+    if member_rank is not None and outcome != "skipped":
+        events.publish(records.conn, records.keys, events.Cancel(job_id))  # the other members stop
+    return outcome
+
+
+def _resolve(records: Records, record: JobRecord, queue_config_for: QueueConfigFor, why: str) -> str:
+    job_id = record.id
     if record.cancel_requested:
         done = _end(records, record, Outcome(State.CANCELED, Reason.CANCELED_BY_USER, message=why))
         return "canceled" if done else "skipped"
@@ -192,11 +204,15 @@ class Reaper:
         """Free the jobs of ``lost_id``; returns ``{job id: outcome}``."""
         ledger = Ledger(self.conn, self.keys, lost_id)
         outcomes = {}
-        for job_id in ledger.entries():
+        for job_id, entry in ledger.entries().items():
             why = f"agent {lost_id} stopped heartbeating"
-            outcomes[job_id] = resolve_lost_job(
-                self.records, job_id, owner=lost_id, queue_config_for=self.queue_config_for, why=why
-            )
+            if entry.gang_rank is not None and not self._member_lost(lost_id, entry):
+                outcomes[job_id] = "released"  # a member of an attempt that is over already
+            else:
+                outcomes[job_id] = resolve_lost_job(
+                    self.records, job_id, owner=lost_id, queue_config_for=self.queue_config_for, why=why,
+                    member_rank=entry.gang_rank,
+                )  # fmt: skip
             ledger.release(job_id)
         self._forget(lost_id, ledger)
         if outcomes:
@@ -207,6 +223,11 @@ class Reaper:
                 extra={"agent_id": self.agent_id},
             )
         return outcomes
+
+    def _member_lost(self, lost_id: str, entry: LedgerEntry) -> bool:
+        """Mark ``lost_id``'s member of a multi-node job lost; False when it was not of the current round."""
+        script = lifecycle.GangScript(self.conn, self.keys, agent_id=lost_id, host="", addr="")
+        return bool(script.member(entry.job_id, entry.gang_round or 0, entry.gang_rank or 0, gang.LOST))
 
     def _forget(self, lost_id: str, ledger: Ledger) -> None:
         with self.conn.pipeline(transaction=True) as pipe:

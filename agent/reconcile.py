@@ -62,12 +62,19 @@ class Reconciler:
         self.queue_config_for = queue_config_for
         self.on_orphan = on_orphan or (lambda job_id: None)
 
+    def _runs_here(self, record: JobRecord, entry: Optional[LedgerEntry]) -> bool:
+        """The record names this agent, or the ledger holds a member of the multi-node job here (a
+        member's record names its rank 0's agent; the member checks its own round: gang_member.py)."""
+        return record.agent == self.agent_id or (entry is not None and entry.gang_rank is not None)
+
     def _ours(self, record: Optional[JobRecord], entry: Optional[LedgerEntry], container_id: str) -> bool:
         """The record says this agent runs the job in this container, and the ledger agrees."""
         if not record or entry is None:
             return False
-        if not record.active or record.agent != self.agent_id:
+        if not record.active or not self._runs_here(record, entry):
             return False
+        if entry.gang_rank is not None:
+            return True  # the record keeps rank 0's container
         return not record.container or record.container == container_id
 
     def on_start(self) -> Dict[str, str]:
@@ -94,7 +101,7 @@ class Reconciler:
         self, job_id: str, entry: LedgerEntry, *, why: str = "", record: Optional[JobRecord] = None
     ) -> str:
         record = record if record is not None else self.records.load(job_id)
-        if record is not None and record.active and record.agent == self.agent_id:
+        if record is not None and record.active and self._runs_here(record, entry):
             if record.state is State.STARTING and lifecycle.put_back(self.records, job_id, record):
                 self.ledger.release(job_id)
                 log.info(
@@ -103,8 +110,9 @@ class Reconciler:
                 return "requeued"
             why = why or f"agent {self.agent_id} restarted and the job's container was gone"
             outcome = resolve_lost_job(
-                self.records, job_id, owner=self.agent_id, queue_config_for=self.queue_config_for, why=why
-            )
+                self.records, job_id, owner=self.agent_id, queue_config_for=self.queue_config_for, why=why,
+                member_rank=entry.gang_rank,
+            )  # fmt: skip
             self.ledger.release(job_id)
             return outcome
         self._complete_interrupted_end(job_id, record)
@@ -161,7 +169,9 @@ class Reconciler:
         return settled
 
     def _taken_away(self, container: ContainerInfo, record: Optional[JobRecord], entries: Dict) -> bool:
-        if record is None or (record.agent not in (None, self.agent_id)):
+        if record is None or (
+            record.agent not in (None, self.agent_id) and not self._runs_here(record, entries.get(container.job_id))
+        ):
             return True
         if record.state is State.QUEUED:
             return True
@@ -174,7 +184,7 @@ class Reconciler:
             if job_id in tracked:
                 continue
             record = self.records.load(job_id)
-            if record is None or record.terminal or record.agent != self.agent_id:
+            if record is None or record.terminal or not self._runs_here(record, entry):
                 self._complete_interrupted_end(job_id, record)
                 self.ledger.release(job_id)
             elif record.active:

@@ -41,6 +41,19 @@ _SIZE_ALIASES = {
 }
 
 
+def primary_address() -> str:
+    """The address this host sends from on its default route (no packet leaves: a UDP socket is only
+    connected); 127.0.0.1 on a host with no route at all."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere, only looked up
+        return str(probe.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+    finally:
+        probe.close()
+
+
 def default_state_dir() -> Path:
     """``$XDG_STATE_HOME/launchbay/agent`` (``~/.local/state/launchbay/agent``): payloads, outputs and logs."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
@@ -60,6 +73,11 @@ class AgentSettings(BaseModel):
 
     agent_id: str = Field(default_factory=socket.gethostname, description="unique id of this agent in Redis")
     host: str = Field(default_factory=socket.gethostname, description="host name recorded on the jobs it runs")
+    advertise_addr: str = Field(
+        default_factory=lambda: primary_address(),
+        min_length=1,
+        description="the address other hosts reach this one at: a multi-node job's MASTER_ADDR when rank 0 runs here",
+    )
     queues: List[str] = Field(default_factory=lambda: ["default"], min_length=1, description="queues, priority order")
     gpus: Optional[List[str]] = Field(default=None, description="host GPU indices to use; None = all")
     reserve_cpus: float = Field(default=0.0, ge=0, description="CPUs kept back for the host")

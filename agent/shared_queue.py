@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Callable, Dict, Optional, Protocol, Set
 
 import redis
-from launchbay.agent.claim import Claimer, ClaimPass, QueueReader
+from launchbay.agent.claim import Claimer, ClaimPass, HoldMember, QueueReader
 from launchbay.agent.placement import Policy, ordered
 from launchbay.agent.preemption import Running, choose
 from launchbay.agent.settings import AgentSettings
@@ -67,9 +67,10 @@ class SharedQueue:
         held = frozenset({self.holding}) if self.holding else frozenset()
         return replace(with_usage(self.base, self.conn, self.keys, self.config_for, self.queues), hold_for=held)
 
-    def claim_pass(self, claimer: Claimer, reader: QueueReader) -> ClaimPass:
-        """A claim pass with this pass's fair-share order, skipping the jobs this agent runs."""
-        return ClaimPass(claimer, reader, policy=self.policy(), skip=self.running())
+    def claim_pass(self, claimer: Claimer, reader: QueueReader, hold: Optional[HoldMember] = None) -> ClaimPass:
+        """A claim pass with this pass's fair-share order, skipping the jobs this agent runs; ``hold`` takes
+        multi-node jobs' members."""
+        return ClaimPass(claimer, reader, policy=self.policy(), skip=self.running(), hold=hold)
 
     def _preemption(self, queue: str) -> PreemptionConfig:
         try:
@@ -87,7 +88,9 @@ class SharedQueue:
             self.holding = None  # claimed (here or elsewhere), canceled, or no longer read
         now = time.time() if now is None else now
         high = [
-            c for c in ordered(snapshot.candidates, self.base) if c.priority == "high" and c.job_id not in claims.skip
+            c
+            for c in ordered(snapshot.candidates, self.base)
+            if c.priority == "high" and c.job_id not in claims.skip and c.nodes == 1  # a waiting gang preempts none
         ]
         if not high:
             return  # the common case: no config read, no Redis call

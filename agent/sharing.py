@@ -72,7 +72,7 @@ def record_usage(
     """Add the ended run of ``job_id`` to its submitter's usage of its queue (when the queue keeps fair share).
 
     The submitter is the one the job's key pins (``acl.submitter_of``): a field the submitter
-    may rewrite while the job runs must not bill someone else."""
+    may rewrite while the job runs must not bill someone else. A multi-node job bills all its members."""
     queue = record.queue
     spent = run_seconds(record, now)
     if not queue or spent is None:
@@ -81,7 +81,8 @@ def record_usage(
         fair = config_for(queue).fair_share
         if fair.enabled:
             user = submitter_of(job_id, record.submitter_field)
-            gpu_s, cpu_s = spent
+            nodes = record.nodes  # a multi-node job: every member's share
+            gpu_s, cpu_s = spent[0] * nodes, spent[1] * nodes
             usage.add(conn, keys, queue, user, gpu_s=gpu_s, cpu_s=cpu_s, now=now, half_life_s=fair.half_life_s)
     except (LaunchbayError, redis.RedisError) as exc:
         log.warning("job usage not added to fair share of queue %s: %s", queue, exc)

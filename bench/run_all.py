@@ -27,6 +27,7 @@ FIGURES: Dict[str, Tuple[str, bool, List[str], List[str]]] = {
     "metrics": ("metrics_stream.py", False, [], ["--runs", "1"]),
     "idle_agent": ("idle_agent.py", True, [], ["--quick"]),
     "dispatch": ("dispatch.py", True, [], ["--runs", "8"]),
+    "gang": ("gang.py", True, [], ["--quick"]),
     "throughput": ("throughput.py", True, [], ["--jobs", "32", "--rounds", "1"]),
     "sweeps": ("sweeps.py", True, [], ["--quick"]),
     "fleet": ("fleet.py", False, [], ["--quick"]),

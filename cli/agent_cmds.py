@@ -69,6 +69,15 @@ def agent_options(func: Any) -> Any:
             metavar="KEY=VALUE",
             help=_help("Label that job constraints match; repeat for more (env: zone=eu,rack=7)", "labels", "none"),
         ),
+        click.option(
+            "--advertise-addr",
+            metavar="ADDRESS",
+            help=_help(
+                "Address other hosts reach this one at (multi-node jobs' MASTER_ADDR and peer list)",
+                "advertise_addr",
+                "the host's primary address",
+            ),
+        ),
         click.option("--max-jobs", type=int, metavar="N", help=_help("Most jobs running at once", "max_jobs", "8")),
         click.option(
             "--agent-id",

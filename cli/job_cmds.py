@@ -81,6 +81,11 @@ def _spec_from_args(args: Tuple[str, ...], options: Dict[str, Any]) -> JobSpec:
 @click.option(
     "--file-config", "file_configs", multiple=True, metavar="PATH=FILE", help="Overrides for config file PATH."
 )
+@click.option(
+    "--nodes",
+    type=click.IntRange(min=1),
+    help="Run on this many agents at once (one member per host; resources are per node). Default: the spec's, else 1.",
+)
 @click.option("--gpus", metavar="N|MODEL:N", help="GPU count, or model and count as SkyPilot writes it (A100:2).")
 @click.option("--cpus", type=float, help="CPUs (may be fractional).")
 @click.option("--memory", metavar="SIZE", help="Memory, e.g. 16GiB or 8g.")
@@ -119,6 +124,7 @@ def enqueue_cmd(args: Tuple[str, ...], queue: str, as_json: bool, conn: Any, key
         conn=conn,
         keys=keys,
         user=options["user"],
+        nodes=options["nodes"],
     )
     for line in handle.notes:
         note(line)
@@ -216,13 +222,19 @@ def _status_rows(record: JobRecord):
 @uses_redis
 def status_cmd(job_id: str, as_json: bool, conn: Any, keys: Keys) -> None:
     """Show a job's state, why it waits, reason, exit code, placement, timestamps, overrides and metrics summary."""
-    record = with_pending(conn, keys, [get_job(job_id, conn=conn, keys=keys).record()])[0]
+    handle = get_job(job_id, conn=conn, keys=keys)
+    record = with_pending(conn, keys, [handle.record()])[0]
+    nodes = handle.nodes() if record.nodes > 1 else []
     if as_json:
-        print_json(record.as_json())
+        print_json({**record.as_json(), "nodes": nodes} if nodes else record.as_json())
         return
     grid = table("FIELD", "VALUE")
     for label, value in _status_rows(record):
         grid.add_row(label, value)
+    for node in nodes:
+        code = node["exit_code"]  # dict read: a member's entry (gang.nodes_json), not a job hash
+        where = f"{node['agent']} on {node['host']}" if node["agent"] else "not placed"
+        grid.add_row(f"rank {node['rank']}", f"{node['state']}{'' if code is None else f', exit {code}'}: {where}")
     print_table(grid)
 
 
@@ -262,16 +274,24 @@ def list_cmd(
 @click.command("logs")
 @click.argument("job_id", metavar="JOB")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the job ends.")
+@click.option(
+    "--rank", type=click.IntRange(min=0), default=0, show_default=True, help="A multi-node job's member to show."
+)
 @json_option
 @uses_redis
-def logs_cmd(job_id: str, follow: bool, as_json: bool, conn: Any, keys: Keys) -> None:
-    """Print a job's output (capped by the agent; the full log stays on the agent's host)."""
+def logs_cmd(job_id: str, follow: bool, rank: int, as_json: bool, conn: Any, keys: Keys) -> None:
+    """Print a job's output (capped by the agent; the full log stays on the agent's host).
+
+    A multi-node job's log is its rank 0's; --rank K shows member K's."""
     handle = get_job(job_id, conn=conn, keys=keys)
+    nodes = handle.record().nodes
+    if rank >= nodes:
+        raise UserError(f"job {job_id} has {nodes} member(s), ranks 0 to {nodes - 1}; there is no rank {rank}")
     if as_json:
-        print_json(list(handle.logs(follow=follow)))
+        print_json(list(handle.logs(follow=follow, rank=rank)))
         return
     printed = 0
-    for line in handle.logs(follow=follow):
+    for line in handle.logs(follow=follow, rank=rank):
         click.echo(line)
         printed += 1
     if not printed:

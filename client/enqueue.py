@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import redis
 from launchbay.queue_config import launch_policy
 from launchbay.queue_config.acl import OWNER_RE, new_job_id, owner_of_connection
+from launchbay.queue_config.gang import nodes_problem
 from launchbay.queue_config.inputs_decl import effective_inputs
 from launchbay.queue_config.job_checks import check_inputs, check_payload
 from launchbay.queue_config.keys import Keys
@@ -89,6 +90,7 @@ def enqueue(
     keys: Optional[Keys] = None,
     user: Optional[str] = None,
     on_behalf_of: Optional[str] = None,
+    nodes: Optional[int] = None,
 ) -> JobHandle:
     """Validate and enqueue one job; returns its handle (``handle.notes`` says what to know).
 
@@ -98,12 +100,13 @@ def enqueue(
     for a caller that authenticated its own user (the UI's named token): the job is that user's
     (id ``NAME_...``, submitter, quota) whatever Redis user the connection logs in as; Redis' ACL
     still decides whether the connection may write it (docs/security.md). ``resources`` takes
-    people's units (``{"memory": "16GiB", "gpus": "A100:2"}``); ``max_runtime`` a duration (``2h``).
+    people's units (``{"memory": "16GiB", "gpus": "A100:2"}``), per node; ``max_runtime`` a duration (``2h``).
+    ``nodes`` (default: the spec's) runs the job on that many agents at once (docs/multi-node.md).
     Raises ValidationError / NotFoundError / ConfigError (nothing written) on any problem.
     """
     conn = conn or connect(redis_url)
     keys = keys or Keys.from_env()
-    launch = Launch(overrides, file_overrides, resources, max_runtime, priority, user, on_behalf_of)
+    launch = Launch(overrides, file_overrides, resources, max_runtime, priority, user, on_behalf_of, nodes)
     fields, notes = prepare(spec, queue, launch, conn=conn, keys=keys)
     job_id = new_job_id(launch.owner(conn))
     write_job(conn, keys, job_id, fields)
@@ -121,6 +124,7 @@ class Launch:
     priority: str = "normal"
     user: Optional[str] = None
     on_behalf_of: Optional[str] = None
+    nodes: Optional[int] = None
 
     def owner(self, conn: redis.Redis) -> Optional[str]:
         """The ``NAME_`` prefix of the job's id: the key the ACL pins to whose job it is (acl.py)."""
@@ -143,6 +147,10 @@ def prepare(
     request = launch_policy.effective_request(asked, job_spec, queue_config)
     max_runtime_s = launch_policy.effective_max_runtime(asked_runtime_s, job_spec, queue_config)
     launch_policy.check_against_queue(request, max_runtime_s, job_spec, queue_config)
+    nodes = job_spec.nodes if launch.nodes is None else launch.nodes
+    problem = nodes_problem(nodes, queue_config.gang, queue_config.name)
+    if problem:
+        raise ValidationError(problem)
     overrides, file_overrides = launch.overrides or {}, launch.file_overrides or {}
     check_payload(dict(overrides), dict(file_overrides))
     user = (
@@ -160,6 +168,8 @@ def prepare(
     asks = request.request_dict()
     fields = _build_record(job_spec, queue_config, asks, max_runtime_s, launch.priority, (inputs, source))
     fields.update(submitter=user, run_config=run_config, file_overrides=file_overrides)
+    if nodes > 1:
+        fields["nodes"] = nodes
     notes = _notes(conn, keys, store, queue, asks, job_spec.constraints)
     notes += submitter.quota_notes(conn, keys, queue_config, user, asks)
     return fields, notes

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Type
 
 import redis
 from launchbay.metric_stream.reader import MetricsReader
-from launchbay.queue_config import lifecycle, logstream
+from launchbay.queue_config import gang, lifecycle, logstream
 from launchbay.queue_config.job import TERMINAL_STATES, JobRecord, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
@@ -64,6 +64,7 @@ class JobHandle:
         self.notes: List[str] = list(notes)
         self._records = Records(conn, self.keys)
         self._metrics: Optional[MetricsReader] = None
+        self._log_key = self.keys.job_log(job_id)
 
     def __repr__(self) -> str:
         return f"JobHandle({self.id!r})"
@@ -111,9 +112,12 @@ class JobHandle:
             # Wakes as soon as the agent writes a line or the eof entry.
             last_id = _through_outages(self._read_log, last_id, block_ms)[0]
 
-    def logs(self, follow: bool = False) -> Iterator[str]:
-        """The job's output lines; with ``follow``, keep yielding until the job ends (a Redis restart is waited out)."""
+    def logs(self, follow: bool = False, rank: int = 0) -> Iterator[str]:
+        """The job's output lines; with ``follow``, keep yielding until the job ends (a Redis restart is waited out).
+
+        ``rank``: which member of a multi-node job (0, the default, is the job's own log)."""
         self.status()
+        self._log_key = self.keys.job_log_rank(self.id, rank)
         if not follow or self.state() in TERMINAL_STATES:
             yield from self._all_lines()
             return
@@ -144,6 +148,14 @@ class JobHandle:
         """Why the agent stopped keeping steps (its cap), as seen by the last :meth:`metrics`; None if it did not."""
         return self._metrics.truncated if self._metrics is not None else None
 
+    def nodes(self) -> List[Dict[str, Any]]:
+        """A multi-node job's members, ``[{rank, agent, host, addr, container, state, exit_code}]`` in rank
+        order (empty for a single-node job)."""
+        record = self._records.load(self.id)
+        if record is None or record.nodes < 2:
+            return []
+        return gang.nodes_json(gang.read(self.conn, self.keys, self.id), record.nodes)
+
     def cancel(self) -> str:
         """``"canceled"`` if it was still queued, ``"cancel_requested"`` if an agent has it (it stops it)."""
         return lifecycle.cancel(self.conn, self.keys, self.id)
@@ -156,7 +168,7 @@ class JobHandle:
 
     def _read_log(self, last_id: str, block_ms: int) -> tuple:
         """``(last entry id, lines, saw eof)`` from one blocking XREAD after ``last_id``."""
-        reply = self.conn.xread({self.keys.job_log(self.id): last_id}, count=LOG_BATCH, block=block_ms)
+        reply = self.conn.xread({self._log_key: last_id}, count=LOG_BATCH, block=block_ms)
         lines, ended = [], False
         for _stream, entries in reply or []:
             batch = logstream.parse(entries)
@@ -170,7 +182,7 @@ class JobHandle:
 
     def _lines_after(self, last_id: Optional[str]) -> Iterator[str]:
         start = "-" if last_id in (None, "0-0") else f"({last_id}"
-        key = self.keys.job_log(self.id)
+        key = self._log_key
         while True:
             entries = self.conn.xrange(key, min=start, max="+", count=LOG_BATCH)
             yield from logstream.parse(entries).lines

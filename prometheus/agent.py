@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Proto
 
 import redis
 from launchbay.agent.ledger import LedgerEntry
+from launchbay.queue_config import gang
 from launchbay.queue_config.job import ACTIVE_STATES, TERMINAL_STATES, JobRecord, State
 from launchbay.queue_config.keys import Keys
 from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, start_http_server
@@ -60,6 +61,8 @@ PLAIN_COUNTERS = {
     "jobs_adopted": ("adopted", "Running jobs adopted from an earlier process with the same agent id."),
     "reaped_jobs": ("reaped_jobs", "Jobs of lost agents this agent's reaper freed."),
 }
+#: The states of a multi-node job's member this agent may hold (gang.py), and one for anything else.
+GANG_MEMBER_STATES = (gang.HELD, gang.READY, gang.RUNNING, "unknown")
 RECORD_TIMES = ("queued_at", "starting_at", "running_at", "attempts", "state")
 
 
@@ -127,6 +130,7 @@ class AgentCollector(Collector):
         yield from self._health(redis_up)
         yield from self._counters()
         yield _jobs_by_state(entries, records)
+        yield self._gang_members(entries, redis_up)
         yield from _resources(capacity, entries.values())
         yield from gpu_metrics(gpu_views(capacity, self.agent.inventory.gpus, entries.values(), records))
 
@@ -141,6 +145,31 @@ class AgentCollector(Collector):
         for job_id, record in records.items():
             self.timings.note(job_id, record)
         return True, entries, records
+
+    def _gang_members(self, entries: Mapping[str, LedgerEntry], redis_up: bool) -> Metric:
+        """The members of multi-node jobs this agent holds or runs, by their state in the member table."""
+        counts = dict.fromkeys(GANG_MEMBER_STATES, 0)
+        members = [e for e in entries.values() if e.gang_rank is not None]
+        if members and redis_up:
+            try:
+                with self.agent.conn.pipeline(transaction=False) as pipe:
+                    for entry in members:
+                        pipe.hgetall(self.agent.keys.gang(entry.job_id))
+                    tables = [gang.parse(raw) for raw in pipe.execute()]
+            except redis.RedisError:
+                tables = [gang.Gang() for _ in members]
+            for entry, table in zip(members, tables):
+                member = (table.members or {}).get(entry.gang_rank)
+                state = member.state if member is not None and member.round == entry.gang_round else "unknown"
+                counts[state if state in counts else "unknown"] += 1
+        family = GaugeMetricFamily(
+            "launchbay_agent_gang_members",
+            "Members of multi-node jobs this agent holds or runs, by member state (also counted in launchbay_agent_jobs).",
+            labels=["state"],
+        )
+        for state, count in counts.items():
+            family.add_metric([state], count)
+        return family
 
     def _health(self, redis_up: bool) -> Iterator[Metric]:
         settings = self.agent.settings

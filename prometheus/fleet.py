@@ -6,7 +6,8 @@ with their liveness, status and capacity: no state is kept between scrapes, so a
 exporters may run. Every metric is listed in docs/metrics.md.
 
 Records may carry ``submitter`` (who enqueued the job) and ``pending_reason`` (why a queued job
-waits); where they do not, the label says ``unknown``.
+waits); where they do not, the label says ``unknown``. A multi-node job is one record, so it counts
+once however many agents run its members.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import redis
-from launchbay.queue_config import pending
+from launchbay.queue_config import gang, pending
 from launchbay.queue_config.acl import UNKNOWN_SUBMITTER
 from launchbay.queue_config.job import JobRecord, State
 from launchbay.queue_config.keys import Keys
@@ -29,6 +30,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from launchbay.text import as_text
 
 UNKNOWN = "unknown"
+#: The pending reasons a depth label may name: the pending pass's and the gang service's (multi-node jobs).
+PENDING_LABELS = frozenset(pending.CODES + gang.PENDING_CODES)
 JOB_FIELDS = ("state", "priority", "submitter", "pending_reason", "queued_at")
 #: Agent hash statuses that mean the agent left on purpose, so its missing heartbeat is not a loss.
 STOPPED_STATUSES = frozenset({"stopped"})
@@ -66,7 +69,7 @@ def read_queue(conn: redis.Redis, keys: Keys, store: QueueStore, name: str) -> Q
         if known is not State.QUEUED:
             continue
         priority, reason = record.priority, record.pending_reason
-        key = (priority if priority in PRIORITIES else UNKNOWN, reason if reason in pending.CODES else UNKNOWN)
+        key = (priority if priority in PRIORITIES else UNKNOWN, reason if reason in PENDING_LABELS else UNKNOWN)
         view.depth[key] = view.depth.get(key, 0) + 1
         since = record.times.get(State.QUEUED.value)
         if since is None:

@@ -6,7 +6,7 @@ may write; everything else in the namespace is readable only (``%R~`` key permis
 - **admin**: everything in the namespace and RQ's keys: queue configs (``queue apply``,
   ``pause``, ``delete``), any job, agents' keys.
 - **agent**: job records, logs, job definitions, agents' keys (ledgers, heartbeats), the reaper
-  lock, the idle lists, fair-share usage and quota counters, sweeps (the index and active set,
+  lock, the idle lists, multi-node jobs' member tables, fair-share usage and quota counters, sweeps (the index and active set,
   their drivers' leases, studies and trials' jobs), and RQ's keys. Queue configs are read-only: the policy an agent enforces is only ever
   written by an admin.
 - **submitter** ``NAME``: enqueue; cancel and requeue its own jobs; create, pause, resume and
@@ -111,6 +111,7 @@ def rules(role: str, keys: Keys, user: str = "") -> str:
             "sweeps:*",
             "sweep:*",
             "study:*",
+            "gang:*",
         )
         patterns = f"%R~{ns}:* " + " ".join(f"~{ns}:{p}" for p in writable) + " ~rq:*"
     elif role in ("submitter", "ui"):

@@ -33,11 +33,16 @@ class LedgerEntry:
     claimed_at: float
     max_runtime_s: Optional[int] = None
     user: str = ""  # the job's submitter, whose quota usage the claim counted it in ("" = none)
+    #: A member of a multi-node job: its rank and assembly round (``gang.lua`` writes them); else None.
+    gang_rank: Optional[int] = None
+    gang_round: Optional[int] = None
 
     def to_json(self) -> str:
         # Built by hand rather than with dataclasses.asdict, which deep-copies: this runs on every claim.
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["gpus"] = list(self.gpus)
+        if self.gang_rank is None:  # a single-node job's entry keeps its shape
+            del data["gang_rank"], data["gang_round"]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -53,7 +58,13 @@ class LedgerEntry:
             claimed_at=float(data.get("claimed_at") or 0.0),
             max_runtime_s=int(max_runtime) if max_runtime is not None else None,
             user=str(data.get("user") or ""),
+            gang_rank=_optional_int(data.get("gang_rank")),
+            gang_round=_optional_int(data.get("gang_round")),
         )
+
+
+def _optional_int(value: Any) -> Optional[int]:
+    return None if value is None else int(value)
 
 
 def decode_entries(raw: Mapping[Any, Any], *, skipped: Optional[List[str]] = None) -> Dict[str, LedgerEntry]:

@@ -6,7 +6,8 @@ message                                            published by            read 
 ``{"queue": q, "type": "enqueued"}``               lifecycle (requeue,     agents serving ``q``: claim now
                                                    put back), queue resume
 same, on ``{ns}:events:{agent}``                   lifecycle (enqueue),    that one agent: claim now
-                                                   :func:`wake_idle`
+                                                   :func:`wake_idle`; the  (a gang: launch its member)
+                                                   agent completing a gang
 ``{"job_id": id, "type": "cancel"}``               lifecycle (cancel of a  the agent running ``id``: stop it
                                                    claimed job)
 ``{"agent": id, "type": "released"}``              an agent, after it      nobody acts on it any more (a
@@ -70,9 +71,10 @@ class GpuDrain:
 Event = Union[Enqueued, Cancel, Released, GpuDrain]
 
 
-def publish(conn: Any, keys: Keys, event: Event) -> None:
-    """Send ``event`` on the events channel (``conn`` may be a pipeline)."""
-    conn.publish(keys.events, json.dumps(asdict(event), sort_keys=True))
+def publish(conn: Any, keys: Keys, event: Event, *, to_agent: Optional[str] = None) -> None:
+    """Send ``event`` on the events channel, or ``to_agent``'s own (``conn`` may be a pipeline)."""
+    channel = keys.events if to_agent is None else keys.agent_events(to_agent)
+    conn.publish(channel, json.dumps(asdict(event), sort_keys=True))
 
 
 #: Agents one enqueue wakes: two, so that one stale entry (an agent that died idle) does not leave the

@@ -15,6 +15,7 @@ spec                      JSON: image, command, workdir, env, docker options
 request                   JSON: the canonical resource request (claim script reads it)
 constraints               JSON: agent labels that must match
 max_runtime_s             seconds, or empty
+nodes                     a multi-node job's member count (empty: 1); its members: gang.py
 run_config                JSON: run-config overrides
 file_overrides            JSON: {relative path: object}
 agent, host, container    who runs it, and the container id
@@ -90,6 +91,7 @@ class Reason(str, Enum):
     GPU_FAILED = "gpu_failed"  # a GPU it ran on became unhealthy (agent/gpu_health.py); maybe requeued
     PRUNED = "pruned"  # a sweep's early termination stopped the trial (sweeps/driver.py)
     REFUSED = "refused"  # its record no longer passes enqueue's checks (queue_config/job_checks.py)
+    GANG_NOT_READY = "gang_not_ready"  # a multi-node job's members were not all ready in time (gang.py)
 
     def __str__(self) -> str:
         return self.value
@@ -100,7 +102,7 @@ JSON_FIELDS = frozenset(
 )
 #: The JSON fields that hold a list; the others hold an object.
 JSON_LIST_FIELDS = frozenset({"gpus"})
-INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s", "preemptions", "trial"})
+INT_FIELDS = frozenset({"exit_code", "attempts", "max_runtime_s", "preemptions", "trial", "nodes"})
 FLOAT_FIELDS = frozenset({"estimated_start"})
 #: Why a queued job waits: written by agents' passes (``lifecycle.set_pending``), cleared by the claim.
 PENDING_FIELDS = ("pending_reason", "pending_detail", "estimated_start")
@@ -253,6 +255,8 @@ class JobRecord:
     request: Dict[str, Any] = field(default_factory=dict)
     constraints: Dict[str, Any] = field(default_factory=dict)
     max_runtime_s: Optional[int] = None
+    #: Members of a multi-node job (1: a single-node job); read as given, checked by job_checks.
+    nodes: int = 1
     run_config: Dict[str, Any] = field(default_factory=dict)
     file_overrides: Dict[str, Any] = field(default_factory=dict)
     agent: Optional[str] = None
@@ -361,6 +365,7 @@ def _typed(fields: Mapping[str, Any]) -> Dict[str, Any]:
         "request": _mapping(fields.get("request")),
         "constraints": _mapping(fields.get("constraints")),
         "max_runtime_s": fields.get("max_runtime_s"),
+        "nodes": fields["nodes"] if isinstance(fields.get("nodes"), int) else 1,
         "run_config": _mapping(fields.get("run_config")),
         "file_overrides": _mapping(fields.get("file_overrides")),
         "agent": fields.get("agent") or None,

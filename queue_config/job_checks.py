@@ -13,6 +13,7 @@ import json
 from typing import Any, Dict, List, Mapping, Optional
 
 from launchbay.queue_config.acl import job_owner
+from launchbay.queue_config.gang import nodes_problem
 from launchbay.queue_config.inputs_check import check_overrides
 from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.launch_policy import docker_problems, effective_request, limit_problems
@@ -87,6 +88,9 @@ def record_problems(
         return [f"its queue field says {record.queue!r}, but it was claimed from {queue.name!r}"]
     if record.priority not in PRIORITIES:
         return [f"priority {record.priority!r} is none of {', '.join(PRIORITIES)}"]
+    problem = nodes_problem(record.nodes, queue.gang, queue.name)
+    if problem:
+        return [problem]
     try:
         spec = _spec_of(record)
         request = _request_of(record.request)

@@ -14,6 +14,12 @@ key                                    type    TTL          written by
                                                             state, reason, timestamps, gpus...
 {ns}:job:{id}:log                      STREAM  result TTL   agent: container output, capped;
                                                             lifecycle: eof (logstream.py)
+{ns}:job:{id}:log:{rank}               STREAM  result TTL   agent: rank k's output of a multi-node job
+                                                            (rank 0's is the job's log)
+{ns}:gang:{id}                         HASH    result TTL   lifecycle's gang script only: a multi-node
+                                                            job's members (gang.py)
+{ns}:gang:assembling:{queue}           STRING  assembly     lifecycle's gang script: the one gang of
+                                                            the queue that may hold members now
 {ns}:job:{id}:metrics                  STREAM  result TTL   agent: the job's metrics.jsonl, one
                                                             entry {"m": line} per step, capped
 {ns}:jobs:{queue}                      ZSET    none         CLI: job ids by enqueue time
@@ -98,6 +104,16 @@ class Keys:
 
     def job_log(self, job_id: str) -> str:
         return self._k("job", job_id, "log")
+
+    def job_log_rank(self, job_id: str, rank: int) -> str:
+        """Rank ``rank``'s log of a multi-node job; rank 0's is :meth:`job_log`."""
+        return self.job_log(job_id) if rank == 0 else self._k("job", job_id, "log", str(int(rank)))
+
+    def gang(self, job_id: str) -> str:
+        return self._k("gang", job_id)
+
+    def gang_assembling(self, queue: str) -> str:
+        return self._k("gang", "assembling", queue)
 
     def job_metrics(self, job_id: str) -> str:
         return self._k("job", job_id, "metrics")

@@ -21,6 +21,9 @@ Who calls what:
 :func:`complete_end`             reconcile: an end recorded by an agent that died right after
 :func:`put_back`                 the reaper and reconcile: an active job back to the front of its queue
 :func:`cancel`, :func:`requeue`  ``launchbay cancel`` / ``requeue``, the UI, queue deletion
+:class:`GangScript`              the agent's gang service (``agent/gang_assembly.py``): hold and give
+                                 up members of a multi-node job; its members (``agent/gang_member.py``)
+                                 report ready, running and their ends (the job's end is :func:`end`)
 :func:`set_pending`              an agent's pass (``agent/pending_pass.py``): why queued jobs wait
 ===============================  =======================================================
 """
@@ -64,6 +67,7 @@ STATE_RACE_RETRIES = 3
 STATE_ONLY = ("state",)
 CLAIM_LUA = resources.files("launchbay.queue_config").joinpath("claim.lua").read_text(encoding="utf-8")
 SET_PENDING_LUA = resources.files("launchbay.queue_config").joinpath("set_pending.lua").read_text(encoding="utf-8")
+GANG_LUA = resources.files("launchbay.queue_config").joinpath("gang.lua").read_text(encoding="utf-8")
 TRANSITION_LUA = resources.files("launchbay.queue_config").joinpath("transition.lua").read_text(encoding="utf-8")
 
 
@@ -136,6 +140,7 @@ class Records:
         pipe.expire(self.keys.job(job_id), rq_bridge.RESULT_TTL_S)
         pipe.expire(self.keys.job_log(job_id), rq_bridge.RESULT_TTL_S)
         pipe.expire(self.keys.job_metrics(job_id), rq_bridge.RESULT_TTL_S)
+        pipe.expire(self.keys.gang(job_id), rq_bridge.RESULT_TTL_S)  # a multi-node job's members
 
 
 # -- enqueue and claim -------------------------------------------------------------------------------
@@ -226,6 +231,77 @@ class ClaimScript:
             lambda pipe: pipe.hexists(ledger, job_id),
             f"the claim of job {job_id}",
         )
+
+
+class GangScript:
+    """``gang.lua`` for one agent: hold a member of a multi-node job, give a hold up, set a member's state.
+
+    A hold is a claim of one member: its allocation goes into the agent's ledger like a claim's, so
+    other work fits only beside it; the hold that completes the gang moves the job ``queued ->
+    starting`` (``attempts`` + 1) and out of its RQ queue, in the same step (docs/multi-node.md).
+    """
+
+    def __init__(self, conn: redis.Redis, keys: Keys, *, agent_id: str, host: str, addr: str) -> None:
+        self.conn, self.keys = conn, keys
+        self.agent_id, self.host, self.addr = agent_id, host, addr
+        self._script = conn.register_script(GANG_LUA)
+
+    def hold(
+        self,
+        job_id: str,
+        queue: str,
+        allocation: str,
+        user: str,
+        *,
+        nodes: int,
+        timeout_s: float,
+        capacity: Tuple[float, int, int, str],
+        limits: str,
+        now: float,
+    ) -> Tuple[bool, str, int, int]:
+        """``(held, why, rank, round)``: why is ``held`` or ``complete`` when held, else the refusal."""
+        keys = [
+            self.keys.job(job_id),
+            self.keys.gang(job_id),
+            self.keys.gang_assembling(queue),
+            self.keys.agent_ledger(self.agent_id),
+            self.keys.user_usage(queue, user),
+            rq_bridge.rq_queue(self.conn, queue).key,
+        ]
+        cpus, memory_mib, slots, gpus = capacity
+        args = ["hold", job_id, self.agent_id, self.host, self.addr, allocation, str(int(nodes)), repr(now),
+                str(max(1, int(timeout_s * 1000))), repr(float(cpus)), str(int(memory_mib)), str(int(slots)), gpus,
+                limits]  # fmt: skip
+        reply = self._script(keys=keys, args=args)
+        if int(reply[0]) != 1:
+            return False, as_text(reply[1]), -1, 0
+        return True, as_text(reply[1]), int(reply[2]), int(reply[3])
+
+    def drop(self, job_id: str, round_: int, queue: str, user: str) -> bool:
+        """Give up this agent's hold of ``round_`` (and the quota ``user`` reserved in ``queue`` for the round's
+        members never held); True when its ledger entry is to be freed (the round is not a complete gang
+        that runs)."""
+        keys = [self.keys.job(job_id), self.keys.gang(job_id), self.keys.user_usage(queue, user)]
+        return int(self._script(keys=keys, args=["drop", job_id, self.agent_id, str(round_)])) == 1
+
+    def member(
+        self,
+        job_id: str,
+        round_: int,
+        rank: int,
+        state: str,
+        *,
+        agent: Optional[str] = None,
+        container: Optional[str] = None,
+        exit_code: Optional[int] = None,
+        port: Optional[int] = None,
+    ) -> List[str]:
+        """Set rank ``rank``'s state (and container, exit code, rank 0's port) when ``agent`` (default: this
+        one) holds it in ``round_``; the round's members as JSON, empty when it does not."""
+        keys = [self.keys.job(job_id), self.keys.gang(job_id)]
+        args = ["member", agent or self.agent_id, str(round_), str(rank), state, container or "",
+                "" if exit_code is None else str(int(exit_code)), repr(time.time()), "" if port is None else str(port)]  # fmt: skip
+        return [as_text(raw) for raw in self._script(keys=keys, args=args)]
 
 
 def set_pending(records: Records, changes: Mapping[str, Tuple[str, str, Optional[float]]]) -> int:

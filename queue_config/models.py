@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
+from launchbay.queue_config.gang import MAX_NODES, GangOptions
 from launchbay.queue_config.inputs_decl import InputsDeclaration
 from launchbay.queue_config.quotas import Quotas
 from launchbay.queue_config.secrets import SecretSource
@@ -211,6 +212,8 @@ class QueueConfig(SharingOptions, _Strict):
     submitter_may_set: Dict[str, Optional[List[Any]]] = Field(default_factory=dict)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     quotas: Quotas = Field(default_factory=Quotas)
+    #: Multi-node jobs: the largest ``nodes``, the members' network, the assembly timeout (gang.py).
+    gang: GangOptions = Field(default_factory=GangOptions)
     #: Hand every container W&B Launch's own env contract (WANDB_LAUNCH, WANDB_CONFIG...).
     wandb_env: bool = True
     #: Env var name in the container -> where the agent reads the value on its host.
@@ -256,6 +259,8 @@ class JobSpec(_Strict):
     max_runtime_s: Optional[int] = Field(default=None, gt=0)
     constraints: Dict[str, str] = Field(default_factory=dict)
     docker: DockerOptions = Field(default_factory=DockerOptions)
+    #: How many hosts run the job at once (ranks 0..N-1, one per agent); resources are per node.
+    nodes: int = Field(default=1, ge=1, le=MAX_NODES)
     #: The launch inputs, for jobs that have not recorded any (see queue_config/inputs_decl.py).
     inputs: Optional[InputsDeclaration] = None
 

@@ -1,5 +1,6 @@
 """What the cluster page shows: every live agent with a cell per GPU (the job and user on it,
-memory, utilization, temperature, health), and the queued jobs with why each is still waiting.
+memory, utilization, temperature, health), the multi-node jobs its agents hold or run (each member),
+and the queued jobs with why each is still waiting.
 
 Read-only, from the contracts in docs/architecture.md: an agent's capacity JSON (its GPU entries
 carry ``health``, ``health_reason``, ``memory_used_mib``, ``utilization_pct``, ``temperature_c``;
@@ -14,6 +15,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 import redis
 from launchbay.client.fit import describe_request
 from launchbay.queue_config import agents as agent_view
+from launchbay.queue_config import gang
 from launchbay.queue_config.job import JobRecord, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import STATE_ONLY, Records
@@ -27,7 +29,7 @@ UNKNOWN_USER = "unknown"
 
 
 def cluster_view(conn: redis.Redis, keys: Keys, now: Optional[float] = None) -> Dict[str, Any]:
-    """``{"agents": [...], "pending": [...], "pending_total": n}`` for the template."""
+    """``{"agents": [...], "gangs": [...], "pending": [...], "pending_total": n}`` for the template."""
     now = time.time() if now is None else now
     records = Records(conn, keys)
     agents = []
@@ -42,7 +44,28 @@ def cluster_view(conn: redis.Redis, keys: Keys, now: Optional[float] = None) -> 
     store = QueueStore(conn, keys)
     paused = {name for name in store.names() if store.is_paused(name)}
     rows = [pending_row(r, capacities, allocations, paused, now) for r in pending[:PENDING_SHOWN]]
-    return {"agents": agents, "pending": rows, "pending_total": len(pending)}
+    gangs = gang_rows(conn, keys, records, allocations)
+    return {"agents": agents, "gangs": gangs, "pending": rows, "pending_total": len(pending)}
+
+
+def gang_rows(
+    conn: redis.Redis, keys: Keys, records: Records, allocations: Mapping[str, List[Mapping[str, Any]]]
+) -> List[Dict[str, Any]]:
+    """Each multi-node job a live agent holds or runs a member of, with every member as ``launchbay status``
+    lists it (rank, agent, host, container, state, exit code); the job once, however many agents hold it."""
+    job_ids = sorted({str(e.get("job_id")) for entries in allocations.values() for e in entries if _member(e)})
+    rows = []
+    for job_id in job_ids:
+        record = records.load(job_id)
+        if record is None or record.nodes < 2:
+            continue
+        nodes = gang.nodes_json(gang.read(conn, keys, job_id), record.nodes)
+        rows.append({**_job_ref(job_id, record), "nodes": record.nodes, "members": nodes})
+    return rows
+
+
+def _member(entry: Mapping[str, Any]) -> bool:
+    return entry.get("gang_rank") is not None  # dict read: a ledger entry's JSON, not a job hash
 
 
 def agent_card(
@@ -50,6 +73,7 @@ def agent_card(
 ) -> Dict[str, Any]:
     """One agent row: who it is, CPUs and memory in use, and one cell per GPU."""
     holder = {str(gpu): str(e.get("job_id")) for e in entries for gpu in e.get("gpus") or ()}
+    ranks = {str(e.get("job_id")): e.get("gang_rank") for e in entries if _member(e)}
     cpus = float(capacity.get("cpus") or 0.0)
     memory = int(capacity.get("memory_mib") or 0)
     return {
@@ -61,9 +85,18 @@ def agent_card(
         "memory": f"{format_mib(sum(int(e.get('memory_mib') or 0) for e in entries))} / {format_mib(memory)}",
         "jobs": len(entries),
         "max_jobs": capacity.get("max_jobs"),
-        "gpus": [gpu_cell(gpu, holder, jobs) for gpu in capacity.get("gpus") or []],
-        "cpu_jobs": [_job_ref(job_id, jobs.get(job_id)) for job_id in _cpu_only(entries)],
+        "gpus": [_ranked(gpu_cell(gpu, holder, jobs), ranks) for gpu in capacity.get("gpus") or []],
+        "cpu_jobs": [
+            {**_job_ref(job_id, jobs.get(job_id)), "rank": ranks.get(job_id)} for job_id in _cpu_only(entries)
+        ],
     }
+
+
+def _ranked(cell: Dict[str, Any], ranks: Mapping[str, Optional[int]]) -> Dict[str, Any]:
+    """A GPU cell whose job is a multi-node job's member, with that member's rank."""
+    if cell["job"] is not None:
+        cell["job"]["rank"] = ranks.get(cell["job"]["id"])
+    return cell
 
 
 def _cpu_only(entries: Iterable[Mapping[str, Any]]) -> List[str]:

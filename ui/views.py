@@ -105,12 +105,15 @@ def job(job_id: str) -> Any:
     config = settings()
     record = with_pending(config.conn, config.keys, [_record(job_id)])[0]
     log = joblog.tail(config.conn, config.keys, job_id)
-    return render_template("job.html", job=job_view(record), log=log)
+    nodes = get_job(job_id, conn=config.conn, keys=config.keys).nodes() if record.nodes > 1 else []
+    return render_template("job.html", job=job_view(record, nodes), log=log)
 
 
-def job_view(record: JobRecord) -> Dict[str, Any]:
-    """The record as the template reads it (every stored field), with what the page shows computed once."""
+def job_view(record: JobRecord, nodes: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
+    """The record as the template reads it (every stored field), with what the page shows computed once;
+    ``nodes``: a multi-node job's members as ``launchbay status --json`` lists them."""
     return {
+        "members": nodes or [],
         **record.as_json(),
         "ended": record.state in TERMINAL_STATES if record.state is not None else True,
         "image": record.spec.get("image", "-"),

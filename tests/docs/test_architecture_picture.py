@@ -38,7 +38,8 @@ def test_the_architecture_doc_shows_the_picture_and_names_every_service_module()
     text = (DOCS / "architecture.md").read_text()
     assert "](agent-services.svg)" in text
     source = (DOCS / "agent-services.dot").read_text()
-    for module in ("agent/daemon.py", "agent/claim_cycle.py", "agent/housekeeping.py", "agent/notices.py"):
+    services = ("agent/daemon.py", "agent/claim_cycle.py", "agent/housekeeping.py", "agent/notices.py")
+    for module in (*services, "agent/gang_assembly.py", "agent/gang_member.py"):
         assert module in source, f"the picture does not show {module}"
 
 

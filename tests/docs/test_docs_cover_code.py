@@ -15,6 +15,7 @@ import yaml
 from conftest import REPO_ROOT
 from launchbay.agent.settings import AgentSettings
 from launchbay.cli.main import cli
+from launchbay.queue_config.gang import GangOptions
 from launchbay.queue_config.models import (
     DockerOptions,
     JobSpec,
@@ -45,6 +46,7 @@ HUMAN_NAMES = {
     "min_runtime_before_preempt_s": "min_runtime_before_preempt",
     "half_life_s": "half_life",
     "metrics_cap_bytes": "metrics_cap",
+    "assemble_timeout_s": "assemble_timeout",
 }
 
 # Model -> (doc, the header of the table that lists its fields). Each field is the first cell of a row.
@@ -56,6 +58,7 @@ FIELD_TABLES = {
     PreemptionConfig: ("queue-config.md", "| field | default | meaning |"),
     FairShareConfig: ("queue-config.md", "| field | default | meaning |"),
     DockerOptions: ("queue-config.md", "| field | default | meaning |"),
+    GangOptions: ("queue-config.md", "| field | default | meaning |"),
     AgentSettings: ("agent.md", "| setting | flag | default | what |"),
 }
 # Models documented inside their parent's row: (doc, table header, the parent field's row).

@@ -95,6 +95,9 @@ def test_a_submitter_enqueues_and_cancels_its_own_jobs_and_nothing_else(roles_re
         lambda: direct.set(Keys().agent_capacity("gpu-1"), "{}"),
         lambda: direct.set(Keys().jobdef("trainer"), "{}"),
         lambda: direct.hset(f"rq:job:{other_id}", "status", "canceled"),
+        # a multi-node job's member table and assembling key, even of her own job: the agents' alone
+        lambda: direct.hset(Keys().gang(own_id), "rank:0", json.dumps({"rank": 0, "agent": "gpu-1", "round": 1})),
+        lambda: direct.set(Keys().gang_assembling("sec"), f"{own_id}:1"),
     ):
         with pytest.raises(redis.exceptions.NoPermissionError):
             forbidden()
