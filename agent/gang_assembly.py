@@ -28,7 +28,7 @@ from launchbay.agent.placement import Candidate
 from launchbay.agent.settings import AgentSettings
 from launchbay.queue_config import events, gang, lifecycle, pending
 from launchbay.queue_config.agents import live_agents, serves
-from launchbay.queue_config.job import State
+from launchbay.queue_config.job import JobRecord, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.matching import Capacity, could_ever_fit
 from launchbay.queue_config.models import QueueConfig
@@ -161,14 +161,11 @@ class GangAssembly:
 
     def _read(self, job_id: str, queue: str) -> Tuple[Optional[State], gang.Gang, str]:
         with self.conn.pipeline(transaction=False) as pipe:
-            pipe.hget(self.keys.job(job_id), "state")
+            pipe.hmget(self.keys.job(job_id), lifecycle.STATE_ONLY)
             pipe.hgetall(self.keys.gang(job_id))
             pipe.get(self.keys.gang_assembling(queue))
             raw_state, raw_gang, assembling = pipe.execute()
-        try:
-            state = State(as_text(raw_state)) if raw_state else None
-        except ValueError:
-            state = None
+        state = JobRecord.from_values(job_id, lifecycle.STATE_ONLY, raw_state).state
         return state, gang.parse(raw_gang), as_text(assembling or b"")
 
     def _give_up(self, job_id: str, entry: LedgerEntry, state: Optional[State], table: gang.Gang) -> None:

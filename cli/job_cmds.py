@@ -103,7 +103,9 @@ def _spec_from_args(args: Tuple[str, ...], options: Dict[str, Any]) -> JobSpec:
 @click.option("--follow", is_flag=True, help="Stream the job's logs, then exit like --wait.")
 @json_option
 @uses_redis
-def enqueue_cmd(args: Tuple[str, ...], queue: str, as_json: bool, conn: Any, keys: Keys, **options: Any) -> None:
+def enqueue_cmd(
+    args: Tuple[str, ...], queue: str, nodes: Optional[int], as_json: bool, conn: Any, keys: Keys, **options: Any
+) -> None:
     """Enqueue JOBSPEC (a YAML file) on a queue, or an ad-hoc --image job; prints the job id.
 
     \b
@@ -124,7 +126,7 @@ def enqueue_cmd(args: Tuple[str, ...], queue: str, as_json: bool, conn: Any, key
         conn=conn,
         keys=keys,
         user=options["user"],
-        nodes=options["nodes"],
+        nodes=nodes,
     )
     for line in handle.notes:
         note(line)
@@ -224,17 +226,17 @@ def status_cmd(job_id: str, as_json: bool, conn: Any, keys: Keys) -> None:
     """Show a job's state, why it waits, reason, exit code, placement, timestamps, overrides and metrics summary."""
     handle = get_job(job_id, conn=conn, keys=keys)
     record = with_pending(conn, keys, [handle.record()])[0]
-    nodes = handle.nodes() if record.nodes > 1 else []
+    nodes = handle.members() if record.nodes > 1 else []
     if as_json:
-        print_json({**record.as_json(), "nodes": nodes} if nodes else record.as_json())
+        print_json({**record.as_json(), "nodes": [n.as_json() for n in nodes]} if nodes else record.as_json())
         return
     grid = table("FIELD", "VALUE")
     for label, value in _status_rows(record):
         grid.add_row(label, value)
     for node in nodes:
-        code = node["exit_code"]  # dict read: a member's entry (gang.nodes_json), not a job hash
-        where = f"{node['agent']} on {node['host']}" if node["agent"] else "not placed"
-        grid.add_row(f"rank {node['rank']}", f"{node['state']}{'' if code is None else f', exit {code}'}: {where}")
+        code = node.exit_code
+        where = f"{node.agent} on {node.host}" if node.agent else "not placed"
+        grid.add_row(f"rank {node.rank}", f"{node.state}{'' if code is None else f', exit {code}'}: {where}")
     print_table(grid)
 
 

@@ -151,10 +151,14 @@ class JobHandle:
     def nodes(self) -> List[Dict[str, Any]]:
         """A multi-node job's members, ``[{rank, agent, host, addr, container, state, exit_code}]`` in rank
         order (empty for a single-node job)."""
+        return [node.as_json() for node in self.members()]
+
+    def members(self) -> List[gang.Node]:
+        """:meth:`nodes`, typed (:class:`~launchbay.queue_config.gang.Node`)."""
         record = self._records.load(self.id)
         if record is None or record.nodes < 2:
             return []
-        return gang.nodes_json(gang.read(self.conn, self.keys, self.id), record.nodes)
+        return gang.node_rows(gang.read(self.conn, self.keys, self.id), record.nodes)
 
     def cancel(self) -> str:
         """``"canceled"`` if it was still queued, ``"cancel_requested"`` if an agent has it (it stops it)."""

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import redis
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.units import parse_duration_s, rename_unit_keys
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from launchbay.text import as_text
 
@@ -127,22 +127,15 @@ class Member:
 
     @classmethod
     def from_json(cls, raw: Any) -> Optional[Member]:
+        """A ``rank:<k>`` value of the table (agents write it: ``gang.lua``); None when it is not one."""
         try:
-            data = json.loads(raw)
-            exit_code = data.get("exit_code")  # dict read: a member's JSON, not a job hash
-            return cls(
-                rank=int(data["rank"]),
-                agent=str(data["agent"]),
-                host=str(data.get("host") or ""),
-                addr=str(data.get("addr") or ""),
-                state=str(data.get("state") or HELD),
-                round=int(data.get("round") or 0),
-                container=data.get("container") or None,  # dict read: a member's JSON
-                exit_code=None if exit_code is None else int(exit_code),
-                at=float(data.get("at") or 0.0),
-            )
-        except (ValueError, KeyError, TypeError, AttributeError):
+            return _MEMBER.validate_json(raw)
+        except ValueError:  # pydantic's ValidationError is one
             return None
+
+
+#: Reads a member's JSON into :class:`Member` (types checked, absent fields at their defaults).
+_MEMBER = TypeAdapter(Member)
 
 
 @dataclass(frozen=True)
@@ -183,24 +176,35 @@ def read(conn: redis.Redis, keys: Keys, job_id: str) -> Gang:
     return parse(conn.hgetall(keys.gang(job_id)))
 
 
+@dataclass(frozen=True)
+class Node:
+    """One rank of a multi-node job as ``launchbay status`` lists it (``unplaced``: no agent holds it)."""
+
+    rank: int
+    agent: Optional[str] = None
+    host: Optional[str] = None
+    addr: Optional[str] = None
+    container: Optional[str] = None
+    state: str = "unplaced"
+    exit_code: Optional[int] = None
+
+    def as_json(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def node_rows(gang: Gang, nodes: int) -> List[Node]:
+    """One :class:`Node` per rank of the current round."""
+    members = {m.rank: m for m in gang.current()}
+    rows = []
+    for rank in range(nodes):
+        m = members.get(rank)
+        rows.append(Node(rank) if m is None else Node(rank, m.agent, m.host, m.addr, m.container, m.state, m.exit_code))
+    return rows
+
+
 def nodes_json(gang: Gang, nodes: int) -> List[Dict[str, Any]]:
     """What ``launchbay status --json`` lists under ``nodes``: one entry per rank of the current round."""
-    members = {m.rank: m for m in gang.current()}
-    out = []
-    for rank in range(nodes):
-        member = members.get(rank)
-        out.append(
-            {
-                "rank": rank,
-                "agent": member.agent if member else None,
-                "host": member.host if member else None,
-                "addr": member.addr if member else None,
-                "container": member.container if member else None,
-                "state": member.state if member else "unplaced",
-                "exit_code": member.exit_code if member else None,
-            }
-        )
-    return out
+    return [node.as_json() for node in node_rows(gang, nodes)]
 
 
 def _int(text: Optional[str]) -> int:
