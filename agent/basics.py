@@ -2,11 +2,17 @@
 
 The composition root (``agent/daemon.py``) builds one :class:`AgentBasics` and hands each service the
 parts it needs, one by one, as arguments: a service never receives the whole bundle. Nothing here
-runs a thread or decides anything.
+decides anything; :func:`start_thread` is how the composition root starts each service's thread,
+named in the OS too (``/proc/PID/task/TID/comm``, ``top -H``): ``bench/sweeps.py`` tells the sweep
+driver's CPU apart by it, and the fleet benchmark's check compares its agents' threads with a real
+``launchbay agent``'s by it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -91,3 +97,18 @@ class AgentBasics:
             gpu_uuid_for=gpu_uuid_for,
             engine_trouble=engine_trouble,
         )
+
+
+def start_thread(name: str, target: Callable[[], None]) -> threading.Thread:
+    """Start ``target`` on a daemon thread called ``launchbay-NAME`` in Python and (Linux, 15 bytes) the OS."""
+    full = f"launchbay-{name}"
+
+    def named() -> None:
+        if sys.platform.startswith("linux"):  # Python names threads natively only from 3.14
+            with contextlib.suppress(Exception):
+                ctypes.CDLL(None).prctl(15, full.encode()[:15], 0, 0, 0)  # 15: PR_SET_NAME
+        target()
+
+    thread = threading.Thread(target=named, name=full, daemon=True)
+    thread.start()
+    return thread

@@ -3,7 +3,8 @@
 One pass (:meth:`ClaimCycle.run_pass`, on the agent's main thread) claims jobs one at a time until
 none fits or lost races leave none to try: it goes ``SharedQueue.claim_pass`` -> ``ClaimPass.next``
 (placement's order, the claim script) -> :meth:`ClaimCycle.launch`; after it, the shared queue's
-preemption hook runs and the pending pass says why the jobs left behind wait (``pending_pass.py``).
+preemption hook runs. Why the jobs left behind wait is written by the cycle's ``pending`` thread
+(``pending_pass.py``), for the queues whose lease this agent holds.
 Before a pass the agent offers itself on its queues' idle lists, after it takes itself off them
 once full (``counters.EventListener``, whose thread also brings cancel requests here).
 
@@ -64,7 +65,7 @@ class ClaimCycle:
         self.wake, self.stopping = wake, stopping
         self.claimer = Claimer(conn, keys, agent_id=settings.agent_id, host=settings.host)
         self.reader = QueueReader(conn, keys, settings.agent_id, settings.queues, settings.lookahead)
-        self.pending = PendingPass(conn, keys, settings.queues, settings.lookahead)
+        self.pending = PendingPass(conn, keys, settings.queues, settings.lookahead, agent_id=settings.agent_id)
         self.shared = SharedQueue(conn, keys, queue_config_for, settings, supervisor)
         self.cancels: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.listener = EventListener(
@@ -99,7 +100,6 @@ class ClaimCycle:
         finally:
             self.counters.inc("lost_races", claims.lost_races)
             self.listener.offer(len(self.supervisor.running_job_ids()), self.capacity().slots, again=True)
-            self.pending.maybe_run()
         return claims.claimed
 
     def launch(self, entry: LedgerEntry, *, backfilled: bool) -> None:

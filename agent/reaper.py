@@ -8,7 +8,7 @@ interval rather than N times (the others try again when the lock expires). An ag
 owns is put back in its queue (reason ``requeued_agent_lost``) when the queue's ``retry`` policy
 says ``on_agent_lost: requeue`` and the job has been claimed at most ``max_requeues`` times, or
 else fails with reason ``agent_lost`` (a job whose cancel was requested is canceled instead). Then
-its ledger and capacity are deleted and it leaves the agents set. If it comes back, its old
+its ledger, capacity and line of the fleet summary are deleted and it leaves the agents set. If it comes back, its old
 containers are orphans: it stops and removes them (``reconcile.py``).
 """
 
@@ -214,6 +214,10 @@ class Reaper:
             pipe.hset(self.keys.agent(lost_id), "status", "lost")
             pipe.srem(self.keys.agents, lost_id)
             pipe.execute()
+        try:
+            self.conn.hdel(self.keys.fleet, lost_id)  # its line of the fleet summary
+        except redis.exceptions.NoPermissionError as exc:  # an ACL from before the summary: it reads as gone
+            log.debug("cannot delete agent %s's summary line: %s", lost_id, exc)
 
 
 def lock_ttl_for(interval_s: float) -> int:

@@ -27,11 +27,9 @@ job id is fixed by its number, so none is written twice, and an asked trial with
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import math
-import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -90,7 +88,6 @@ class SweepDriver:
         self._drives: Dict[str, _Drive] = {}
 
     def run(self) -> None:
-        _name_native_thread(threading.current_thread().name)
         while not self.closing.is_set():
             try:
                 driving = self.pass_once()
@@ -326,18 +323,6 @@ class SweepDriver:
     def _note(self, sweep_id: str, message: str) -> None:
         with contextlib.suppress(redis.RedisError):
             self.store.note(sweep_id, message)
-
-
-def _name_native_thread(name: str) -> None:
-    """Give the calling thread ``name`` in the OS too (Linux, 15 bytes: ``/proc/PID/task/TID/comm``, ``top -H``).
-
-    Python names threads natively only from 3.14; this lets ``bench/sweeps.py`` (and a person with
-    ``top -H``) tell the driver's CPU from the rest of the agent's.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # 15: PR_SET_NAME
 
 
 def _target_trial(drive: _Drive) -> Optional[int]:
