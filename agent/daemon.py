@@ -147,7 +147,7 @@ class Agent:
         # (the claim cycle forgets the job's cancel on its own subscription, made when it was built)
         notices.on_released(lambda notice: self.basics.flags.wake.set())
         # a trial's end: its sweep's next trial without waiting for the next pass
-        notices.on_released(lambda notice: self.sweeps.wake.set())
+        notices.on_released(lambda notice: self.sweeps.job_ended())
 
     # -- what the metrics and the tests read ------------------------------------------------------
 

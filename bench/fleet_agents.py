@@ -7,8 +7,8 @@ health, heartbeat, sweeps, the supervisor's job threads), with ``agent/runtime_f
 ``FakeRuntime`` for Docker, so a job's container is a timer (``--run-s``) that exits 0.
 
 What differs from ``launchbay agent`` (and nothing else): an agent's main loop runs on a thread of
-its own (OS name ``launchbay-loop``) rather than its process's main thread; the agents of a process
-share one Redis connection pool; no signal handlers; logs at WARNING. ``tests/bench`` checks that
+its own (OS name ``launchbay-loop``) rather than its process's main thread; no signal handlers;
+logs at WARNING. Each agent has its own Redis connection pool, as each ``launchbay agent`` has. ``tests/bench`` checks that
 the threads of the agents here are those of a real ``launchbay agent`` process, one set per agent.
 """
 
@@ -20,11 +20,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
-import redis
 from launchbay.agent.basics import start_thread
 from launchbay.agent.daemon import Agent
 from launchbay.agent.runtime_fake import FakeProgram, FakeRuntime
 from launchbay.agent.settings import AgentSettings
+from launchbay.redis_connection.connect import connect
 
 #: The OS name prefix of every thread an agent starts (``basics.start_thread``).
 THREAD_PREFIX = "launchbay-"
@@ -42,8 +42,8 @@ def thread_names(pid: int) -> Counter:
 
 
 def build(url: str, settings: List[AgentSettings], run_s: float) -> List[Agent]:
-    conn = redis.Redis.from_url(url)
-    return [Agent(s, conn=conn, runtime=FakeRuntime(default=FakeProgram(run_s=run_s))) for s in settings]
+    """The agents as ``launchbay agent`` builds one: its own connection (``connect``), then ``Agent(...)``."""
+    return [Agent(s, conn=connect(url), runtime=FakeRuntime(default=FakeProgram(run_s=run_s))) for s in settings]
 
 
 def serve(url: str, settings: List[AgentSettings], run_s: float, shared: Tuple[Any, ...]) -> None:
