@@ -188,9 +188,11 @@ def measure_size(size: int, options: argparse.Namespace, *, rate: Optional[float
         conn = redis.Redis.from_url(server.url)
         apply_queues(conn, QUEUE)
         waiting = idle_scene(conn, Path(folder))
+        memory_before = conn.info("memory")["used_memory"]
         fleet = start_fleet(server.url, size, options.processes, options.run_s, Path(folder))
         try:
             wait_until(lambda: settled(conn, size, waiting), 600, f"{size} agents to settle", every_s=0.5)
+            memory_per_agent = (conn.info("memory")["used_memory"] - memory_before) / size
             start = redis_counters(conn)
             time.sleep(options.idle_s)  # the phase's length is the measurement, not a wait for a condition
             idle = delta(start, redis_counters(conn))
@@ -200,7 +202,7 @@ def measure_size(size: int, options: argparse.Namespace, *, rate: Optional[float
             load = delta(start, redis_counters(conn))
         finally:
             reports = stop_fleet(fleet)
-    return summarize(size, idle, load, latencies, reports)
+    return {**summarize(size, idle, load, latencies, reports), "redis_bytes_per_agent": memory_per_agent}
 
 
 def summarize(size, idle, load, latencies, reports) -> Dict[str, Any]:
@@ -266,7 +268,8 @@ def rows(result: Dict[str, Any]) -> List[Row]:
     out = []
     for size, r in sorted(by_size.items()):
         idle_note = (
-            f"whole fleet {r['idle_commands_s']:.0f} commands/s, Redis {100 * r['idle_core_share']:.2f}% of a core; "
+            f"whole fleet {r['idle_commands_s']:.0f} commands/s, Redis {100 * r['idle_core_share']:.2f}% of a core, "
+            f"{r['redis_bytes_per_agent'] / 1024:.1f} KiB of Redis memory per agent; "
             f"{IDLE_QUEUED} queued jobs no agent can run and one open sweep"
         )
         out.append(Row(f"fleet {size:,} agents idle: Redis commands/s per agent", [r["idle_commands_s_per_agent"]],
