@@ -22,6 +22,7 @@ from launchbay.agent.counters import Counters
 from launchbay.agent.heartbeat import AgentStatus
 from launchbay.agent.ledger import Ledger
 from launchbay.agent.notices import Notices
+from launchbay.agent.queue_configs import QueueConfigs
 from launchbay.agent.run_context import RunContext
 from launchbay.agent.runtime import Runtime
 from launchbay.agent.settings import AgentSettings
@@ -54,6 +55,8 @@ class AgentBasics:
     ledger: Ledger
     #: Queue configs and job definitions.
     store: QueueStore
+    #: Queue configs as the latest claim pass read them (what the services act on).
+    configs: QueueConfigs
     counters: Counters
     status: AgentStatus
     notices: Notices
@@ -62,13 +65,15 @@ class AgentBasics:
     @classmethod
     def connect(cls, settings: AgentSettings, conn: redis.Redis, keys: Optional[Keys] = None) -> AgentBasics:
         keys = keys or Keys.from_env()
+        store = QueueStore(conn, keys)
         return cls(
             settings,
             conn,
             keys,
             records=Records(conn, keys),
             ledger=Ledger(conn, keys, settings.agent_id),
-            store=QueueStore(conn, keys),
+            store=store,
+            configs=QueueConfigs(store, max_age_s=settings.poll_interval_s + 1.0),
             counters=Counters(),
             status=AgentStatus(),
             notices=Notices(),
@@ -92,7 +97,7 @@ class AgentBasics:
             runtime=runtime,
             settings=self.settings,
             release=release,
-            queue_config_for=self.store.get,
+            queue_config_for=self.configs.get,
             record_inputs=self.store.record_inputs,
             gpu_uuid_for=gpu_uuid_for,
             engine_trouble=engine_trouble,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Any, Callable, Set
+from typing import Any, Callable, Optional, Set
 
 import redis
 from launchbay.agent.claim import Claimer, QueueReader
@@ -55,6 +55,7 @@ class ClaimCycle:
         notices: Notices,
         capacity: Callable[[], Capacity],
         queue_config_for: Callable[[str], QueueConfig],
+        config_seen: Optional[Callable[[str, Optional[bytes]], None]] = None,
         wake: threading.Event,
         stopping: threading.Event,
         closing: threading.Event,
@@ -64,7 +65,9 @@ class ClaimCycle:
         self.counters, self.notices, self.capacity = counters, notices, capacity
         self.wake, self.stopping = wake, stopping
         self.claimer = Claimer(conn, keys, agent_id=settings.agent_id, host=settings.host)
-        self.reader = QueueReader(conn, keys, settings.agent_id, settings.queues, settings.lookahead)
+        self.reader = QueueReader(
+            conn, keys, settings.agent_id, settings.queues, settings.lookahead, config_seen=config_seen
+        )
         self.pending = PendingPass(conn, keys, settings.queues, settings.lookahead, agent_id=settings.agent_id)
         self.shared = SharedQueue(conn, keys, queue_config_for, settings, supervisor)
         self.cancels: queue.SimpleQueue[str] = queue.SimpleQueue()

@@ -84,7 +84,7 @@ class Agent:
             basics.keys,
             settings,
             records=basics.records,
-            queue_config_for=basics.store.get,
+            queue_config_for=basics.configs.get,
             status=basics.status,
             closing=flags.closing,
             on_change=flags.wake.set,
@@ -102,7 +102,7 @@ class Agent:
             runtime=runtime,
             supervisor=self.supervisor,
             counters=basics.counters,
-            queue_config_for=basics.store.get,
+            queue_config_for=basics.configs.get,
         )
         self.heartbeat = Heartbeat(
             conn,
@@ -126,7 +126,8 @@ class Agent:
             counters=basics.counters,
             notices=basics.notices,
             capacity=self.host.capacity,
-            queue_config_for=basics.store.get,
+            queue_config_for=basics.configs.get,
+            config_seen=basics.configs.seen,
             wake=basics.flags.wake,
             stopping=basics.flags.stopping,
             closing=basics.flags.closing,
