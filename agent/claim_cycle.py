@@ -118,7 +118,7 @@ class ClaimCycle:
             "claimed job %s from %s: %s", job_id, entry.queue, what, extra={"job_id": job_id, "queue": entry.queue}
         )
         try:
-            lifecycle.record_rq_start(self.records, job_id, worker_name=self.settings.agent_id)
+            lifecycle.record_rq_start(self.records, job_id, queue=entry.queue, worker_name=self.settings.agent_id)
         except Exception as exc:  # RQ's mirror is for dashboards; the job runs without it
             log.warning("job %s: RQ does not show it as started: %s", job_id, exc, extra={"job_id": job_id})
         record = self.records.load(job_id) or JobRecord(job_id, state=None)
