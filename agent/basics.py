@@ -2,11 +2,17 @@
 
 The composition root (``agent/daemon.py``) builds one :class:`AgentBasics` and hands each service the
 parts it needs, one by one, as arguments: a service never receives the whole bundle. Nothing here
-runs a thread or decides anything.
+decides anything; :func:`start_thread` is how the composition root starts each service's thread,
+named in the OS too (``/proc/PID/task/TID/comm``, ``top -H``): ``bench/sweeps.py`` tells the sweep
+driver's CPU apart by it, and the fleet benchmark's check compares its agents' threads with a real
+``launchbay agent``'s by it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -16,6 +22,7 @@ from launchbay.agent.counters import Counters
 from launchbay.agent.heartbeat import AgentStatus
 from launchbay.agent.ledger import Ledger
 from launchbay.agent.notices import Notices
+from launchbay.agent.queue_configs import QueueConfigs
 from launchbay.agent.run_context import RunContext
 from launchbay.agent.runtime import Runtime
 from launchbay.agent.settings import AgentSettings
@@ -48,6 +55,8 @@ class AgentBasics:
     ledger: Ledger
     #: Queue configs and job definitions.
     store: QueueStore
+    #: Queue configs as the latest claim pass read them (what the services act on).
+    configs: QueueConfigs
     counters: Counters
     status: AgentStatus
     notices: Notices
@@ -56,13 +65,15 @@ class AgentBasics:
     @classmethod
     def connect(cls, settings: AgentSettings, conn: redis.Redis, keys: Optional[Keys] = None) -> AgentBasics:
         keys = keys or Keys.from_env()
+        store = QueueStore(conn, keys)
         return cls(
             settings,
             conn,
             keys,
             records=Records(conn, keys),
             ledger=Ledger(conn, keys, settings.agent_id),
-            store=QueueStore(conn, keys),
+            store=store,
+            configs=QueueConfigs(store, max_age_s=settings.poll_interval_s + 1.0),
             counters=Counters(),
             status=AgentStatus(),
             notices=Notices(),
@@ -86,8 +97,23 @@ class AgentBasics:
             runtime=runtime,
             settings=self.settings,
             release=release,
-            queue_config_for=self.store.get,
+            queue_config_for=self.configs.get,
             record_inputs=self.store.record_inputs,
             gpu_uuid_for=gpu_uuid_for,
             engine_trouble=engine_trouble,
         )
+
+
+def start_thread(name: str, target: Callable[[], None]) -> threading.Thread:
+    """Start ``target`` on a daemon thread called ``launchbay-NAME`` in Python and (Linux, 15 bytes) the OS."""
+    full = f"launchbay-{name}"
+
+    def named() -> None:
+        if sys.platform.startswith("linux"):  # Python names threads natively only from 3.14
+            with contextlib.suppress(Exception):
+                ctypes.CDLL(None).prctl(15, full.encode()[:15], 0, 0, 0)  # 15: PR_SET_NAME
+        target()
+
+    thread = threading.Thread(target=named, name=full, daemon=True)
+    thread.start()
+    return thread

@@ -123,8 +123,19 @@ class QueueReader:
     trip, rare). Only the jobs of the latest read are kept, so memory stays within the lookahead.
     """
 
-    def __init__(self, conn: redis.Redis, keys: Keys, agent_id: str, queues: Sequence[str], lookahead: int) -> None:
+    def __init__(
+        self,
+        conn: redis.Redis,
+        keys: Keys,
+        agent_id: str,
+        queues: Sequence[str],
+        lookahead: int,
+        *,
+        config_seen: Optional[Callable[[str, Optional[bytes]], None]] = None,
+    ) -> None:
         self.conn = conn
+        #: told each queue's stored config JSON as read (``agent/queue_configs.py``)
+        self.config_seen = config_seen
         self.keys = keys
         self.agent_id = agent_id
         self.queues = list(queues)
@@ -166,6 +177,9 @@ class QueueReader:
             replies = pipe.execute()
         listed, full = [], []
         self.quotas = {queue: quotas_of(config) for queue, (_, config) in zip(self.queues, replies[0::2])}
+        for queue, (_, config) in zip(self.queues, replies[0::2]):
+            if self.config_seen is not None:
+                self.config_seen(queue, config)
         for rank, (queue, (paused, _), ids) in enumerate(zip(self.queues, replies[0::2], replies[1::2])):
             if paused != b"1":
                 listed += [(queue, rank, position, as_text(job_id)) for position, job_id in enumerate(ids)]

@@ -4,7 +4,8 @@ One pass (:meth:`ClaimCycle.run_pass`, on the agent's main thread) claims jobs o
 none fits or lost races leave none to try: it goes ``SharedQueue.claim_pass`` -> ``ClaimPass.next``
 (placement's order, the claim script; a multi-node job's member is held instead, by the gang
 service it builds: ``gang_assembly.py``) -> :meth:`ClaimCycle.launch`; after it, the shared queue's
-preemption hook runs and the pending pass says why the jobs left behind wait (``pending_pass.py``).
+preemption hook runs. Why the jobs left behind wait is written by the cycle's ``pending`` thread
+(``pending_pass.py``), for the queues whose lease this agent holds.
 Before a pass the agent offers itself on its queues' idle lists, after it takes itself off them
 once full (``counters.EventListener``, whose thread also brings cancel requests here).
 
@@ -56,6 +57,7 @@ class ClaimCycle:
         notices: Notices,
         capacity: Callable[[], Capacity],
         queue_config_for: Callable[[str], QueueConfig],
+        config_seen: Optional[Callable[[str, Optional[bytes]], None]] = None,
         wake: threading.Event,
         stopping: threading.Event,
         closing: threading.Event,
@@ -66,8 +68,10 @@ class ClaimCycle:
         self.counters, self.notices, self.capacity = counters, notices, capacity
         self.wake, self.stopping = wake, stopping
         self.claimer = Claimer(conn, keys, agent_id=settings.agent_id, host=settings.host)
-        self.reader = QueueReader(conn, keys, settings.agent_id, settings.queues, settings.lookahead)
-        self.pending = PendingPass(conn, keys, settings.queues, settings.lookahead)
+        self.reader = QueueReader(
+            conn, keys, settings.agent_id, settings.queues, settings.lookahead, config_seen=config_seen
+        )
+        self.pending = PendingPass(conn, keys, settings.queues, settings.lookahead, agent_id=settings.agent_id)
         self.shared = SharedQueue(conn, keys, queue_config_for, settings, supervisor)
         #: Multi-node jobs' members: held in the pass instead of claimed, launched once complete.
         self.gangs = GangAssembly(
@@ -116,7 +120,6 @@ class ClaimCycle:
             self.gangs.tend()  # a gang this pass completed starts its member here now
             self.counters.inc("lost_races", claims.lost_races)
             self.listener.offer(len(self.supervisor.running_job_ids()), self.capacity().slots, again=True)
-            self.pending.maybe_run()
         return claims.claimed
 
     def launch(self, entry: LedgerEntry, *, backfilled: bool) -> None:
@@ -132,7 +135,7 @@ class ClaimCycle:
         )
         try:
             if not entry.gang_rank:  # RQ shows a multi-node job started once, by its rank 0
-                lifecycle.record_rq_start(self.records, job_id, worker_name=self.settings.agent_id)
+                lifecycle.record_rq_start(self.records, job_id, queue=entry.queue, worker_name=self.settings.agent_id)
         except Exception as exc:  # RQ's mirror is for dashboards; the job runs without it
             log.warning("job %s: RQ does not show it as started: %s", job_id, exc, extra={"job_id": job_id})
         record = self.records.load(job_id) or JobRecord(job_id, state=None)

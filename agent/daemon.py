@@ -6,7 +6,9 @@ built with what, who hears which notice, which threads run, and how the agent st
 The services, each built from arguments (docs/architecture.md draws them):
 
 - claim cycle (``claim_cycle.py``): on the main thread, act on cancel requests and claim jobs one at a
-  time until nothing more fits, then say why the rest wait (``pending_pass.py``); its ``events``
+  time until nothing more fits; its ``pending`` thread (``pending_pass.py``) says, every second, why
+  the jobs left behind wait and when they may start, for each of its queues whose lease it holds
+  (one agent per queue does it for the fleet); its ``events``
   thread (``counters.EventListener``) wakes the loop on ``enqueued`` (sent to this agent when it is
   idle, events.py), ``cancel`` and ``gpu_drain``, so new work starts without waiting for the poll timer;
 - housekeeping (``housekeeping.py``): on the main thread, before each claim pass: reap lost agents,
@@ -15,8 +17,9 @@ The services, each built from arguments (docs/architecture.md draws them):
   ``inventory_refresh_s`` and on ``gpu_drain``; a GPU gone, drained or unhealthy gets no new jobs and
   ends the jobs on it (``gpu_health.py``);
 - engine health (``engine_health.py``): probes the Docker engine; a sick engine stops claims;
-- heartbeat (``heartbeat.py``): every ``heartbeat_interval_s``, the alive key, status and capacity;
-  it also finds cancel requests of this agent's jobs for the claim cycle;
+- heartbeat (``heartbeat.py``): every ``heartbeat_interval_s``, the alive key, status and capacity,
+  and its line of the fleet summary (again at each claim and release); it also finds cancel
+  requests of this agent's jobs for the claim cycle;
 - sweeps (``sweeps/driver.py``): drives the open sweeps of its queues whose lease it holds or can take;
 - metrics exposition (``prometheus/agent.py``): ``/metrics`` on ``--metrics-port``, when asked for;
 - the supervisor (``supervisor.py``): one thread per job, which calls the claim cycle's ``release``
@@ -40,7 +43,7 @@ import threading
 from typing import Any, Callable, Dict, List, Optional
 
 import redis
-from launchbay.agent.basics import AgentBasics
+from launchbay.agent.basics import AgentBasics, start_thread
 from launchbay.agent.claim_cycle import ClaimCycle
 from launchbay.agent.engine_health import EngineHealth
 from launchbay.agent.heartbeat import Heartbeat
@@ -81,7 +84,7 @@ class Agent:
             basics.keys,
             settings,
             records=basics.records,
-            queue_config_for=basics.store.get,
+            queue_config_for=basics.configs.get,
             status=basics.status,
             closing=flags.closing,
             on_change=flags.wake.set,
@@ -99,7 +102,7 @@ class Agent:
             runtime=runtime,
             supervisor=self.supervisor,
             counters=basics.counters,
-            queue_config_for=basics.store.get,
+            queue_config_for=basics.configs.get,
             held=lambda: self.claims.gangs.held_ids(),
         )
         self.heartbeat = Heartbeat(
@@ -124,7 +127,8 @@ class Agent:
             counters=basics.counters,
             notices=basics.notices,
             capacity=self.host.capacity,
-            queue_config_for=basics.store.get,
+            queue_config_for=basics.configs.get,
+            config_seen=basics.configs.seen,
             wake=basics.flags.wake,
             stopping=basics.flags.stopping,
             closing=basics.flags.closing,
@@ -137,13 +141,16 @@ class Agent:
         sees the counts; then the ledger entry is freed; then the loops that may now start work wake up."""
         notices, counters = self.basics.notices, self.basics.counters
         notices.on_started(lambda notice: self.metrics.job_claimed(notice.job_id, notice.record))
+        # the fleet summary's line says what the ledger holds now (claimed: by the claim script)
+        notices.on_started(lambda notice: self.heartbeat.publish_jobs())
         notices.on_released(lambda notice: counters.count_release(notice.state))
         notices.on_released(lambda notice: self.metrics.job_ended(notice.job_id))
         notices.on_released(lambda notice: self.basics.ledger.release(notice.job_id))
+        notices.on_released(lambda notice: self.heartbeat.publish_jobs())
         # (the claim cycle forgets the job's cancel on its own subscription, made when it was built)
         notices.on_released(lambda notice: self.basics.flags.wake.set())
         # a trial's end: its sweep's next trial without waiting for the next pass
-        notices.on_released(lambda notice: self.sweeps.wake.set())
+        notices.on_released(lambda notice: self.sweeps.job_ended())
 
     # -- what the metrics and the tests read ------------------------------------------------------
 
@@ -259,11 +266,9 @@ class Agent:
             "events": self.claims.listener.run,
             "engine": lambda: self.engine.run_until(flags.closing, flags.wake),
             "sweeps": self.sweeps.run,
+            "pending": lambda: self.claims.pending.run(flags.closing),
         }
-        for name, target in threads.items():
-            thread = threading.Thread(target=target, name=f"launchbay-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._threads += [start_thread(name, target) for name, target in threads.items()]
 
     # -- stopping ----------------------------------------------------------------------------------
 

@@ -6,6 +6,11 @@ agent frees its jobs), the capacity JSON, and the agent hash (status, host, labe
 Docker health, the last nvidia-smi problem). It then keeps RQ's started entries of the running jobs
 alive (``rq_bridge.heartbeat``) and reports jobs whose cancel was requested, in case the ``cancel``
 event was missed.
+
+The same facts, with the ledger, go into the agent's line of the fleet summary (``{ns}:fleet``,
+``agents.read_summary``), which whoever reads every agent reads: with each beat (renewing the line's
+expiry, on the Redis server's clock) and, through :meth:`Heartbeat.publish_jobs`, whenever a claim or
+a release changes the ledger, so the summary says what the agent holds within one round trip of it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 import redis
 from launchbay.agent.settings import AgentSettings
 from launchbay.queue_config import rq_bridge
-from launchbay.queue_config.agents import decode_entries
+from launchbay.queue_config.agents import SUMMARY_WRITE_LUA, LedgerEntry, decode_entries, summary_line
 from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.keys import Keys
 
@@ -77,10 +82,26 @@ class Heartbeat:
         self.status = status
         self.capacity = capacity
         self.counters = counters
+        self._summary_write = conn.register_script(SUMMARY_WRITE_LUA)
+        # The summary line's last expiry and head, which a write between beats keeps; one writer at a time,
+        # so a beat's older read of the ledger never overwrites a release's newer one.
+        self._summary_lock = threading.Lock()
+        self._expires_ms: Optional[int] = None
+        self._head: Optional[tuple] = None
+        self._summary_problem: Optional[str] = None
 
     def write_status(self) -> None:
         """Write the agent hash and capacity without renewing the alive key (the final word on stopping)."""
-        self._write(alive=False)
+        with self._summary_lock:
+            self._write(self._entries(self.conn.hgetall(self.keys.agent_ledger(self.settings.agent_id))), alive=False)
+
+    def publish_jobs(self) -> None:
+        """The ledger changed (a claim or a release): rewrite this agent's summary line with it, same expiry."""
+        with self._summary_lock:
+            if self._head is None:
+                return  # no beat yet: the first one writes the line
+            entries = self._entries(self.conn.hgetall(self.keys.agent_ledger(self.settings.agent_id)))
+            self._publish(*self._head, entries, renew=False)
 
     def run_until(self, closing: threading.Event, interval_s: float, *, on_cancel: Callable[[str], None]) -> None:
         """Beat every ``interval_s`` until ``closing`` is set; ``on_cancel`` gets each job a user asked to cancel.
@@ -102,10 +123,15 @@ class Heartbeat:
 
     def beat(self) -> List[str]:
         """One heartbeat; returns the ids of this agent's jobs whose cancel was requested."""
-        raw = self.conn.hgetall(self.keys.agent_ledger(self.settings.agent_id))
-        self._check_ledger(raw)
-        self._write(alive=True)
+        with self._summary_lock:
+            raw = self.conn.hgetall(self.keys.agent_ledger(self.settings.agent_id))
+            self._check_ledger(raw)
+            self._write(self._entries(raw), alive=True)
         return self._touch_running_jobs([as_text(job_id) for job_id in raw])
+
+    @staticmethod
+    def _entries(raw: Mapping[Any, Any]) -> List[LedgerEntry]:
+        return list(decode_entries(raw).values())
 
     def _check_ledger(self, raw: Mapping[Any, Any]) -> None:
         skipped: List[str] = []
@@ -115,8 +141,9 @@ class Heartbeat:
             log.warning("%s (not written by a claim; remove them with HDEL)", problem)
         self.status.ledger_problem = problem
 
-    def _write(self, *, alive: bool) -> None:
+    def _write(self, entries: List[LedgerEntry], *, alive: bool) -> None:
         agent_id = self.settings.agent_id
+        capacity = dict(self.capacity())
         fields = {
             "agent_id": agent_id,
             "host": self.settings.host,
@@ -136,9 +163,32 @@ class Heartbeat:
                 ttl_ms = math.ceil(self.settings.alive_ttl_s * 1000)
                 pipe.set(self.keys.agent_alive(agent_id), repr(time.time()), px=ttl_ms)
                 pipe.sadd(self.keys.agents, agent_id)
-            pipe.set(self.keys.agent_capacity(agent_id), json.dumps(dict(self.capacity()), sort_keys=True))
+            pipe.set(self.keys.agent_capacity(agent_id), json.dumps(capacity, sort_keys=True))
             pipe.hset(self.keys.agent(agent_id), mapping=fields)
             pipe.execute()
+        self._publish(fields, capacity, entries, renew=alive)
+
+    def _publish(
+        self, info: Dict[str, str], capacity: Dict[str, Any], entries: List[LedgerEntry], *, renew: bool
+    ) -> None:
+        """This agent's line of the fleet summary; an ACL from before the summary only costs a warning."""
+        agent_id, line = self.settings.agent_id, summary_line(info, capacity, entries)
+        self._head = (info, capacity)
+        ttl_ms = math.ceil(self.settings.alive_ttl_s * 1000)
+        try:
+            if renew or self._expires_ms is None:
+                try:
+                    self._expires_ms = int(self._summary_write(keys=[self.keys.fleet], args=[agent_id, ttl_ms, line]))
+                except redis.exceptions.NoPermissionError:  # no TIME in this user's ACL: this host's clock
+                    self._expires_ms = int(time.time() * 1000) + ttl_ms
+                    self.conn.hset(self.keys.fleet, agent_id, f"{self._expires_ms}\n{line}")
+            else:
+                self.conn.hset(self.keys.fleet, agent_id, f"{self._expires_ms}\n{line}")
+            self._summary_problem = None
+        except redis.exceptions.NoPermissionError as exc:
+            if str(exc) != self._summary_problem:
+                log.warning("cannot write the fleet summary (%s): apply the ACL of docs/security.md again", exc)
+            self._summary_problem = str(exc)
 
     def _touch_running_jobs(self, job_ids: List[str]) -> List[str]:
         if not job_ids:

@@ -1,14 +1,25 @@
-"""After each claim pass: write why the jobs still queued in the agent's queues wait.
+"""Why the jobs still queued wait: written once per queue per second, by the one agent holding the queue's lease.
 
-Reads the first ``lookahead`` jobs of each queue the agent serves (paused ones too), the live
-agents with their ledgers, and the submitters' quota usage, asks ``pending.explain`` for each job
-and writes, through ``lifecycle.set_pending`` in one call, only the answers that differ from what
-the record already says. At most one pass per ``min_interval_s``, so a busy loop stays cheap.
+The agent's ``pending`` thread, every ``interval_s``: for each queue the agent serves, it takes or
+renews the queue's lease (``{ns}:lease:pending:{queue}``, :data:`LEASE_S`; a lease another agent
+holds is tried again only when it runs out). For the queues it holds, it reads the first
+``lookahead`` jobs (paused queues too), every live agent with its ledger from the fleet summary
+(``agents.read_summary``: one read whatever the fleet's size), and the submitters' quota usage,
+asks ``pending.explain`` for each job and writes, through ``lifecycle.set_pending`` in one call,
+only the answers that differ from what the record already says.
+
+So a fleet of N agents on one queue costs Redis one pass a second, not N: the other agents only
+try the lease when it would run out. How stale a reason can be: one ``interval_s`` while the holder
+lives, plus :data:`LEASE_S` when it dies (another agent of the queue takes the lease then); the
+summary it reads is current within a round trip for claims and releases, within a heartbeat for a
+capacity change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -29,50 +40,100 @@ STORED = ("pending_reason", "pending_detail", "estimated_start")
 #: What a pass reads of each listed job.
 FIELDS = READ_FIELDS + STORED
 Change = Tuple[str, str, Optional[float]]
+#: How long a queue's lease lasts unless renewed: the longest its reasons go unwritten after its holder dies.
+LEASE_S = 4.0
+
+# KEYS[1] = lease. ARGV[1] = holder, ARGV[2] = TTL in ms. 0 when ARGV[1] holds it now (taken or renewed);
+# else the ms left on another's (at least 1; 1000 when this user may not run PTTL).
+_TAKE_LUA = """
+local holder = redis.call('GET', KEYS[1])
+if (not holder) or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 0
+end
+local left = redis.pcall('PTTL', KEYS[1])
+if type(left) ~= 'number' or left < 1 then return 1000 end
+return left
+"""
+
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 class PendingPass:
-    """Keeps ``pending_reason``/``pending_detail``/``estimated_start`` current for one agent's queues."""
+    """Keeps ``pending_reason``/``pending_detail``/``estimated_start`` current for the queues whose lease it holds."""
 
     def __init__(
-        self, conn: redis.Redis, keys: Keys, queues: Sequence[str], lookahead: int, min_interval_s: float = 1.0
+        self,
+        conn: redis.Redis,
+        keys: Keys,
+        queues: Sequence[str],
+        lookahead: int,
+        *,
+        agent_id: str,
+        interval_s: float = 1.0,
     ) -> None:
         self.conn = conn
         self.records = lifecycle.Records(conn, keys)
         self.keys = keys
         self.queues = list(queues)
         self.lookahead = lookahead
-        self.min_interval_s = min_interval_s
-        self._last = 0.0
+        self.agent_id = agent_id
+        self.interval_s = interval_s
+        self._take = conn.register_script(_TAKE_LUA)
+        self._release = conn.register_script(_RELEASE_LUA)
+        self._retry_at: Dict[str, float] = {}  # queue -> when another's lease runs out
         self.writes = 0
 
-    def maybe_run(self, now: Optional[float] = None) -> None:
-        """Run a pass unless one ran within ``min_interval_s``; a failure is logged, never raised."""
+    def run(self, closing: threading.Event) -> None:
+        """The ``pending`` thread: a pass every ``interval_s`` until ``closing``; then the leases go."""
+        while not closing.wait(self.interval_s):
+            self.run_once()
+        for queue in self.held():
+            with contextlib.suppress(redis.RedisError):  # else it runs out within LEASE_S
+                self._release(keys=[self.keys.pending_lease(queue)], args=[self.agent_id])
+
+    def held(self) -> List[str]:
+        return [q for q in self.queues if self._retry_at.get(q) == 0.0]
+
+    def run_once(self, now: Optional[float] = None) -> None:
+        """One pass over the queues whose lease this agent holds; a failure is logged, never raised."""
         now = time.time() if now is None else now
-        if now - self._last < self.min_interval_s:
-            return
-        self._last = now
         try:
-            self.writes += lifecycle.set_pending(self.records, self.changes(now))
+            queues = [queue for queue in self.queues if self._hold(queue, time.monotonic())]
+            if queues:
+                self.writes += lifecycle.set_pending(self.records, self.changes(now, queues))
         except (redis.RedisError, ValueError, TypeError) as exc:
             log.warning("could not update why queued jobs wait: %s", exc)
 
-    def changes(self, now: float) -> Dict[str, Change]:
+    def _hold(self, queue: str, at: float) -> bool:
+        if at < self._retry_at.get(queue, 0.0):
+            return False
+        left_ms = int(self._take(keys=[self.keys.pending_lease(queue)], args=[self.agent_id, int(LEASE_S * 1000)]))
+        self._retry_at[queue] = at + left_ms / 1000.0 if left_ms else 0.0
+        return not left_ms
+
+    def changes(self, now: float, queues: Optional[Sequence[str]] = None) -> Dict[str, Change]:
         """``{job id: (reason, detail, estimated start)}`` for the queued jobs whose answer changed."""
+        queues = self.queues if queues is None else list(queues)
         with self.conn.pipeline(transaction=False) as pipe:
-            for queue in self.queues:
+            for queue in queues:
                 pipe.hmget(self.keys.queue(queue), ("paused", "config"))
                 pipe.lrange(rq_bridge.rq_queue(self.conn, queue).key, 0, self.lookahead - 1)
             replies = pipe.execute()
         listed: List[Tuple[str, str]] = []
-        for queue, ids in zip(self.queues, replies[1::2]):
+        for queue, ids in zip(queues, replies[1::2]):
             listed += [(queue, as_text(job_id)) for job_id in ids]
+        if not listed:
+            return {}
         with self.conn.pipeline(transaction=False) as pipe:
             for _, job_id in listed:
                 pipe.hmget(self.keys.job(job_id), FIELDS)
             records = [JobRecord.from_values(job_id, FIELDS, raw) for (_, job_id), raw in zip(listed, pipe.execute())]
         views = pending.fleet(self.conn, self.keys)
-        settings = {q: (p == b"1", quotas_of(c)) for q, (p, c) in zip(self.queues, replies[0::2])}
+        settings = {q: (p == b"1", quotas_of(c)) for q, (p, c) in zip(queues, replies[0::2])}
         usage = self._usage(listed, records, settings)
         out: Dict[str, Change] = {}
         ahead: Dict[str, List[pending.Ahead]] = {}

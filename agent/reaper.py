@@ -2,13 +2,14 @@
 
 Any live agent runs :meth:`Reaper.run_once` every few seconds; a lock (``{ns}:reaper:lock``) makes
 one of them do the work at a time. The agent daemon passes ``hold_s`` = its reaper interval: the
-holder keeps the lock that long after a pass, so a fleet of N agents reads the N alive keys once per
-interval rather than N times (the others try again when the lock expires). An agent in ``{ns}:agents`` whose
+holder keeps the lock that long after a pass, so the fleet looks once per interval rather than N
+times (the others try again when the lock expires); it reads the fleet summary, and the alive keys
+only of the agents whose summary line ran out. An agent in ``{ns}:agents`` whose
 ``alive`` key has expired (heartbeat TTL + grace) is lost: each job in its ledger that it still
 owns is put back in its queue (reason ``requeued_agent_lost``) when the queue's ``retry`` policy
 says ``on_agent_lost: requeue`` and the job has been claimed at most ``max_requeues`` times, or
 else fails with reason ``agent_lost`` (a job whose cancel was requested is canceled instead). Then
-its ledger and capacity are deleted and it leaves the agents set. If it comes back, its old
+its ledger, capacity and line of the fleet summary are deleted and it leaves the agents set. If it comes back, its old
 containers are orphans: it stops and removes them (``reconcile.py``).
 """
 
@@ -20,6 +21,7 @@ from typing import Callable, Dict, List, Optional
 import redis
 from launchbay.agent.ledger import Ledger, LedgerEntry
 from launchbay.queue_config import events, gang, lifecycle
+from launchbay.queue_config.agents import read_summary
 from launchbay.queue_config.job import JobRecord, Outcome, Reason, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
@@ -173,13 +175,21 @@ class Reaper:
         return not left_ms
 
     def lost_agents(self) -> List[str]:
-        """Agents whose alive key is gone; also notes in :attr:`next_expiry_s` when the next one may go."""
+        """Agents whose alive key is gone; also notes in :attr:`next_expiry_s` when the next one may go.
+
+        The fleet summary says when each agent's line runs out (``agents.read_summary``, one read), so only
+        the agents whose line ran out, or that have none (an ACL from before the summary), have their alive
+        key read: the key, not the line, says an agent is lost."""
         agent_ids = sorted(as_text(a) for a in self.conn.smembers(self.keys.agents) if as_text(a) != self.agent_id)
-        ttls_ms = self._alive_ttls_ms(agent_ids)
+        now_ms, lines = read_summary(self.conn, self.keys)
+        expires = {line.agent_id: line.expires_ms for line in lines}
+        suspects = [agent_id for agent_id in agent_ids if expires.get(agent_id, 0) <= now_ms]
+        ttls_ms = self._alive_ttls_ms(suspects)
         # As PTTL answers: -2 the key is gone, -1 it has no expiry (or is not known), else milliseconds left.
         left = [ms / 1000.0 for ms in ttls_ms if ms >= 0]
+        left += [(expires[a] - now_ms) / 1000.0 for a in agent_ids if expires.get(a, 0) > now_ms]
         self.next_expiry_s = min(left) if left else None
-        return [agent_id for agent_id, ms in zip(agent_ids, ttls_ms) if ms == -2]
+        return [agent_id for agent_id, ms in zip(suspects, ttls_ms) if ms == -2]
 
     def _alive_ttls_ms(self, agent_ids: List[str]) -> List[int]:
         if self._pttl_allowed:
@@ -195,6 +205,8 @@ class Reaper:
         return [-1 if exists else -2 for exists in self._each_alive_key(agent_ids, "exists")]
 
     def _each_alive_key(self, agent_ids: List[str], command: str) -> List[int]:
+        if not agent_ids:
+            return []
         with self.conn.pipeline(transaction=False) as pipe:
             for agent_id in agent_ids:
                 getattr(pipe, command)(self.keys.agent_alive(agent_id))
@@ -235,6 +247,10 @@ class Reaper:
             pipe.hset(self.keys.agent(lost_id), "status", "lost")
             pipe.srem(self.keys.agents, lost_id)
             pipe.execute()
+        try:
+            self.conn.hdel(self.keys.fleet, lost_id)  # its line of the fleet summary
+        except redis.exceptions.NoPermissionError as exc:  # an ACL from before the summary: it reads as gone
+            log.debug("cannot delete agent %s's summary line: %s", lost_id, exc)
 
 
 def lock_ttl_for(interval_s: float) -> int:

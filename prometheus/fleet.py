@@ -1,8 +1,8 @@
 """The queue-level Prometheus view, read from Redis when Prometheus scrapes.
 
 Served by ``launchbay exporter`` and by ``launchbay ui`` on ``/metrics``. One scrape reads every
-queue's job index (``{ns}:jobs:{queue}``) and a few fields of each record it names, the agents set
-with their liveness, status and capacity: no state is kept between scrapes, so any number of
+queue's job index (``{ns}:jobs:{queue}``) and a few fields of each record it names, the fleet summary
+(every agent's liveness, status and capacity): no state is kept between scrapes, so any number of
 exporters may run. Every metric is listed in docs/metrics.md.
 
 Records may carry ``submitter`` (who enqueued the job) and ``pending_reason`` (why a queued job
@@ -12,12 +12,12 @@ once however many agents run its members.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import redis
+from launchbay.queue_config import agents as agent_view
 from launchbay.queue_config import gang, pending
 from launchbay.queue_config.acl import UNKNOWN_SUBMITTER
 from launchbay.queue_config.job import JobRecord, State
@@ -79,30 +79,19 @@ def read_queue(conn: redis.Redis, keys: Keys, store: QueueStore, name: str) -> Q
 
 
 def read_agents(conn: redis.Redis, keys: Keys) -> List[Dict[str, Any]]:
-    """Every registered agent: id, live (heartbeat current), status, its capacity JSON (or {})."""
-    agent_ids = sorted(as_text(a) for a in conn.smembers(keys.agents))
-    with conn.pipeline(transaction=False) as pipe:
-        for agent_id in agent_ids:
-            pipe.exists(keys.agent_alive(agent_id))
-            pipe.hget(keys.agent(agent_id), "status")
-            pipe.get(keys.agent_capacity(agent_id))
-        replies = pipe.execute()
-    agents = []
-    for index, agent_id in enumerate(agent_ids):
-        alive, status, raw = replies[index * 3 : index * 3 + 3]
-        try:
-            capacity = json.loads(raw) if raw else {}
-        except ValueError:
-            capacity = {}
-        agents.append(
-            {
-                "agent_id": agent_id,
-                "live": bool(alive),
-                "status": as_text(status) if status else UNKNOWN,
-                "capacity": capacity if isinstance(capacity, dict) else {},
-            }
-        )
-    return agents
+    """Every registered agent: id, live (heartbeat current), status, its capacity JSON (or {}).
+
+    From the fleet summary (``agents.read_summary``): one read whatever the fleet's size."""
+    now_ms, lines = agent_view.read_summary(conn, keys)
+    return [
+        {
+            "agent_id": line.agent_id,
+            "live": line.alive(now_ms),
+            "status": line.info.get("status") or UNKNOWN,
+            "capacity": line.capacity or {},
+        }
+        for line in lines
+    ]
 
 
 def agent_state(agent: Dict[str, Any]) -> str:

@@ -43,7 +43,7 @@ UNKNOWN_SUBMITTER = "unknown"
 
 #: Every command launchbay and RQ send (the least set; docs/security.md explains each).
 COMMANDS = (
-    "+ping +info +multi +exec +evalsha +script|load "
+    "+ping +info +time +multi +exec +evalsha +script|load "
     "+get +set +del +exists +expire +persist +pttl "
     "+hget +hset +hsetnx +hdel +hgetall +hmget +hstrlen +hkeys +hvals +hexists +hincrby +hincrbyfloat "
     "+lpush +rpush +lrange +lrem "
@@ -103,7 +103,9 @@ def rules(role: str, keys: Keys, user: str = "") -> str:
             "jobdefs",
             "agents",
             "agent:*",
+            "fleet",
             "reaper:*",
+            "lease:*",
             "idle:*",
             "usage:*",
             "quota_usage:*",

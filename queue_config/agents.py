@@ -1,15 +1,24 @@
-"""The one reader of agent state (used by ``launchbay agents``, the UI and enqueue's fit notes), and
-the ledger entry format it shares with the agent.
+"""The one reader of agent state (used by ``launchbay agents``, the UI, pending reasons and enqueue's fit
+notes), and the formats it shares with the agent: the ledger entry and the fleet summary's line.
 
 Agents write ``{ns}:agent:{id}:capacity`` (JSON, see docs/architecture.md), their hash
 ``{ns}:agent:{id}`` (status, host, counters...) and ledger ``{ns}:agent:{id}:ledger`` (job id ->
 :class:`LedgerEntry` JSON), and keep ``{ns}:agent:{id}:alive`` set with a TTL; an agent whose
 ``alive`` key expired is gone, whatever its other keys still say.
+
+Whoever reads every agent reads the **fleet summary** instead, ``{ns}:fleet``: a hash with one
+field per agent, the same facts in one line (:func:`summary_line`), which the agent rewrites with
+every heartbeat and whenever its ledger changes (a claim, a release), and the reaper deletes with
+the rest of a lost agent's keys. Its first line is when the agent stops counting as alive, in
+milliseconds of the Redis server's clock (``TIME``, so no host's clock matters), the heartbeat's
+TTL from its last beat. One read (``HGETALL`` and ``TIME``) answers for the whole fleet, where the
+keys above cost four reads per agent.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, fields
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Tuple
 
@@ -102,22 +111,81 @@ def free_capacity(capacity: Capacity, running: Iterable[AllocationLike]) -> Capa
     )
 
 
-def read_agents(conn: redis.Redis, keys: Keys, *, include_gone: bool = False) -> List[Dict[str, Any]]:
-    """Every registered agent (live ones only unless ``include_gone``) with capacity, status and jobs."""
-    agent_ids = sorted(as_text(a) for a in conn.smembers(keys.agents))
+# -- the fleet summary ---------------------------------------------------------------------------
+
+# KEYS[1] = the summary. ARGV[1] = agent id, ARGV[2] = TTL in ms, ARGV[3] = the line after its expiry.
+# Returns the expiry written (ms on the server's clock), which later writes of the same beat reuse.
+SUMMARY_WRITE_LUA = """
+local now = redis.call('TIME')
+local expires = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', expires) .. '\\n' .. ARGV[3])
+return expires
+"""
+
+
+@dataclass(frozen=True)
+class SummaryLine:
+    """One agent's field of the fleet summary, read back."""
+
+    agent_id: str
+    expires_ms: int
+    info: Dict[str, str]  # the agent hash's fields
+    capacity: Optional[Dict[str, Any]]
+    entries: Tuple[LedgerEntry, ...]
+
+    def alive(self, now_ms: int) -> bool:
+        return self.expires_ms > now_ms
+
+
+def summary_line(info: Mapping[str, str], capacity: Mapping[str, Any], entries: Iterable[LedgerEntry]) -> str:
+    """The part of an agent's summary field after its expiry: its hash, its capacity, one ledger entry a line."""
+    head = json.dumps({"info": dict(info), "capacity": dict(capacity)}, sort_keys=True, separators=(",", ":"))
+    return "\n".join([head, *(e.to_json() for e in entries)])
+
+
+def parse_summary_line(agent_id: str, raw: Any) -> Optional[SummaryLine]:
+    """A field of ``{ns}:fleet`` as written by :data:`SUMMARY_WRITE_LUA`; None when it is not one."""
+    lines = as_text(raw).split("\n")
+    try:
+        expires_ms, head = int(lines[0]), json.loads(lines[1])
+    except (ValueError, IndexError):
+        return None
+    if not isinstance(head, dict) or not isinstance(head.get("info"), dict):
+        return None
+    capacity = head.get("capacity")
+    entries = decode_entries({str(i): line for i, line in enumerate(lines[2:])}).values()
+    return SummaryLine(
+        agent_id,
+        expires_ms,
+        {str(k): str(v) for k, v in head["info"].items()},
+        capacity if isinstance(capacity, dict) else None,
+        tuple(entries),
+    )
+
+
+def read_summary(conn: redis.Redis, keys: Keys) -> Tuple[int, List[SummaryLine]]:
+    """The Redis server's time (ms) and every agent's line of the fleet summary, sorted by agent id."""
     with conn.pipeline(transaction=False) as pipe:
-        for agent_id in agent_ids:
-            pipe.exists(keys.agent_alive(agent_id))
-            pipe.get(keys.agent_capacity(agent_id))
-            pipe.hgetall(keys.agent(agent_id))
-            pipe.hgetall(keys.agent_ledger(agent_id))
-        replies = pipe.execute()
+        pipe.hgetall(keys.fleet)
+        pipe.time()
+        try:
+            raw, (seconds, micros) = pipe.execute()
+        except redis.exceptions.NoPermissionError:  # an ACL from before TIME was listed: this host's clock
+            raw, (seconds, micros) = conn.hgetall(keys.fleet), divmod(int(time.time() * 1e6), 10**6)
+    lines = (parse_summary_line(as_text(agent_id), value) for agent_id, value in raw.items())
+    return seconds * 1000 + micros // 1000, sorted((line for line in lines if line), key=lambda line: line.agent_id)
+
+
+def read_agents(conn: redis.Redis, keys: Keys, *, include_gone: bool = False) -> List[Dict[str, Any]]:
+    """Every registered agent (live ones only unless ``include_gone``) with capacity, status and jobs.
+
+    Read from the fleet summary: two commands whatever the fleet's size."""
+    now_ms, lines = read_summary(conn, keys)
     agents = []
-    for index, agent_id in enumerate(agent_ids):
-        alive, capacity_raw, info_raw, ledger_raw = replies[index * 4 : index * 4 + 4]
+    for line in lines:
+        alive, info, agent_id = line.alive(now_ms), line.info, line.agent_id
         if not alive and not include_gone:
             continue
-        info = {as_text(k): as_text(v) for k, v in info_raw.items()}
         agents.append(
             {
                 "agent_id": agent_id,
@@ -130,8 +198,8 @@ def read_agents(conn: redis.Redis, keys: Keys, *, include_gone: bool = False) ->
                 "docker_problem": info.get("docker_problem") or None,
                 "beat_at": float(info["beat_at"]) if info.get("beat_at") else None,
                 "counters": json.loads(info.get("counters") or "{}"),
-                "capacity": _parse_capacity(capacity_raw),
-                "jobs": [json.loads(e.to_json()) for e in decode_entries(ledger_raw).values()],
+                "capacity": line.capacity,
+                "jobs": [json.loads(e.to_json()) for e in line.entries],
             }
         )
     return agents

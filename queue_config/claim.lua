@@ -31,7 +31,11 @@
 local ledger = KEYS[1]
 local used_cpus, used_memory, jobs = 0, 0, 0
 local taken = {}
-for _, raw in ipairs(redis.call('HVALS', ledger)) do
+local held = {}  -- job ids the ledger holds (its fields: one HGETALL answers both questions)
+local flat = redis.call('HGETALL', ledger)
+for k = 1, #flat, 2 do
+  held[flat[k]] = true
+  local raw = flat[k + 1]
   -- an entry that is not JSON was not written by this script: skipped, as the agent's reader skips
   -- it (and reports it in its health), instead of stopping every claim
   local ok, entry = pcall(cjson.decode, raw)
@@ -58,18 +62,22 @@ local function over_quota(usage_key, alloc, limits)
   return false
 end
 
+-- only the counters the job changes: a missing counter reads as 0 (quotas.parse_usage, over_quota)
 local function add_usage(usage_key, alloc)
   local gpus = 0
   if type(alloc.gpus) == 'table' then gpus = #alloc.gpus end
-  redis.call('HINCRBYFLOAT', usage_key, 'gpus', gpus)
-  redis.call('HINCRBYFLOAT', usage_key, 'cpus', tonumber(alloc.cpus) or 0)
+  if gpus > 0 then redis.call('HINCRBYFLOAT', usage_key, 'gpus', gpus) end
+  local cpus = tonumber(alloc.cpus) or 0
+  if cpus > 0 then redis.call('HINCRBYFLOAT', usage_key, 'cpus', cpus) end
   redis.call('HINCRBYFLOAT', usage_key, 'jobs', 1)
 end
 
+-- Returns the reason the candidate may not be claimed, or nil and its attempts so far.
 local function refusal(queue_key, job_key, job_id, alloc, usage_key, limits)
-  if redis.call('HGET', job_key, 'state') ~= 'queued' then return 'not_queued' end
-  if redis.call('HGET', job_key, 'cancel_requested') == '1' then return 'cancel_requested' end
-  if redis.call('HEXISTS', ledger, job_id) == 1 then return 'already_claimed' end
+  local record = redis.call('HMGET', job_key, 'state', 'cancel_requested', 'attempts')
+  if record[1] ~= 'queued' then return 'not_queued' end
+  if record[2] == '1' then return 'cancel_requested' end
+  if held[job_id] then return 'already_claimed' end
   if jobs + 1 > tonumber(ARGV[3]) then return 'max_jobs' end
   -- cpus are fractional; the slack lets 0.1 + 0.2 fit in 0.3
   if used_cpus + (tonumber(alloc.cpus) or 0) > tonumber(ARGV[1]) + 1e-9 then return 'cpus' end
@@ -85,7 +93,7 @@ local function refusal(queue_key, job_key, job_id, alloc, usage_key, limits)
     end
   end
   if redis.call('LREM', queue_key, 1, job_id) ~= 1 then return 'not_in_queue' end
-  return nil
+  return nil, tonumber(record[3]) or 0
 end
 
 local count = (#ARGV - 7) / 4
@@ -94,18 +102,17 @@ for i = 1, count do
   local job_id, raw_alloc = ARGV[4 + 4 * i], ARGV[5 + 4 * i]
   local job_key, usage_key = KEYS[3 * i], KEYS[3 * i + 1]
   local alloc = cjson.decode(raw_alloc)
-  local why = refusal(KEYS[3 * i - 1], job_key, job_id, alloc, usage_key, cjson.decode(ARGV[7 + 4 * i]))
+  local why, attempts = refusal(KEYS[3 * i - 1], job_key, job_id, alloc, usage_key, cjson.decode(ARGV[7 + 4 * i]))
   if why == nil then
     redis.call('HSET', ledger, job_id, raw_alloc)
     if type(alloc.user) == 'string' and alloc.user ~= '' then add_usage(usage_key, alloc) end
     redis.call('HSET', job_key, 'state', 'starting', 'starting_at', ARGV[5], 'agent', ARGV[6], 'host', ARGV[7],
-      'gpus', ARGV[6 + 4 * i])
-    redis.call('HINCRBY', job_key, 'attempts', 1)
-    -- what an earlier run left behind does not describe this one
+      'gpus', ARGV[6 + 4 * i], 'attempts', attempts + 1)
+    -- what an earlier run left behind does not describe this one, and a claimed job waits no more
+    -- (job.PENDING_FIELDS)
     redis.call('HDEL', job_key, 'reason', 'message', 'exit_code', 'container', 'rq_execution', 'effective_config',
-      'summary', 'running_at', 'finished_at', 'failed_at', 'canceled_at')
-    -- a claimed job waits no more (job.PENDING_FIELDS)
-    redis.call('HDEL', job_key, 'pending_reason', 'pending_detail', 'estimated_start', 'pending_at')
+      'summary', 'running_at', 'finished_at', 'failed_at', 'canceled_at',
+      'pending_reason', 'pending_detail', 'estimated_start')
     return {1, 'claimed', i}
   end
   first_why = first_why or why

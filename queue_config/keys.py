@@ -30,6 +30,9 @@ key                                    type    TTL          written by
 {ns}:agent:{id}:capacity               STRING  none         agent: JSON of what may be claimed
 {ns}:agent:{id}:drained_gpus           SET     none         operator (`launchbay agent --drain-gpu`):
                                                             GPU ids the agent hands out no more
+{ns}:fleet                             HASH    none         agent: its id -> expiry, hash, capacity
+                                                            and ledger in one line (agents.py);
+                                                            reaper: deletes a lost agent's field
 {ns}:events                            PUBSUB  -            CLI and agents: wake-up messages
                                                             (events.py)
 {ns}:events:{agent id}                 PUBSUB  -            enqueue: wakes this one idle agent
@@ -38,6 +41,8 @@ key                                    type    TTL          written by
                                                             for a job of ``queue``; an enqueue
                                                             pops the ones it wakes (events.py)
 {ns}:reaper:lock                       STRING  a few s      agent: SET NX EX, one reaper at a time
+{ns}:lease:pending:{queue}             STRING  a few s      agent: the one that writes why the
+                                                            queue's jobs wait (pending_pass.py)
 {ns}:usage:{queue}                     HASH    none         agent at a job's end (usage.py):
                                                             <user>:gpu_s, :cpu_s, :at (fair share)
 {ns}:quota_usage:{queue}:{user}        HASH    none         claim.lua (+) and the release script
@@ -141,6 +146,11 @@ class Keys:
         return self._k("agent", agent_id, "drained_gpus")
 
     @property
+    def fleet(self) -> str:
+        """The fleet summary: one field per agent (``agents.read_summary``)."""
+        return self._k("fleet")
+
+    @property
     def events(self) -> str:
         return self._k("events")
 
@@ -154,6 +164,9 @@ class Keys:
     @property
     def reaper_lock(self) -> str:
         return self._k("reaper", "lock")
+
+    def pending_lease(self, queue: str) -> str:
+        return self._k("lease", "pending", queue)
 
     def usage(self, queue: str) -> str:
         return self._k("usage", queue)

@@ -312,10 +312,15 @@ def set_pending(records: Records, changes: Mapping[str, Tuple[str, str, Optional
     return int(records.conn.register_script(SET_PENDING_LUA)(keys=keys, args=args)) if keys else 0
 
 
-def record_rq_start(records: Records, job_id: str, *, worker_name: str) -> None:
-    """Show the claimed job as started in RQ, and keep RQ's execution id on the record."""
-    execution_id = rq_bridge.mark_started(records.conn, job_id, worker_name=worker_name)
-    records.update(job_id, rq_execution=execution_id)
+def record_rq_start(records: Records, job_id: str, *, queue: str, worker_name: str) -> None:
+    """Show the claimed job as started in RQ, and keep RQ's execution id on the record: one pipeline.
+
+    Not a transaction: RQ's copy is a mirror (``rq info``, rq-dashboard) and the record's ``rq_execution``
+    only lets the end take that copy's started entry away."""
+    with records.conn.pipeline(transaction=False) as pipe:
+        execution_id = rq_bridge.mark_started(records.conn, job_id, queue=queue, worker_name=worker_name, pipeline=pipe)
+        pipe.hset(records.keys.job(job_id), "rq_execution", execution_id)
+        pipe.execute()
 
 
 def mark_running(records: Records, job_id: str, *, container: Optional[str]) -> bool:

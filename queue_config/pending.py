@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import redis
 from launchbay.queue_config import agents as agent_view
-from launchbay.queue_config.agents import LedgerEntry, decode_entries, free_capacity
+from launchbay.queue_config.agents import LedgerEntry, free_capacity
 from launchbay.queue_config.job import JobRecord, State
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.matching import Capacity, Request, fit, misfit_reason
@@ -167,16 +167,13 @@ def _end(entry: LedgerEntry) -> Optional[float]:
 
 
 def fleet(conn: redis.Redis, keys: Keys) -> List[AgentView]:
-    """Every live agent with its ledger (one read for many :func:`explain` calls)."""
-    found = agent_view.read_agents(conn, keys)
-    views = []
-    for agent in found:
-        if agent["capacity"] is None:
-            continue
-        capacity = {**agent["capacity"], "agent_id": agent["capacity"].get("agent_id") or agent["agent_id"]}
-        entries = list(decode_entries(conn.hgetall(keys.agent_ledger(agent["agent_id"]))).values())
-        views.append(AgentView(capacity, entries))
-    return views
+    """Every live agent with its ledger, from the fleet summary (one read for many :func:`explain` calls)."""
+    now_ms, lines = agent_view.read_summary(conn, keys)
+    return [
+        AgentView({**line.capacity, "agent_id": line.capacity.get("agent_id") or line.agent_id}, line.entries)
+        for line in lines
+        if line.alive(now_ms) and line.capacity is not None
+    ]
 
 
 def current(conn: redis.Redis, keys: Keys, record: JobRecord, views: Optional[List[AgentView]] = None) -> JobRecord:

@@ -103,8 +103,11 @@ if ok and type(entry) == 'table' and type(entry.user) == 'string' and entry.user
   if type(entry.gpus) == 'table' then gpus = #entry.gpus end
   local left = {gpus = gpus, cpus = tonumber(entry.cpus) or 0, jobs = 1}
   for name, amount in pairs(left) do
-    local now = tonumber(redis.call('HINCRBYFLOAT', KEYS[2], name, -amount))
-    if now < 1e-9 then redis.call('HDEL', KEYS[2], name) end
+    -- claim.lua counted only what the job asked for: a counter it left alone is not touched here
+    if amount > 0 then
+      local now = tonumber(redis.call('HINCRBYFLOAT', KEYS[2], name, -amount))
+      if now < 1e-9 then redis.call('HDEL', KEYS[2], name) end
+    end
   end
 end
 return 1

@@ -28,6 +28,7 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import utcformat
 
 #: The function name RQ stores for our jobs. An RQ worker that picks one up by mistake fails it
 #: with a message that says what to run instead.
@@ -83,12 +84,22 @@ def enqueue(
     )
 
 
-def mark_started(conn: redis.Redis, job_id: str, *, worker_name: str) -> str:
-    """Record in RQ that ``worker_name`` runs the job; returns the execution id to keep for later calls."""
-    job = fetch(conn, job_id)
-    with conn.pipeline() as pipe:
-        execution = Execution.create(job, ttl=EXECUTION_TTL_S, pipeline=pipe, worker_name=worker_name)
-        job.prepare_for_execution(worker_name, pipe)
+def mark_started(
+    conn: redis.Redis, job_id: str, *, worker_name: str, queue: Optional[str] = None, pipeline: Any = None
+) -> str:
+    """Record in RQ that ``worker_name`` runs the job; returns the execution id to keep for later calls.
+
+    With ``queue`` nothing is read (RQ's job is addressed by id and queue), else RQ's job is fetched;
+    with ``pipeline`` the writes wait for the caller to execute it."""
+    if queue is None:
+        job = fetch(conn, job_id)
+    else:
+        job = Job(job_id, connection=conn, serializer=JSONSerializer)
+        job.origin = queue
+    pipe = pipeline if pipeline is not None else conn.pipeline()
+    execution = Execution.create(job, ttl=EXECUTION_TTL_S, pipeline=pipe, worker_name=worker_name)
+    job.prepare_for_execution(worker_name, pipe)
+    if pipeline is None:
         pipe.execute()
     return execution.id
 
@@ -112,26 +123,30 @@ def heartbeat(conn: redis.Redis, job_id: str, execution_id: str, *, pipeline: An
 
 
 def mark_ended(conn: redis.Redis, job_id: str, execution_id: Optional[str], *, state: State, message: str = "") -> None:
-    """Move the RQ job to its finished, failed or canceled registry and drop its started entry."""
+    """Move the RQ job to its finished, failed or canceled registry and drop its started entry.
+
+    One read (RQ's job: its queue and worker) and one pipeline, not a transaction: RQ's copy is a
+    mirror of the record, and ``lifecycle.complete_end`` runs again after an interrupted end."""
     job = fetch(conn, job_id)
-    with conn.pipeline() as pipe:
+    job.ended_at = datetime.now(timezone.utc)
+    with conn.pipeline(transaction=False) as pipe:
         if execution_id:
             _execution(conn, job, execution_id).delete(job, pipe)
-        job.ended_at = datetime.now(timezone.utc)
         if state == State.FINISHED:
-            job.set_status(JobStatus.FINISHED, pipeline=pipe)
+            status = JobStatus.FINISHED
             FinishedJobRegistry(job.origin, conn, serializer=JSONSerializer).add(job, ttl=RESULT_TTL_S, pipeline=pipe)
         elif state == State.FAILED:
-            job.set_status(JobStatus.FAILED, pipeline=pipe)
+            status = JobStatus.FAILED
             FailedJobRegistry(job.origin, conn, serializer=JSONSerializer).add(
                 job, ttl=FAILURE_TTL_S, exc_string=message, pipeline=pipe
             )
         elif state == State.CANCELED:
-            job.set_status(JobStatus.CANCELED, pipeline=pipe)
+            status = JobStatus.CANCELED
             CanceledJobRegistry(job.origin, conn, serializer=JSONSerializer).add(job, pipeline=pipe)
         else:
             raise ValueError(f"not a terminal state: {state}")
-        job.save(pipeline=pipe, include_meta=False, include_result=False)
+        # the status and the end time in one HSET (a failed registry's ``add`` saved the whole job before it)
+        pipe.hset(job.key, mapping={"status": status.value, "ended_at": utcformat(job.ended_at)})
         pipe.execute()
 
 

@@ -57,7 +57,14 @@ class QueueStore:
 
     def get(self, name: str) -> QueueConfig:
         """The queue's config; NotFoundError listing the known queues when there is none."""
-        raw = self.conn.hget(self.keys.queue(name), "config")
+        return self.parse(name, self.stored(name))
+
+    def stored(self, name: str) -> Optional[bytes]:
+        """The queue's config JSON as stored, unchecked (None: no such queue)."""
+        return self.conn.hget(self.keys.queue(name), "config")
+
+    def parse(self, name: str, raw: Optional[bytes]) -> QueueConfig:
+        """The config from its stored JSON ``raw`` (None: no such queue), checked as :meth:`get` checks it."""
         if raw is None:
             raise NotFoundError(self._unknown_queue_message(name))
         # A config stored by an older launchbay may no longer validate; say so instead of a traceback.

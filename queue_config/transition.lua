@@ -9,12 +9,16 @@ for s in string.gmatch(ARGV[3], '[^,]+') do
   if s == current then allowed = true end
 end
 if not allowed then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[1], ARGV[1] .. '_at', ARGV[2])
+-- One HSET and at most one HDEL, whatever the number of fields (an empty value removes its field).
+local set, gone = {'state', ARGV[1], ARGV[1] .. '_at', ARGV[2]}, {}
 for i = 4, #ARGV, 2 do
   if ARGV[i + 1] == '' then
-    redis.call('HDEL', KEYS[1], ARGV[i])
+    gone[#gone + 1] = ARGV[i]
   else
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    set[#set + 1] = ARGV[i]
+    set[#set + 1] = ARGV[i + 1]
   end
 end
+redis.call('HSET', KEYS[1], unpack(set))
+if #gone > 0 then redis.call('HDEL', KEYS[1], unpack(gone)) end
 return 1

@@ -19,7 +19,10 @@ counted before it is listed), before a study is opened. A sweep that fails ends 
 the reason as its message; nothing else is touched.
 
 A lease lasts :data:`LEASE_S` and is renewed on every pass and before each new trial; a driver
-that dies is replaced by another agent of the queue within a lease. The study (Optuna's journal),
+that dies is replaced by another agent of the queue within a lease. An agent that finds another
+holding a sweep's lease tries again only when that lease would run out, and remembers each sweep's
+queue (the queue decides only who tries; the holder reads the whole sweep again each pass), so the
+agents that do not drive a sweep cost Redis two small reads per look, whatever the fleet's size. The study (Optuna's journal),
 the sweep and the jobs are in Redis, so a new driver starts where the old one stopped: a trial's
 job id is fixed by its number, so none is written twice, and an asked trial without a job gets one.
 """
@@ -27,12 +30,11 @@ job id is fixed by its number, so none is written twice, and an asked trial with
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import math
-import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -88,9 +90,10 @@ class SweepDriver:
         self.records = Records(conn, keys)
         self.wake = threading.Event()
         self._drives: Dict[str, _Drive] = {}
+        self._queue_of: Dict[str, Optional[str]] = {}  # sweep id -> its queue, as first read
+        self._retry_at: Dict[str, float] = {}  # sweep id -> when another's lease runs out (monotonic)
 
     def run(self) -> None:
-        _name_native_thread(threading.current_thread().name)
         while not self.closing.is_set():
             try:
                 driving = self.pass_once()
@@ -102,6 +105,11 @@ class SweepDriver:
             self.wake.clear()
         for sweep_id in list(self._drives):
             self._let_go(sweep_id)
+
+    def job_ended(self) -> None:
+        """A job of this agent ended: when it drives a sweep, the next pass comes now (it may be a trial's end)."""
+        if self._drives:
+            self.wake.set()
 
     def pass_once(self) -> bool:
         """Advance every sweep this agent holds or can take; True when it drives at least one."""
@@ -115,6 +123,9 @@ class SweepDriver:
             return False
         for sweep_id in set(self._drives) - set(sweep_ids):
             self._drives.pop(sweep_id, None)
+        for sweep_id in set(self._queue_of) - set(sweep_ids):
+            self._queue_of.pop(sweep_id, None)
+            self._retry_at.pop(sweep_id, None)
         driving = False
         for sweep_id in sweep_ids:
             try:
@@ -131,10 +142,14 @@ class SweepDriver:
         return driving
 
     def _pass(self, sweep_id: str) -> bool:
-        # The queue first (one small field): of a fleet's agents, only the lease holder reads the whole sweep.
-        if self.store.queue_of(sweep_id) not in self.queues:
+        # The queue first (one small field, read once): of a fleet's agents, only the lease holder reads the sweep.
+        if sweep_id not in self._queue_of:
+            self._queue_of[sweep_id] = self.store.queue_of(sweep_id)
+        if self._queue_of[sweep_id] not in self.queues or time.monotonic() < self._retry_at.get(sweep_id, 0.0):
             return False
-        if not self.store.hold_lease(sweep_id, self.agent_id, LEASE_S):
+        left_s = self.store.take_lease(sweep_id, self.agent_id, LEASE_S)
+        if left_s:
+            self._retry_at[sweep_id] = time.monotonic() + left_s
             self._drives.pop(sweep_id, None)
             return False
         sweep = self.store.get(sweep_id)
@@ -325,18 +340,6 @@ class SweepDriver:
     def _note(self, sweep_id: str, message: str) -> None:
         with contextlib.suppress(redis.RedisError):
             self.store.note(sweep_id, message)
-
-
-def _name_native_thread(name: str) -> None:
-    """Give the calling thread ``name`` in the OS too (Linux, 15 bytes: ``/proc/PID/task/TID/comm``, ``top -H``).
-
-    Python names threads natively only from 3.14; this lets ``bench/sweeps.py`` (and a person with
-    ``top -H``) tell the driver's CPU from the rest of the agent's.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # 15: PR_SET_NAME
 
 
 def _target_trial(drive: _Drive) -> Optional[int]:

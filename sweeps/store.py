@@ -94,6 +94,19 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])  -- taken, or renewed (SET: t
 return 1
 """
 
+# KEYS[1] = lease. ARGV[1] = holder, ARGV[2] = TTL in ms. 0 when ARGV[1] holds it now (taken or renewed);
+# else the ms left on another's (at least 1; 1000 when this user may not run PTTL).
+_TAKE_LUA = """
+local holder = redis.call('GET', KEYS[1])
+if (not holder) or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 0
+end
+local left = redis.pcall('PTTL', KEYS[1])
+if type(left) ~= 'number' or left < 1 then return 1000 end
+return left
+"""
+
 _RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -136,6 +149,7 @@ class SweepStore:
         self.keys = keys or Keys.from_env()
         self._set_state = conn.register_script(_SET_STATE_LUA)
         self._lease = conn.register_script(_LEASE_LUA)
+        self._take = conn.register_script(_TAKE_LUA)
         self._release = conn.register_script(_RELEASE_LUA)
 
     def create(self, sweep_id: str, *, queue: str, config: Mapping[str, Any], template: Mapping[str, Any],
@@ -273,6 +287,10 @@ class SweepStore:
     def hold_lease(self, sweep_id: str, holder: str, ttl_s: float) -> bool:
         """Take or renew the sweep's lease for ``holder``; False while another holds it."""
         return bool(self._lease(keys=[self.keys.sweep_lease(sweep_id)], args=[holder, int(ttl_s * 1000)]))
+
+    def take_lease(self, sweep_id: str, holder: str, ttl_s: float) -> float:
+        """Take or renew the sweep's lease for ``holder``: 0.0; else the seconds left on another's."""
+        return int(self._take(keys=[self.keys.sweep_lease(sweep_id)], args=[holder, int(ttl_s * 1000)])) / 1000.0
 
     def release_lease(self, sweep_id: str, holder: str) -> None:
         self._release(keys=[self.keys.sweep_lease(sweep_id)], args=[holder])

@@ -295,3 +295,19 @@ def run_cli(
         timeout=timeout,
         cwd=cwd,
     )
+
+
+def publish_agent_line(conn, agent_id: str, *, alive: bool = True, ttl_s: float = 60.0) -> None:
+    """What an agent's heartbeat writes into the fleet summary (``agents.read_summary``), from the agent's
+    capacity key, hash and ledger as a test wrote them: for tests that stand in for an agent."""
+    import json as _json
+
+    from launchbay.queue_config.agents import SUMMARY_WRITE_LUA, decode_entries, summary_line
+    from launchbay.queue_config.keys import Keys
+
+    keys = Keys()
+    capacity = _json.loads(conn.get(keys.agent_capacity(agent_id)) or "{}")
+    info = {k.decode(): v.decode() for k, v in conn.hgetall(keys.agent(agent_id)).items()}
+    entries = decode_entries(conn.hgetall(keys.agent_ledger(agent_id))).values()
+    ttl_ms = int(ttl_s * 1000) if alive else -1000
+    conn.eval(SUMMARY_WRITE_LUA, 1, keys.fleet, agent_id, ttl_ms, summary_line(info, capacity, entries))

@@ -25,6 +25,8 @@ def test_key_shapes_are_pinned():
     assert k.agent_events("h1") == "launchbay:events:h1"
     assert k.idle("gpu") == "launchbay:idle:gpu"
     assert k.reaper_lock == "launchbay:reaper:lock"
+    assert k.fleet == "launchbay:fleet"
+    assert k.pending_lease("gpu") == "launchbay:lease:pending:gpu"
     assert k.usage("gpu") == "launchbay:usage:gpu"
     assert k.user_usage("gpu", "alice") == "launchbay:quota_usage:gpu:alice"
     assert k.replication_probe == "launchbay:replication-probe"

@@ -325,12 +325,13 @@ def test_the_job_hash_check_sees_a_write():
 
 
 def test_claim_lua_clears_the_run_fields_the_record_module_lists():
-    from launchbay.queue_config.job import CANCEL_FIELDS, CLAIM_SETS, RUN_FIELDS
+    from launchbay.queue_config.job import CANCEL_FIELDS, CLAIM_SETS, PENDING_FIELDS, RUN_FIELDS
 
     script = (ROOT / "queue_config" / "claim.lua").read_text()
     call = script[script.index("redis.call('HDEL', job_key,") :].split(")", 1)[0]
     cleared = set(re.findall(r"'([a-z_]+)'", call)) - {"HDEL"}
-    assert cleared == set(RUN_FIELDS) - set(CLAIM_SETS) - set(CANCEL_FIELDS)
+    # one HDEL: the previous run's fields and the waiting job's pending fields
+    assert cleared == (set(RUN_FIELDS) - set(CLAIM_SETS) - set(CANCEL_FIELDS)) | set(PENDING_FIELDS)
 
 
 def attributes_set(tree: ast.Module, class_name: str) -> Set[str]:

@@ -72,7 +72,7 @@ def claim_and_start(conn, job_id: str = "") -> str:
         entry, Capacity(cpus=4.0, memory_mib=4096, slots=4, gpus=())
     )
     assert result.claimed, result.why
-    lifecycle.record_rq_start(Records(conn, Keys()), job_id, worker_name=AGENT)
+    lifecycle.record_rq_start(Records(conn, Keys()), job_id, queue="default", worker_name=AGENT)
     return job_id
 
 

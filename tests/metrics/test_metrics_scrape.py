@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from conftest import BIN_DIR, REPO_ROOT, free_port
+from conftest import BIN_DIR, REPO_ROOT, free_port, publish_agent_line
 from launchbay.client import enqueue
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import Records
@@ -185,6 +185,7 @@ def _register(conn, capacity: Dict) -> None:
     conn.sadd(keys.agents, capacity["agent_id"])
     conn.set(keys.agent_alive(capacity["agent_id"]), "1", ex=120)
     conn.set(keys.agent_capacity(capacity["agent_id"]), json.dumps(capacity))
+    publish_agent_line(conn, capacity["agent_id"])
 
 
 def assert_queue_view(fleet: Scrape, alice_job: str) -> None:

@@ -8,7 +8,7 @@ import json
 import socket
 
 import pytest
-from conftest import run_cli
+from conftest import publish_agent_line, run_cli
 from launchbay.agent.ledger import LedgerEntry
 from launchbay.prometheus.agent import JobTimings, gpu_metrics, gpu_views
 from launchbay.prometheus.fleet import queue_registry
@@ -110,6 +110,7 @@ def test_the_queue_view_shows_lost_and_stopped_agents_and_an_empty_paused_queue(
         redis_conn.set(keys.agent_capacity(agent_id), json.dumps({"agent_id": agent_id, "gpus": []}))
         if alive:
             redis_conn.set(keys.agent_alive(agent_id), "1", ex=60)
+        publish_agent_line(redis_conn, agent_id, alive=alive)
     seen = Scrape(generate_latest(queue_registry(redis_conn, keys)).decode())
     assert seen.value("launchbay_agents", state="live") == 1
     assert seen.value("launchbay_agents", state="lost") == 1

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
 
 import yaml
-from conftest import BIN_DIR, run_cli
+from conftest import BIN_DIR, publish_agent_line, run_cli
 from launchbay.queue_config import rq_bridge
 from launchbay.queue_config.job import Reason, State
 from launchbay.queue_config.keys import Keys
@@ -165,3 +165,4 @@ def register_agent(conn, agent_id: str, *, queues=("gpu",), gpus=(), cpus=16.0, 
     conn.sadd(keys.agents, agent_id)
     conn.set(keys.agent_alive(agent_id), "1", ex=60)
     conn.set(keys.agent_capacity(agent_id), json.dumps(capacity))
+    publish_agent_line(conn, agent_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from conftest import publish_agent_line
 from launchbay.queue_config.agents import live_agents
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.store import QueueStore
@@ -82,4 +83,6 @@ def test_live_agents_leaves_out_agents_whose_heartbeat_expired(redis_conn):
         redis_conn.sadd(keys.agents, agent_id)
         redis_conn.set(keys.agent_capacity(agent_id), json.dumps({"agent_id": agent_id, "cpus": 4.0}))
     redis_conn.set(keys.agent_alive("alive-1"), "1", ex=30)
+    for agent_id in ("alive-1", "gone-1"):  # what each one's heartbeat wrote into the fleet summary
+        publish_agent_line(redis_conn, agent_id, alive=agent_id == "alive-1")
     assert live_agents(redis_conn, keys) == [{"agent_id": "alive-1", "cpus": 4.0}]

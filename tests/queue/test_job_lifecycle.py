@@ -175,7 +175,7 @@ def test_a_job_ends_once_with_one_eof_its_expiry_and_rqs_copy_however_often_the_
     records = Records(redis_conn, Keys())
     rq_bridge.rq_queue(redis_conn, "gpu").remove(job_id)  # what the claim script does
     assert records.transition(job_id, State.STARTING, allowed_from=[State.QUEUED], agent="agent-1")
-    lifecycle.record_rq_start(records, job_id, worker_name="agent-1")
+    lifecycle.record_rq_start(records, job_id, queue="gpu", worker_name="agent-1")
     assert lifecycle.mark_running(records, job_id, container="c0ffee")
     execution = record(redis_conn, job_id)["rq_execution"]
 

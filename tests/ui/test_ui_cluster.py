@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import publish_agent_line
 from launchbay.client import enqueue
 from launchbay.queue_config.keys import Keys
 from launchbay.ui.app import create_app
@@ -128,6 +129,7 @@ def test_the_cluster_page_follows_the_fleet_live_in_the_browser(page, redis_conn
     page.evaluate("document.body.dataset.loadedOnce = 'yes'")  # gone if the page reloads
     late = start_job(redis_conn, "gpu-node-02", ["0"], "frank", name="ablation")
     redis_conn.hset(Keys().agent_ledger("gpu-node-02"), late, json.dumps(allocation(late, ["0"])))
+    publish_agent_line(redis_conn, "gpu-node-02")  # as the agent's claim does
     grace = queue_job(redis_conn, "grace", "1")
     expect(gpu_cell(page, "gpu-node-02", "0")).to_contain_text("frank")
     expect(page.locator(".pending")).to_have_count(3)

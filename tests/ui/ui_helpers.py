@@ -16,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-from conftest import BIN_DIR, REPO_ROOT, require
+from conftest import BIN_DIR, REPO_ROOT, publish_agent_line, require
 from launchbay.client import enqueue
 from launchbay.queue_config import rq_bridge
 from launchbay.queue_config.job import State
@@ -172,6 +172,7 @@ def register_agent(conn, capacity: Dict[str, Any], ledger: Dict[str, Dict[str, A
     conn.set(keys.agent_capacity(agent_id), json.dumps(capacity))
     for job_id, allocation in ledger.items():
         conn.hset(keys.agent_ledger(agent_id), job_id, json.dumps(allocation))
+    publish_agent_line(conn, agent_id)
 
 
 class UiServer:
