@@ -56,8 +56,10 @@ local function unreserve(usage_key)
   local back = {gpus = left * (tonumber(redis.call('HGET', gang, 'reserved_gpus')) or 0),
                 cpus = left * (tonumber(redis.call('HGET', gang, 'reserved_cpus')) or 0), jobs = left}
   for name, amount in pairs(back) do
-    local now = tonumber(redis.call('HINCRBYFLOAT', usage_key, name, -amount))
-    if now < 1e-9 then redis.call('HDEL', usage_key, name) end
+    if amount > 0 then
+      local now = tonumber(redis.call('HINCRBYFLOAT', usage_key, name, -amount))
+      if now < 1e-9 then redis.call('HDEL', usage_key, name) end
+    end
   end
   redis.call('HSET', gang, 'reserved', 0)
 end
@@ -81,7 +83,10 @@ end
 local function reserve(alloc, nodes)
   if type(alloc.user) ~= 'string' or alloc.user == '' then return end
   local ask = share(alloc)
-  for name, amount in pairs(ask) do redis.call('HINCRBYFLOAT', KEYS[5], name, nodes * amount) end
+  -- as claim.lua does, only what a member asks for is counted (the release leaves a zero counter alone)
+  for name, amount in pairs(ask) do
+    if amount > 0 then redis.call('HINCRBYFLOAT', KEYS[5], name, nodes * amount) end
+  end
   redis.call('HSET', gang, 'reserved', nodes, 'reserved_gpus', ask.gpus, 'reserved_cpus', ask.cpus)
 end
 

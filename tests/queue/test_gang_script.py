@@ -55,10 +55,13 @@ def test_the_first_hold_reserves_every_members_quota_and_a_complete_gang_charges
     job_id = gang_job(redis_conn)
     held, why, _rank, _round = hold(redis_conn, job_id, QUEUE, "node-a", user="alice", limits={"cpus": 4})
     assert (held, why) == (True, "held")
-    assert usage(redis_conn) == {"gpus": 0.0, "cpus": 4.0, "jobs": 2.0}  # both members, before the second is held
+    assert usage(redis_conn) == {
+        "cpus": 4.0,
+        "jobs": 2.0,
+    }  # both members, before the second is held (a GPU count it does not ask for is not written)
     held, why, _rank, _round = hold(redis_conn, job_id, QUEUE, "node-b", user="alice", limits={"cpus": 4})
     assert (held, why) == (True, "complete")  # the reservation was its own: the quota is not counted twice
-    assert usage(redis_conn) == {"gpus": 0.0, "cpus": 4.0, "jobs": 2.0}
+    assert usage(redis_conn) == {"cpus": 4.0, "jobs": 2.0}
     assert Records(redis_conn, KEYS).state(job_id) is State.STARTING
     for agent_id in ("node-a", "node-b"):  # each member's end frees its share
         assert Ledger(redis_conn, KEYS, agent_id).release(job_id)
@@ -86,7 +89,7 @@ def test_a_new_round_takes_back_a_reservation_no_holder_gave_back(redis_conn):
     round_over(redis_conn)
     held, why, _rank, round_ = hold(redis_conn, job_id, QUEUE, "node-b", user="alice", limits={"cpus": 4})
     assert (held, why, round_) == (True, "held", 2)
-    assert usage(redis_conn) == {"gpus": 0.0, "cpus": 4.0, "jobs": 2.0}  # round 2's reservation, not 2's + 1's
+    assert usage(redis_conn) == {"cpus": 4.0, "jobs": 2.0}  # round 2's reservation, not 2's + 1's
 
 
 # -- forged fields and other rounds --------------------------------------------------------------------------
