@@ -50,7 +50,7 @@ def first_lines(conn: redis.Redis, job_id: str, nodes: int) -> List[float]:
     records = Records(conn, Keys())
     wait_until(lambda: records.state(job_id) in (State.FINISHED, State.FAILED, State.CANCELED), 60, f"job {job_id}")
     if records.state(job_id) != State.FINISHED:
-        raise RuntimeError(f"job {job_id}: {records.get(job_id)}")
+        raise RuntimeError(f"job {job_id}: {records.as_json(job_id)}")
     stamps = []
     for rank in range(nodes):
         key = Keys().job_log_rank(job_id, rank)
