@@ -10,6 +10,7 @@ import json
 import time
 from typing import Dict, Optional, Sequence, Tuple
 
+from conftest import publish_agent_line
 from launchbay.queue_config import gang
 from launchbay.queue_config.agents import LedgerEntry
 from launchbay.queue_config.keys import Keys
@@ -31,6 +32,7 @@ def register(conn, agent_id: str, queue: str) -> None:
     conn.sadd(keys.agents, agent_id)
     conn.set(keys.agent_alive(agent_id), "1", ex=60)
     conn.set(keys.agent_capacity(agent_id), json.dumps(agent_capacity(agent_id, queue)))
+    publish_agent_line(conn, agent_id)  # the fleet summary line its heartbeat writes
 
 
 def script(conn, agent_id: str) -> GangScript:
@@ -53,10 +55,13 @@ def hold(
 ) -> Tuple[bool, str, int, int]:
     """One hold as ``agent_id``'s gang service makes it: ``(held, why, rank, round)``."""
     entry = LedgerEntry(job_id, queue, cpus, 1024, (), time.time(), user=user)
-    return script(conn, agent_id).hold(
+    answer = script(conn, agent_id).hold(
         job_id, queue, entry.to_json(), user, nodes=nodes, timeout_s=timeout_s, capacity=capacity,
         limits=json.dumps(limits or {}), now=time.time(),
     )  # fmt: skip
+    if conn.exists(Keys().agent_capacity(agent_id)):  # a registered agent's line follows its ledger
+        publish_agent_line(conn, agent_id)
+    return answer
 
 
 def run_gang(conn, job_id: str, queue: str, agents: Sequence[str] = ("node-a", "node-b")) -> None:
