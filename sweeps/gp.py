@@ -1,12 +1,14 @@
 """``method: bayes``'s Gaussian-process sampler for Optuna: scikit-learn's GP regression, expected improvement.
 
-Each suggestion fits a GP (Matern 5/2 with a length per dimension, plus a noise term, on
-standardized values) to the sweep's finished trials, then takes the point of highest expected
-improvement among random points of the space and points near the best trials so far, refined
-twice near the best candidates. Parameters are mapped to the unit cube: numbers linearly or by
-their log (``log_uniform_values``), an integer as the interval of width 1 around it, a categorical
-as one dimension per choice (one-hot). Trials that still run count as if they had returned what
-the GP predicts for them ("kriging believer"), so trials suggested while others run go elsewhere.
+Each suggestion fits a GP (one Matern 5/2 length scale for every dimension, with a log-normal prior
+around half the space's width, plus a noise term, on standardized values) to the sweep's finished
+trials, then takes the point of highest expected improvement over the best value the GP predicts at
+a finished trial, among random points of the space and points near the trials it predicts best.
+Every parameter is one dimension of the unit cube: numbers linearly or by their log
+(``log_uniform_values``), an integer as the interval of width 1 around it, a ``values`` list as
+its choices in a row, numbers smallest first and anything else (an optimizer's name) in the order
+they are listed, as W&B's engine orders them. Trials that still run count as if they had returned
+what the GP predicts for them ("kriging believer"), so trials suggested while others run go elsewhere.
 
 The first :data:`STARTUP_TRIALS` trials, and parameters outside the space every trial shares,
 are Optuna's random sampling. scikit-learn (and SciPy, NumPy) are imported only when a bayes
@@ -26,24 +28,25 @@ from optuna.trial import FrozenTrial, TrialState
 #: Random trials before the GP: two give it a first length scale to fit.
 STARTUP_TRIALS = 2
 _RANDOM_POINTS = 1000
-_LOCAL_POINTS = 300  # around each of the best trials, and then around the best candidates
-_LOCAL_SCALES = (0.15, 0.05, 0.015)
+#: Candidates near the best trials (as the GP predicts them): this many trials, this many points around each
+#: at each of these distances. Random points alone fall too far apart in 6-D to get within 1% of an optimum.
+_LOCAL_CENTERS = 5
+_LOCAL_POINTS = 60
+_LOCAL_SCALES = (0.1, 0.03, 0.01)
 _FIT_ITERATIONS = 50
+#: The length scale's prior (log-normal, on the unit cube): median half the width, a factor e either side
+#: as one standard deviation. A dozen trials fix a length scale poorly; without it the fit swings between
+#: too short (every gap looks promising) and too long (EI runs to the corners).
+_LENGTH_PRIOR = (math.log(0.5), 1.0)
 
 
 class _Encoding:
-    """Maps a trial's parameters to a point of the unit cube and back."""
+    """Maps a trial's parameters to a point of the unit cube (one dimension per parameter) and back."""
 
     def __init__(self, space: Dict[str, BaseDistribution]) -> None:
         self.names = sorted(space)
         self.space = space
-        self.slices: List[slice] = []
-        width = 0
-        for name in self.names:
-            dims = len(space[name].choices) if _one_hot(space[name]) else 1
-            self.slices.append(slice(width, width + dims))
-            width += dims
-        self.width = width
+        self.width = len(self.names)
 
     def _bounds(self, dist: Any) -> Any:
         pad = 0.5 * dist.step if isinstance(dist, IntDistribution) else 0.0
@@ -54,89 +57,69 @@ class _Encoding:
         import numpy as np
 
         point = np.zeros(self.width)
-        for name, where in zip(self.names, self.slices):
+        for i, name in enumerate(self.names):
             dist, value = self.space[name], params[name]
-            if _one_hot(dist):
-                point[where.start + dist.to_internal_repr(value)] = 1.0
-                continue
-            if isinstance(dist, CategoricalDistribution):  # numbers: their rank
-                ranks = _ranks(dist)
-                point[where.start] = ranks.index(dist.to_internal_repr(value)) / max(len(ranks) - 1, 1)
+            if isinstance(dist, CategoricalDistribution):
+                order = _order(dist)
+                point[i] = order.index(dist.to_internal_repr(value)) / max(len(order) - 1, 1)
                 continue
             low, high = self._bounds(dist)
             x = math.log(value) if dist.log else float(value)
-            point[where.start] = (x - low) / (high - low)
+            point[i] = (x - low) / (high - low)
         return point
 
     def decode(self, point: Any) -> Dict[str, Any]:
         params: Dict[str, Any] = {}
-        for name, where in zip(self.names, self.slices):
-            dist = self.space[name]
-            if _one_hot(dist):
-                params[name] = dist.choices[int(point[where].argmax())]
-                continue
+        for i, name in enumerate(self.names):
+            dist, where = self.space[name], min(max(float(point[i]), 0.0), 1.0)
             if isinstance(dist, CategoricalDistribution):
-                ranks = _ranks(dist)
-                params[name] = dist.choices[
-                    ranks[round(min(max(float(point[where.start]), 0.0), 1.0) * (len(ranks) - 1))]
-                ]
+                order = _order(dist)
+                params[name] = dist.choices[order[round(where * (len(order) - 1))]]
                 continue
             low, high = self._bounds(dist)
-            x = low + min(max(float(point[where.start]), 0.0), 1.0) * (high - low)
+            x = low + where * (high - low)
             params[name] = _on_grid(dist, math.exp(x) if dist.log else x)
         return params
 
     def snap(self, points: Any) -> Any:
-        """Each point as the parameters it decodes to would encode (integers, steps, one choice), all at once."""
+        """Each point as the parameters it decodes to would encode (integers, steps, choices), all at once."""
         import numpy as np
 
-        out = np.array(points, dtype=float)
-        for name, where in zip(self.names, self.slices):
+        out = np.clip(np.array(points, dtype=float), 0.0, 1.0)
+        for i, name in enumerate(self.names):
             dist = self.space[name]
-            if _one_hot(dist):
-                block = np.zeros_like(out[:, where])
-                block[np.arange(len(out)), out[:, where].argmax(axis=1)] = 1.0
-                out[:, where] = block
-                continue
             if isinstance(dist, CategoricalDistribution):
                 top = max(len(dist.choices) - 1, 1)
-                out[:, where.start] = np.round(np.clip(out[:, where.start], 0.0, 1.0) * top) / top
+                out[:, i] = np.round(out[:, i] * top) / top
                 continue
             if not isinstance(dist, IntDistribution) and getattr(dist, "step", None) is None:
-                out[:, where.start] = np.clip(out[:, where.start], 0.0, 1.0)
                 continue
             low, high = self._bounds(dist)
-            x = low + np.clip(out[:, where.start], 0.0, 1.0) * (high - low)
+            x = low + out[:, i] * (high - low)
             value = np.exp(x) if dist.log else x
             value = np.clip(dist.low + np.round((value - dist.low) / dist.step) * dist.step, dist.low, dist.high)
-            out[:, where.start] = ((np.log(value) if dist.log else value) - low) / (high - low)
+            out[:, i] = ((np.log(value) if dist.log else value) - low) / (high - low)
         return out
 
     def random(self, rng: Any, count: int) -> Any:
-        points = rng.uniform(size=(count, self.width))
-        return self.snap(points)
+        return self.snap(rng.uniform(size=(count, self.width)))
 
     def near(self, rng: Any, centers: Any, count: int, scale: float) -> Any:
         import numpy as np
 
         points = np.repeat(centers, count, axis=0)
-        points = np.clip(points + rng.normal(scale=scale, size=points.shape), 0.0, 1.0)
-        return self.snap(points)
+        return self.snap(points + rng.normal(scale=scale, size=points.shape))
 
 
 def _numbers(dist: Any) -> bool:
     return all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in dist.choices)
 
 
-def _one_hot(dist: Any) -> bool:
-    """A categorical of anything but numbers is one dimension per choice; one of numbers (batch sizes,
-    widths) is one dimension, its choices in order, so the GP can tell 128 is between 64 and 256."""
-    return isinstance(dist, CategoricalDistribution) and not _numbers(dist)
-
-
-def _ranks(dist: Any) -> List[int]:
-    """The choices' indices, smallest number first."""
-    return sorted(range(len(dist.choices)), key=lambda i: dist.choices[i])
+def _order(dist: Any) -> List[int]:
+    """A categorical's choice indices in the order the GP places them along its dimension: numbers smallest
+    first (so 128 lies between 64 and 256), anything else as listed (W&B's engine orders them so too)."""
+    indices = list(range(len(dist.choices)))
+    return sorted(indices, key=lambda i: dist.choices[i]) if _numbers(dist) else indices
 
 
 def _on_grid(dist: Any, value: float) -> Any:
@@ -194,25 +177,26 @@ class GPSampler(optuna.samplers.BaseSampler):
         x = np.array([encoding.encode(t.params) for t in done])
         y = np.array([sign * float(t.value) for t in done])
         y = (y - y.mean()) / (y.std() or 1.0)
-        last = self._kernels.get(encoding.width)
-        gp = _fit(x, y, self._rng, last)
+        gp = _fit(x, y, self._rng, self._kernels.get(encoding.width))
         self._kernels[encoding.width] = gp.kernel_
+        # The best so far as the GP sees it, not the lowest value reported: one lucky noisy report would
+        # otherwise leave every point that is truly as good with no expected improvement.
+        fitted = gp.predict(x)
         if running:  # kriging believer: they return what is predicted for them
             pending = np.array([encoding.encode(t.params) for t in running])
-            x, y = np.vstack([x, pending]), np.concatenate([y, gp.predict(pending)])
-            gp = _fit(x, y, self._rng, gp.kernel_, fixed=True)
-        best = y[: len(done)].min()
-        top = x[np.argsort(y[: len(done)])[:5]]
-        candidates = [
-            encoding.random(self._rng, _RANDOM_POINTS),
-            encoding.near(self._rng, top, _LOCAL_POINTS // 5, 0.1),
-        ]
-        for scale in _LOCAL_SCALES:
-            pool = np.vstack(candidates)
-            leaders = pool[np.argsort(-_expected_improvement(gp, pool, best))[:3]]
-            candidates.append(encoding.near(self._rng, leaders, _LOCAL_POINTS // 3, scale))
-        pool = np.vstack(candidates)
-        return pool[int(np.argmax(_expected_improvement(gp, pool, best)))]
+            gp = _fit(np.vstack([x, pending]), np.concatenate([y, gp.predict(pending)]), self._rng, gp.kernel_,
+                      fixed=True)  # fmt: skip
+        return _best_candidate(gp, encoding, self._rng, x, fitted, fitted.min())
+
+
+def _best_candidate(gp: Any, encoding: _Encoding, rng: Any, x: Any, fitted: Any, best: float) -> Any:
+    """The point of highest expected improvement among random points and points near the best trials."""
+    import numpy as np
+
+    top = x[np.argsort(fitted)[:_LOCAL_CENTERS]]
+    pool = np.vstack([encoding.random(rng, _RANDOM_POINTS),
+                      *(encoding.near(rng, top, _LOCAL_POINTS, scale) for scale in _LOCAL_SCALES)])  # fmt: skip
+    return pool[int(np.argmax(_expected_improvement(gp, pool, best)))]
 
 
 def _fit(x: Any, y: Any, rng: Any, kernel: Any = None, *, fixed: bool = False) -> Any:
@@ -224,21 +208,32 @@ def _fit(x: Any, y: Any, rng: Any, kernel: Any = None, *, fixed: bool = False) -
 
     if kernel is None:
         # One length for every dimension: with a dozen trials, a length per dimension fits noise (measured:
-        # no better at 60 trials on Hartmann-6, worse at 12 on the 2-D functions); Matern 3/2: rougher than 5/2.
-        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(length_scale=0.3, length_scale_bounds=(1e-2, 1e2), nu=1.5)
+        # no better at 60 trials on Hartmann-6, worse at 12 on the 2-D functions). Matern 5/2 rather than
+        # 3/2: on the mixed space 19-20 of 20 successes at 60 trials against 12-13 (docs/sweeps.md).
+        length = math.exp(_LENGTH_PRIOR[0])
+        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(length_scale=length, length_scale_bounds=(1e-2, 1e2), nu=2.5)
         kernel += WhiteKernel(1e-4, (1e-8, 0.5))
-    gp = GaussianProcessRegressor(kernel=kernel, optimizer=None if fixed else _lbfgsb, random_state=rng)
+    gp = GaussianProcessRegressor(kernel=kernel, optimizer=None if fixed else _map_fit, random_state=rng)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return gp.fit(x, y)
 
 
-def _lbfgsb(objective: Any, theta: Any, bounds: Any) -> Any:
-    """scikit-learn's own choice (L-BFGS-B on the log marginal likelihood), with fewer iterations: it starts
-    from the last suggestion's fit, which one more trial moves little."""
+def _map_fit(objective: Any, theta: Any, bounds: Any) -> Any:
+    """scikit-learn's own choice (L-BFGS-B on the log marginal likelihood) with the length scale's prior added
+    (a maximum a posteriori fit), and fewer iterations: it starts from the last suggestion's fit, which one
+    more trial moves little. ``theta`` is the kernel's log-hyperparameters: amplitude, length, noise."""
     from scipy.optimize import minimize
 
-    found = minimize(objective, theta, method="L-BFGS-B", jac=True, bounds=bounds, options={"maxiter": _FIT_ITERATIONS})
+    mean, sd = _LENGTH_PRIOR
+
+    def penalized(theta: Any) -> Any:
+        value, grad = objective(theta)
+        grad = grad.copy()
+        grad[1] += (theta[1] - mean) / sd**2
+        return value + 0.5 * ((theta[1] - mean) / sd) ** 2, grad
+
+    found = minimize(penalized, theta, method="L-BFGS-B", jac=True, bounds=bounds, options={"maxiter": _FIT_ITERATIONS})
     return found.x, found.fun
 
 

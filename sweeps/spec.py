@@ -181,7 +181,7 @@ def _metric(metric: Any, problems: List[str]) -> Dict[str, Any]:
         if metric[key] not in allowed:
             problems.append(f"metric {key} {metric[key]!r} must be one of {', '.join(allowed)}")
         elif metric[key] != "false":
-            # W&B's bayes fills in failed (impute) or running (impute_while_running) runs' values; TPE leaves them out.
+            # W&B's bayes fills in failed (impute) or running (impute_while_running) runs' values; launchbay's do not.
             out["notes"].append(f"metric.{key}: accepted; launchbay's optimizers leave failed and running trials out")
     return out
 

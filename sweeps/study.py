@@ -7,8 +7,7 @@ same Sentinel failover and the same AOF as the queues. (Optuna's ``JournalRedisB
 its own connection from a plain URL and write one key per operation.)
 
 The optimizers: ``grid`` is Optuna's ``GridSampler``, ``random`` its ``RandomSampler``; ``bayes`` is
-launchbay's Gaussian-process sampler (``gp.py``: scikit-learn's GP, expected improvement), or
-Optuna's TPE where a parameter is a choice among words (an optimizer's name), as measured by
+launchbay's Gaussian-process sampler (``gp.py``: scikit-learn's GP, expected improvement), chosen by
 bench/sweep_efficiency.py against W&B's own engine (docs/sweeps.md); ``early_terminate: hyperband``
 is W&B's rule (``early.py``) as an Optuna pruner, and ``median`` ``MedianPruner``. Optuna is imported
 here only, when a sweep is opened.
@@ -28,8 +27,6 @@ from launchbay.sweeps.spec import Param, SweepSpec
 
 #: The trial's user attribute that names its job, once the job is written.
 JOB_ATTR = "job_id"
-#: ``bayes`` on a space with a categorical of words: TPE's random trials before it models the results.
-TPE_STARTUP_TRIALS = 3
 #: ``median``: trials that must reach a step before the median prunes at it.
 MEDIAN_STARTUP_TRIALS = 3
 _SCALARS = (str, int, float, bool, type(None))
@@ -107,20 +104,10 @@ def _sampler(optuna: Any, spec: SweepSpec, seed: Optional[int]) -> Any:
         return Grid({p.name: choices(p) for p in spec.params}, seed=seed)
     if spec.method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    # Neither reads the run cap: a sweep's first 12 trials are the same whatever its cap.
-    if any(_words(p) for p in spec.params):
-        return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=TPE_STARTUP_TRIALS, multivariate=True, constant_liar=True
-        )
+    # It does not read the run cap: a sweep's first 12 trials are the same whatever its cap.
     from launchbay.sweeps.gp import GPSampler
 
     return GPSampler(seed=seed)
-
-
-def _words(param: Param) -> bool:
-    """A choice among things other than numbers (an optimizer's name): the GP has no order to model there."""
-    values = (param.finite_values() or []) if param.kind == "categorical" else []
-    return any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values)
 
 
 def _pruner(optuna: Any, spec: SweepSpec) -> Any:

@@ -30,7 +30,7 @@ DIFFERENCES = {
     "ignored-keys": "controller, scheduler, apiVersion, kind and image_uri are accepted and ignored, with a note",
     "impute": "metric impute and impute_while_running are accepted; launchbay's optimizers leave failed and "
     "running trials out instead of filling in a value (a note says so)",
-    "bayes-probabilities": "probabilities are used by random search; bayes (Optuna's TPE) samples categories evenly",
+    "bayes-probabilities": "probabilities are used by random search; bayes's GP models the values without them",
     "duplicate-values-random": "repeated values count once, in random search too (W&B's random draws a repeated "
     "value more often)",
     "grid-int-float": "1 and 1.0 in one values list are one grid value: W&B's grid hash counts them equal "

@@ -79,12 +79,13 @@ def test_trials_asked_while_others_run_go_elsewhere(redis_conn):
 @pytest.mark.parametrize(
     "optimizers",
     [
-        pytest.param(["sgd", "adam", {"name": "lion", "beta": 0.9}], id="words-tpe"),
-        pytest.param([0.5, 0.9, 0.99], id="numbers-gp"),
+        pytest.param(["sgd", "adam", {"name": "lion", "beta": 0.9}], id="words"),
+        pytest.param([0.5, 0.9, 0.99], id="numbers"),
     ],
 )
 def test_every_suggestion_is_a_value_the_parameter_allows(redis_conn, optimizers):
-    """Integers, steps, logs and choices come back as values the job may get, from either of bayes's samplers."""
+    """Integers, steps, logs and choices (of numbers, or of words and mappings in the order listed) come back
+    as values the job may get."""
     body = {
         "method": "bayes",
         "metric": {"name": "acc", "goal": "maximize"},
@@ -98,6 +99,7 @@ def test_every_suggestion_is_a_value_the_parameter_allows(redis_conn, optimizers
         },
     }
     spec, study, dists = open_sweep_study(redis_conn, body)
+    assert isinstance(study.sampler, GPSampler)
     for _ in range(15):
         trial = study.ask(dists)
         values = sweep_study.trial_params(spec, trial.params)
