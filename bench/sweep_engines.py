@@ -110,10 +110,16 @@ class WandbSession:
         run = self.sweeps.next_run(self.config, self.runs)
         run.name, run.state = f"run-{len(self.runs)}", self.sweeps.RunState.running
         self.runs.append(run)
-        return run, {name: item["value"] for name, item in run.config.items()}
+        return run, {name: _plain(item["value"]) for name, item in run.config.items()}
 
     def tell(self, run: Any, value: float) -> None:
         run.state, run.summary_metrics = self.sweeps.RunState.finished, {METRIC["name"]: value}
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar (W&B's engine suggests them) as Python's: values computed from it would be numpy's too,
+    and the benchmark's JSON cannot hold them."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def wandb_sweeps() -> Any:
