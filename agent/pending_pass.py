@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import redis
 from launchbay.agent.claim import quotas_of
-from launchbay.queue_config import lifecycle, pending, rq_bridge
+from launchbay.queue_config import leases, lifecycle, pending, rq_bridge
 from launchbay.queue_config.acl import UNKNOWN_SUBMITTER
 from launchbay.queue_config.job import JobRecord, State
 from launchbay.queue_config.keys import Keys
@@ -42,24 +42,6 @@ FIELDS = READ_FIELDS + STORED
 Change = Tuple[str, str, Optional[float]]
 #: How long a queue's lease lasts unless renewed: the longest its reasons go unwritten after its holder dies.
 LEASE_S = 4.0
-
-# KEYS[1] = lease. ARGV[1] = holder, ARGV[2] = TTL in ms. 0 when ARGV[1] holds it now (taken or renewed);
-# else the ms left on another's (at least 1; 1000 when this user may not run PTTL).
-_TAKE_LUA = """
-local holder = redis.call('GET', KEYS[1])
-if (not holder) or holder == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 0
-end
-local left = redis.pcall('PTTL', KEYS[1])
-if type(left) ~= 'number' or left < 1 then return 1000 end
-return left
-"""
-
-_RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class PendingPass:
@@ -82,8 +64,8 @@ class PendingPass:
         self.lookahead = lookahead
         self.agent_id = agent_id
         self.interval_s = interval_s
-        self._take = conn.register_script(_TAKE_LUA)
-        self._release = conn.register_script(_RELEASE_LUA)
+        self._take = conn.register_script(leases.TAKE_LUA)
+        self._release = conn.register_script(leases.RELEASE_LUA)
         self._retry_at: Dict[str, float] = {}  # queue -> when another's lease runs out
         self.writes = 0
 

@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional
 
 import redis
 from launchbay.agent.ledger import Ledger, LedgerEntry
-from launchbay.queue_config import events, gang, lifecycle
+from launchbay.queue_config import events, gang, leases, lifecycle
 from launchbay.queue_config.agents import read_summary
 from launchbay.queue_config.job import JobRecord, Outcome, Reason, State
 from launchbay.queue_config.keys import Keys
@@ -32,11 +32,6 @@ from launchbay.text import as_text
 
 log = logging.getLogger(__name__)
 
-_RELEASE_LOCK_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 # After a pass with ``hold_s``: the holder keeps the lock ``hold_s`` more (ARGV[2], ms), so the fleet
 # looks once per interval, not once per agent per interval (N agents x N alive keys read, every interval).
 _HOLD_LOCK_LUA = """
@@ -45,19 +40,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0
-"""
-
-# Take the lock (free, or ours from our last pass) for ARGV[2] ms: 0; else the ms left on another's lock
-# (at least 1; 1000 when this user may not run PTTL), when the caller should try again.
-_TAKE_LOCK_LUA = """
-local holder = redis.call('GET', KEYS[1])
-if (not holder) or holder == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 0
-end
-local left = redis.pcall('PTTL', KEYS[1])
-if type(left) ~= 'number' or left < 1 then return 1000 end
-return left
 """
 
 QueueConfigFor = Callable[[str], QueueConfig]
@@ -140,9 +122,9 @@ class Reaper:
         #: With ``hold_s`` > 0 the lock stays that long after a pass (the holder may look again sooner: its
         #: own lock does not stop it); with 0 it is released at once.
         self.hold_s = hold_s
-        self._release_lock = conn.register_script(_RELEASE_LOCK_LUA)
+        self._release_lock = conn.register_script(leases.RELEASE_LUA)
         self._hold_lock = conn.register_script(_HOLD_LOCK_LUA)
-        self._take_lock = conn.register_script(_TAKE_LOCK_LUA)
+        self._take_lock = conn.register_script(leases.TAKE_LUA)
         self.lock_left_s: Optional[float] = None
         #: Seconds until the first alive key seen by the last pass expires (None: none will), so
         #: the agent can look again right then instead of up to one interval later.

@@ -29,6 +29,7 @@ from enum import Enum
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import redis
+from launchbay.queue_config import leases
 from launchbay.queue_config.acl import OWNER_RE, OWNER_SEPARATOR
 from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.keys import Keys
@@ -94,24 +95,6 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])  -- taken, or renewed (SET: t
 return 1
 """
 
-# KEYS[1] = lease. ARGV[1] = holder, ARGV[2] = TTL in ms. 0 when ARGV[1] holds it now (taken or renewed);
-# else the ms left on another's (at least 1; 1000 when this user may not run PTTL).
-_TAKE_LUA = """
-local holder = redis.call('GET', KEYS[1])
-if (not holder) or holder == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 0
-end
-local left = redis.pcall('PTTL', KEYS[1])
-if type(left) ~= 'number' or left < 1 then return 1000 end
-return left
-"""
-
-_RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 def owner_of_sweep(sweep_id: str) -> Optional[str]:
     """The user a sweep id names (``alice_...``: the ACL role lets only alice write that key), else None."""
@@ -149,8 +132,8 @@ class SweepStore:
         self.keys = keys or Keys.from_env()
         self._set_state = conn.register_script(_SET_STATE_LUA)
         self._lease = conn.register_script(_LEASE_LUA)
-        self._take = conn.register_script(_TAKE_LUA)
-        self._release = conn.register_script(_RELEASE_LUA)
+        self._take = conn.register_script(leases.TAKE_LUA)
+        self._release = conn.register_script(leases.RELEASE_LUA)
 
     def create(self, sweep_id: str, *, queue: str, config: Mapping[str, Any], template: Mapping[str, Any],
                submitter: str, name: str) -> None:  # fmt: skip
