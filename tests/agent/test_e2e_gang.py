@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from typing import Any, Dict, List
 
@@ -248,34 +249,56 @@ def test_rank_1s_agent_killed_mid_run_ends_the_gang_and_its_restart_removes_what
     wait_for(lambda: not containers_of(docker_client, job_id), timeout_s=60, what="no container of the job left")
 
 
-def test_a_requeued_gang_never_runs_two_attempts_at_once(redis_url, redis_conn, base_image, agents):
+def container_events(docker_client, job_id: str, since: float):
+    """Collects the Docker engine's start and die events of ``job_id``'s containers, as they happen.
+
+    The engine's clock, not a poll: a member's table entry is overwritten by the next round's hold, so a
+    poll of the table can miss the moment an old member stopped; the engine's events cannot."""
+    stream = docker_client.api.events(
+        since=int(since),
+        decode=True,
+        filters={"label": f"{JOB_ID_LABEL}={job_id}", "type": "container", "event": ["start", "die"]},
+    )
+    seen: List[Dict[str, Any]] = []
+
+    def pump():
+        try:
+            for event in stream:
+                seen.append({"id": event["id"], "status": event["status"], "at": event["timeNano"] / 1e9})
+        except Exception:  # the stream was closed
+            pass
+
+    threading.Thread(target=pump, daemon=True).start()
+    return stream, seen
+
+
+def test_a_requeued_gang_never_runs_two_attempts_at_once(redis_url, redis_conn, base_image, agents, docker_client):
     gang_queue(redis_conn, retry={"on_agent_lost": "requeue", "max_requeues": 1})
     procs = {name: agents(name, queue=QUEUE) for name in ("gang-r", "gang-s", "gang-t")}
     job_id = enqueue(redis_url, base_image, "import time; print('started', flush=True); time.sleep(8)")
+    stream, events = container_events(docker_client, job_id, since=time.time() - 5)
     wait_for(
         lambda: [n["state"] for n in status(redis_url, job_id).get("nodes", [])] == ["running", "running"],
         timeout_s=60,
         what="both members running",
     )
     first_round = gang.read(redis_conn, Keys(), job_id)
-    rank1_agent = first_round.current()[1].agent
-    os.kill(procs[rank1_agent].proc.pid, signal.SIGKILL)
-    seen: Dict[Any, gang.Member] = {}
-
-    def check():
-        for member in gang.read(redis_conn, Keys(), job_id).current():
-            seen[(member.round, member.rank)] = member
-        rec = record(redis_conn, job_id)
-        return rec if rec.get("state") in TERMINAL else None
-
-    rec = wait_for(check, timeout_s=120, what="the requeued gang to end")
+    old_rank0, old_rank1 = first_round.current()
+    os.kill(procs[old_rank1.agent].proc.pid, signal.SIGKILL)
+    rec = ended(redis_conn, job_id, 120, *procs.values())
+    stream.close()
     assert rec["state"] == "finished" and rec["attempts"] == 2, rec
     second_round = gang.read(redis_conn, Keys(), job_id)
     assert second_round.round > first_round.round and second_round.attempt == 2
-    old_rank0 = seen[(first_round.round, 0)]
-    assert old_rank0.state in gang.ENDED, old_rank0
-    # the new attempt was complete (starting) only after the old attempt's surviving member had stopped
-    assert rec["starting_at"] >= old_rank0.at - 0.01, (rec["starting_at"], old_rank0)
+    # the surviving member of the first attempt was stopped by its agent (its container died) ...
+    old_deaths = [e["at"] for e in events if e["status"] == "die" and e["id"] == old_rank0.container]
+    assert old_deaths, (old_rank0, events)
+    # ... before the second attempt was complete (starting), and before any of its containers started
+    new_containers = {m.container for m in second_round.current()}
+    new_starts = [e["at"] for e in events if e["status"] == "start" and e["id"] in new_containers]
+    assert len(new_starts) == 2, (second_round, events)
+    assert rec["starting_at"] >= old_deaths[0] - 0.05, (rec["starting_at"], old_deaths, events)
+    assert min(new_starts) > old_deaths[0], (new_starts, old_deaths, events)
 
 
 # -- bounded holds, the start barrier, cancel, the payload --------------------------------------------------
