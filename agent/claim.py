@@ -3,7 +3,8 @@
 :class:`QueueReader` reads, for each queue the agent serves (in order, paused queues skipped), the
 first ``lookahead`` job ids of its RQ queue and their records, and the agent's ledger: two pipelined
 round trips, in which a job already seen costs only its state fields (read by ``job.waiting``, not
-as a whole ``JobRecord``: that is once per listed job per pass). :class:`ClaimPass` asks
+as a whole ``JobRecord``: that is once per listed job per pass) and a job seen for the first time
+what placement needs of it (``job.QueuedJob``, one third of a ``JobRecord``'s cost). :class:`ClaimPass` asks
 placement for the jobs it would take from that snapshot, best first, and :class:`Claimer` runs
 ``claim.lua`` on them, which re-checks each against Redis as it is *now* and claims the first it
 still may (out of the RQ queue, allocation into the ledger, record to ``starting``). Jobs other
@@ -28,7 +29,7 @@ from launchbay.agent.ledger import LedgerEntry, decode_entries
 from launchbay.agent.placement import Candidate, Decision, Policy, claim_order
 from launchbay.queue_config import rq_bridge
 from launchbay.queue_config.acl import UNKNOWN_SUBMITTER
-from launchbay.queue_config.job import WAITING_FIELDS, JobRecord, State, waiting
+from launchbay.queue_config.job import PLACEMENT_FIELDS, WAITING_FIELDS, QueuedJob, waiting
 from launchbay.queue_config.keys import Keys
 from launchbay.queue_config.lifecycle import ClaimScript
 from launchbay.queue_config.matching import Capacity, Request, could_ever_fit
@@ -38,11 +39,6 @@ from launchbay.errors import RedisUnavailableError
 from launchbay.text import as_text
 
 log = logging.getLogger(__name__)
-
-#: What a read takes of a job seen for the first time: :data:`job.WAITING_FIELDS` (all a later read
-#: takes again: the rest of a queued job's record does not change while it waits, and
-#: ``queued_at`` changes when it is queued again), then what placement needs.
-RECORD_FIELDS = (*WAITING_FIELDS, "queue", "request", "constraints", "priority", "max_runtime_s", "submitter", "nodes")
 
 
 @dataclass(frozen=True)
@@ -86,25 +82,31 @@ Parsed = Tuple[Request, float, Dict[str, str], Optional[int], str, str, int]
 
 
 def _parse(job_id: str, queue: str, values: Sequence[Any]) -> Optional[Parsed]:
-    """What a record (an HMGET of :data:`RECORD_FIELDS`) says of the job, whatever its state; None
+    """What a record (an HMGET of :data:`PLACEMENT_FIELDS`) says of the job, whatever its state; None
     when it cannot be used at all."""
-    record = JobRecord.from_values(job_id, RECORD_FIELDS, values)
-    if record.queue not in ("", queue):
+    queued = QueuedJob.from_values(job_id, PLACEMENT_FIELDS, values)
+    if queued.queue not in ("", queue):
         return None
-    unreadable = [name for name in record.problems if name != "state"] + record.wrong_shape
     try:
-        if unreadable:
-            raise ValueError(f"unreadable fields: {', '.join(unreadable)}")
-        request = _sane(Request.from_dict(record.request))
+        if queued.unreadable:
+            raise ValueError(f"unreadable fields: {', '.join(queued.unreadable)}")
+        request = _sane(Request.from_dict(queued.request))
     except (TypeError, ValueError, AttributeError, RecursionError) as exc:
         # Anyone with write access to Redis can write a record: one bad record must not stop the pass.
         _warn_unreadable(job_id, str(exc))
         return None
-    constraints = {str(k): str(v) for k, v in record.constraints.items()}
-    queued_at = record.times.get(State.QUEUED.value, 0.0)
-    # whose it is: the key's owner (``JobRecord.submitter``), not the field
-    submitter = record.submitter or UNKNOWN_SUBMITTER
-    return request, queued_at, constraints, record.max_runtime_s, record.priority, submitter, max(1, record.nodes)
+    constraints = {str(k): str(v) for k, v in queued.constraints.items()}
+    # whose it is: the key's owner (``QueuedJob.submitter``), not the field
+    submitter = queued.submitter or UNKNOWN_SUBMITTER
+    return (
+        request,
+        queued.queued_at,
+        constraints,
+        queued.max_runtime_s,
+        queued.priority,
+        submitter,
+        max(1, queued.nodes),
+    )
 
 
 def _candidate(job_id: str, queue: str, rank: int, position: int, parsed: Parsed) -> Candidate:
@@ -188,14 +190,16 @@ class QueueReader:
         with self.conn.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.agent_ledger(self.agent_id))
             for queue, _, _, job_id in listed:
-                pipe.hmget(self.keys.job(job_id), WAITING_FIELDS if (job_id, queue) in self._known else RECORD_FIELDS)
+                pipe.hmget(
+                    self.keys.job(job_id), WAITING_FIELDS if (job_id, queue) in self._known else PLACEMENT_FIELDS
+                )
             ledger_raw, *replies = pipe.execute()
         known: Dict[Tuple[str, str], Tuple[Optional[str], Optional[Parsed]]] = {}
         live: Dict[Tuple[str, str], bool] = {}  # queued, and no cancel asked for
         stale = []
         for (queue, _, _, job_id), values in zip(listed, replies):
             key = (job_id, queue)
-            waits, queued_at = waiting(values[: len(WAITING_FIELDS)])  # RECORD_FIELDS begin with them
+            waits, queued_at = waiting(values[: len(WAITING_FIELDS)])  # PLACEMENT_FIELDS begin with them
             if key not in self._known:
                 known[key] = (queued_at, _parse(job_id, queue, values))
             elif queued_at != self._known[key][0]:
@@ -207,7 +211,7 @@ class QueueReader:
         if stale:
             with self.conn.pipeline(transaction=False) as pipe:
                 for job_id, _ in stale:
-                    pipe.hmget(self.keys.job(job_id), RECORD_FIELDS)
+                    pipe.hmget(self.keys.job(job_id), PLACEMENT_FIELDS)
                 for (job_id, queue), values in zip(stale, pipe.execute()):
                     live[(job_id, queue)], queued_at = waiting(values[: len(WAITING_FIELDS)])
                     known[(job_id, queue)] = (queued_at, _parse(job_id, queue, values))
