@@ -33,11 +33,13 @@ SUMMARY_MARK = "== summary.json"
 
 def run_and_show(files: tuple[str, ...]) -> str:
     """Shell text: run the job, then print its output folder's metrics and summary and the config files
-    it manages (after the patch); the job's exit code stays the container's."""
+    it manages (after the patch); the job's exit code stays the container's. The job's stderr (the
+    SDK's warnings) goes to the same pipe as its stdout: Docker copies the two streams into the log
+    separately, so on a loaded machine a stderr line could land after the marks printed later."""
     show = [f'echo "{METRICS_MARK}"; cat "$LAUNCHBAY_OUTPUT_DIR/metrics.jsonl"']
     show.append(f'echo "{SUMMARY_MARK}"; cat "$LAUNCHBAY_OUTPUT_DIR/summary.json"')
     show += [f'echo "== {name}"; cat {name}' for name in files]
-    return 'python3 "$0" "$@"; rc=$?; ' + "; ".join(show) + "; exit $rc"
+    return 'python3 "$0" "$@" 2>&1; rc=$?; ' + "; ".join(show) + "; exit $rc"
 
 
 DOCKERFILE = """\
