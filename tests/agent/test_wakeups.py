@@ -105,3 +105,17 @@ def test_with_an_acl_from_before_the_agent_channels_an_enqueue_still_wakes_the_q
         assert "allow the channels &launchbay:events*" in caplog.text
     finally:
         redis_conn.execute_command("ACL", "DELUSER", "older-acl")
+
+
+def test_an_agent_woken_for_one_job_is_woken_again_for_the_next(redis_conn, tmp_path, start_agent):  # noqa: F811
+    """The agent skips its offer while it knows it is listed; a wake-up takes it off, so it offers again."""
+    make_queue(redis_conn)
+    start_agent(agent_settings(tmp_path / "solo", agent_id="solo", poll_interval_s=60.0))
+    wait_for(lambda: idle_list(redis_conn) == ["solo"], what="the agent on the idle list")
+    for _ in range(3):
+        watch = WakeWatch(redis_conn)
+        job_id = enqueue(SPEC, "default", conn=redis_conn).id
+        # the poll is a minute away: only the wake-up gets the job claimed this soon
+        wait_for(lambda: record(redis_conn, job_id)["state"] == "finished", timeout_s=20, what="the job to finish")
+        assert watch.agents_woken() == ["solo"]
+        wait_for(lambda: idle_list(redis_conn) == ["solo"], what="the agent back on the idle list")
