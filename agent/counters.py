@@ -135,9 +135,7 @@ class EventListener:
         """Whether the agent is on its idle lists as of its last offer (nothing heard since could have
         taken it off them)."""
         return (
-            self._offered
-            and self._listed_at_heard == self._heard
-            and time.monotonic() - self._offered_at < REOFFER_S
+            self._offered and self._listed_at_heard == self._heard and time.monotonic() - self._offered_at < REOFFER_S
         )
 
     def withdraw(self) -> None:

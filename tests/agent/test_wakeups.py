@@ -116,6 +116,6 @@ def test_an_agent_woken_for_one_job_is_woken_again_for_the_next(redis_conn, tmp_
         watch = WakeWatch(redis_conn)
         job_id = enqueue(SPEC, "default", conn=redis_conn).id
         # the poll is a minute away: only the wake-up gets the job claimed this soon
-        wait_for(lambda: record(redis_conn, job_id)["state"] == "finished", timeout_s=20, what="the job to finish")
+        wait_for(lambda j=job_id: record(redis_conn, j)["state"] == "finished", timeout_s=20, what="the job to finish")
         assert watch.agents_woken() == ["solo"]
         wait_for(lambda: idle_list(redis_conn) == ["solo"], what="the agent back on the idle list")
