@@ -25,7 +25,7 @@ from launchbay.agent.claim import Claimer, QueueReader
 from launchbay.agent.counters import Counters, EventListener
 from launchbay.agent.gang_assembly import GangAssembly, quota_limits_for
 from launchbay.agent.ledger import Ledger, LedgerEntry
-from launchbay.agent.notices import JobReleased, JobStarted, Notices
+from launchbay.agent.notices import RELEASED_FIELDS, JobReleased, JobStarted, Notices
 from launchbay.agent.pending_pass import PendingPass
 from launchbay.agent.settings import AgentSettings
 from launchbay.agent.shared_queue import SharedQueue
@@ -146,14 +146,16 @@ class ClaimCycle:
             log.error("job %s could not be handed to the supervisor: %s", job_id, exc, exc_info=True)
             outcome = Outcome(State.FAILED, Reason.CONTAINER_FAILED, message=str(exc))
             lifecycle.end(self.records, job_id, outcome, rq_execution=record.rq_execution)
-            self.release(job_id)
+            self.release(job_id, entry)
             return
         if record.cancel_requested:
             self.cancels.put(job_id)
 
-    def release(self, job_id: str) -> None:
-        """The supervisor's callback once a job's end is recorded: tell every subscriber (ledger, counts, ...)."""
-        self.notices.released(JobReleased(job_id, self.records.state(job_id)))
+    def release(self, job_id: str, entry: Optional[LedgerEntry] = None) -> None:
+        """The supervisor's callback once a job's end is recorded (``entry``: the ledger entry its thread held):
+        tell every subscriber (ledger, counts, ...), with the record's state and times read once for all."""
+        record = self.records.load(job_id, RELEASED_FIELDS)
+        self.notices.released(JobReleased(job_id, record.state if record else None, record=record, entry=entry))
 
     # -- cancels ---------------------------------------------------------------------------------
 

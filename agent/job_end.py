@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 import redis
 from launchbay.agent.gang_member import GangMember, record_member_end
 from launchbay.agent.job_secrets import JobSecrets, scrub_effective_config
+from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.logs import JobLog
 from launchbay.agent.payload_dir import JobOutputs, PayloadPaths, read_outputs, remove_job_dir
 from launchbay.agent.run_context import RunContext
@@ -229,10 +230,11 @@ def _remove_container(ctx: RunContext, run: RunLeftovers) -> None:
         logger.warning("job %s: its container %s stays: %s", run.job_id, run.container_id[:12], exc)
 
 
-def release(ctx: RunContext, job_id: str) -> None:
-    """Free the job's resources, then tell the other agents (``released``)."""
+def release(ctx: RunContext, job_id: str, entry: Optional[LedgerEntry] = None) -> None:
+    """Free the job's resources (``entry``: its ledger entry, as the job's thread knows it), then tell the
+    other agents (``released``)."""
     try:
-        ctx.release(job_id)
+        ctx.release(job_id, entry)
     except Exception:
         logger.exception("job %s: releasing its resources failed", job_id, extra={"job_id": job_id})
     try:

@@ -147,7 +147,7 @@ class JobRun:
             logger.exception("job %s: recording its end failed", self.job_id, extra={"job_id": self.job_id})
         finally:
             if outcome is not None:
-                job_end.release(self.ctx, self.job_id)
+                job_end.release(self.ctx, self.job_id, self.alloc)
             self.on_done(self.job_id)
 
     def _leftovers(self) -> job_end.RunLeftovers:
