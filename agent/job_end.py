@@ -24,7 +24,7 @@ from launchbay.agent.run_context import RunContext
 from launchbay.agent.sharing import record_usage
 from launchbay.agent.wandb_offline import keep_offline_runs
 from launchbay.metric_stream.follower import JobMetrics
-from launchbay.queue_config import events, lifecycle
+from launchbay.queue_config import events, lifecycle, rq_bridge
 from launchbay.queue_config.job import TERMINAL_STATES, JobRecord, Outcome, Reason, State
 from launchbay.queue_config.logstream import is_eof
 
@@ -161,7 +161,16 @@ def _record_job(
         eof_once=False,
         effective_config=effective_config,
         summary=summary,
+        known=_known(ctx, run),
     )
+
+
+def _known(ctx: RunContext, run: RunLeftovers) -> Optional[lifecycle.KnownRun]:
+    """What this agent knows of the run it ends: RQ shows a single-node job started by this agent (the
+    claim cycle's ``record_rq_start``); a multi-node job's start is its rank 0's, so it is read."""
+    if run.member is not None or run.record.nodes > 1 or not run.record.queue:
+        return None
+    return lifecycle.KnownRun(rq_bridge.StartedBy(run.record.queue, ctx.agent_id), multi_node=False)
 
 
 def _finish_metrics(run: RunLeftovers) -> Tuple[Optional[Dict[str, Any]], List[str]]:
