@@ -131,6 +131,16 @@ class EventListener:
             self._listed_at_heard = -1
         self._offered = room if not again else self._offered and room
 
+    @property
+    def heard(self) -> int:
+        """How many ``enqueued`` messages (and resubscriptions) this listener has heard: a count that moved
+        means the queues may hold work a read before it did not see."""
+        return self._heard
+
+    def listed(self) -> bool:
+        """Whether the agent is on its queues' idle lists, so that an enqueue wakes it (see the class)."""
+        return self._own_channel and self._still_listed()
+
     def _still_listed(self) -> bool:
         """Whether the agent is on its idle lists as of its last offer (nothing heard since could have
         taken it off them)."""
