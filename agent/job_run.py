@@ -155,7 +155,9 @@ class JobRun:
         return job_end.RunLeftovers(*run, metrics=self.metrics, secrets=self.secrets, member=self.member)
 
     def _launch(self) -> Optional[Outcome]:
-        if self._cancel_requested():
+        # The record was read right after the claim, just before this thread started: its cancel flag is
+        # current (a cancel asked since reaches ``request_cancel``); Redis is asked again after the image pull.
+        if self._cancel.is_set() or self.record.cancel_requested:
             return canceled("canceled by user before the container started")
         problem = record_problem(self.record)
         if problem:
