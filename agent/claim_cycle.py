@@ -114,6 +114,7 @@ class ClaimCycle:
         released, self._released = self._released, False
         if released and self._nothing_to_find():
             return 0
+        self._emptied = None  # until this pass completes and says so (a pass that raises says nothing)
         self.listener.offer(len(self.supervisor.running_job_ids()), self.capacity().slots)
         heard = self.listener.heard
         self.gangs.tend()  # holds whose round is over free their resources before this pass

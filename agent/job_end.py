@@ -48,6 +48,8 @@ class RunLeftovers:
     metrics: Optional[JobMetrics] = None
     secrets: Optional[JobSecrets] = None  # the queue's secrets as resolved for this job (values to scrub)
     member: Optional[GangMember] = None  # a multi-node job's member run here (agent/gang_member.py)
+    #: The queue this agent claimed it from (its ledger entry's; the record's field is the submitter's to rewrite).
+    claimed_from: str = ""
 
 
 def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Callable[[Callable[[], T]], T]) -> None:
@@ -166,11 +168,12 @@ def _record_job(
 
 
 def _known(ctx: RunContext, run: RunLeftovers) -> Optional[lifecycle.KnownRun]:
-    """What this agent knows of the run it ends: RQ shows a single-node job started by this agent (the
-    claim cycle's ``record_rq_start``); a multi-node job's start is its rank 0's, so it is read."""
-    if run.member is not None or run.record.nodes > 1 or not run.record.queue:
+    """What this agent knows of the run it ends: RQ shows a single-node job started by this agent in the
+    queue it claimed it from (the claim cycle's ``record_rq_start``); a multi-node job's start is its rank
+    0's, so it is read."""
+    if run.member is not None or run.record.nodes > 1 or not run.claimed_from:
         return None
-    return lifecycle.KnownRun(rq_bridge.StartedBy(run.record.queue, ctx.agent_id), multi_node=False)
+    return lifecycle.KnownRun(rq_bridge.StartedBy(run.claimed_from, ctx.agent_id), multi_node=False)
 
 
 def _finish_metrics(run: RunLeftovers) -> Tuple[Optional[Dict[str, Any]], List[str]]:

@@ -152,7 +152,9 @@ class JobRun:
 
     def _leftovers(self) -> job_end.RunLeftovers:
         run = self.job_id, self.record, self.log, self.paths, self.container_id, self.stop_reason
-        return job_end.RunLeftovers(*run, metrics=self.metrics, secrets=self.secrets, member=self.member)
+        return job_end.RunLeftovers(
+            *run, metrics=self.metrics, secrets=self.secrets, member=self.member, claimed_from=self.alloc.queue
+        )
 
     def _launch(self) -> Optional[Outcome]:
         # The record was read right after the claim, just before this thread started: its cancel flag is
