@@ -149,6 +149,8 @@ class QueueReader:
         #: queue -> how many listed jobs this agent could never run (read past them next time)
         self._look_past: Dict[str, int] = {}
         self._window_past: Dict[str, int] = {}
+        #: whether a queue's window came back full in the latest read (more jobs may wait behind it)
+        self.more_behind = False
 
     def read(self, could_run: Optional[Callable[[Candidate], bool]] = None) -> Snapshot:
         """The first ``lookahead`` queued jobs of each served queue that is not paused, and the ledger.
@@ -160,6 +162,7 @@ class QueueReader:
         """
         for _ in range(MAX_LOOK_PAST // max(1, self.lookahead) + 2):
             snapshot, full = self._read()
+            self.more_behind = bool(full)
             if could_run is None:
                 return snapshot
             blocked = Counter(c.queue for c in snapshot.candidates if not could_run(c))
@@ -334,7 +337,10 @@ class ClaimPass:
     placement picks is handed to ``hold`` instead of the claim script (a held member counts in the
     pass's ledger like a claim). The read is kept after a
     claim, with the claim added to its ledger, and made again only when it has nothing left to
-    offer but may be out of date (lost races, or claims since it was made).
+    offer but may be out of date: lost races or refusals, holds, or claims from a read that saw a
+    full window (more jobs wait behind it). Claims alone from a read that saw every queued job
+    leave nothing new to find: a job enqueued since wakes the agent (it offered itself before the
+    pass), which makes a new pass and a new read.
     """
 
     def __init__(
@@ -393,7 +399,7 @@ class ClaimPass:
             tried = result.index + 1 if result.claimed else result.index
             self.skip.update(entry.job_id for entry in entries[:tried])
             self.lost_races += result.index
-            self._stale = True
+            self._stale = self._stale or not result.claimed or result.index > 0 or self.reader.more_behind
             if not result.claimed:
                 log.debug("claims refused, first because: %s", result.why)
                 continue

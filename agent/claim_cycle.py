@@ -8,6 +8,9 @@ preemption hook runs. Why the jobs left behind wait is written by the cycle's ``
 (``pending_pass.py``), for the queues whose lease this agent holds.
 Before a pass the agent offers itself on its queues' idle lists, after it takes itself off them
 once full (``counters.EventListener``, whose thread also brings cancel requests here).
+A pass that a job's release set off is skipped when it could find nothing: the last pass left no
+queued job behind, nothing was enqueued since (the agent, on the idle lists, would have heard) and
+that pass is less than ``poll_interval_s`` old (the poll's pass, the safety net, always reads).
 
 A launched job is announced with :class:`~launchbay.agent.notices.JobStarted`; the cycle learns of a
 job's end from :class:`~launchbay.agent.notices.JobReleased`, like every other service.
@@ -18,14 +21,15 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Any, Callable, Optional, Set
+import time
+from typing import Any, Callable, Optional, Set, Tuple
 
 import redis
 from launchbay.agent.claim import Claimer, QueueReader
 from launchbay.agent.counters import Counters, EventListener
 from launchbay.agent.gang_assembly import GangAssembly, quota_limits_for
 from launchbay.agent.ledger import Ledger, LedgerEntry
-from launchbay.agent.notices import JobReleased, JobStarted, Notices
+from launchbay.agent.notices import RELEASED_FIELDS, JobReleased, JobStarted, Notices
 from launchbay.agent.pending_pass import PendingPass
 from launchbay.agent.settings import AgentSettings
 from launchbay.agent.shared_queue import SharedQueue
@@ -97,12 +101,22 @@ class ClaimCycle:
         )
         self._cancel_sent: Set[str] = set()
         notices.on_released(self._forget_cancel)
+        #: (listener's count heard before the read, time.monotonic()) of the last pass that left no
+        #: queued job behind; and whether a job was released since the last pass
+        self._emptied: Optional[Tuple[int, float]] = None
+        self._released = False
+        notices.on_released(self._note_release)
 
     # -- a pass ----------------------------------------------------------------------------------
 
     def run_pass(self) -> int:
         """Claim jobs one at a time until none fits (or lost races leave none to try); how many were claimed."""
+        released, self._released = self._released, False
+        if released and self._nothing_to_find():
+            return 0
+        self._emptied = None  # until this pass completes and says so (a pass that raises says nothing)
         self.listener.offer(len(self.supervisor.running_job_ids()), self.capacity().slots)
+        heard = self.listener.heard
         self.gangs.tend()  # holds whose round is over free their resources before this pass
         claims = self.shared.claim_pass(self.claimer, self.reader, self.gangs.hold)
         claims.skip.update(self.gangs.held_ids())  # a member held here already: nothing more to do this pass
@@ -116,6 +130,7 @@ class ClaimCycle:
                 entry, decision = got
                 self.launch(entry, backfilled=decision.backfilled)
             self.shared.after_pass(claims, self.capacity())
+            self._emptied = (heard, time.monotonic()) if self._left_nothing(claims) else None
         finally:
             self.gangs.tend()  # a gang this pass completed starts its member here now
             self.counters.inc("lost_races", claims.lost_races)
@@ -146,14 +161,34 @@ class ClaimCycle:
             log.error("job %s could not be handed to the supervisor: %s", job_id, exc, exc_info=True)
             outcome = Outcome(State.FAILED, Reason.CONTAINER_FAILED, message=str(exc))
             lifecycle.end(self.records, job_id, outcome, rq_execution=record.rq_execution)
-            self.release(job_id)
+            self.release(job_id, entry)
             return
         if record.cancel_requested:
             self.cancels.put(job_id)
 
-    def release(self, job_id: str) -> None:
-        """The supervisor's callback once a job's end is recorded: tell every subscriber (ledger, counts, ...)."""
-        self.notices.released(JobReleased(job_id, self.records.state(job_id)))
+    def _left_nothing(self, claims: Any) -> bool:
+        """Whether the pass's last read saw every queued job it could take and left none behind (a job
+        refused, for a quota say, is still queued: any refusal counts as one left)."""
+        snapshot = claims.snapshot
+        if snapshot is None or claims.lost_races or self.reader.more_behind or self.gangs.held_ids():
+            return False
+        return not any(c.job_id not in claims.skip for c in snapshot.candidates)
+
+    def _nothing_to_find(self) -> bool:
+        """A pass now would read what the last one read (see the module's docstring)."""
+        if self._emptied is None or not self.listener.listed():
+            return False
+        heard, at = self._emptied
+        return heard == self.listener.heard and time.monotonic() - at < self.settings.poll_interval_s
+
+    def _note_release(self, notice: JobReleased) -> None:
+        self._released = True
+
+    def release(self, job_id: str, entry: Optional[LedgerEntry] = None) -> None:
+        """The supervisor's callback once a job's end is recorded (``entry``: the ledger entry its thread held):
+        tell every subscriber (ledger, counts, ...), with the record's state and times read once for all."""
+        record = self.records.load(job_id, RELEASED_FIELDS)
+        self.notices.released(JobReleased(job_id, record.state if record else None, record=record, entry=entry))
 
     # -- cancels ---------------------------------------------------------------------------------
 

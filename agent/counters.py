@@ -80,11 +80,20 @@ class Every:
         return max(0.0, self._next - time.monotonic())
 
 
+#: An agent that believes it is still on its idle lists offers itself again at least this often anyway.
+REOFFER_S = 60.0
+
+
 class EventListener:
     """Listens on ``{ns}:events`` and the agent's own ``{ns}:events:{id}`` and wakes the main loop on
     ``enqueued`` (for a queue this agent serves) and ``cancel`` (the job id goes to ``cancels``);
     reconnects until ``closing``. Another agent's ``released`` frees nothing of ours: it is ignored.
     A ``gpu_drain`` for ``agent_id`` calls ``on_drain`` (the inventory is read again at once).
+
+    It also knows whether the agent is on its queues' idle lists: it is after an offer, until an
+    ``enqueued`` message arrives (an enqueue's wake-up takes the agent it wakes off the list; any
+    ``enqueued`` counts, to be safe), the subscription is made again (Redis may have restarted) or
+    :data:`REOFFER_S` passed. While it is, the offer before a pass is skipped (two commands a pass).
     """
 
     def __init__(
@@ -103,6 +112,8 @@ class EventListener:
         self.wake, self.cancels, self.closing = wake, cancels, closing
         self.agent_id, self.on_drain = agent_id, on_drain
         self._offered, self._own_channel = False, True
+        #: ``enqueued`` messages and resubscriptions heard, and that count when the agent last offered itself
+        self._heard, self._listed_at_heard, self._offered_at = 0, -1, 0.0
 
     def offer(self, running: int, slots: int, *, again: bool = False) -> None:
         """Before a claim pass (``again`` False): with room for a job, be on the idle lists of our queues, at
@@ -110,11 +121,32 @@ class EventListener:
         if not self.agent_id or not self._own_channel:
             return
         room = running < slots
-        if room and not again:
+        if room and not again and not self._still_listed():
+            heard = self._heard
             events.offer(self.conn, self.keys, self.agent_id, self.queues, has_room=True)
+            self._listed_at_heard, self._offered_at = heard, time.monotonic()
         elif not room and self._offered:
             events.offer(self.conn, self.keys, self.agent_id, self.queues, has_room=False)
+        if not room:
+            self._listed_at_heard = -1
         self._offered = room if not again else self._offered and room
+
+    @property
+    def heard(self) -> int:
+        """How many ``enqueued`` messages (and resubscriptions) this listener has heard: a count that moved
+        means the queues may hold work a read before it did not see."""
+        return self._heard
+
+    def listed(self) -> bool:
+        """Whether the agent is on its queues' idle lists, so that an enqueue wakes it (see the class)."""
+        return self._own_channel and self._still_listed()
+
+    def _still_listed(self) -> bool:
+        """Whether the agent is on its idle lists as of its last offer (nothing heard since could have
+        taken it off them)."""
+        return (
+            self._offered and self._listed_at_heard == self._heard and time.monotonic() - self._offered_at < REOFFER_S
+        )
 
     def withdraw(self) -> None:
         """Off the idle lists (the agent stops); a stale entry would only cost one wasted wake-up."""
@@ -128,6 +160,7 @@ class EventListener:
             pubsub = None
             try:
                 pubsub = events.subscribe(self.conn, self.keys, self.agent_id if self._own_channel else None)
+                self._heard += 1  # a Redis that restarted has lost the idle lists: offer again
                 self.wake.set()  # whatever was published while we were not listening
                 while not self.closing.is_set():
                     message = _next_message(pubsub)
@@ -150,6 +183,8 @@ class EventListener:
 
     def on_event(self, data: Any) -> None:
         event = events.parse(data)
+        if isinstance(event, events.Enqueued):
+            self._heard += 1  # a wake-up took this agent off the idle list it was on
         if isinstance(event, events.Enqueued) and event.queue in self.queues:
             self.wake.set()
         elif isinstance(event, events.Cancel):

@@ -74,7 +74,7 @@ class Agent:
         self.supervisor = JobSupervisor(
             basics.run_context(
                 runtime,
-                release=lambda job_id: self.claims.release(job_id),
+                release=lambda job_id, entry: self.claims.release(job_id, entry),
                 gpu_uuid_for=lambda gpu_id: self.host.gpu_uuid_for(gpu_id),
                 engine_trouble=self.engine.report,
             )
@@ -144,8 +144,8 @@ class Agent:
         # the fleet summary's line says what the ledger holds now (claimed: by the claim script)
         notices.on_started(lambda notice: self.heartbeat.publish_jobs())
         notices.on_released(lambda notice: counters.count_release(notice.state))
-        notices.on_released(lambda notice: self.metrics.job_ended(notice.job_id))
-        notices.on_released(lambda notice: self.basics.ledger.release(notice.job_id))
+        notices.on_released(lambda notice: self.metrics.job_ended(notice.job_id, notice.record))
+        notices.on_released(lambda notice: self.basics.ledger.release(notice.job_id, notice.entry))
         notices.on_released(lambda notice: self.heartbeat.publish_jobs())
         # (the claim cycle forgets the job's cancel on its own subscription, made when it was built)
         notices.on_released(lambda notice: self.basics.flags.wake.set())

@@ -17,13 +17,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 import redis
 from launchbay.agent.gang_member import GangMember, record_member_end
 from launchbay.agent.job_secrets import JobSecrets, scrub_effective_config
+from launchbay.agent.ledger import LedgerEntry
 from launchbay.agent.logs import JobLog
 from launchbay.agent.payload_dir import JobOutputs, PayloadPaths, read_outputs, remove_job_dir
 from launchbay.agent.run_context import RunContext
 from launchbay.agent.sharing import record_usage
 from launchbay.agent.wandb_offline import keep_offline_runs
 from launchbay.metric_stream.follower import JobMetrics
-from launchbay.queue_config import events, lifecycle
+from launchbay.queue_config import events, lifecycle, rq_bridge
 from launchbay.queue_config.job import TERMINAL_STATES, JobRecord, Outcome, Reason, State
 from launchbay.queue_config.logstream import is_eof
 
@@ -47,6 +48,8 @@ class RunLeftovers:
     metrics: Optional[JobMetrics] = None
     secrets: Optional[JobSecrets] = None  # the queue's secrets as resolved for this job (values to scrub)
     member: Optional[GangMember] = None  # a multi-node job's member run here (agent/gang_member.py)
+    #: The queue this agent claimed it from (its ledger entry's; the record's field is the submitter's to rewrite).
+    claimed_from: str = ""
 
 
 def record_end(ctx: RunContext, run: RunLeftovers, outcome: Outcome, retry: Callable[[Callable[[], T]], T]) -> None:
@@ -160,7 +163,17 @@ def _record_job(
         eof_once=False,
         effective_config=effective_config,
         summary=summary,
+        known=_known(ctx, run),
     )
+
+
+def _known(ctx: RunContext, run: RunLeftovers) -> Optional[lifecycle.KnownRun]:
+    """What this agent knows of the run it ends: RQ shows a single-node job started by this agent in the
+    queue it claimed it from (the claim cycle's ``record_rq_start``); a multi-node job's start is its rank
+    0's, so it is read."""
+    if run.member is not None or run.record.nodes > 1 or not run.claimed_from:
+        return None
+    return lifecycle.KnownRun(rq_bridge.StartedBy(run.claimed_from, ctx.agent_id), multi_node=False)
 
 
 def _finish_metrics(run: RunLeftovers) -> Tuple[Optional[Dict[str, Any]], List[str]]:
@@ -229,10 +242,11 @@ def _remove_container(ctx: RunContext, run: RunLeftovers) -> None:
         logger.warning("job %s: its container %s stays: %s", run.job_id, run.container_id[:12], exc)
 
 
-def release(ctx: RunContext, job_id: str) -> None:
-    """Free the job's resources, then tell the other agents (``released``)."""
+def release(ctx: RunContext, job_id: str, entry: Optional[LedgerEntry] = None) -> None:
+    """Free the job's resources (``entry``: its ledger entry, as the job's thread knows it), then tell the
+    other agents (``released``)."""
     try:
-        ctx.release(job_id)
+        ctx.release(job_id, entry)
     except Exception:
         logger.exception("job %s: releasing its resources failed", job_id, extra={"job_id": job_id})
     try:

@@ -147,15 +147,19 @@ class JobRun:
             logger.exception("job %s: recording its end failed", self.job_id, extra={"job_id": self.job_id})
         finally:
             if outcome is not None:
-                job_end.release(self.ctx, self.job_id)
+                job_end.release(self.ctx, self.job_id, self.alloc)
             self.on_done(self.job_id)
 
     def _leftovers(self) -> job_end.RunLeftovers:
         run = self.job_id, self.record, self.log, self.paths, self.container_id, self.stop_reason
-        return job_end.RunLeftovers(*run, metrics=self.metrics, secrets=self.secrets, member=self.member)
+        return job_end.RunLeftovers(
+            *run, metrics=self.metrics, secrets=self.secrets, member=self.member, claimed_from=self.alloc.queue
+        )
 
     def _launch(self) -> Optional[Outcome]:
-        if self._cancel_requested():
+        # The record was read right after the claim, just before this thread started: its cancel flag is
+        # current (a cancel asked since reaches ``request_cancel``); Redis is asked again after the image pull.
+        if self._cancel.is_set() or self.record.cancel_requested:
             return canceled("canceled by user before the container started")
         problem = record_problem(self.record)
         if problem:

@@ -33,9 +33,12 @@ class Ledger:
         raw = self.conn.hget(self.key, job_id)
         return LedgerEntry.from_json(raw) if raw else None
 
-    def release(self, job_id: str) -> bool:
-        """Free the job's resources and take them off its user's quota usage (one step); True when it held any."""
-        entry = self.get(job_id)
+    def release(self, job_id: str, entry: Optional[LedgerEntry] = None) -> bool:
+        """Free the job's resources and take them off its user's quota usage (one step); True when it held any.
+
+        ``entry`` is the job's entry as the caller knows it (the job's thread); without it, it is read."""
+        if entry is None or entry.job_id != job_id:
+            entry = self.get(job_id)
         usage = self.keys.user_usage(entry.queue, entry.user) if entry is not None else self.key
         return bool(self._release(keys=[self.key, usage], args=[job_id]))
 

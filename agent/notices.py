@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional
 
+from launchbay.queue_config.agents import LedgerEntry
 from launchbay.queue_config.job import JobRecord, State
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,11 @@ class JobStarted:
     record: JobRecord
 
 
+#: What the release reads of the job's record, once, for every subscriber: its state, and the times
+#: the agent's metrics observe (``prometheus/agent.py``).
+RELEASED_FIELDS = ("queued_at", "starting_at", "running_at", "attempts", "state")
+
+
 @dataclass(frozen=True)
 class JobReleased:
     """A job's end (or its put-back) is recorded and its resources are to be freed on this agent."""
@@ -40,6 +46,10 @@ class JobReleased:
     job_id: str
     #: The job's state when it was released (None when the record is gone).
     state: Optional[State]
+    #: The record's :data:`RELEASED_FIELDS` as read at the release (None: not read, or gone).
+    record: Optional[JobRecord] = None
+    #: The ledger entry the job held here, as its thread knew it (None: the ledger is read for it).
+    entry: Optional[LedgerEntry] = None
 
 
 class Notices:

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 import redis
 from launchbay.agent.runtime import Runtime
 from launchbay.agent.settings import AgentSettings
+from launchbay.queue_config.agents import LedgerEntry
 from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.job_checks import record_problems
 from launchbay.queue_config.keys import Keys
@@ -30,8 +31,9 @@ class RunContext:
     host: str
     runtime: Runtime
     settings: AgentSettings
-    #: Frees a job's resources (its ledger entry); called once per job, after its end is recorded.
-    release: Callable[[str], None]
+    #: Frees a job's resources (its ledger entry, given as the job's thread knows it); called once per job,
+    #: after its end is recorded.
+    release: Callable[[str, Optional[LedgerEntry]], None]
     queue_config_for: Callable[[str], QueueConfig]
     #: ``(job definition name, inputs, job id)``: keeps the SDK's inputs.json with the job definition.
     record_inputs: Callable[[str, dict, str], None]

@@ -28,7 +28,7 @@ DETACH_JOIN_S = 15.0
 class JobSupervisor:
     """Every job this agent runs, each on its own thread.
 
-    ``ctx.release(job_id)`` is called exactly once per job, after its end is recorded, whatever the
+    ``ctx.release(job_id, entry)`` is called exactly once per job, after its end is recorded, whatever the
     end (finished, failed, canceled, or a job the agent could not start); then a
     ``{"type": "released", "agent": agent_id}`` event is published. It is not called for jobs
     left running by :meth:`detach_all`: their resources stay reserved for the agent that adopts them.

@@ -31,6 +31,7 @@ FIGURES: Dict[str, Tuple[str, bool, List[str], List[str]]] = {
     "throughput": ("throughput.py", True, [], ["--jobs", "32", "--rounds", "1"]),
     "sweeps": ("sweeps.py", True, [], ["--quick"]),
     "fleet": ("fleet.py", False, [], ["--quick"]),
+    "commands_per_job": ("commands_per_job.py", False, [], []),
     "fleet_processes": ("fleet_processes.py", True, [], ["--quick"]),
     "sweep_efficiency": ("sweep_efficiency.py", False, ["--jobs", "2", "--check-prefix"], ["--quick"]),
 }

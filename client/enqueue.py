@@ -143,7 +143,7 @@ def prepare(
     asked = launch_policy.parse_resources(launch.resources)
     asked_runtime_s = launch_policy.parse_max_runtime(launch.max_runtime)
     store = QueueStore(conn, keys)
-    queue_config = store.get(queue)
+    queue_config, paused = store.get_and_paused(queue)
     request = launch_policy.effective_request(asked, job_spec, queue_config)
     max_runtime_s = launch_policy.effective_max_runtime(asked_runtime_s, job_spec, queue_config)
     launch_policy.check_against_queue(request, max_runtime_s, job_spec, queue_config)
@@ -170,7 +170,7 @@ def prepare(
     fields.update(submitter=user, run_config=run_config, file_overrides=file_overrides)
     if nodes > 1:
         fields["nodes"] = nodes
-    notes = _notes(conn, keys, store, queue, asks, job_spec.constraints)
+    notes = _notes(conn, keys, paused, queue, asks, job_spec.constraints)
     notes += submitter.quota_notes(conn, keys, queue_config, user, asks)
     return fields, notes
 
@@ -208,12 +208,12 @@ def _build_record(
 def _notes(
     conn: redis.Redis,
     keys: Keys,
-    store: QueueStore,
+    paused: bool,
     queue: str,
     request: Dict[str, Any],
     constraints: Mapping[str, str],
 ) -> List[str]:
     notes = []
-    if store.is_paused(queue):
+    if paused:
         notes.append(f"note: queue {queue!r} is paused; the job waits until `launchbay queue resume {queue}`")
     return notes + fit_notes(conn, keys, queue, request, constraints)

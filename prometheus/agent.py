@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Proto
 
 import redis
 from launchbay.agent.ledger import LedgerEntry
+from launchbay.agent.notices import RELEASED_FIELDS
 from launchbay.queue_config import gang
 from launchbay.queue_config.job import ACTIVE_STATES, TERMINAL_STATES, JobRecord, State
 from launchbay.queue_config.keys import Keys
@@ -63,7 +64,8 @@ PLAIN_COUNTERS = {
 }
 #: The states of a multi-node job's member this agent may hold (gang.py), and one for anything else.
 GANG_MEMBER_STATES = (gang.HELD, gang.READY, gang.RUNNING, "unknown")
-RECORD_TIMES = ("queued_at", "starting_at", "running_at", "attempts", "state")
+#: What the metrics read of a job's record: the fields a released notice carries.
+RECORD_TIMES = RELEASED_FIELDS
 
 
 class JobTimings:
@@ -347,10 +349,12 @@ class AgentMetrics:
     def job_claimed(self, job_id: str, record: JobRecord) -> None:
         self.timings.note(job_id, record)
 
-    def job_ended(self, job_id: str) -> None:
-        """Observe a start that no scrape saw (short jobs), then forget the job."""
+    def job_ended(self, job_id: str, record: Optional[JobRecord] = None) -> None:
+        """Observe a start that no scrape saw (short jobs), then forget the job; ``record``: its
+        :data:`RECORD_TIMES` as the release read them (else they are read here)."""
         try:
-            record = _read_job_records(self.agent.conn, self.agent.keys, [job_id])[job_id]
+            if record is None:
+                record = _read_job_records(self.agent.conn, self.agent.keys, [job_id])[job_id]
         except redis.RedisError:
             record = JobRecord(job_id, state=None)
         self.timings.note(job_id, record)

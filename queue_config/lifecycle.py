@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -135,12 +136,14 @@ class Records:
                     pipe.hset(key, name, value)
             pipe.execute()
 
-    def expire_ended(self, pipe: Any, job_id: str) -> None:
-        """An ended record, its log and its metrics live as long as RQ keeps the job's result."""
+    def expire_ended(self, pipe: Any, job_id: str, *, multi_node: bool = True) -> None:
+        """An ended record, its log and its metrics live as long as RQ keeps the job's result (and a
+        multi-node job's member table: ``multi_node`` False says there is none)."""
         pipe.expire(self.keys.job(job_id), rq_bridge.RESULT_TTL_S)
         pipe.expire(self.keys.job_log(job_id), rq_bridge.RESULT_TTL_S)
         pipe.expire(self.keys.job_metrics(job_id), rq_bridge.RESULT_TTL_S)
-        pipe.expire(self.keys.gang(job_id), rq_bridge.RESULT_TTL_S)  # a multi-node job's members
+        if multi_node:
+            pipe.expire(self.keys.gang(job_id), rq_bridge.RESULT_TTL_S)  # a multi-node job's members
 
 
 # -- enqueue and claim -------------------------------------------------------------------------------
@@ -345,6 +348,7 @@ def end(
     allowed_from: Iterable[State] = ACTIVE_STATES,
     eof_once: bool = True,
     summary: Optional[Dict[str, Any]] = None,
+    known: Optional[KnownRun] = None,
     **fields: Any,
 ) -> bool:
     """End a job: the terminal state with reason, exit code and message, then :func:`complete_end`.
@@ -353,7 +357,7 @@ def end(
     else ended, requeued or canceled it first). ``summary`` (the job's summary.json, last value
     per metric) and ``fields`` are set with the state (e.g. the effective config). The job's own
     runner, which knows its run's log, passes ``eof_once=False``: its ``eof`` is written even when
-    an earlier run's ``eof`` is the stream's last entry.
+    an earlier run's ``eof`` is the stream's last entry, and ``known``: what it need not read.
     """
     won = records.transition(
         job_id,
@@ -367,9 +371,24 @@ def end(
     )
     if won:
         complete_end(
-            records, job_id, outcome.state, rq_execution=rq_execution, message=outcome.message, eof_once=eof_once
+            records,
+            job_id,
+            outcome.state,
+            rq_execution=rq_execution,
+            message=outcome.message,
+            eof_once=eof_once,
+            known=known,
         )
     return won
+
+
+@dataclass(frozen=True)
+class KnownRun:
+    """What the agent running a job knows of it, so that its end need not read it: where RQ shows it
+    started, and whether it has a multi-node member table (its ``nodes``)."""
+
+    started_by: rq_bridge.StartedBy
+    multi_node: bool
 
 
 def complete_end(
@@ -380,21 +399,23 @@ def complete_end(
     rq_execution: Optional[str] = None,
     message: str = "",
     eof_once: bool = True,
+    known: Optional[KnownRun] = None,
 ) -> None:
     """What follows an end already in the record: RQ's copy, ``eof`` on the log, the expiry.
 
     Safe to run twice: an agent killed half way through it runs it again after its restart
     (``agent/reconcile.py``), so ``rq info`` never keeps showing a job as started that ended.
     """
+    started_by = known.started_by if known is not None else None
     try:
-        rq_bridge.mark_ended(records.conn, job_id, rq_execution, state=state, message=message)
+        rq_bridge.mark_ended(records.conn, job_id, rq_execution, state=state, message=message, started_by=started_by)
     except Exception as exc:  # RQ's copy may have expired; the record is what people read
         log.warning("job %s: could not mirror %s into RQ: %s", job_id, state.value, exc, extra={"job_id": job_id})
     at_end = eof_once and logstream.ends_with_eof(records.conn, records.keys, job_id)
     with records.conn.pipeline(transaction=False) as pipe:
         if not at_end:
             logstream.add_eof(pipe, records.keys, job_id, state.value)
-        records.expire_ended(pipe, job_id)
+        records.expire_ended(pipe, job_id, multi_node=known is None or known.multi_node)
         pipe.execute()
 
 

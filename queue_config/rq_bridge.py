@@ -18,6 +18,7 @@ rq 3's ``RQ_KEY_PREFIX`` must stay unset (``rq``): launchbay's Redis roles (``ac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping, Optional
 
@@ -122,12 +123,40 @@ def heartbeat(conn: redis.Redis, job_id: str, execution_id: str, *, pipeline: An
         pipe.execute()
 
 
-def mark_ended(conn: redis.Redis, job_id: str, execution_id: Optional[str], *, state: State, message: str = "") -> None:
+@dataclass(frozen=True)
+class StartedBy:
+    """Where RQ shows a job started, as :func:`mark_started` wrote it: its queue and the worker's name."""
+
+    queue: str
+    worker_name: str
+
+
+def _ended_job(conn: redis.Redis, job_id: str, state: State, started_by: Optional[StartedBy]) -> Job:
+    """RQ's job as the end needs it: addressed by id and ``started_by`` when the caller knows them,
+    else read (always for a failure: the failed registry's ``add`` saves the whole job). Unread, a job
+    whose RQ hash someone deleted while it ran is not noticed: its end leaves RQ a status-only hash."""
+    if started_by is None or state == State.FAILED:
+        return fetch(conn, job_id)
+    job = Job(job_id, connection=conn, serializer=JSONSerializer)
+    job.origin, job.worker_name = started_by.queue, started_by.worker_name
+    return job
+
+
+def mark_ended(
+    conn: redis.Redis,
+    job_id: str,
+    execution_id: Optional[str],
+    *,
+    state: State,
+    message: str = "",
+    started_by: Optional[StartedBy] = None,
+) -> None:
     """Move the RQ job to its finished, failed or canceled registry and drop its started entry.
 
-    One read (RQ's job: its queue and worker) and one pipeline, not a transaction: RQ's copy is a
+    One pipeline, after a read of RQ's job (its queue and worker) unless ``started_by`` says them
+    (the agent that started it knows; a failure reads it anyway). Not a transaction: RQ's copy is a
     mirror of the record, and ``lifecycle.complete_end`` runs again after an interrupted end."""
-    job = fetch(conn, job_id)
+    job = _ended_job(conn, job_id, state, started_by)
     job.ended_at = datetime.now(timezone.utc)
     with conn.pipeline(transaction=False) as pipe:
         if execution_id:

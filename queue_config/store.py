@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional, Tuple
 
 import redis
 from launchbay.queue_config import events, lifecycle, rq_bridge
@@ -58,6 +58,11 @@ class QueueStore:
     def get(self, name: str) -> QueueConfig:
         """The queue's config; NotFoundError listing the known queues when there is none."""
         return self.parse(name, self.stored(name))
+
+    def get_and_paused(self, name: str) -> Tuple[QueueConfig, bool]:
+        """The queue's config (checked as :meth:`get` checks it) and whether it is paused, in one read."""
+        raw, paused = self.conn.hmget(self.keys.queue(name), ("config", "paused"))
+        return self.parse(name, raw), paused == b"1"
 
     def stored(self, name: str) -> Optional[bytes]:
         """The queue's config JSON as stored, unchecked (None: no such queue)."""

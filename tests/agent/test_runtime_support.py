@@ -76,7 +76,7 @@ class RuntimeHarness:
             )
         )
 
-    def _release(self, job_id: str) -> None:
+    def _release(self, job_id: str, entry: Any = None) -> None:
         self.releases[job_id] += 1
 
     def claimed_job(

@@ -21,6 +21,8 @@ from test_daemon import start_agent  # noqa: F401  (the fixture)
 pytestmark = pytest.mark.integration
 
 SPEC = {"name": "probe", "image": "launchbay-test:fake", "env": {"LAUNCHBAY_FAKE_RUN_S": "0"}}
+#: No pass but those an event or a release sets off: the poll, the reaper's timer and the inventory a minute away.
+QUIET = {"poll_interval_s": 60.0, "reaper_interval_s": 60.0, "inventory_refresh_s": 60.0}
 
 
 def idle_list(conn) -> List[str]:
@@ -105,3 +107,49 @@ def test_with_an_acl_from_before_the_agent_channels_an_enqueue_still_wakes_the_q
         assert "allow the channels &launchbay:events*" in caplog.text
     finally:
         redis_conn.execute_command("ACL", "DELUSER", "older-acl")
+
+
+def test_an_agent_woken_for_one_job_is_woken_again_for_the_next(redis_conn, tmp_path, start_agent):  # noqa: F811
+    """The agent skips its offer while it knows it is listed; a wake-up takes it off, so it offers again."""
+    make_queue(redis_conn)
+    start_agent(agent_settings(tmp_path / "solo", agent_id="solo", poll_interval_s=60.0))
+    wait_for(lambda: idle_list(redis_conn) == ["solo"], what="the agent on the idle list")
+    for _ in range(3):
+        watch = WakeWatch(redis_conn)
+        job_id = enqueue(SPEC, "default", conn=redis_conn).id
+        # the poll is a minute away: only the wake-up gets the job claimed this soon
+        wait_for(lambda j=job_id: record(redis_conn, j)["state"] == "finished", timeout_s=20, what="the job to finish")
+        assert watch.agents_woken() == ["solo"]
+        wait_for(lambda: idle_list(redis_conn) == ["solo"], what="the agent back on the idle list")
+
+
+def test_a_job_waiting_for_room_is_claimed_when_the_job_before_it_ends(redis_conn, tmp_path, start_agent):  # noqa: F811
+    """The pass a release sets off is skipped only when the last pass left nothing queued: here it left one."""
+    make_queue(redis_conn)
+    start_agent(agent_settings(tmp_path / "one", agent_id="one", max_jobs=1, **QUIET))
+    wait_for(lambda: idle_list(redis_conn) == ["one"], what="the agent on the idle list")
+    first = enqueue({**SPEC, "env": {"LAUNCHBAY_FAKE_RUN_S": "1.0"}}, "default", conn=redis_conn).id
+    wait_for(lambda: record(redis_conn, first)["state"] == "running", what="the first job to run")
+    second = enqueue(SPEC, "default", conn=redis_conn).id  # no idle agent to wake: the only one is full
+
+    wait_for(lambda: record(redis_conn, first)["state"] == "finished", what="the first job to finish")
+    # the poll is a minute away: the release's pass claims it
+    wait_for(lambda: record(redis_conn, second)["state"] == "finished", timeout_s=10, what="the second job to finish")
+
+
+def test_after_a_release_that_left_nothing_queued_a_new_job_still_wakes_the_agent(
+    redis_conn,
+    tmp_path,
+    start_agent,  # noqa: F811
+):
+    """The release's pass was skipped (nothing to find); the agent stays listed, and the next enqueue wakes it."""
+    make_queue(redis_conn)
+    start_agent(agent_settings(tmp_path / "solo", agent_id="solo", **QUIET))
+    wait_for(lambda: idle_list(redis_conn) == ["solo"], what="the agent on the idle list")
+    first = enqueue(SPEC, "default", conn=redis_conn).id
+    wait_for(lambda: record(redis_conn, first)["state"] == "finished", what="the first job to finish")
+    time.sleep(0.5)  # the release and whatever pass it set off are over
+    watch = WakeWatch(redis_conn)
+    second = enqueue(SPEC, "default", conn=redis_conn).id
+    wait_for(lambda: record(redis_conn, second)["state"] == "finished", timeout_s=10, what="the second job to finish")
+    assert watch.agents_woken() == ["solo"]
