@@ -17,6 +17,9 @@ from launchbay.queue_config.keys import Keys
 
 log = logging.getLogger(__name__)
 
+#: The longest an idle agent goes without offering itself on its idle lists again.
+OFFER_AGAIN_S = 60.0
+
 #: Counters the tests (and ``launchbay agents``) read: jobs claimed, ended by state, released...
 COUNTER_NAMES = (
     "claimed",
@@ -103,17 +106,28 @@ class EventListener:
         self.wake, self.cancels, self.closing = wake, cancels, closing
         self.agent_id, self.on_drain = agent_id, on_drain
         self._offered, self._own_channel = False, True
+        #: An offer stands until an ``enqueued`` event (whose wake-up may have taken us off a list) or a
+        #: resubscription is heard (``_heard`` counts them; ``_offered_heard`` as of the last offer),
+        #: and at most :data:`OFFER_AGAIN_S` (monotonic ``_listed_until``: an entry someone else removed).
+        self._heard, self._offered_heard, self._listed_until = 0, -1, 0.0
 
     def offer(self, running: int, slots: int, *, again: bool = False) -> None:
         """Before a claim pass (``again`` False): with room for a job, be on the idle lists of our queues, at
-        the end (an enqueue wakes from the front); after one (``again``): off them once full (events.py)."""
+        the end (an enqueue wakes from the front); after one (``again``): off them once full (events.py).
+
+        An agent still listed since its last offer (no ``enqueued`` event heard since, which is what an
+        enqueue that takes it off sends it) offers nothing: an idle agent's safety-net pass costs no
+        write."""
         if not self.agent_id or not self._own_channel:
             return
         room = running < slots
-        if room and not again:
+        heard = self._heard  # read before the offer: an event heard during it makes the next pass offer again
+        if room and not again and (heard != self._offered_heard or time.monotonic() >= self._listed_until):
             events.offer(self.conn, self.keys, self.agent_id, self.queues, has_room=True)
+            self._offered_heard, self._listed_until = heard, time.monotonic() + OFFER_AGAIN_S
         elif not room and self._offered:
             events.offer(self.conn, self.keys, self.agent_id, self.queues, has_room=False)
+            self._offered_heard = -1
         self._offered = room if not again else self._offered and room
 
     def withdraw(self) -> None:
@@ -128,6 +142,7 @@ class EventListener:
             pubsub = None
             try:
                 pubsub = events.subscribe(self.conn, self.keys, self.agent_id if self._own_channel else None)
+                self._heard += 1  # a wake-up we did not hear may have taken us off a list
                 self.wake.set()  # whatever was published while we were not listening
                 while not self.closing.is_set():
                     message = _next_message(pubsub)
@@ -151,6 +166,7 @@ class EventListener:
     def on_event(self, data: Any) -> None:
         event = events.parse(data)
         if isinstance(event, events.Enqueued) and event.queue in self.queues:
+            self._heard += 1  # the wake-up may have taken us off the list: the next pass offers again
             self.wake.set()
         elif isinstance(event, events.Cancel):
             self.cancels.put(event.job_id)

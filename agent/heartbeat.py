@@ -1,16 +1,20 @@
 """The agent's heartbeat: "I am alive, this is what I can hand out, these jobs are still mine".
 
-Every ``heartbeat_interval_s`` one pipelined write sets ``{ns}:agent:{id}:alive`` with a TTL of
-``heartbeat_ttl_s + lost_grace_s`` (an agent whose key expired is lost, and the reaper of any other
-agent frees its jobs), the capacity JSON, and the agent hash (status, host, labels, queues, counters,
-Docker health, the last nvidia-smi problem). It then keeps RQ's started entries of the running jobs
-alive (``rq_bridge.heartbeat``) and reports jobs whose cancel was requested, in case the ``cancel``
-event was missed.
+Every ``heartbeat_interval_s`` one script (``agents.BEAT_LUA``) sets ``{ns}:agent:{id}:alive`` with a
+TTL of ``heartbeat_ttl_s + lost_grace_s`` (an agent whose key expired is lost, and the reaper of any
+other agent frees its jobs), lists the agent in ``{ns}:agents`` and rewrites its line of the fleet
+summary (``{ns}:fleet``, ``agents.read_summary``) with the ledger, status, counters and capacity,
+renewing the line's expiry on the Redis server's clock. Whoever reads every agent reads that line.
+The agent hash (status, host, labels, queues, counters, Docker health, the last nvidia-smi problem)
+and the capacity JSON, which only single-agent readers read (the enqueue's fit advice, scripts),
+are written when they would say something new (``beat_at`` aside: the line has the current one),
+after a beat whose alive key may have run out (the reaper deletes a lost agent's capacity), and at
+least every :data:`REWRITE_S`. An idle beat is the ledger read and that one script: six commands.
+The beat then keeps RQ's started entries of the running jobs alive (``rq_bridge.heartbeat``) and
+reports jobs whose cancel was requested, in case the ``cancel`` event was missed.
 
-The same facts, with the ledger, go into the agent's line of the fleet summary (``{ns}:fleet``,
-``agents.read_summary``), which whoever reads every agent reads: with each beat (renewing the line's
-expiry, on the Redis server's clock) and, through :meth:`Heartbeat.publish_jobs`, whenever a claim or
-a release changes the ledger, so the summary says what the agent holds within one round trip of it.
+Between beats, through :meth:`Heartbeat.publish_jobs`, the line is rewritten whenever a claim or a
+release changes the ledger, so the summary says what the agent holds within one round trip of it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 import redis
 from launchbay.agent.settings import AgentSettings
 from launchbay.queue_config import rq_bridge
-from launchbay.queue_config.agents import SUMMARY_WRITE_LUA, LedgerEntry, decode_entries, summary_line
+from launchbay.queue_config.agents import (
+    BEAT_LUA,
+    SUMMARY_WRITE_LUA,
+    LedgerEntry,
+    decode_entries,
+    summary_line,
+)
 from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.keys import Keys
 
@@ -37,6 +47,9 @@ from launchbay.text import as_text
 log = logging.getLogger(__name__)
 #: What a heartbeat reads of each job this agent runs: RQ's execution id, a cancel asked for, who holds it.
 RUNNING_FIELDS = ("rq_execution", "cancel_requested", "agent")
+#: The agent hash and capacity key are rewritten at least this often, changed or not (a Redis that lost
+#: them, say after a restart without persistence, has them back within this long).
+REWRITE_S = 60.0
 
 
 @dataclass
@@ -83,6 +96,12 @@ class Heartbeat:
         self.capacity = capacity
         self.counters = counters
         self._summary_write = conn.register_script(SUMMARY_WRITE_LUA)
+        self._beat_script = conn.register_script(BEAT_LUA)
+        # What the agent hash (less ``beat_at``) and the capacity key said when last written, and when
+        # they are written again whatever they say.
+        self._keys_written: Optional[tuple] = None
+        self._rewrite_at = 0.0
+        self._alive_until = 0.0  # (monotonic) when the alive key of the last beat runs out
         # The summary line's last expiry and head, which a write between beats keeps; one writer at a time,
         # so a beat's older read of the ledger never overwrites a release's newer one.
         self._summary_lock = threading.Lock()
@@ -156,32 +175,41 @@ class Heartbeat:
             "counters": json.dumps(dict(self.counters()), sort_keys=True),
             **self.status.fields(),
         }
-        with self.conn.pipeline(transaction=True) as pipe:
-            if alive:
-                # Alive and listed in one step: the reaper never sees this agent listed but not alive
-                # unless its beats really stopped.
-                ttl_ms = math.ceil(self.settings.alive_ttl_s * 1000)
-                pipe.set(self.keys.agent_alive(agent_id), repr(time.time()), px=ttl_ms)
-                pipe.sadd(self.keys.agents, agent_id)
-            pipe.set(self.keys.agent_capacity(agent_id), json.dumps(capacity, sort_keys=True))
-            pipe.hset(self.keys.agent(agent_id), mapping=fields)
-            pipe.execute()
+        if alive:
+            self._write_keys_if_changed(fields, capacity)
+        else:
+            self._write_keys(fields, capacity)
         self._publish(fields, capacity, entries, renew=alive)
+
+    def _write_keys_if_changed(self, fields: Dict[str, str], capacity: Dict[str, Any]) -> None:
+        """The agent hash and capacity key, when they would say something new (``beat_at`` aside), when the
+        last beat's expiry has passed (the reaper may have deleted them), or every :data:`REWRITE_S`."""
+        written = {k: v for k, v in fields.items() if k != "beat_at"}, json.dumps(capacity, sort_keys=True)
+        now = time.monotonic()
+        if written != self._keys_written or now >= self._alive_until or now >= self._rewrite_at:
+            self._write_keys(fields, capacity)
+            self._keys_written, self._rewrite_at = written, time.monotonic() + REWRITE_S
+
+    def _write_keys(self, fields: Dict[str, str], capacity: Dict[str, Any]) -> None:
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.agent_capacity(self.settings.agent_id), json.dumps(capacity, sort_keys=True))
+            pipe.hset(self.keys.agent(self.settings.agent_id), mapping=fields)
+            pipe.execute()
 
     def _publish(
         self, info: Dict[str, str], capacity: Dict[str, Any], entries: List[LedgerEntry], *, renew: bool
     ) -> None:
-        """This agent's line of the fleet summary; an ACL from before the summary only costs a warning."""
+        """This agent's line of the fleet summary; with ``renew``, its alive key and listing in the same
+        call (``BEAT_LUA``). An ACL from before the summary only costs a warning."""
         agent_id, line = self.settings.agent_id, summary_line(info, capacity, entries)
         self._head = (info, capacity)
         ttl_ms = math.ceil(self.settings.alive_ttl_s * 1000)
         try:
-            if renew or self._expires_ms is None:
-                try:
-                    self._expires_ms = int(self._summary_write(keys=[self.keys.fleet], args=[agent_id, ttl_ms, line]))
-                except redis.exceptions.NoPermissionError:  # no TIME in this user's ACL: this host's clock
-                    self._expires_ms = int(time.time() * 1000) + ttl_ms
-                    self.conn.hset(self.keys.fleet, agent_id, f"{self._expires_ms}\n{line}")
+            if renew:
+                self._expires_ms = self._beat(agent_id, ttl_ms, line)
+                self._alive_until = time.monotonic() + ttl_ms / 1000.0
+            elif self._expires_ms is None:
+                self._expires_ms = int(self._summary_write(keys=[self.keys.fleet], args=[agent_id, ttl_ms, line]))
             else:
                 self.conn.hset(self.keys.fleet, agent_id, f"{self._expires_ms}\n{line}")
             self._summary_problem = None
@@ -189,6 +217,26 @@ class Heartbeat:
             if str(exc) != self._summary_problem:
                 log.warning("cannot write the fleet summary (%s): apply the ACL of docs/security.md again", exc)
             self._summary_problem = str(exc)
+
+    def _beat(self, agent_id: str, ttl_ms: int, line: str) -> int:
+        """Alive key, listing and summary line in one script; the expiry written (server clock)."""
+        alive_key = self.keys.agent_alive(agent_id)
+        try:
+            return int(
+                self._beat_script(
+                    keys=[self.keys.fleet, alive_key, self.keys.agents],
+                    args=[agent_id, ttl_ms, line, repr(time.time())],
+                )
+            )
+        except redis.exceptions.NoPermissionError:  # no TIME (or no summary) in this user's ACL: this host's clock
+            expires_ms = int(time.time() * 1000) + ttl_ms
+            with self.conn.pipeline(transaction=True) as pipe:
+                pipe.set(alive_key, repr(time.time()), px=ttl_ms)
+                pipe.sadd(self.keys.agents, agent_id)
+                pipe.execute()
+            self._expires_ms = expires_ms
+            self.conn.hset(self.keys.fleet, agent_id, f"{expires_ms}\n{line}")
+            return expires_ms
 
     def _touch_running_jobs(self, job_ids: List[str]) -> List[str]:
         if not job_ids:

@@ -123,6 +123,21 @@ return expires
 """
 
 
+# An agent's beat in one call. KEYS[1] = the summary, KEYS[2] = the agent's alive key, KEYS[3] = the agents
+# set. ARGV[1] = agent id, ARGV[2] = TTL in ms, ARGV[3] = the line after its expiry, ARGV[4] = the alive
+# key's value. The alive key and the line expire together (the same TTL from the same TIME), and the agent
+# is listed in the same step, so the reaper never sees it listed but not alive unless its beats stopped.
+# Returns the expiry written, as SUMMARY_WRITE_LUA does.
+BEAT_LUA = """
+local now = redis.call('TIME')
+local expires = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[2])
+redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', expires) .. '\\n' .. ARGV[3])
+return expires
+"""
+
+
 @dataclass(frozen=True)
 class SummaryLine:
     """One agent's field of the fleet summary, read back."""

@@ -2,7 +2,12 @@
 
 The reaper's lock, each queue's pending-reasons lease and each sweep's driver lease are all such a
 key; the two scripts below are the one implementation they share (run them with ``register_script``).
+A lease's holder renews it with :data:`TAKE_LUA`; the agents that do not hold it try it only when it
+may have run out, and then with :func:`take_free` (one command), so a fleet of N agents pays N small
+tries per lease length, not N scripts.
 """
+
+from typing import Any
 
 # KEYS[1] = lease. ARGV[1] = holder, ARGV[2] = TTL in ms. 0 when ARGV[1] holds it now (taken, as it was
 # free, or renewed, as it was ARGV[1]'s); else the ms left on another's (at least 1; 1000 when this user
@@ -23,3 +28,14 @@ RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+def take_free(conn: Any, key: str, holder: str, ttl_ms: int) -> bool:
+    """Take the lease only if nobody holds it: one plain ``SET NX PX``, for an agent that did not hold it.
+
+    The cheap try of the many agents that do not hold a lease: where :data:`TAKE_LUA` costs three
+    commands (its GET, SET or PTTL inside the script), this costs one. A caller that gets False does
+    not learn how long the other's lease has left: it tries again after a whole ``ttl_ms``, at most
+    the holder's renewal interval later than the lease could run out.
+    """
+    return bool(conn.set(key, holder, nx=True, px=max(1, int(ttl_ms))))
