@@ -112,7 +112,7 @@ class Heartbeat:
     def write_status(self) -> None:
         """Write the agent hash and capacity without renewing the alive key (the final word on stopping)."""
         with self._summary_lock:
-            self._write(self._entries(self.conn.hgetall(self.keys.agent_ledger(self.settings.agent_id))), alive=False)
+            self._write_final(self._entries(self.conn.hgetall(self.keys.agent_ledger(self.settings.agent_id))))
 
     def publish_jobs(self) -> None:
         """The ledger changed (a claim or a release): rewrite this agent's summary line with it, same expiry."""
@@ -120,7 +120,7 @@ class Heartbeat:
             if self._head is None:
                 return  # no beat yet: the first one writes the line
             entries = self._entries(self.conn.hgetall(self.keys.agent_ledger(self.settings.agent_id)))
-            self._publish(*self._head, entries, renew=False)
+            self._publish(*self._head, entries)
 
     def run_until(self, closing: threading.Event, interval_s: float, *, on_cancel: Callable[[str], None]) -> None:
         """Beat every ``interval_s`` until ``closing`` is set; ``on_cancel`` gets each job a user asked to cancel.
@@ -141,11 +141,16 @@ class Heartbeat:
                 return
 
     def beat(self) -> List[str]:
-        """One heartbeat; returns the ids of this agent's jobs whose cancel was requested."""
+        """One heartbeat; returns the ids of this agent's jobs whose cancel was requested.
+
+        The script reads the ledger itself and puts its entries in the line, so an idle beat is one
+        round trip; what the ledger held comes back for the checks (an unreadable entry is reported in
+        the status from the next beat on)."""
         with self._summary_lock:
-            raw = self.conn.hgetall(self.keys.agent_ledger(self.settings.agent_id))
+            fields, capacity = self._fields(), dict(self.capacity())
+            self._write_keys_if_changed(fields, capacity)
+            raw = self._publish_beat(fields, capacity)
             self._check_ledger(raw)
-            self._write(self._entries(raw), alive=True)
         return self._touch_running_jobs([as_text(job_id) for job_id in raw])
 
     @staticmethod
@@ -160,11 +165,14 @@ class Heartbeat:
             log.warning("%s (not written by a claim; remove them with HDEL)", problem)
         self.status.ledger_problem = problem
 
-    def _write(self, entries: List[LedgerEntry], *, alive: bool) -> None:
-        agent_id = self.settings.agent_id
-        capacity = dict(self.capacity())
-        fields = {
-            "agent_id": agent_id,
+    def _write_final(self, entries: List[LedgerEntry]) -> None:
+        fields, capacity = self._fields(), dict(self.capacity())
+        self._write_keys(fields, capacity)
+        self._publish(fields, capacity, entries)
+
+    def _fields(self) -> Dict[str, str]:
+        return {
+            "agent_id": self.settings.agent_id,
             "host": self.settings.host,
             "labels": json.dumps(self.settings.labels, sort_keys=True),
             "queues": json.dumps(self.settings.queues),
@@ -175,11 +183,6 @@ class Heartbeat:
             "counters": json.dumps(dict(self.counters()), sort_keys=True),
             **self.status.fields(),
         }
-        if alive:
-            self._write_keys_if_changed(fields, capacity)
-        else:
-            self._write_keys(fields, capacity)
-        self._publish(fields, capacity, entries, renew=alive)
 
     def _write_keys_if_changed(self, fields: Dict[str, str], capacity: Dict[str, Any]) -> None:
         """The agent hash and capacity key, when they would say something new (``beat_at`` aside), when the
@@ -196,47 +199,59 @@ class Heartbeat:
             pipe.hset(self.keys.agent(self.settings.agent_id), mapping=fields)
             pipe.execute()
 
-    def _publish(
-        self, info: Dict[str, str], capacity: Dict[str, Any], entries: List[LedgerEntry], *, renew: bool
-    ) -> None:
-        """This agent's line of the fleet summary; with ``renew``, its alive key and listing in the same
-        call (``BEAT_LUA``). An ACL from before the summary only costs a warning."""
+    def _publish(self, info: Dict[str, str], capacity: Dict[str, Any], entries: List[LedgerEntry]) -> None:
+        """This agent's line of the fleet summary, with the last beat's expiry (the first time, one from
+        now); an ACL from before the summary only costs a warning."""
         agent_id, line = self.settings.agent_id, summary_line(info, capacity, entries)
         self._head = (info, capacity)
         ttl_ms = math.ceil(self.settings.alive_ttl_s * 1000)
         try:
-            if renew:
-                self._expires_ms = self._beat(agent_id, ttl_ms, line)
-                self._alive_until = time.monotonic() + ttl_ms / 1000.0
-            elif self._expires_ms is None:
+            if self._expires_ms is None:
                 self._expires_ms = int(self._summary_write(keys=[self.keys.fleet], args=[agent_id, ttl_ms, line]))
             else:
                 self.conn.hset(self.keys.fleet, agent_id, f"{self._expires_ms}\n{line}")
             self._summary_problem = None
         except redis.exceptions.NoPermissionError as exc:
-            if str(exc) != self._summary_problem:
-                log.warning("cannot write the fleet summary (%s): apply the ACL of docs/security.md again", exc)
-            self._summary_problem = str(exc)
+            self._note_summary_problem(exc)
 
-    def _beat(self, agent_id: str, ttl_ms: int, line: str) -> int:
-        """Alive key, listing and summary line in one script; the expiry written (server clock)."""
-        alive_key = self.keys.agent_alive(agent_id)
+    def _note_summary_problem(self, exc: Exception) -> None:
+        if str(exc) != self._summary_problem:
+            log.warning("cannot write the fleet summary (%s): apply the ACL of docs/security.md again", exc)
+        self._summary_problem = str(exc)
+
+    def _publish_beat(self, info: Dict[str, str], capacity: Dict[str, Any]) -> Dict[Any, Any]:
+        """The beat: alive key, listing and summary line with the ledger's entries, in one script
+        (``agents.BEAT_LUA``); returns the ledger as the script read it."""
+        agent_id, head = self.settings.agent_id, summary_line(info, capacity, [])
+        self._head = (info, capacity)
+        ttl_ms = math.ceil(self.settings.alive_ttl_s * 1000)
+        keys = [self.keys.fleet, self.keys.agent_alive(agent_id), self.keys.agents, self.keys.agent_ledger(agent_id)]
         try:
-            return int(
-                self._beat_script(
-                    keys=[self.keys.fleet, alive_key, self.keys.agents],
-                    args=[agent_id, ttl_ms, line, repr(time.time())],
-                )
-            )
-        except redis.exceptions.NoPermissionError:  # no TIME (or no summary) in this user's ACL: this host's clock
-            expires_ms = int(time.time() * 1000) + ttl_ms
-            with self.conn.pipeline(transaction=True) as pipe:
-                pipe.set(alive_key, repr(time.time()), px=ttl_ms)
-                pipe.sadd(self.keys.agents, agent_id)
-                pipe.execute()
-            self._expires_ms = expires_ms
-            self.conn.hset(self.keys.fleet, agent_id, f"{expires_ms}\n{line}")
-            return expires_ms
+            expires_ms, flat = self._beat_script(keys=keys, args=[agent_id, ttl_ms, head, repr(time.time())])
+        except redis.exceptions.NoPermissionError:  # an ACL without TIME or the summary: the older way
+            return self._beat_without_script(agent_id, ttl_ms, info, capacity)
+        self._expires_ms, self._summary_problem = int(expires_ms), None
+        self._alive_until = time.monotonic() + ttl_ms / 1000.0
+        return dict(zip(flat[0::2], flat[1::2]))
+
+    def _beat_without_script(
+        self, agent_id: str, ttl_ms: int, info: Dict[str, str], capacity: Dict[str, Any]
+    ) -> Dict[Any, Any]:
+        """Alive key and listing in one transaction, then the line on this host's clock, where possible."""
+        raw = self.conn.hgetall(self.keys.agent_ledger(agent_id))
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.agent_alive(agent_id), repr(time.time()), px=ttl_ms)
+            pipe.sadd(self.keys.agents, agent_id)
+            pipe.execute()
+        self._alive_until = time.monotonic() + ttl_ms / 1000.0
+        self._expires_ms = int(time.time() * 1000) + ttl_ms
+        try:
+            line = summary_line(info, capacity, self._entries(raw))
+            self.conn.hset(self.keys.fleet, agent_id, f"{self._expires_ms}\n{line}")
+            self._summary_problem = None  # only TIME was refused: the line is on this host's clock
+        except redis.exceptions.NoPermissionError as refused:
+            self._note_summary_problem(refused)
+        return raw
 
     def _touch_running_jobs(self, job_ids: List[str]) -> List[str]:
         if not job_ids:
