@@ -144,26 +144,32 @@ class Heartbeat:
         """One heartbeat; returns the ids of this agent's jobs whose cancel was requested.
 
         The script reads the ledger itself and puts its entries in the line, so an idle beat is one
-        round trip; what the ledger held comes back for the checks (an unreadable entry is reported in
-        the status from the next beat on)."""
+        round trip; what the ledger held comes back for the checks (an unreadable entry found, or gone,
+        rewrites the hash and the line at once)."""
         with self._summary_lock:
             fields, capacity = self._fields(), dict(self.capacity())
             self._write_keys_if_changed(fields, capacity)
             raw = self._publish_beat(fields, capacity)
-            self._check_ledger(raw)
+            if self._check_ledger(raw):  # the status says something new about the ledger: say it now
+                fields = self._fields()
+                self._write_keys_if_changed(fields, capacity)
+                self._publish(fields, capacity, self._entries(raw))
         return self._touch_running_jobs([as_text(job_id) for job_id in raw])
 
     @staticmethod
     def _entries(raw: Mapping[Any, Any]) -> List[LedgerEntry]:
         return list(decode_entries(raw).values())
 
-    def _check_ledger(self, raw: Mapping[Any, Any]) -> None:
+    def _check_ledger(self, raw: Mapping[Any, Any]) -> bool:
+        """Note unreadable ledger entries in the status; True when what it says changed."""
         skipped: List[str] = []
         decode_entries(raw, skipped=skipped)
         problem = f"unreadable ledger entries skipped: {', '.join(sorted(skipped))}" if skipped else None
         if problem and problem != self.status.ledger_problem:
             log.warning("%s (not written by a claim; remove them with HDEL)", problem)
+        changed = problem != self.status.ledger_problem
         self.status.ledger_problem = problem
+        return changed
 
     def _write_final(self, entries: List[LedgerEntry]) -> None:
         fields, capacity = self._fields(), dict(self.capacity())
