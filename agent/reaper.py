@@ -3,7 +3,7 @@
 Any live agent runs :meth:`Reaper.run_once` every few seconds; a lock (``{ns}:reaper:lock``) makes
 one of them do the work at a time. The agent daemon passes ``hold_s`` = its reaper interval: the
 holder keeps the lock that long after a pass, so the fleet looks once per interval rather than N
-times (the others try again, with one ``SET NX`` each, when the lock could have expired); it reads the fleet summary, and the alive keys
+times (the others try again when the lock expires, with a ``SET NX`` and a ``PTTL`` in one round trip); it reads the fleet summary, and the alive keys
 only of the agents whose summary line ran out. An agent in ``{ns}:agents`` whose
 ``alive`` key has expired (heartbeat TTL + grace) is lost: each job in its ledger that it still
 owns is put back in its queue (reason ``requeued_agent_lost``) when the queue's ``retry`` policy
@@ -157,14 +157,13 @@ class Reaper:
             left_ms = self._take_lock(keys=[self.keys.reaper_lock], args=[self.agent_id, self.lock_ttl_s * 1000])
             self.lock_left_s = int(left_ms) / 1000.0 if left_ms else None
             return not left_ms
-        if leases.take_free(self.conn, self.keys.reaper_lock, self.agent_id, self.lock_ttl_s * 1000):
-            return True
-        if self.hold_s > 0:
-            # Another agent's: its holder keeps it ``hold_s`` after each pass, so it cannot expire sooner
-            # than that from now; we look again then (a holder that died must not leave lost agents
-            # unseen for long), one SET NX each time.
-            self.lock_left_s = self.hold_s
-        return False
+        # Free, or another agent's: SET NX and, in the same round trip, how long the other's has left (its
+        # holder keeps it its own reaper interval after each pass); we look again when it expires (a
+        # holder that died must not leave lost agents unseen for long).
+        left_ms = leases.take_free_or_left(self.conn, self.keys.reaper_lock, self.agent_id, self.lock_ttl_s * 1000)
+        if left_ms and self.hold_s > 0:
+            self.lock_left_s = left_ms / 1000.0
+        return not left_ms
 
     def lost_agents(self) -> List[str]:
         """Agents whose alive key is gone; also notes in :attr:`next_expiry_s` when the next one may go.

@@ -39,3 +39,22 @@ def take_free(conn: Any, key: str, holder: str, ttl_ms: int) -> bool:
     the holder's renewal interval later than the lease could run out.
     """
     return bool(conn.set(key, holder, nx=True, px=max(1, int(ttl_ms))))
+
+
+def take_free_or_left(conn: Any, key: str, holder: str, ttl_ms: int) -> int:
+    """:func:`take_free`, with the other holder's ``PTTL`` in the same round trip: 0 when taken, else the ms
+    until it could be free (at least 1; 1000 when this user may not run PTTL), as :data:`TAKE_LUA` answers.
+
+    For a lease whose holders keep it for different lengths (the reaper's lock: each agent's own
+    ``reaper_interval_s``), where a lease length of one's own is no bound on the other's."""
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.set(key, holder, nx=True, px=max(1, int(ttl_ms)))
+        pipe.pttl(key)
+        taken, left = pipe.execute(raise_on_error=False)
+    if isinstance(taken, Exception):
+        raise taken
+    if taken:
+        return 0
+    if isinstance(left, Exception) or not isinstance(left, int) or left == -1:
+        return 1000
+    return max(1, left)
