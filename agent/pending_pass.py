@@ -72,11 +72,19 @@ class PendingPass:
 
     def run(self, closing: threading.Event) -> None:
         """The ``pending`` thread: a pass every ``interval_s`` until ``closing``; then the leases go."""
-        while not closing.wait(self.interval_s):
+        while not closing.wait(self._wait_s()):
             self.run_once()
         for queue in self.held():
             with contextlib.suppress(redis.RedisError):  # else it runs out within LEASE_S
                 self._release(keys=[self.keys.pending_lease(queue)], args=[self.agent_id])
+
+    def _wait_s(self) -> float:
+        """``interval_s`` while this agent holds a queue's lease; else until the first lease it may try
+        (an agent that holds none has nothing to do before then, and sleeps instead of waking each second)."""
+        if not self.queues or self.held():
+            return self.interval_s
+        first = min(self._retry_at.get(queue, 0.0) for queue in self.queues)
+        return max(self.interval_s, first - time.monotonic())
 
     def held(self) -> List[str]:
         return [q for q in self.queues if self._retry_at.get(q) == 0.0]
