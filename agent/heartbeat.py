@@ -3,13 +3,14 @@
 Every ``heartbeat_interval_s`` one script (``agents.BEAT_LUA``) sets ``{ns}:agent:{id}:alive`` with a
 TTL of ``heartbeat_ttl_s + lost_grace_s`` (an agent whose key expired is lost, and the reaper of any
 other agent frees its jobs), lists the agent in ``{ns}:agents`` and rewrites its line of the fleet
-summary (``{ns}:fleet``, ``agents.read_summary``) with the ledger, status, counters and capacity,
-renewing the line's expiry on the Redis server's clock. Whoever reads every agent reads that line.
+summary (``{ns}:fleet``, ``agents.read_summary``) with the ledger (which the script reads), status,
+counters and capacity, renewing the line's expiry on the Redis server's clock. Whoever reads every agent reads that line.
 The agent hash (status, host, labels, queues, counters, Docker health, the last nvidia-smi problem)
 and the capacity JSON, which only single-agent readers read (the enqueue's fit advice, scripts),
 are written when they would say something new (``beat_at`` aside: the line has the current one),
 after a beat whose alive key may have run out (the reaper deletes a lost agent's capacity), and at
-least every :data:`REWRITE_S`. An idle beat is the ledger read and that one script: six commands.
+least every :data:`REWRITE_S`. An idle beat is that one script: one round trip, six commands as
+Redis counts them.
 The beat then keeps RQ's started entries of the running jobs alive (``rq_bridge.heartbeat``) and
 reports jobs whose cancel was requested, in case the ``cancel`` event was missed.
 
