@@ -3,8 +3,9 @@
 :class:`QueueReader` reads, for each queue the agent serves (in order, paused queues skipped), the
 first ``lookahead`` job ids of its RQ queue and their records, and the agent's ledger: two pipelined
 round trips, in which a job already seen costs only its state fields (read by ``job.waiting``, not
-as a whole ``JobRecord``: that is once per listed job per pass) and a job seen for the first time
-what placement needs of it (``job.QueuedJob``, one third of a ``JobRecord``'s cost). :class:`ClaimPass` asks
+as a whole ``JobRecord``: that is once per listed job per pass), a job seen before that this agent
+could never run (its capacity could not hold it) nothing, and a job seen for the first time what
+placement needs of it (``job.QueuedJob``, one third of a ``JobRecord``'s cost). :class:`ClaimPass` asks
 placement for the jobs it would take from that snapshot, best first, and :class:`Claimer` runs
 ``claim.lua`` on them, which re-checks each against Redis as it is *now* and claims the first it
 still may (out of the RQ queue, allocation into the ledger, record to ``starting``). Jobs other
@@ -146,6 +147,8 @@ class QueueReader:
         self.quotas: Dict[str, Quotas] = {}
         #: (job id, queue) -> (queued_at as stored, what was parsed then, None if unusable)
         self._known: Dict[Tuple[str, str], Tuple[Optional[str], Optional[Parsed]]] = {}
+        #: (job id, queue) -> whether it waited (queued, no cancel asked for), as of the latest read
+        self._live: Dict[Tuple[str, str], bool] = {}
         #: queue -> how many listed jobs this agent could never run (read past them next time)
         self._look_past: Dict[str, int] = {}
         self._window_past: Dict[str, int] = {}
@@ -161,7 +164,7 @@ class QueueReader:
         the jobs behind them.
         """
         for _ in range(MAX_LOOK_PAST // max(1, self.lookahead) + 2):
-            snapshot, full = self._read()
+            snapshot, full = self._read(could_run)
             self.more_behind = bool(full)
             if could_run is None:
                 return snapshot
@@ -171,8 +174,20 @@ class QueueReader:
                 return snapshot  # no full window hid runnable jobs behind ones this agent cannot run
         return snapshot
 
-    def _read(self) -> Tuple[Snapshot, List[str]]:
-        """One read; also the queues whose window came back full (there may be more behind)."""
+    def _never_runs(self, job: Tuple[str, int, int, str], could_run: Optional[Callable[[Candidate], bool]]) -> bool:
+        """Whether ``job`` (queue, rank, position, id), read before, is one this agent could never run."""
+        queue, rank, position, job_id = job
+        seen = self._known.get((job_id, queue))
+        if could_run is None or seen is None or seen[1] is None:
+            return False
+        return not could_run(_candidate(job_id, queue, rank, position, seen[1]))
+
+    def _read(self, could_run: Optional[Callable[[Candidate], bool]] = None) -> Tuple[Snapshot, List[str]]:
+        """One read; also the queues whose window came back full (there may be more behind).
+
+        A job seen before that ``could_run`` says this agent could never run is not read again while it
+        stays listed: nothing its record says could make this agent claim it (what it asks for is kept
+        from its first read), and whether it still waits matters only to an agent that could run it."""
         self._window_past = dict(self._look_past)
         windows = {queue: self.lookahead + self._window_past.get(queue, 0) for queue in self.queues}
         with self.conn.pipeline(transaction=False) as pipe:
@@ -190,17 +205,20 @@ class QueueReader:
                 listed += [(queue, rank, position, as_text(job_id)) for position, job_id in enumerate(ids)]
                 if len(ids) >= windows[queue]:
                     full.append(queue)
+        passed = {job for job in listed if self._never_runs(job, could_run)}
+        read = [job for job in listed if job not in passed]
         with self.conn.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.agent_ledger(self.agent_id))
-            for queue, _, _, job_id in listed:
+            for queue, _, _, job_id in read:
                 pipe.hmget(
                     self.keys.job(job_id), WAITING_FIELDS if (job_id, queue) in self._known else PLACEMENT_FIELDS
                 )
             ledger_raw, *replies = pipe.execute()
-        known: Dict[Tuple[str, str], Tuple[Optional[str], Optional[Parsed]]] = {}
-        live: Dict[Tuple[str, str], bool] = {}  # queued, and no cancel asked for
+        known = {(job_id, queue): self._known[(job_id, queue)] for queue, _, _, job_id in passed}
+        # queued, and no cancel asked for
+        live = {(job_id, queue): self._live.get((job_id, queue), True) for queue, _, _, job_id in passed}
         stale = []
-        for (queue, _, _, job_id), values in zip(listed, replies):
+        for (queue, _, _, job_id), values in zip(read, replies):
             key = (job_id, queue)
             waits, queued_at = waiting(values[: len(WAITING_FIELDS)])  # PLACEMENT_FIELDS begin with them
             if key not in self._known:
@@ -211,20 +229,27 @@ class QueueReader:
             else:
                 known[key] = self._known[key]
             live[key] = waits
-        if stale:
-            with self.conn.pipeline(transaction=False) as pipe:
-                for job_id, _ in stale:
-                    pipe.hmget(self.keys.job(job_id), PLACEMENT_FIELDS)
-                for (job_id, queue), values in zip(stale, pipe.execute()):
-                    live[(job_id, queue)], queued_at = waiting(values[: len(WAITING_FIELDS)])
-                    known[(job_id, queue)] = (queued_at, _parse(job_id, queue, values))
-        self._known = known
+        self._read_whole(stale, known, live)
+        self._known, self._live = known, live
         candidates = []
         for queue, rank, position, job_id in listed:
             parsed = known[(job_id, queue)][1]
             if parsed is not None and live[(job_id, queue)]:
                 candidates.append(_candidate(job_id, queue, rank, position, parsed))
         return Snapshot(candidates=candidates, running=list(decode_entries(ledger_raw).values())), full
+
+    def _read_whole(
+        self, stale: List[Tuple[str, str]], known: Dict[Tuple[str, str], Any], live: Dict[Tuple[str, str], bool]
+    ) -> None:
+        """Read the jobs queued again since they were parsed whole again, into ``known`` and ``live``."""
+        if not stale:
+            return
+        with self.conn.pipeline(transaction=False) as pipe:
+            for job_id, _ in stale:
+                pipe.hmget(self.keys.job(job_id), PLACEMENT_FIELDS)
+            for (job_id, queue), values in zip(stale, pipe.execute()):
+                live[(job_id, queue)], queued_at = waiting(values[: len(WAITING_FIELDS)])
+                known[(job_id, queue)] = (queued_at, _parse(job_id, queue, values))
 
 
 @functools.lru_cache(maxsize=64)

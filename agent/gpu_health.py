@@ -75,6 +75,8 @@ _LOST_LINE = re.compile(
 )
 #: Bytes of kernel log read at most per look (the ring buffer is a few MiB at most).
 KERNEL_LOG_MAX_BYTES = 16 << 20
+#: Critical XIDs kept per GPU bus from a kernel log read as it grows (the latest names the reason).
+XIDS_KEPT = 100
 
 
 def bus_key(bus_id: str) -> str:
@@ -161,46 +163,73 @@ def parse_xids(text: str) -> Dict[str, List[int]]:
 def read_kernel_log(path: str) -> str:
     """The kernel log's text: ``/dev/kmsg`` record by record without blocking, or a plain file."""
     if stat.S_ISCHR(os.stat(path).st_mode):
-        return _read_kmsg(path)
+        tail = KmsgTail(path)
+        try:
+            return tail.read_new()
+        finally:
+            tail.close()
     with open(path, "rb") as handle:
         return handle.read(KERNEL_LOG_MAX_BYTES).decode(errors="replace")
 
 
-def _read_kmsg(path: str) -> str:
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    records: List[str] = []
-    size = 0
-    try:
-        while size < KERNEL_LOG_MAX_BYTES:
-            try:
-                chunk = os.read(fd, 8192)  # one record per read; "prio,seq,usec,flags;message"
-            except OSError as exc:
-                if exc.errno == errno.EPIPE:  # overwritten while we read: skip ahead
-                    continue
-                if exc.errno == errno.EAGAIN:
+class KmsgTail:
+    """``/dev/kmsg`` kept open: each :meth:`read_new` returns the records logged since the last one.
+
+    Each open descriptor of ``/dev/kmsg`` has its own position, so a reader that stays open reads a
+    record once; reading the whole buffer again at every inventory refresh (~100 KiB, a thousand
+    reads) was most of an idle agent's CPU."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: Optional[int] = None
+
+    def read_new(self) -> str:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        records: List[str] = []
+        size = 0
+        try:
+            while size < KERNEL_LOG_MAX_BYTES:
+                try:
+                    chunk = os.read(self._fd, 8192)  # one record per read; "prio,seq,usec,flags;message"
+                except OSError as exc:
+                    if exc.errno == errno.EPIPE:  # overwritten before we read it: skip ahead
+                        continue
+                    if exc.errno == errno.EAGAIN:
+                        break
+                    raise
+                if not chunk:
                     break
-                raise
-            if not chunk:
-                break
-            size += len(chunk)
-            records.append(chunk.decode(errors="replace").partition(";")[2])
-    finally:
-        os.close(fd)
-    return "".join(records)
+                size += len(chunk)
+                records.append(chunk.decode(errors="replace").partition(";")[2])
+        except OSError:
+            self.close()
+            raise
+        return "".join(records)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class XidReader:
-    """Reads the critical XIDs of the kernel log; says once when it cannot."""
+    """Reads the critical XIDs of the kernel log; says once when it cannot.
+
+    ``/dev/kmsg`` (a character device) is read as it grows (:class:`KmsgTail`), the XIDs found kept; a
+    plain file is read whole each time."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._problem: Optional[str] = None
+        self._tail: Optional[KmsgTail] = None
+        self._found: Dict[str, List[int]] = {}
 
     def read(self) -> Dict[str, List[int]]:
         if not self.path:
             return {}
         try:
-            text = read_kernel_log(self.path)
+            text = self._read_text()
         except OSError as exc:
             problem = f"cannot read the kernel log {self.path} for GPU XID errors ({exc.strerror or exc})"
             if problem != self._problem:
@@ -208,7 +237,16 @@ class XidReader:
             self._problem = problem
             return {}
         self._problem = None
-        return parse_xids(text)
+        if self._tail is None:
+            return parse_xids(text)
+        for bus, xids in parse_xids(text).items():
+            self._found[bus] = (self._found.get(bus, []) + xids)[-XIDS_KEPT:]  # the latest name the reason
+        return {bus: list(xids) for bus, xids in self._found.items()}
+
+    def _read_text(self) -> str:
+        if self._tail is None and stat.S_ISCHR(os.stat(self.path).st_mode):
+            self._tail = KmsgTail(self.path)
+        return self._tail.read_new() if self._tail is not None else read_kernel_log(self.path)
 
 
 def apply_xids(gpus: Sequence[GpuInfo], xids: Mapping[str, List[int]]) -> List[GpuInfo]:

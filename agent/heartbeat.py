@@ -1,16 +1,21 @@
 """The agent's heartbeat: "I am alive, this is what I can hand out, these jobs are still mine".
 
-Every ``heartbeat_interval_s`` one pipelined write sets ``{ns}:agent:{id}:alive`` with a TTL of
-``heartbeat_ttl_s + lost_grace_s`` (an agent whose key expired is lost, and the reaper of any other
-agent frees its jobs), the capacity JSON, and the agent hash (status, host, labels, queues, counters,
-Docker health, the last nvidia-smi problem). It then keeps RQ's started entries of the running jobs
-alive (``rq_bridge.heartbeat``) and reports jobs whose cancel was requested, in case the ``cancel``
-event was missed.
+Every ``heartbeat_interval_s`` one script (``agents.BEAT_LUA``) sets ``{ns}:agent:{id}:alive`` with a
+TTL of ``heartbeat_ttl_s + lost_grace_s`` (an agent whose key expired is lost, and the reaper of any
+other agent frees its jobs), lists the agent in ``{ns}:agents`` and rewrites its line of the fleet
+summary (``{ns}:fleet``, ``agents.read_summary``) with the ledger (which the script reads), status,
+counters and capacity, renewing the line's expiry on the Redis server's clock. Whoever reads every agent reads that line.
+The agent hash (status, host, labels, queues, counters, Docker health, the last nvidia-smi problem)
+and the capacity JSON, which only single-agent readers read (the enqueue's fit advice, scripts),
+are written when they would say something new (``beat_at`` aside: the line has the current one),
+after a beat whose alive key may have run out (the reaper deletes a lost agent's capacity), and at
+least every :data:`REWRITE_S`. An idle beat is that one script: one round trip, six commands as
+Redis counts them.
+The beat then keeps RQ's started entries of the running jobs alive (``rq_bridge.heartbeat``) and
+reports jobs whose cancel was requested, in case the ``cancel`` event was missed.
 
-The same facts, with the ledger, go into the agent's line of the fleet summary (``{ns}:fleet``,
-``agents.read_summary``), which whoever reads every agent reads: with each beat (renewing the line's
-expiry, on the Redis server's clock) and, through :meth:`Heartbeat.publish_jobs`, whenever a claim or
-a release changes the ledger, so the summary says what the agent holds within one round trip of it.
+Between beats, through :meth:`Heartbeat.publish_jobs`, the line is rewritten whenever a claim or a
+release changes the ledger, so the summary says what the agent holds within one round trip of it.
 """
 
 from __future__ import annotations
@@ -27,7 +32,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 import redis
 from launchbay.agent.settings import AgentSettings
 from launchbay.queue_config import rq_bridge
-from launchbay.queue_config.agents import SUMMARY_WRITE_LUA, LedgerEntry, decode_entries, summary_line
+from launchbay.queue_config.agents import (
+    BEAT_LUA,
+    SUMMARY_WRITE_LUA,
+    LedgerEntry,
+    decode_entries,
+    summary_line,
+)
 from launchbay.queue_config.job import JobRecord
 from launchbay.queue_config.keys import Keys
 
@@ -37,6 +48,9 @@ from launchbay.text import as_text
 log = logging.getLogger(__name__)
 #: What a heartbeat reads of each job this agent runs: RQ's execution id, a cancel asked for, who holds it.
 RUNNING_FIELDS = ("rq_execution", "cancel_requested", "agent")
+#: The agent hash and capacity key are rewritten at least this often, changed or not (a Redis that lost
+#: them, say after a restart without persistence, has them back within this long).
+REWRITE_S = 60.0
 
 
 @dataclass
@@ -83,6 +97,12 @@ class Heartbeat:
         self.capacity = capacity
         self.counters = counters
         self._summary_write = conn.register_script(SUMMARY_WRITE_LUA)
+        self._beat_script = conn.register_script(BEAT_LUA)
+        # What the agent hash (less ``beat_at``) and the capacity key said when last written, and when
+        # they are written again whatever they say.
+        self._keys_written: Optional[tuple] = None
+        self._rewrite_at = 0.0
+        self._alive_until = 0.0  # (monotonic) when the alive key of the last beat runs out
         # The summary line's last expiry and head, which a write between beats keeps; one writer at a time,
         # so a beat's older read of the ledger never overwrites a release's newer one.
         self._summary_lock = threading.Lock()
@@ -93,7 +113,7 @@ class Heartbeat:
     def write_status(self) -> None:
         """Write the agent hash and capacity without renewing the alive key (the final word on stopping)."""
         with self._summary_lock:
-            self._write(self._entries(self.conn.hgetall(self.keys.agent_ledger(self.settings.agent_id))), alive=False)
+            self._write_final(self._entries(self.conn.hgetall(self.keys.agent_ledger(self.settings.agent_id))))
 
     def publish_jobs(self) -> None:
         """The ledger changed (a claim or a release): rewrite this agent's summary line with it, same expiry."""
@@ -101,7 +121,7 @@ class Heartbeat:
             if self._head is None:
                 return  # no beat yet: the first one writes the line
             entries = self._entries(self.conn.hgetall(self.keys.agent_ledger(self.settings.agent_id)))
-            self._publish(*self._head, entries, renew=False)
+            self._publish(*self._head, entries)
 
     def run_until(self, closing: threading.Event, interval_s: float, *, on_cancel: Callable[[str], None]) -> None:
         """Beat every ``interval_s`` until ``closing`` is set; ``on_cancel`` gets each job a user asked to cancel.
@@ -122,30 +142,44 @@ class Heartbeat:
                 return
 
     def beat(self) -> List[str]:
-        """One heartbeat; returns the ids of this agent's jobs whose cancel was requested."""
+        """One heartbeat; returns the ids of this agent's jobs whose cancel was requested.
+
+        The script reads the ledger itself and puts its entries in the line, so an idle beat is one
+        round trip; what the ledger held comes back for the checks (an unreadable entry found, or gone,
+        rewrites the hash and the line at once)."""
         with self._summary_lock:
-            raw = self.conn.hgetall(self.keys.agent_ledger(self.settings.agent_id))
-            self._check_ledger(raw)
-            self._write(self._entries(raw), alive=True)
+            fields, capacity = self._fields(), dict(self.capacity())
+            self._write_keys_if_changed(fields, capacity)
+            raw = self._publish_beat(fields, capacity)
+            if self._check_ledger(raw):  # the status says something new about the ledger: say it now
+                fields = self._fields()
+                self._write_keys_if_changed(fields, capacity)
+                self._publish(fields, capacity, self._entries(raw))
         return self._touch_running_jobs([as_text(job_id) for job_id in raw])
 
     @staticmethod
     def _entries(raw: Mapping[Any, Any]) -> List[LedgerEntry]:
         return list(decode_entries(raw).values())
 
-    def _check_ledger(self, raw: Mapping[Any, Any]) -> None:
+    def _check_ledger(self, raw: Mapping[Any, Any]) -> bool:
+        """Note unreadable ledger entries in the status; True when what it says changed."""
         skipped: List[str] = []
         decode_entries(raw, skipped=skipped)
         problem = f"unreadable ledger entries skipped: {', '.join(sorted(skipped))}" if skipped else None
         if problem and problem != self.status.ledger_problem:
             log.warning("%s (not written by a claim; remove them with HDEL)", problem)
+        changed = problem != self.status.ledger_problem
         self.status.ledger_problem = problem
+        return changed
 
-    def _write(self, entries: List[LedgerEntry], *, alive: bool) -> None:
-        agent_id = self.settings.agent_id
-        capacity = dict(self.capacity())
-        fields = {
-            "agent_id": agent_id,
+    def _write_final(self, entries: List[LedgerEntry]) -> None:
+        fields, capacity = self._fields(), dict(self.capacity())
+        self._write_keys(fields, capacity)
+        self._publish(fields, capacity, entries)
+
+    def _fields(self) -> Dict[str, str]:
+        return {
+            "agent_id": self.settings.agent_id,
             "host": self.settings.host,
             "labels": json.dumps(self.settings.labels, sort_keys=True),
             "queues": json.dumps(self.settings.queues),
@@ -156,39 +190,75 @@ class Heartbeat:
             "counters": json.dumps(dict(self.counters()), sort_keys=True),
             **self.status.fields(),
         }
-        with self.conn.pipeline(transaction=True) as pipe:
-            if alive:
-                # Alive and listed in one step: the reaper never sees this agent listed but not alive
-                # unless its beats really stopped.
-                ttl_ms = math.ceil(self.settings.alive_ttl_s * 1000)
-                pipe.set(self.keys.agent_alive(agent_id), repr(time.time()), px=ttl_ms)
-                pipe.sadd(self.keys.agents, agent_id)
-            pipe.set(self.keys.agent_capacity(agent_id), json.dumps(capacity, sort_keys=True))
-            pipe.hset(self.keys.agent(agent_id), mapping=fields)
-            pipe.execute()
-        self._publish(fields, capacity, entries, renew=alive)
 
-    def _publish(
-        self, info: Dict[str, str], capacity: Dict[str, Any], entries: List[LedgerEntry], *, renew: bool
-    ) -> None:
-        """This agent's line of the fleet summary; an ACL from before the summary only costs a warning."""
+    def _write_keys_if_changed(self, fields: Dict[str, str], capacity: Dict[str, Any]) -> None:
+        """The agent hash and capacity key, when they would say something new (``beat_at`` aside), when the
+        last beat's expiry has passed (the reaper may have deleted them), or every :data:`REWRITE_S`."""
+        written = {k: v for k, v in fields.items() if k != "beat_at"}, json.dumps(capacity, sort_keys=True)
+        now = time.monotonic()
+        if written != self._keys_written or now >= self._alive_until or now >= self._rewrite_at:
+            self._write_keys(fields, capacity)
+            self._keys_written, self._rewrite_at = written, time.monotonic() + REWRITE_S
+
+    def _write_keys(self, fields: Dict[str, str], capacity: Dict[str, Any]) -> None:
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.agent_capacity(self.settings.agent_id), json.dumps(capacity, sort_keys=True))
+            pipe.hset(self.keys.agent(self.settings.agent_id), mapping=fields)
+            pipe.execute()
+
+    def _publish(self, info: Dict[str, str], capacity: Dict[str, Any], entries: List[LedgerEntry]) -> None:
+        """This agent's line of the fleet summary, with the last beat's expiry (the first time, one from
+        now); an ACL from before the summary only costs a warning."""
         agent_id, line = self.settings.agent_id, summary_line(info, capacity, entries)
         self._head = (info, capacity)
         ttl_ms = math.ceil(self.settings.alive_ttl_s * 1000)
         try:
-            if renew or self._expires_ms is None:
-                try:
-                    self._expires_ms = int(self._summary_write(keys=[self.keys.fleet], args=[agent_id, ttl_ms, line]))
-                except redis.exceptions.NoPermissionError:  # no TIME in this user's ACL: this host's clock
-                    self._expires_ms = int(time.time() * 1000) + ttl_ms
-                    self.conn.hset(self.keys.fleet, agent_id, f"{self._expires_ms}\n{line}")
+            if self._expires_ms is None:
+                self._expires_ms = int(self._summary_write(keys=[self.keys.fleet], args=[agent_id, ttl_ms, line]))
             else:
                 self.conn.hset(self.keys.fleet, agent_id, f"{self._expires_ms}\n{line}")
             self._summary_problem = None
         except redis.exceptions.NoPermissionError as exc:
-            if str(exc) != self._summary_problem:
-                log.warning("cannot write the fleet summary (%s): apply the ACL of docs/security.md again", exc)
-            self._summary_problem = str(exc)
+            self._note_summary_problem(exc)
+
+    def _note_summary_problem(self, exc: Exception) -> None:
+        if str(exc) != self._summary_problem:
+            log.warning("cannot write the fleet summary (%s): apply the ACL of docs/security.md again", exc)
+        self._summary_problem = str(exc)
+
+    def _publish_beat(self, info: Dict[str, str], capacity: Dict[str, Any]) -> Dict[Any, Any]:
+        """The beat: alive key, listing and summary line with the ledger's entries, in one script
+        (``agents.BEAT_LUA``); returns the ledger as the script read it."""
+        agent_id, head = self.settings.agent_id, summary_line(info, capacity, [])
+        self._head = (info, capacity)
+        ttl_ms = math.ceil(self.settings.alive_ttl_s * 1000)
+        keys = [self.keys.fleet, self.keys.agent_alive(agent_id), self.keys.agents, self.keys.agent_ledger(agent_id)]
+        try:
+            expires_ms, flat = self._beat_script(keys=keys, args=[agent_id, ttl_ms, head, repr(time.time())])
+        except redis.exceptions.NoPermissionError:  # an ACL without TIME or the summary: the older way
+            return self._beat_without_script(agent_id, ttl_ms, info, capacity)
+        self._expires_ms, self._summary_problem = int(expires_ms), None
+        self._alive_until = time.monotonic() + ttl_ms / 1000.0
+        return dict(zip(flat[0::2], flat[1::2]))
+
+    def _beat_without_script(
+        self, agent_id: str, ttl_ms: int, info: Dict[str, str], capacity: Dict[str, Any]
+    ) -> Dict[Any, Any]:
+        """Alive key and listing in one transaction, then the line on this host's clock, where possible."""
+        raw = self.conn.hgetall(self.keys.agent_ledger(agent_id))
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.agent_alive(agent_id), repr(time.time()), px=ttl_ms)
+            pipe.sadd(self.keys.agents, agent_id)
+            pipe.execute()
+        self._alive_until = time.monotonic() + ttl_ms / 1000.0
+        self._expires_ms = int(time.time() * 1000) + ttl_ms
+        try:
+            line = summary_line(info, capacity, self._entries(raw))
+            self.conn.hset(self.keys.fleet, agent_id, f"{self._expires_ms}\n{line}")
+            self._summary_problem = None  # only TIME was refused: the line is on this host's clock
+        except redis.exceptions.NoPermissionError as refused:
+            self._note_summary_problem(refused)
+        return raw
 
     def _touch_running_jobs(self, job_ids: List[str]) -> List[str]:
         if not job_ids:

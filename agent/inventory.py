@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,8 @@ def read_gpus(
 
     A non-zero exit that names GPUs it cannot reach is not a failure: the others are listed.
     """
+    if os.sep not in executable and shutil.which(executable) is None:
+        return GpuReading([], {})  # not installed: a look along PATH, not a process started every refresh
     try:
         done = subprocess.run(
             [executable, *query_args(fields)], capture_output=True, text=True, timeout=timeout_s, check=False

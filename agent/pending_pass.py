@@ -2,15 +2,16 @@
 
 The agent's ``pending`` thread, every ``interval_s``: for each queue the agent serves, it takes or
 renews the queue's lease (``{ns}:lease:pending:{queue}``, :data:`LEASE_S`; a lease another agent
-holds is tried again only when it runs out). For the queues it holds, it reads the first
+holds is tried again only when it could have run out, one ``SET NX`` a lease length later:
+``leases.take_free``). For the queues it holds, it reads the first
 ``lookahead`` jobs (paused queues too), every live agent with its ledger from the fleet summary
 (``agents.read_summary``: one read whatever the fleet's size), and the submitters' quota usage,
 asks ``pending.explain`` for each job and writes, through ``lifecycle.set_pending`` in one call,
 only the answers that differ from what the record already says.
 
 So a fleet of N agents on one queue costs Redis one pass a second, not N: the other agents only
-try the lease when it would run out. How stale a reason can be: one ``interval_s`` while the holder
-lives, plus :data:`LEASE_S` when it dies (another agent of the queue takes the lease then); the
+try the lease once per :data:`LEASE_S`, one command each. How stale a reason can be: one ``interval_s`` while the holder
+lives, plus up to two :data:`LEASE_S` when it dies (another agent of the queue takes the lease then); the
 summary it reads is current within a round trip for claims and releases, within a heartbeat for a
 capacity change.
 """
@@ -71,11 +72,19 @@ class PendingPass:
 
     def run(self, closing: threading.Event) -> None:
         """The ``pending`` thread: a pass every ``interval_s`` until ``closing``; then the leases go."""
-        while not closing.wait(self.interval_s):
+        while not closing.wait(self._wait_s()):
             self.run_once()
         for queue in self.held():
             with contextlib.suppress(redis.RedisError):  # else it runs out within LEASE_S
                 self._release(keys=[self.keys.pending_lease(queue)], args=[self.agent_id])
+
+    def _wait_s(self) -> float:
+        """``interval_s`` while this agent holds a queue's lease; else until the first lease it may try
+        (an agent that holds none has nothing to do before then, and sleeps instead of waking each second)."""
+        if not self.queues or self.held():
+            return self.interval_s
+        first = min(self._retry_at.get(queue, 0.0) for queue in self.queues)
+        return max(self.interval_s, first - time.monotonic())
 
     def held(self) -> List[str]:
         return [q for q in self.queues if self._retry_at.get(q) == 0.0]
@@ -93,7 +102,11 @@ class PendingPass:
     def _hold(self, queue: str, at: float) -> bool:
         if at < self._retry_at.get(queue, 0.0):
             return False
-        left_ms = int(self._take(keys=[self.keys.pending_lease(queue)], args=[self.agent_id, int(LEASE_S * 1000)]))
+        key, ttl_ms = self.keys.pending_lease(queue), int(LEASE_S * 1000)
+        if self._retry_at.get(queue) == 0.0:  # held at the last pass: renew it (or learn who took it)
+            left_ms = int(self._take(keys=[key], args=[self.agent_id, ttl_ms]))
+        else:  # not ours: one SET NX; when another holds it, it cannot run out within a lease from now
+            left_ms = 0 if leases.take_free(self.conn, key, self.agent_id, ttl_ms) else ttl_ms
         self._retry_at[queue] = at + left_ms / 1000.0 if left_ms else 0.0
         return not left_ms
 

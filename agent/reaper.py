@@ -3,7 +3,7 @@
 Any live agent runs :meth:`Reaper.run_once` every few seconds; a lock (``{ns}:reaper:lock``) makes
 one of them do the work at a time. The agent daemon passes ``hold_s`` = its reaper interval: the
 holder keeps the lock that long after a pass, so the fleet looks once per interval rather than N
-times (the others try again when the lock expires); it reads the fleet summary, and the alive keys
+times (the others try again when the lock expires, with a ``SET NX`` and a ``PTTL`` in one round trip); it reads the fleet summary, and the alive keys
 only of the agents whose summary line ran out. An agent in ``{ns}:agents`` whose
 ``alive`` key has expired (heartbeat TTL + grace) is lost: each job in its ledger that it still
 owns is put back in its queue (reason ``requeued_agent_lost``) when the queue's ``retry`` policy
@@ -129,6 +129,7 @@ class Reaper:
         #: Seconds until the first alive key seen by the last pass expires (None: none will), so
         #: the agent can look again right then instead of up to one interval later.
         self.next_expiry_s: Optional[float] = None
+        self._held = False  # whether our last try took the lock
         self._pttl_allowed = True  # until Redis says this user may not (an ACL written for an older launchbay)
 
     def run_once(self) -> Dict[str, Dict[str, str]]:
@@ -145,15 +146,23 @@ class Reaper:
                 self._release_lock(keys=[self.keys.reaper_lock], args=[self.agent_id])
 
     def _lock(self) -> bool:
-        if self.conn.set(self.keys.reaper_lock, self.agent_id, nx=True, ex=self.lock_ttl_s):
-            return True
+        self._held = self._try_lock()
+        return self._held
+
+    def _try_lock(self) -> bool:
         self.lock_left_s = None
-        if self.hold_s <= 0:
-            return False
-        # Held: ours (kept from our last pass) lets us look again; another agent's does not, and we look
-        # again when it expires (a holder that died must not leave lost agents unseen for long).
-        left_ms = self._take_lock(keys=[self.keys.reaper_lock], args=[self.agent_id, self.lock_ttl_s * 1000])
-        self.lock_left_s = int(left_ms) / 1000.0 if left_ms else None
+        if self.hold_s > 0 and self._held:
+            # Ours, kept from our last pass: look again (renewing it); if another took it meanwhile, we
+            # learn when it expires.
+            left_ms = self._take_lock(keys=[self.keys.reaper_lock], args=[self.agent_id, self.lock_ttl_s * 1000])
+            self.lock_left_s = int(left_ms) / 1000.0 if left_ms else None
+            return not left_ms
+        # Free, or another agent's: SET NX and, in the same round trip, how long the other's has left (its
+        # holder keeps it its own reaper interval after each pass); we look again when it expires (a
+        # holder that died must not leave lost agents unseen for long).
+        left_ms = leases.take_free_or_left(self.conn, self.keys.reaper_lock, self.agent_id, self.lock_ttl_s * 1000)
+        if left_ms and self.hold_s > 0:
+            self.lock_left_s = left_ms / 1000.0
         return not left_ms
 
     def lost_agents(self) -> List[str]:

@@ -123,6 +123,28 @@ return expires
 """
 
 
+# An agent's beat in one call. KEYS[1] = the summary, KEYS[2] = the agent's alive key, KEYS[3] = the agents
+# set, KEYS[4] = the agent's ledger. ARGV[1] = agent id, ARGV[2] = TTL in ms, ARGV[3] = the line's head
+# (:func:`summary_line` with no entries), ARGV[4] = the alive key's value. The line gets the ledger's
+# entries as stored (one a line; a value with a newline in it is not an entry claim.lua wrote: left out).
+# The alive key and the line expire together (the same TTL from the same TIME), and the agent is listed
+# in the same step, so the reaper never sees it listed but not alive unless its beats stopped.
+# Returns {the expiry written, the ledger as HGETALL returns it}.
+BEAT_LUA = """
+local now = redis.call('TIME')
+local expires = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[2])
+local ledger = redis.call('HGETALL', KEYS[4])
+local line = {string.format('%d', expires), ARGV[3]}
+for i = 2, #ledger, 2 do
+  if not string.find(ledger[i], '\\n', 1, true) then line[#line + 1] = ledger[i] end
+end
+redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], table.concat(line, '\\n'))
+return {expires, ledger}
+"""
+
+
 @dataclass(frozen=True)
 class SummaryLine:
     """One agent's field of the fleet summary, read back."""

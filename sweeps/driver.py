@@ -20,9 +20,10 @@ the reason as its message; nothing else is touched.
 
 A lease lasts :data:`LEASE_S` and is renewed on every pass and before each new trial; a driver
 that dies is replaced by another agent of the queue within a lease. An agent that finds another
-holding a sweep's lease tries again only when that lease would run out, and remembers each sweep's
-queue (the queue decides only who tries; the holder reads the whole sweep again each pass), so the
-agents that do not drive a sweep cost Redis two small reads per look, whatever the fleet's size. The study (Optuna's journal),
+holding a sweep's lease tries again only when that lease could have run out (one ``SET NX`` a lease
+length later), and remembers each sweep's queue (the queue decides only who tries; the holder reads
+the whole sweep again each pass), so the agents that do not drive a sweep cost Redis two small reads
+per look (every :data:`LOOK_INTERVAL_S`), whatever the fleet's size. The study (Optuna's journal),
 the sweep and the jobs are in Redis, so a new driver starts where the old one stopped: a trial's
 job id is fixed by its number, so none is written twice, and an asked trial without a job gets one.
 """
@@ -36,7 +37,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Set, Tuple
 
 import redis
 from launchbay.metric_stream import entries as metricstream
@@ -65,7 +66,7 @@ log = logging.getLogger(__name__)
 LEASE_S = 10.0
 #: Seconds between passes while this agent drives a sweep, and while it only looks for one.
 DRIVE_INTERVAL_S = 0.5
-LOOK_INTERVAL_S = 2.0
+LOOK_INTERVAL_S = 10.0
 #: The longest reason the driver writes into a sweep's message.
 MESSAGE_CHARS = 1000
 
@@ -92,6 +93,7 @@ class SweepDriver:
         self._drives: Dict[str, _Drive] = {}
         self._queue_of: Dict[str, Optional[str]] = {}  # sweep id -> its queue, as first read
         self._retry_at: Dict[str, float] = {}  # sweep id -> when another's lease runs out (monotonic)
+        self._held: Set[str] = set()  # sweep ids whose lease this agent took at its last try
 
     def run(self) -> None:
         while not self.closing.is_set():
@@ -126,6 +128,7 @@ class SweepDriver:
         for sweep_id in set(self._queue_of) - set(sweep_ids):
             self._queue_of.pop(sweep_id, None)
             self._retry_at.pop(sweep_id, None)
+            self._held.discard(sweep_id)
         driving = False
         for sweep_id in sweep_ids:
             try:
@@ -147,11 +150,16 @@ class SweepDriver:
             self._queue_of[sweep_id] = self.store.queue_of(sweep_id)
         if self._queue_of[sweep_id] not in self.queues or time.monotonic() < self._retry_at.get(sweep_id, 0.0):
             return False
-        left_s = self.store.take_lease(sweep_id, self.agent_id, LEASE_S)
+        if sweep_id in self._held:  # ours at the last pass: renew it, or learn how long another's lasts
+            left_s = self.store.take_lease(sweep_id, self.agent_id, LEASE_S)
+        else:  # one SET NX; when another holds it, it cannot run out within a lease from now
+            left_s = 0.0 if self.store.take_free_lease(sweep_id, self.agent_id, LEASE_S) else LEASE_S
         if left_s:
             self._retry_at[sweep_id] = time.monotonic() + left_s
             self._drives.pop(sweep_id, None)
+            self._held.discard(sweep_id)
             return False
+        self._held.add(sweep_id)
         sweep = self.store.get(sweep_id)
         if sweep is None:
             return False
@@ -334,6 +342,7 @@ class SweepDriver:
 
     def _let_go(self, sweep_id: str) -> None:
         self._drives.pop(sweep_id, None)
+        self._held.discard(sweep_id)
         with contextlib.suppress(redis.RedisError):  # else it expires
             self.store.release_lease(sweep_id, self.agent_id)
 

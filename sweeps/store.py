@@ -275,6 +275,10 @@ class SweepStore:
         """Take or renew the sweep's lease for ``holder``: 0.0; else the seconds left on another's."""
         return int(self._take(keys=[self.keys.sweep_lease(sweep_id)], args=[holder, int(ttl_s * 1000)])) / 1000.0
 
+    def take_free_lease(self, sweep_id: str, holder: str, ttl_s: float) -> bool:
+        """Take the sweep's lease for ``holder`` only if nobody holds it (one ``SET NX``: ``leases.take_free``)."""
+        return leases.take_free(self.conn, self.keys.sweep_lease(sweep_id), holder, int(ttl_s * 1000))
+
     def release_lease(self, sweep_id: str, holder: str) -> None:
         self._release(keys=[self.keys.sweep_lease(sweep_id)], args=[holder])
 

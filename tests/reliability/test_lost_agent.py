@@ -55,7 +55,7 @@ def test_a_killed_agent_that_stays_down_has_its_job_freed_within_ttl_and_grace_b
         timeout_s=30,
         what="both agents to beat",
     )
-    last_beat = float(redis_conn.hget(Keys().agent("doomed"), "beat_at"))
+    last_beat = next(a["beat_at"] for a in agents_json(redis_url) if a["agent_id"] == "doomed")
     killed_at = time.time()
     doomed.kill()
 
