@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Proto
 
 import docker
 from docker.utils import parse_repository_tag
+from launchbay.agent.docker_client import AgentAPIClient, AgentDockerClient, create_container
 from launchbay.agent.docker_helpers import (
     CALL_TIMEOUT_S,
     PROBE_TIMEOUT_S,
@@ -153,7 +154,7 @@ class DockerRuntime:
             environment["DOCKER_HOST"] = self._docker_host
         with engine_errors("connecting"):
             # docker-py asks the engine its API version here: bounded by the same timeout
-            client = docker.from_env(timeout=max(1, math.ceil(timeout_s)), environment=environment)
+            client = AgentDockerClient.from_env(timeout=max(1, math.ceil(timeout_s)), environment=environment)
         skip_proxy_lookup(client.api)
         return client
 
@@ -238,25 +239,25 @@ class DockerRuntime:
         with engine_errors("creating a container"):
             try:
                 try:
-                    container = self._client().containers.create(image, **spec)
+                    container_id = create_container(self._client(), image, spec)
                 except docker.errors.APIError as exc:
                     if exc.status_code != 409 or not spec.get("name"):
                         raise
                     # The name is taken by a container left from an earlier attempt of the same job.
                     logger.warning("removing the stale container %s before a new attempt", spec["name"])
                     self.remove(spec["name"])
-                    container = self._client().containers.create(image, **spec)
+                    container_id = create_container(self._client(), image, spec)
             except docker.errors.APIError as exc:
                 raise JobRunError(
                     f"docker could not create the container: {explanation(exc)}",
                     reason=Reason.CONTAINER_FAILED.value,
                 ) from exc
         try:
-            self.start(container.id)
+            self.start(container_id)
         except JobRunError:
-            self.remove(container.id)
+            self.remove(container_id)
             raise
-        return container.id
+        return container_id
 
     def start(self, container_id: str) -> None:
         with engine_errors("starting a container"):
@@ -352,10 +353,11 @@ class DockerRuntime:
     def remove(self, container_id: str) -> None:
         """Remove a container (stopping it if needed); one that is already gone is fine."""
         with engine_errors("removing a container"):
+            api = self._api
             try:
-                self._api.remove_container(container_id, force=True)
+                api.remove_container(container_id, force=True)
             except docker.errors.NotFound:
-                return
+                pass
             except docker.errors.APIError as exc:
                 if exc.status_code == 409:  # removal already in progress
                     return
@@ -363,6 +365,8 @@ class DockerRuntime:
                     f"docker could not remove container {container_id[:12]}: {explanation(exc)}",
                     reason=Reason.CONTAINER_FAILED.value,
                 ) from exc
+        if isinstance(api, AgentAPIClient):
+            api.forget(container_id)
 
     @staticmethod
     @contextmanager

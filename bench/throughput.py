@@ -8,7 +8,9 @@ A round times N jobs (default 200) from the first call to the last job done:
 - baseline: ``seq N | xargs -P4 -I{} docker run --rm IMAGE date +%s.%N``.
 
 Rounds alternate (baseline first in odd rounds, agent first in even ones). The figure is jobs
-per second; the target is agent >= 0.9 x baseline, on the medians over rounds.
+per second; the target is agent >= 0.9 x baseline, on the medians over rounds. The agent row's note
+also gives the agent's own CPU per job (psutil over its process, children included, around each
+agent round): what the agent spends that ``xargs`` does not.
 
     .venv/bin/python bench/throughput.py [--jobs 200] [--rounds 2] [--quick] [--json]
 """
@@ -21,8 +23,10 @@ import subprocess
 import time
 from typing import Any, Dict, List
 
+import psutil
 import redis
 from _common import FIRST_INSTRUCTION, IMAGE, AgentProcess, RedisServer, Row, apply_queues, at_least, emit, median
+from idle_agent import cpu_seconds
 from launchbay.client import enqueue
 from launchbay.queue_config.keys import Keys
 
@@ -67,16 +71,29 @@ def xargs_round(jobs: int) -> float:
 
 def measure(jobs: int, rounds: int) -> Dict[str, Any]:
     samples: Dict[str, List[float]] = {"xargs": [], "agent": []}
+    agent_cpu_ms: List[float] = []
     with RedisServer() as server:
         conn = redis.Redis.from_url(server.url)
         apply_queues(conn, QUEUE)
         with AgentProcess(server.url, [QUEUE], agent_id="bench-throughput", max_jobs=SLOTS) as agent:
+            proc = psutil.Process(agent.proc.pid)
             for index in range(rounds):
                 order = ["xargs", "agent"] if index % 2 == 0 else ["agent", "xargs"]
                 for name in order:
-                    rate = xargs_round(jobs) if name == "xargs" else agent_round(conn, jobs, agent.agent_id)
-                    samples[name].append(rate)
-    return {"jobs": jobs, "rounds": rounds, "slots": SLOTS, "image": IMAGE, "jobs_per_s": samples}
+                    if name == "xargs":
+                        samples[name].append(xargs_round(jobs))
+                        continue
+                    cpu_before = cpu_seconds(proc)
+                    samples[name].append(agent_round(conn, jobs, agent.agent_id))
+                    agent_cpu_ms.append(1000 * (cpu_seconds(proc) - cpu_before) / jobs)
+    return {
+        "jobs": jobs,
+        "rounds": rounds,
+        "slots": SLOTS,
+        "image": IMAGE,
+        "jobs_per_s": samples,
+        "agent_cpu_ms_per_job": agent_cpu_ms,
+    }
 
 
 def rows(result: Dict[str, Any]) -> List[Row]:
@@ -91,7 +108,8 @@ def rows(result: Dict[str, Any]) -> List[Row]:
             baseline=baseline,
             ratio=median(samples["agent"]) / baseline,
             target=f"median ratio >= {TARGET}",
-            note=f"{result['jobs']} jobs per round, {result['rounds']} round(s)",
+            note=f"{result['jobs']} jobs per round, {result['rounds']} round(s); agent CPU per job, median: "
+            f"{median(result['agent_cpu_ms_per_job']):.1f} ms",
         ),
     ]
 

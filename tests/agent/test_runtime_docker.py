@@ -26,7 +26,10 @@ GRACE_S = 1.0
 
 @pytest.fixture
 def runtime(docker_client):
-    return DockerRuntime(docker_client)
+    """The runtime as ``launchbay agent`` builds it: its own client from DOCKER_HOST."""
+    built = DockerRuntime()
+    yield built
+    built.close()
 
 
 @pytest.fixture
@@ -356,6 +359,42 @@ def test_the_docker_runtime_waits_lists_and_removes_its_containers(runtime, base
         runtime.remove(container_id)
     runtime.remove(container_id)  # a second remove is harmless
     assert runtime.list_managed("rt-direct") == []
+
+
+def _log_text(runtime, container_id, **kwargs) -> str:
+    return b"".join(data for _, data in runtime.stream_logs(container_id, **kwargs)).decode()
+
+
+def test_the_runtime_reads_its_own_containers_logs_without_inspecting_them(runtime, base_image):
+    inspected = []
+    api = runtime._api
+    inspect_container = api.inspect_container
+    api.inspect_container = lambda container: inspected.append(container) or inspect_container(container)
+    container_id = runtime.create_and_start({"image": base_image, "command": ["echo", "hello"], "labels": {}})
+    try:
+        assert _log_text(runtime, container_id) == "hello\n"
+        assert inspected == []  # neither the create nor the follow read asked the engine about the container
+        assert runtime.wait(container_id, 20).exit_code == 0  # reads the exit: one inspect
+        assert _log_text(runtime, container_id, follow=False) == "hello\n"
+        assert inspected == [container_id]
+    finally:
+        runtime.remove(container_id)
+
+
+def test_a_tty_container_and_one_created_elsewhere_have_their_logs_read(runtime, base_image, docker_client):
+    """A tty stream is not framed like a plain one: the runtime knows which for its own containers and
+    asks the engine about any other (one adopted after a restart, made by another client)."""
+    tty_id = runtime.create_and_start({"image": base_image, "command": ["echo", "on a tty"], "tty": True})
+    elsewhere = docker_client.containers.run(base_image, ["echo", "from elsewhere"], detach=True)
+    try:
+        assert runtime.wait(tty_id, 20).exit_code == 0 and runtime.wait(elsewhere.id, 20).exit_code == 0
+        own = _log_text(runtime, tty_id, follow=False)
+        assert own.endswith("on a tty\r\n")  # a tty stream comes unframed, in one piece with its timestamp
+        assert _log_text(DockerRuntime(), tty_id, follow=False) == own  # a restarted agent's runtime asks the engine
+        assert _log_text(runtime, elsewhere.id, follow=False) == "from elsewhere\n"
+    finally:
+        runtime.remove(tty_id)
+        runtime.remove(elsewhere.id)
 
 
 def test_a_local_engine_is_called_without_reading_proxy_variables_and_a_tcp_one_keeps_them(docker_client):
