@@ -150,7 +150,9 @@ class SweepDriver:
             self._queue_of[sweep_id] = self.store.queue_of(sweep_id)
         if self._queue_of[sweep_id] not in self.queues or time.monotonic() < self._retry_at.get(sweep_id, 0.0):
             return False
-        if sweep_id in self._held:  # ours at the last pass: renew it, or learn how long another's lasts
+        if sweep_id in self._held or sweep_id not in self._retry_at:
+            # ours at the last pass, or this driver's first try (a restarted agent may hold it still): the
+            # script renews our own lease, or says how long another's lasts
             left_s = self.store.take_lease(sweep_id, self.agent_id, LEASE_S)
         else:  # one SET NX; when another holds it, it cannot run out within a lease from now
             left_s = 0.0 if self.store.take_free_lease(sweep_id, self.agent_id, LEASE_S) else LEASE_S

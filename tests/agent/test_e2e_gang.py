@@ -318,6 +318,13 @@ def test_a_gang_not_complete_in_its_assemble_timeout_releases_every_hold_and_say
     ).stdout.strip()  # fmt: skip
     wait_for(lambda: record(redis_conn, blocker).get("state") == "running", timeout_s=60, what="the blocker running")
     first, second = agents("gang-h1", queue=QUEUE), agents("gang-h2", queue=QUEUE)
+    # both on the queue's idle list, so the enqueue wakes both: an agent still starting would find the
+    # job only at its next safety-net pass (5 s), after the 2 s round ran out with one hold
+    wait_for(
+        lambda: {b"gang-h1", b"gang-h2"} <= set(redis_conn.lrange(Keys().idle(QUEUE), 0, -1)),
+        timeout_s=30,
+        what="gang-h1 and gang-h2 on the idle list",
+    )
     job_id = run_cli(
         "enqueue", "--redis-url", redis_url, "-q", QUEUE, "--nodes", "3", "--cpus", "0.5", "--memory", "256MiB",
         "--image", base_image, "--", "true",
