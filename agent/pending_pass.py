@@ -103,12 +103,9 @@ class PendingPass:
         if at < self._retry_at.get(queue, 0.0):
             return False
         key, ttl_ms = self.keys.pending_lease(queue), int(LEASE_S * 1000)
-        # held at the last pass (0.0), or this agent's first try (a restarted agent may hold it still):
-        # the script renews our own lease, or says how long another's lasts
-        if self._retry_at.get(queue, 0.0) == 0.0:
-            left_ms = int(self._take(keys=[key], args=[self.agent_id, ttl_ms]))
-        else:  # not ours: one SET NX; when another holds it, it cannot run out within a lease from now
-            left_ms = 0 if leases.take_free(self.conn, key, self.agent_id, ttl_ms) else ttl_ms
+        # held at the last pass (0.0), or this agent's first try (no entry)
+        may_hold = self._retry_at.get(queue, 0.0) == 0.0
+        left_ms = leases.try_lease(self._take, self.conn, key, self.agent_id, ttl_ms, may_hold=may_hold)
         self._retry_at[queue] = at + left_ms / 1000.0 if left_ms else 0.0
         return not left_ms
 

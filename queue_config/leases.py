@@ -41,6 +41,20 @@ def take_free(conn: Any, key: str, holder: str, ttl_ms: int) -> bool:
     return bool(conn.set(key, holder, nx=True, px=max(1, int(ttl_ms))))
 
 
+def try_lease(take: Any, conn: Any, key: str, holder: str, ttl_ms: int, *, may_hold: bool) -> int:
+    """One try at a lease that all holders keep for ``ttl_ms``: 0 when ``holder`` holds it now, else the ms
+    until it could be free.
+
+    ``take`` is :data:`TAKE_LUA` registered. A holder that may hold the lease (it did at its last try, or
+    this is its first: an agent restarted under the same id may hold it still) runs it, which renews its
+    own lease or says how long another's lasts; any other tries :func:`take_free` (one command), and
+    learns only that the lease cannot be free within ``ttl_ms``.
+    """
+    if may_hold:
+        return int(take(keys=[key], args=[holder, ttl_ms]))
+    return 0 if take_free(conn, key, holder, ttl_ms) else ttl_ms
+
+
 def take_free_or_left(conn: Any, key: str, holder: str, ttl_ms: int) -> int:
     """:func:`take_free`, with the other holder's ``PTTL`` in the same round trip: 0 when taken, else the ms
     until it could be free (at least 1; 1000 when this user may not run PTTL), as :data:`TAKE_LUA` answers.

@@ -37,7 +37,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import redis
 from launchbay.metric_stream import entries as metricstream
@@ -92,8 +92,8 @@ class SweepDriver:
         self.wake = threading.Event()
         self._drives: Dict[str, _Drive] = {}
         self._queue_of: Dict[str, Optional[str]] = {}  # sweep id -> its queue, as first read
-        self._retry_at: Dict[str, float] = {}  # sweep id -> when another's lease runs out (monotonic)
-        self._held: Set[str] = set()  # sweep ids whose lease this agent took at its last try
+        #: sweep id -> when another's lease could run out (monotonic); 0.0: this agent took it at its last try
+        self._retry_at: Dict[str, float] = {}
 
     def run(self) -> None:
         while not self.closing.is_set():
@@ -128,7 +128,6 @@ class SweepDriver:
         for sweep_id in set(self._queue_of) - set(sweep_ids):
             self._queue_of.pop(sweep_id, None)
             self._retry_at.pop(sweep_id, None)
-            self._held.discard(sweep_id)
         driving = False
         for sweep_id in sweep_ids:
             try:
@@ -150,18 +149,14 @@ class SweepDriver:
             self._queue_of[sweep_id] = self.store.queue_of(sweep_id)
         if self._queue_of[sweep_id] not in self.queues or time.monotonic() < self._retry_at.get(sweep_id, 0.0):
             return False
-        if sweep_id in self._held or sweep_id not in self._retry_at:
-            # ours at the last pass, or this driver's first try (a restarted agent may hold it still): the
-            # script renews our own lease, or says how long another's lasts
-            left_s = self.store.take_lease(sweep_id, self.agent_id, LEASE_S)
-        else:  # one SET NX; when another holds it, it cannot run out within a lease from now
-            left_s = 0.0 if self.store.take_free_lease(sweep_id, self.agent_id, LEASE_S) else LEASE_S
+        # ours at the last try (0.0), or this driver's first (no entry): see leases.try_lease
+        may_hold = self._retry_at.get(sweep_id, 0.0) == 0.0
+        left_s = self.store.take_lease(sweep_id, self.agent_id, LEASE_S, may_hold=may_hold)
         if left_s:
             self._retry_at[sweep_id] = time.monotonic() + left_s
             self._drives.pop(sweep_id, None)
-            self._held.discard(sweep_id)
             return False
-        self._held.add(sweep_id)
+        self._retry_at[sweep_id] = 0.0
         sweep = self.store.get(sweep_id)
         if sweep is None:
             return False
@@ -344,7 +339,7 @@ class SweepDriver:
 
     def _let_go(self, sweep_id: str) -> None:
         self._drives.pop(sweep_id, None)
-        self._held.discard(sweep_id)
+        self._retry_at.pop(sweep_id, None)
         with contextlib.suppress(redis.RedisError):  # else it expires
             self.store.release_lease(sweep_id, self.agent_id)
 

@@ -271,13 +271,11 @@ class SweepStore:
         """Take or renew the sweep's lease for ``holder``; False while another holds it."""
         return bool(self._lease(keys=[self.keys.sweep_lease(sweep_id)], args=[holder, int(ttl_s * 1000)]))
 
-    def take_lease(self, sweep_id: str, holder: str, ttl_s: float) -> float:
-        """Take or renew the sweep's lease for ``holder``: 0.0; else the seconds left on another's."""
-        return int(self._take(keys=[self.keys.sweep_lease(sweep_id)], args=[holder, int(ttl_s * 1000)])) / 1000.0
-
-    def take_free_lease(self, sweep_id: str, holder: str, ttl_s: float) -> bool:
-        """Take the sweep's lease for ``holder`` only if nobody holds it (one ``SET NX``: ``leases.take_free``)."""
-        return leases.take_free(self.conn, self.keys.sweep_lease(sweep_id), holder, int(ttl_s * 1000))
+    def take_lease(self, sweep_id: str, holder: str, ttl_s: float, *, may_hold: bool = True) -> float:
+        """Try the sweep's lease for ``holder`` (``leases.try_lease``): 0.0 when ``holder`` holds it now, else
+        the seconds until it could be free. ``may_hold`` False: one ``SET NX``, for an agent that did not hold it."""
+        key, ttl_ms = self.keys.sweep_lease(sweep_id), int(ttl_s * 1000)
+        return leases.try_lease(self._take, self.conn, key, holder, ttl_ms, may_hold=may_hold) / 1000.0
 
     def release_lease(self, sweep_id: str, holder: str) -> None:
         self._release(keys=[self.keys.sweep_lease(sweep_id)], args=[holder])
